@@ -1,0 +1,287 @@
+//! Scoped JWTs: HS256 with the API secret, claims `resource`, `action`, `feed_id` and `exp`,
+//! never `iat` (Stream refuses an `iat` ahead of its own clock).
+//!
+//! [`TokenCache`] keeps one token per scope, so the request path costs one map lookup: a token
+//! has no `iat`, so the same scope and `exp` give the same token anyway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::Secret;
+use crate::stream::{Action, FeedClaim, Resource, Scope};
+
+/// The claims of a token Stream takes. Field order is the wire order of the official clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// `resource` (scope tokens).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resource: Option<String>,
+    /// `action` (scope tokens).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub action: Option<String>,
+    /// `feed_id` (scope tokens): `sluguser_id` or `*`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub feed_id: Option<String>,
+    /// `user_id` (user tokens).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user_id: Option<String>,
+    /// `exp`, unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub exp: Option<u64>,
+}
+
+impl Claims {
+    /// The claims of a scope token.
+    pub fn for_scope(scope: &Scope, exp: Option<u64>) -> Self {
+        Self {
+            resource: Some(scope.resource.as_str().to_owned()),
+            action: Some(scope.action.as_str().to_owned()),
+            feed_id: Some(scope.feed.as_str().to_owned()),
+            user_id: None,
+            exp,
+        }
+    }
+
+    /// The scope these claims grant, when they are a scope token this gateway understands.
+    pub fn scope(&self) -> Option<Scope> {
+        Some(Scope {
+            resource: Resource::parse(self.resource.as_deref()?)?,
+            action: Action::parse(self.action.as_deref()?)?,
+            feed: FeedClaim::parse(self.feed_id.as_deref()?),
+        })
+    }
+}
+
+/// Signs `claims` with HS256 and the secret.
+pub fn encode(claims: &Claims, secret: &Secret) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
+    )
+    .expect("HS256 over plain claims cannot fail")
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not three base64 segments, or not JSON.
+    #[error("token is malformed")]
+    Malformed,
+    /// The signature does not match the secret.
+    #[error("signature is invalid")]
+    BadSignature,
+    /// `exp` is in the past.
+    #[error("token has expired")]
+    Expired,
+    /// Not HS256.
+    #[error("token algorithm is not HS256")]
+    WrongAlgorithm,
+}
+
+/// Verifies an HS256 token with the secret and returns its claims; `exp`, when present, must be
+/// after `now` (unix seconds). Tokens without `exp` are valid, as Stream takes them.
+pub fn verify(token: &str, secret: &Secret, now: u64) -> Result<Claims, VerifyError> {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.required_spec_claims.clear();
+    v.validate_exp = false; // checked below against the caller's clock
+    v.leeway = 0;
+    let data = jsonwebtoken::decode::<Claims>(
+        token,
+        &DecodingKey::from_secret(secret.expose().as_bytes()),
+        &v,
+    )
+    .map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match e.kind() {
+            K::InvalidSignature => VerifyError::BadSignature,
+            K::InvalidAlgorithm => VerifyError::WrongAlgorithm,
+            _ => VerifyError::Malformed,
+        }
+    })?;
+    match data.claims.exp {
+        Some(exp) if exp <= now => Err(VerifyError::Expired),
+        _ => Ok(data.claims),
+    }
+}
+
+/// Most scopes held at once; past it the cache is emptied (feed ids are unbounded, memory is
+/// not, and re-minting is cheap).
+pub const CACHE_CAPACITY: usize = 65_536;
+
+/// A cached token and its `exp`.
+type Cached = (Arc<str>, Option<u64>);
+
+/// One token per scope, reused until a quarter of its lifetime is left.
+#[derive(Debug)]
+pub struct TokenCache {
+    secret: Secret,
+    ttl_s: u64,
+    map: RwLock<HashMap<Scope, Cached>>,
+}
+
+impl TokenCache {
+    /// A cache minting with `secret`; `ttl_s` 0 mints tokens without `exp`.
+    pub fn new(secret: Secret, ttl_s: u64) -> Self {
+        Self {
+            secret,
+            ttl_s,
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn fresh(&self, exp: Option<u64>, now: u64) -> bool {
+        match exp {
+            None => true,
+            Some(exp) => exp.saturating_sub(now) > (self.ttl_s / 4).max(1),
+        }
+    }
+
+    /// The token for `scope` at `now` (unix seconds): the cached one while fresh, else a new one.
+    pub fn get(&self, scope: &Scope, now: u64) -> Arc<str> {
+        if let Some((t, exp)) = self.map.read().expect("token cache lock").get(scope) {
+            if self.fresh(*exp, now) {
+                return t.clone();
+            }
+        }
+        let exp = (self.ttl_s > 0).then(|| now + self.ttl_s);
+        let token: Arc<str> = encode(&Claims::for_scope(scope, exp), &self.secret).into();
+        let mut map = self.map.write().expect("token cache lock");
+        if map.len() >= CACHE_CAPACITY {
+            map.clear();
+        }
+        map.insert(scope.clone(), (token.clone(), exp));
+        token
+    }
+
+    /// How many scopes are cached.
+    pub fn len(&self) -> usize {
+        self.map.read().expect("token cache lock").len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn vectors() -> Value {
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vectors/auth-vectors.json"
+        );
+        let text = std::fs::read_to_string(p).expect("tests/vectors/auth-vectors.json");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn scope(r: Resource, a: Action, f: &str) -> Scope {
+        Scope {
+            resource: r,
+            action: a,
+            feed: FeedClaim::parse(f),
+        }
+    }
+
+    #[test]
+    fn vector_tokens_verify_to_exactly_their_claims() {
+        let v = vectors();
+        let secret = Secret::new(v["api_secret"].as_str().unwrap());
+        for case in v["jwts"].as_array().unwrap() {
+            let claims = verify(case["token"].as_str().unwrap(), &secret, 0).unwrap();
+            let want: Claims = serde_json::from_value(case["claims"].clone()).unwrap();
+            assert_eq!(claims, want);
+        }
+    }
+
+    #[test]
+    fn a_vector_token_signed_with_another_secret_is_refused() {
+        let v = vectors();
+        let secret = Secret::new(v["api_secret"].as_str().unwrap());
+        let t = v["jwt_signed_with_another_secret"].as_str().unwrap();
+        assert_eq!(verify(t, &secret, 0), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn minted_vector_claims_verify_with_the_secret_and_not_another() {
+        let v = vectors();
+        let secret = Secret::new(v["api_secret"].as_str().unwrap());
+        for case in v["jwts"].as_array().unwrap() {
+            let want: Claims = serde_json::from_value(case["claims"].clone()).unwrap();
+            let t = encode(&want, &secret);
+            assert_eq!(verify(&t, &secret, 0).unwrap(), want);
+            assert_eq!(
+                verify(&t, &Secret::new("other"), 0),
+                Err(VerifyError::BadSignature)
+            );
+            // The payload segment is the vector's, byte for byte: same claims, same order.
+            let ours = t.split('.').nth(1).unwrap();
+            let theirs = case["token"].as_str().unwrap().split('.').nth(1).unwrap();
+            assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn minted_tokens_never_carry_iat() {
+        let t = encode(
+            &Claims::for_scope(&scope(Resource::Feed, Action::Read, "user42"), Some(5)),
+            &Secret::new("s"),
+        );
+        use base64::Engine;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(t.split('.').nth(1).unwrap())
+            .unwrap();
+        let v: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"resource":"feed","action":"read","feed_id":"user42","exp":5})
+        );
+    }
+
+    #[test]
+    fn expired_tokens_are_refused_at_and_after_exp() {
+        let s = Secret::new("s");
+        let t = encode(
+            &Claims {
+                exp: Some(100),
+                ..Claims::default()
+            },
+            &s,
+        );
+        assert!(verify(&t, &s, 99).is_ok());
+        assert_eq!(verify(&t, &s, 100), Err(VerifyError::Expired));
+        assert_eq!(verify("a.b", &s, 0), Err(VerifyError::Malformed));
+    }
+
+    #[test]
+    fn the_cache_reuses_a_token_until_a_quarter_of_its_life_is_left() {
+        let cache = TokenCache::new(Secret::new("s"), 400);
+        let sc = scope(Resource::Feed, Action::Read, "user42");
+        let first = cache.get(&sc, 1000);
+        assert_eq!(cache.get(&sc, 1299), first);
+        let renewed = cache.get(&sc, 1301);
+        assert_ne!(renewed, first);
+        let claims = verify(&renewed, &Secret::new("s"), 1301).unwrap();
+        assert_eq!(claims.exp, Some(1701));
+        assert_eq!(claims.scope(), Some(sc));
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn the_cache_keeps_one_token_per_scope() {
+        let cache = TokenCache::new(Secret::new("s"), 0);
+        let a = cache.get(&scope(Resource::Feed, Action::Read, "user1"), 0);
+        let b = cache.get(&scope(Resource::Feed, Action::Read, "user2"), 0);
+        let c = cache.get(&scope(Resource::Feed, Action::Write, "user1"), 0);
+        assert!(a != b && a != c && b != c);
+        assert_eq!(verify(&a, &Secret::new("s"), u64::MAX).unwrap().exp, None);
+        assert_eq!(cache.len(), 3);
+    }
+}

@@ -1,0 +1,14 @@
+//! stream-gateway: a least-privilege signing gateway in front of Stream's feed REST API v1.0.
+//!
+//! Map of the crate:
+//! - [`stream`]: the domain: ids, scopes, the endpoint table, query and body checks;
+//! - [`auth`]: JWT minting and caching, HTTP Signatures, the `Secret` type;
+//! - [`config`]: figment layers (defaults < TOML < env), validated once;
+//! - [`error`]: the one HTTP error type, rendered as Stream's error body;
+//! - [`proxy`]: the `/api/v1.0/` handler, forwarding and the retry policy;
+//! - [`emulator`]: Stream's API in memory, served on its own port, verifying as Stream does;
+//! - [`app`]: binds, builds the router and serves until shutdown;
+//! - [`telemetry`]: the tracing subscriber.
+
+pub mod auth;
+pub mod stream;

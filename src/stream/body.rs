@@ -1,0 +1,421 @@
+//! Request bodies: each endpoint's JSON is checked against what Stream takes, and the
+//! credentials some official clients put inside bodies are removed.
+//!
+//! Bodies are forwarded byte for byte unless something had to be removed; only then are they
+//! serialized again.
+
+use serde_json::{Map, Value};
+
+use super::endpoint::BodyKind;
+use super::ids::FeedId;
+use super::query::MAX_COPY_LIMIT;
+use super::{parse_time, InvalidInput};
+
+/// Most activities in one `activities/` update (REST docs).
+pub const MAX_UPDATE_ACTIVITIES: usize = 100;
+/// Most target feeds in one `add_to_many` (REST docs).
+pub const MAX_ADD_TO_MANY_FEEDS: usize = 5000;
+/// Most follows in one `follow_many` (REST docs).
+pub const MAX_FOLLOW_MANY: usize = 2500;
+/// Longest `verb` (Stream's activity docs).
+pub const MAX_VERB_BYTES: usize = 255;
+
+/// What the check found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CheckedBody {
+    /// The body to send instead of the caller's, when credentials were removed from it.
+    pub rewritten: Option<Vec<u8>>,
+    /// Every activity in it carries both `foreign_id` and `time`, so Stream de-duplicates a
+    /// resend and a retry cannot store it twice.
+    pub keyed: bool,
+}
+
+/// Checks `body` for an endpoint that takes `kind`.
+pub fn check(kind: BodyKind, body: &[u8]) -> Result<CheckedBody, InvalidInput> {
+    if kind == BodyKind::None {
+        return Ok(CheckedBody::default());
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(InvalidInput::new(
+            "body",
+            "is required: send the JSON this endpoint takes",
+        ));
+    }
+    let mut v: Value = serde_json::from_slice(body)
+        .map_err(|e| InvalidInput::new("body", &format!("is not valid JSON: {e}")))?;
+    let mut changed = false;
+    let keyed = match kind {
+        BodyKind::None => unreachable!("handled above"),
+        BodyKind::Activities => {
+            let obj = object(&mut v, "body")?;
+            if obj.contains_key("activities") {
+                let list = array(obj.get_mut("activities"), "activities")?;
+                if list.is_empty() {
+                    return Err(InvalidInput::new("activities", "must not be empty"));
+                }
+                let mut all = true;
+                for (i, a) in list.iter_mut().enumerate() {
+                    all &= activity(a, &format!("activities[{i}]"), &mut changed, true)?;
+                }
+                all
+            } else {
+                activity(&mut v, "activity", &mut changed, true)?
+            }
+        }
+        BodyKind::ActivitiesUpdate => {
+            let obj = object(&mut v, "body")?;
+            let list = array(obj.get_mut("activities"), "activities")?;
+            if list.is_empty() || list.len() > MAX_UPDATE_ACTIVITIES {
+                return Err(InvalidInput::new(
+                    "activities",
+                    "must hold between 1 and 100 activities",
+                ));
+            }
+            for (i, a) in list.iter_mut().enumerate() {
+                let f = format!("activities[{i}]");
+                if !activity(a, &f, &mut changed, true)? {
+                    return Err(InvalidInput::new(
+                        f,
+                        "must carry foreign_id and time: updates are matched on them",
+                    ));
+                }
+            }
+            true
+        }
+        BodyKind::AddToMany => {
+            let obj = object(&mut v, "body")?;
+            let feeds = array(obj.get_mut("feeds"), "feeds")?;
+            if feeds.is_empty() || feeds.len() > MAX_ADD_TO_MANY_FEEDS {
+                return Err(InvalidInput::new(
+                    "feeds",
+                    "must hold between 1 and 5000 feed ids",
+                ));
+            }
+            for (i, f) in feeds.iter().enumerate() {
+                feed_id(Some(f), &format!("feeds[{i}]"))?;
+            }
+            let a = obj
+                .get_mut("activity")
+                .ok_or_else(|| InvalidInput::new("activity", "is required"))?;
+            activity(a, "activity", &mut changed, false)?
+        }
+        BodyKind::Follow => {
+            let obj = object(&mut v, "body")?;
+            feed_id(obj.get("target"), "target")?;
+            copy_limit(obj.get("activity_copy_limit"), "activity_copy_limit")?;
+            // A token for the target, minted by the caller with whatever secret it holds
+            // (stream-python sends one); Stream accepts the follow without it.
+            changed |= obj.remove("target_token").is_some();
+            true
+        }
+        BodyKind::FollowMany => {
+            let list = array(Some(&mut v), "body")?;
+            if list.is_empty() || list.len() > MAX_FOLLOW_MANY {
+                return Err(InvalidInput::new(
+                    "body",
+                    "must hold between 1 and 2500 follows",
+                ));
+            }
+            for (i, f) in list.iter_mut().enumerate() {
+                let name = format!("[{i}]");
+                let o = object(f, &name)?;
+                feed_id(o.get("source"), &format!("{name}.source"))?;
+                feed_id(o.get("target"), &format!("{name}.target"))?;
+                copy_limit(
+                    o.get("activity_copy_limit"),
+                    &format!("{name}.activity_copy_limit"),
+                )?;
+            }
+            true
+        }
+    };
+    let rewritten = changed.then(|| serde_json::to_vec(&v).expect("a Value always serializes"));
+    Ok(CheckedBody { rewritten, keyed })
+}
+
+fn object<'a>(v: &'a mut Value, field: &str) -> Result<&'a mut Map<String, Value>, InvalidInput> {
+    v.as_object_mut()
+        .ok_or_else(|| InvalidInput::new(field, "must be a JSON object"))
+}
+
+fn array<'a>(v: Option<&'a mut Value>, field: &str) -> Result<&'a mut Vec<Value>, InvalidInput> {
+    match v {
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(InvalidInput::new(field, "must be a JSON array")),
+        None => Err(InvalidInput::new(field, "is required")),
+    }
+}
+
+fn feed_id(v: Option<&Value>, field: &str) -> Result<FeedId, InvalidInput> {
+    match v {
+        Some(Value::String(s)) => {
+            FeedId::parse(s).map_err(|e| InvalidInput::new(field, &e.to_string()))
+        }
+        Some(_) => Err(InvalidInput::new(
+            field,
+            "must be a feed id string (slug:user_id)",
+        )),
+        None => Err(InvalidInput::new(field, "is required")),
+    }
+}
+
+fn copy_limit(v: Option<&Value>, field: &str) -> Result<(), InvalidInput> {
+    match v {
+        None => Ok(()),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= MAX_COPY_LIMIT) => Ok(()),
+        Some(_) => Err(InvalidInput::new(
+            field,
+            "must be an integer from 0 to 1000",
+        )),
+    }
+}
+
+fn required_string<'a>(
+    o: &'a Map<String, Value>,
+    key: &str,
+    prefix: &str,
+) -> Result<&'a str, InvalidInput> {
+    match o.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) => Err(InvalidInput::new(
+            format!("{prefix}.{key}"),
+            "must not be empty",
+        )),
+        Some(_) => Err(InvalidInput::new(
+            format!("{prefix}.{key}"),
+            "must be a string",
+        )),
+        None => Err(InvalidInput::new(format!("{prefix}.{key}"), "is required")),
+    }
+}
+
+/// Checks one activity; returns whether it carries both `foreign_id` and `time`.
+/// `to_allowed` is false inside `add_to_many`, which does not take `to`.
+fn activity(
+    v: &mut Value,
+    prefix: &str,
+    changed: &mut bool,
+    to_allowed: bool,
+) -> Result<bool, InvalidInput> {
+    let o = object(v, prefix)?;
+    required_string(o, "actor", prefix)?;
+    if required_string(o, "verb", prefix)?.len() > MAX_VERB_BYTES {
+        return Err(InvalidInput::new(
+            format!("{prefix}.verb"),
+            "must be at most 255 bytes",
+        ));
+    }
+    required_string(o, "object", prefix)?;
+    let time = match o.get("time") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if parse_time(s).is_some() => true,
+        Some(_) => {
+            return Err(InvalidInput::new(
+                format!("{prefix}.time"),
+                "must be an ISO 8601 UTC time such as 2026-11-27T10:00:00.000000",
+            ))
+        }
+    };
+    let foreign_id = match o.get("foreign_id") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if !s.is_empty() => true,
+        Some(_) => {
+            return Err(InvalidInput::new(
+                format!("{prefix}.foreign_id"),
+                "must be a non-empty string",
+            ))
+        }
+    };
+    if let Some(to) = o.get_mut("to") {
+        if !to_allowed {
+            return Err(InvalidInput::new(
+                format!("{prefix}.to"),
+                "is not permitted in add_to_many",
+            ));
+        }
+        let list = array(Some(to), &format!("{prefix}.to"))?;
+        for (i, t) in list.iter_mut().enumerate() {
+            let field = format!("{prefix}.to[{i}]");
+            let Value::String(s) = t else {
+                return Err(InvalidInput::new(field, "must be a feed id string"));
+            };
+            // stream-python appends "<space><token>" to each entry, a token signed with the
+            // caller's secret. Stream takes plain feed ids with a server-side JWT.
+            let plain = s.split_once(' ').map(|(feed, _token)| feed.to_owned());
+            let id = plain.as_deref().unwrap_or(s);
+            FeedId::parse(id).map_err(|e| InvalidInput::new(field.as_str(), &e.to_string()))?;
+            if let Some(p) = plain {
+                *t = Value::String(p);
+                *changed = true;
+            }
+        }
+    }
+    Ok(time && foreign_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(kind: BodyKind, s: &str) -> CheckedBody {
+        check(kind, s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+    fn field(kind: BodyKind, s: &str) -> String {
+        check(kind, s.as_bytes()).unwrap_err().field
+    }
+    const A: &str = r#"{"actor":"user:1","verb":"tweet","object":"tweet:1"}"#;
+    const K: &str = r#"{"actor":"user:1","verb":"tweet","object":"tweet:1","foreign_id":"tweet:1","time":"2026-11-27T10:00:00"}"#;
+
+    #[test]
+    fn one_activity_or_a_list_is_accepted_and_forwarded_unchanged() {
+        assert_eq!(
+            ok(BodyKind::Activities, A),
+            CheckedBody {
+                rewritten: None,
+                keyed: false
+            }
+        );
+        assert!(ok(BodyKind::Activities, K).keyed);
+        let many = format!(r#"{{"activities":[{K},{K}]}}"#);
+        assert!(ok(BodyKind::Activities, &many).keyed);
+        let mixed = format!(r#"{{"activities":[{K},{A}]}}"#);
+        assert!(!ok(BodyKind::Activities, &mixed).keyed);
+    }
+
+    #[test]
+    fn malformed_or_missing_json_names_the_body() {
+        assert_eq!(field(BodyKind::Activities, "{"), "body");
+        assert_eq!(field(BodyKind::Activities, ""), "body");
+        assert_eq!(field(BodyKind::Activities, "[1]"), "body");
+        assert_eq!(
+            field(BodyKind::Activities, r#"{"activities":[]}"#),
+            "activities"
+        );
+    }
+
+    #[test]
+    fn an_activity_needs_actor_verb_and_object() {
+        assert_eq!(
+            field(BodyKind::Activities, r#"{"verb":"v","object":"o"}"#),
+            "activity.actor"
+        );
+        assert_eq!(
+            field(
+                BodyKind::Activities,
+                r#"{"actor":"a","verb":"","object":"o"}"#
+            ),
+            "activity.verb"
+        );
+        assert_eq!(
+            field(
+                BodyKind::Activities,
+                r#"{"actor":"a","verb":"v","object":1}"#
+            ),
+            "activity.object"
+        );
+        let long = format!(
+            r#"{{"actor":"a","verb":"{}","object":"o"}}"#,
+            "v".repeat(256)
+        );
+        assert_eq!(field(BodyKind::Activities, &long), "activity.verb");
+        let bad = format!(r#"{{"activities":[{K},{{"actor":"a"}}]}}"#);
+        assert_eq!(field(BodyKind::Activities, &bad), "activities[1].verb");
+    }
+
+    #[test]
+    fn a_bad_time_is_refused() {
+        let s = r#"{"actor":"a","verb":"v","object":"o","time":"now"}"#;
+        assert_eq!(field(BodyKind::Activities, s), "activity.time");
+    }
+
+    #[test]
+    fn tokens_appended_to_to_entries_are_removed() {
+        let s = r#"{"actor":"a","verb":"v","object":"o","to":["notification:1 eyJhbGciOi.x.y","user:2"]}"#;
+        let out = ok(BodyKind::Activities, s);
+        let v: Value = serde_json::from_slice(&out.rewritten.unwrap()).unwrap();
+        assert_eq!(v["to"], serde_json::json!(["notification:1", "user:2"]));
+        let bad = r#"{"actor":"a","verb":"v","object":"o","to":["bad feed"]}"#;
+        assert_eq!(field(BodyKind::Activities, bad), "activity.to[0]");
+    }
+
+    #[test]
+    fn a_follow_needs_a_target_and_loses_its_target_token() {
+        let out = ok(
+            BodyKind::Follow,
+            r#"{"target":"user:2","target_token":"t","activity_copy_limit":10}"#,
+        );
+        let v: Value = serde_json::from_slice(&out.rewritten.unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"target":"user:2","activity_copy_limit":10})
+        );
+        assert_eq!(
+            ok(BodyKind::Follow, r#"{"target":"user:2"}"#).rewritten,
+            None
+        );
+        assert_eq!(field(BodyKind::Follow, r#"{"target":"user2"}"#), "target");
+        assert_eq!(
+            field(
+                BodyKind::Follow,
+                r#"{"target":"user:2","activity_copy_limit":1001}"#
+            ),
+            "activity_copy_limit"
+        );
+        assert_eq!(
+            field(
+                BodyKind::Follow,
+                r#"{"target":"user:2","activity_copy_limit":-1}"#
+            ),
+            "activity_copy_limit"
+        );
+    }
+
+    #[test]
+    fn updates_are_1_to_100_activities_each_keyed() {
+        let list = |n: usize| format!(r#"{{"activities":[{}]}}"#, vec![K; n].join(","));
+        assert!(ok(BodyKind::ActivitiesUpdate, &list(1)).keyed);
+        assert!(ok(BodyKind::ActivitiesUpdate, &list(100)).keyed);
+        assert_eq!(field(BodyKind::ActivitiesUpdate, &list(101)), "activities");
+        assert_eq!(field(BodyKind::ActivitiesUpdate, &list(0)), "activities");
+        let unkeyed = format!(r#"{{"activities":[{A}]}}"#);
+        assert_eq!(field(BodyKind::ActivitiesUpdate, &unkeyed), "activities[0]");
+    }
+
+    #[test]
+    fn add_to_many_takes_1_to_5000_feeds_and_no_to() {
+        let feeds = |n: usize| vec![r#""user:1""#; n].join(",");
+        let body = |n: usize| format!(r#"{{"activity":{K},"feeds":[{}]}}"#, feeds(n));
+        assert!(ok(BodyKind::AddToMany, &body(1)).keyed);
+        assert!(ok(BodyKind::AddToMany, &body(5000)).keyed);
+        assert_eq!(field(BodyKind::AddToMany, &body(5001)), "feeds");
+        assert_eq!(field(BodyKind::AddToMany, &body(0)), "feeds");
+        let with_to = r#"{"activity":{"actor":"a","verb":"v","object":"o","to":["user:1"]},"feeds":["user:1"]}"#;
+        assert_eq!(field(BodyKind::AddToMany, with_to), "activity.to");
+        assert_eq!(
+            field(BodyKind::AddToMany, r#"{"activity":{},"feeds":["x"]}"#),
+            "feeds[0]"
+        );
+    }
+
+    #[test]
+    fn follow_many_takes_1_to_2500_valid_pairs() {
+        let pair = r#"{"source":"timeline:1","target":"user:2"}"#;
+        let body = |n: usize| format!("[{}]", vec![pair; n].join(","));
+        assert!(ok(BodyKind::FollowMany, &body(2500)).keyed);
+        assert_eq!(field(BodyKind::FollowMany, &body(2501)), "body");
+        assert_eq!(field(BodyKind::FollowMany, "[]"), "body");
+        assert_eq!(
+            field(BodyKind::FollowMany, r#"[{"source":"timeline:1"}]"#),
+            "[0].target"
+        );
+        assert_eq!(
+            field(BodyKind::FollowMany, r#"{"source":"a:1","target":"b:2"}"#),
+            "body"
+        );
+    }
+
+    #[test]
+    fn endpoints_without_a_body_ignore_it() {
+        assert_eq!(ok(BodyKind::None, "{not json"), CheckedBody::default());
+    }
+}
