@@ -10,5 +10,11 @@
 //! - [`app`]: binds, builds the router and serves until shutdown;
 //! - [`telemetry`]: the tracing subscriber.
 
+pub mod app;
 pub mod auth;
+pub mod config;
+pub mod emulator;
+pub mod error;
+pub mod proxy;
 pub mod stream;
+pub mod telemetry;

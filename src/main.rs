@@ -1,1 +1,89 @@
-fn main() {}
+//! `stream-gateway [--config PATH] [--emulator]`: load config, init telemetry, build, serve
+//! until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use stream_gateway::app::App;
+use stream_gateway::config::{self, Config};
+use stream_gateway::telemetry;
+
+/// A least-privilege signing gateway for Stream's activity-feed REST API v1.0.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file (default: $GATEWAY_CONFIG, else config/gateway.toml if present).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Serve with the embedded Stream emulator as upstream (no account, no network).
+    #[arg(long)]
+    emulator: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut figment = config::figment(cli.config.as_deref());
+    if cli.emulator {
+        figment = figment.merge(("stream.emulator", true));
+    }
+    let config = match Config::from_figment(&figment) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stream-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let emulated = config.stream.emulator;
+    let (api_key, region) = (config.stream.api_key.clone(), config.stream.region.clone());
+    let app = match App::build(config).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("stream-gateway: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if emulated {
+        let emu = app.emulator().map(|e| e.url()).unwrap_or_default();
+        tracing::warn!(
+            emulator = %emu,
+            api_key = %api_key,
+            "EMULATOR MODE: requests go to an in-memory Stream emulator, not to Stream; \
+             nothing is stored beyond this process (fault injection: {emu}/_emulator/faults)"
+        );
+    }
+    tracing::info!(listen = %app.local_addr(), upstream = %app.upstream(), region = %region, "stream-gateway serving");
+    match app.run_until_stopped(shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stream-gateway: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -19,18 +19,20 @@ pub enum Method {
     Put,
     /// DELETE
     Delete,
+    /// Any other verb: no row takes it, so a known path answers 405.
+    Other,
 }
 
 impl Method {
-    /// Parses an HTTP method name; `None` for any other verb.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
+    /// Parses an HTTP method name.
+    pub fn parse(s: &str) -> Self {
+        match s {
             "GET" => Method::Get,
             "POST" => Method::Post,
             "PUT" => Method::Put,
             "DELETE" => Method::Delete,
-            _ => return None,
-        })
+            _ => Method::Other,
+        }
     }
 
     /// The upper-case name.
@@ -40,6 +42,7 @@ impl Method {
             Method::Post => "POST",
             Method::Put => "PUT",
             Method::Delete => "DELETE",
+            Method::Other => "OTHER",
         }
     }
 }
@@ -546,6 +549,10 @@ mod tests {
                 allow: vec![Method::Get, Method::Post]
             }
         );
+        assert!(matches!(
+            route(Method::parse("PATCH"), "/api/v1.0/activities/"),
+            Err(RouteError::MethodNotAllowed { .. })
+        ));
         assert!(matches!(
             route(Method::Get, "/api/v1.0/follow_many/"),
             Err(RouteError::MethodNotAllowed { .. })

@@ -1,0 +1,657 @@
+//! Configuration: defaults < TOML file < environment, with figment, validated once into
+//! [`Config`] before anything binds.
+//!
+//! - File: `--config PATH`, else `$GATEWAY_CONFIG`, else `config/gateway.toml` when it exists.
+//! - `GATEWAY_<SECTION>__<KEY>` sets any key (`GATEWAY_UPSTREAM__TIMEOUT_MS=2000`).
+//! - Stream's own variables set `[stream]`: `STREAM_API_KEY`, `STREAM_API_SECRET`,
+//!   `STREAM_APP_ID`, `STREAM_REGION`, `STREAM_BASE_URL`, `STREAM_API_SECRET_FILE`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+pub use crate::auth::Secret;
+use crate::stream::region;
+
+/// The file read when neither `--config` nor `$GATEWAY_CONFIG` names one.
+pub const DEFAULT_FILE: &str = "config/gateway.toml";
+
+/// How batch calls (`add_to_many`, `follow_many`) authenticate upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchAuth {
+    /// HTTP Signatures, as the REST docs say (the default).
+    Signature,
+    /// A `feed`/`follower` JWT with feed_id `*`, as current official clients do.
+    Jwt,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The configuration as read: every key of CONTRACT section 2, with its default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[server]`
+    pub server: ServerFile,
+    /// `[stream]`
+    pub stream: StreamFile,
+    /// `[upstream]`
+    pub upstream: UpstreamFile,
+    /// `[log]`
+    pub log: LogFile,
+}
+
+/// `[server]` as read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerFile {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body.
+    pub max_body_bytes: u64,
+    /// In-flight proxied requests before 503.
+    pub max_concurrency: u64,
+    /// Drain time on SIGTERM.
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[stream]` as read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamFile {
+    /// API key.
+    pub api_key: Option<String>,
+    /// API secret (prefer `api_secret_file`).
+    pub api_secret: Option<String>,
+    /// A file holding the API secret.
+    pub api_secret_file: Option<PathBuf>,
+    /// App id, returned to frontends.
+    pub app_id: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Replaces the region's URL.
+    pub base_url: Option<String>,
+    /// Batch call authentication.
+    pub batch_auth: Option<BatchAuth>,
+    /// `exp` of upstream tokens, seconds (0: none).
+    pub token_ttl_s: Option<u64>,
+    /// Serve with the embedded emulator as upstream.
+    pub emulator: Option<bool>,
+}
+
+/// `[upstream]` as read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// One attempt.
+    pub timeout_ms: u64,
+    /// TCP + TLS connect.
+    pub connect_timeout_ms: u64,
+    /// The whole request.
+    pub deadline_ms: u64,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// First backoff ceiling.
+    pub backoff_base_ms: u64,
+    /// Largest backoff ceiling.
+    pub backoff_max_ms: u64,
+    /// Retries as a share of requests over 10 s.
+    pub retry_budget_percent: u32,
+    /// Idle pooled connections are closed after this.
+    pub pool_idle_timeout_ms: u64,
+}
+
+/// `[log]` as read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogFile {
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1_048_576,
+            max_concurrency: 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for UpstreamFile {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 3000,
+            connect_timeout_ms: 1000,
+            deadline_ms: 10_000,
+            max_retries: 2,
+            backoff_base_ms: 50,
+            backoff_max_ms: 2000,
+            retry_budget_percent: 20,
+            pool_idle_timeout_ms: 55_000,
+        }
+    }
+}
+
+impl Default for LogFile {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// A configuration error: the key and what is wrong, for one line on stderr.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {key}: {problem}")]
+pub struct ConfigError {
+    /// The dotted key (`stream.api_secret`).
+    pub key: String,
+    /// What is wrong, without the value when the value is secret.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[stream]`
+    pub stream: StreamConfig,
+    /// `[upstream]`
+    pub upstream: UpstreamConfig,
+    /// `[log]`
+    pub log_format: LogFormat,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address (port 0 picks one).
+    pub listen: SocketAddr,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// In-flight proxied requests before 503.
+    pub max_concurrency: usize,
+    /// Drain time on SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// `[stream]`, validated.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// API key.
+    pub api_key: String,
+    /// API secret.
+    pub api_secret: Secret,
+    /// App id.
+    pub app_id: Option<String>,
+    /// Region name.
+    pub region: String,
+    /// Scheme + host [+ port], no trailing slash. With `emulator`, replaced at start.
+    pub base_url: String,
+    /// Batch call authentication.
+    pub batch_auth: BatchAuth,
+    /// `exp` of upstream tokens (0: none).
+    pub token_ttl_s: u64,
+    /// Serve with the embedded emulator.
+    pub emulator: bool,
+}
+
+/// `[upstream]`, validated.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// One attempt.
+    pub timeout: Duration,
+    /// Connect.
+    pub connect_timeout: Duration,
+    /// The whole request.
+    pub deadline: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// First backoff ceiling.
+    pub backoff_base: Duration,
+    /// Largest backoff ceiling.
+    pub backoff_max: Duration,
+    /// Retry budget, percent of requests.
+    pub retry_budget_percent: u32,
+    /// Pool idle timeout.
+    pub pool_idle_timeout: Duration,
+}
+
+/// The figment for a file path: defaults < TOML < `GATEWAY_*` < `STREAM_*`.
+pub fn figment(file: Option<&Path>) -> Figment {
+    let env_file = std::env::var_os("GATEWAY_CONFIG").map(PathBuf::from);
+    let file = file.map(Path::to_path_buf).or(env_file).or_else(|| {
+        let p = PathBuf::from(DEFAULT_FILE);
+        p.exists().then_some(p)
+    });
+    let mut f = Figment::from(Serialized::defaults(FileConfig::default()));
+    if let Some(file) = file {
+        f = f.merge(Toml::file_exact(file));
+    }
+    with_env(f)
+}
+
+/// Adds the environment layers to `f`.
+pub fn with_env(f: Figment) -> Figment {
+    f.merge(
+        Env::prefixed("GATEWAY_")
+            .filter(|k| k != "config")
+            .split("__"),
+    )
+    .merge(
+        Env::raw()
+            .only(&[
+                "STREAM_API_KEY",
+                "STREAM_API_SECRET",
+                "STREAM_API_SECRET_FILE",
+                "STREAM_APP_ID",
+                "STREAM_REGION",
+                "STREAM_BASE_URL",
+            ])
+            .map(|k| {
+                k.as_str()
+                    .to_ascii_lowercase()
+                    .replacen("stream_", "stream.", 1)
+                    .into()
+            }),
+    )
+}
+
+fn ms(key: &str, v: u64) -> Result<Duration, ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::new(key, "must be greater than 0"));
+    }
+    Ok(Duration::from_millis(v))
+}
+
+fn present(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+/// A random hex string of `n` bytes, for the emulator's generated credentials.
+pub fn random_hex(n: usize) -> String {
+    (0..n)
+        .map(|_| format!("{:02x}", fastrand::u8(..)))
+        .collect()
+}
+
+impl Config {
+    /// Loads and validates from `file` and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_figment(&figment(file))
+    }
+
+    /// Extracts and validates a figment (tests build their own, never touching the process
+    /// environment).
+    pub fn from_figment(f: &Figment) -> Result<Self, ConfigError> {
+        let raw: FileConfig = f.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let key = if key.is_empty() { "config".into() } else { key };
+            ConfigError::new(&key, e.kind.to_string())
+        })?;
+        Self::validate(raw)
+    }
+
+    /// Validates a [`FileConfig`]; the first problem found is returned, naming its key.
+    pub fn validate(raw: FileConfig) -> Result<Self, ConfigError> {
+        let s = raw.stream;
+        let emulator = s.emulator.unwrap_or(false);
+        let base_url = present(s.base_url);
+        if emulator && base_url.is_some() {
+            return Err(ConfigError::new(
+                "stream.base_url",
+                "cannot be set together with stream.emulator: the emulator replaces Stream, \
+                 and a configured base URL suggests you meant to talk to a real one",
+            ));
+        }
+        let api_key = match present(s.api_key) {
+            Some(k) => k,
+            None if emulator => format!("emu{}", random_hex(8)),
+            None => {
+                return Err(ConfigError::new(
+                    "stream.api_key",
+                    "missing (set STREAM_API_KEY or stream.api_key)",
+                ))
+            }
+        };
+        if !api_key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::new(
+                "stream.api_key",
+                "must be printable ASCII without spaces",
+            ));
+        }
+        let from_file = match &s.api_secret_file {
+            None => None,
+            Some(path) => {
+                if present(s.api_secret.clone()).is_some() {
+                    return Err(ConfigError::new(
+                        "stream.api_secret_file",
+                        "set either stream.api_secret or stream.api_secret_file, not both",
+                    ));
+                }
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(
+                        "stream.api_secret_file",
+                        format!("cannot read {}: {}", path.display(), e.kind()),
+                    )
+                })?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+        };
+        let api_secret =
+            match present(from_file.or(s.api_secret)) {
+                Some(v) => Secret::new(v),
+                None if emulator => Secret::new(random_hex(24)),
+                None => return Err(ConfigError::new(
+                    "stream.api_secret",
+                    "missing (set STREAM_API_SECRET, STREAM_API_SECRET_FILE or stream.api_secret)",
+                )),
+            };
+        let region = s.region.unwrap_or_else(|| "us-east".into());
+        let region_url = region::base_url(&region).ok_or_else(|| {
+            ConfigError::new(
+                "stream.region",
+                format!(
+                    "unknown region {region:?}; known regions: {}",
+                    region::KNOWN_REGIONS.join(", ")
+                ),
+            )
+        })?;
+        let base_url = match base_url {
+            None => region_url,
+            Some(u) => validate_base_url(&u)?,
+        };
+
+        let listen = raw.server.listen.parse().map_err(|_| {
+            ConfigError::new(
+                "server.listen",
+                format!(
+                    "{:?} is not an address such as 127.0.0.1:8080",
+                    raw.server.listen
+                ),
+            )
+        })?;
+        let positive = |key: &str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::new(key, "must be greater than 0"))
+            } else {
+                Ok(v as usize)
+            }
+        };
+        let server = ServerConfig {
+            listen,
+            max_body_bytes: positive("server.max_body_bytes", raw.server.max_body_bytes)?,
+            max_concurrency: positive("server.max_concurrency", raw.server.max_concurrency)?,
+            shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
+        };
+
+        let u = raw.upstream;
+        let upstream = UpstreamConfig {
+            timeout: ms("upstream.timeout_ms", u.timeout_ms)?,
+            connect_timeout: ms("upstream.connect_timeout_ms", u.connect_timeout_ms)?,
+            deadline: ms("upstream.deadline_ms", u.deadline_ms)?,
+            max_retries: u.max_retries,
+            backoff_base: ms("upstream.backoff_base_ms", u.backoff_base_ms)?,
+            backoff_max: ms("upstream.backoff_max_ms", u.backoff_max_ms)?,
+            retry_budget_percent: u.retry_budget_percent,
+            pool_idle_timeout: ms("upstream.pool_idle_timeout_ms", u.pool_idle_timeout_ms)?,
+        };
+        if upstream.backoff_base > upstream.backoff_max {
+            return Err(ConfigError::new(
+                "upstream.backoff_base_ms",
+                "must not exceed upstream.backoff_max_ms",
+            ));
+        }
+        if upstream.retry_budget_percent > 100 {
+            return Err(ConfigError::new(
+                "upstream.retry_budget_percent",
+                "must be between 0 and 100",
+            ));
+        }
+
+        Ok(Config {
+            server,
+            stream: StreamConfig {
+                api_key,
+                api_secret,
+                app_id: present(s.app_id),
+                region,
+                base_url,
+                batch_auth: s.batch_auth.unwrap_or(BatchAuth::Signature),
+                token_ttl_s: s.token_ttl_s.unwrap_or(3600),
+                emulator,
+            },
+            upstream,
+            log_format: raw.log.format,
+        })
+    }
+}
+
+/// `scheme://host[:port]`, http or https, nothing after the authority but an optional `/`.
+fn validate_base_url(u: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::new("stream.base_url", format!("{u:?} {why}"));
+    let (scheme, rest) = u
+        .split_once("://")
+        .ok_or_else(|| bad("has no scheme: write http://host:port or https://host"))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(bad("must use http or https"));
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() {
+        return Err(bad("has no host"));
+    }
+    if authority.contains(['/', '?', '#', '@', ' ']) {
+        return Err(bad(
+            "must be scheme + host [+ port], with no path, query or user info",
+        ));
+    }
+    Ok(format!("{scheme}://{authority}"))
+}
+
+#[cfg(test)]
+// figment::Jail's closures return figment::Error, which is large; that is figment's type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn base() -> Figment {
+        Figment::from(Serialized::defaults(FileConfig::default()))
+            .merge(("stream.api_key", "key"))
+            .merge(("stream.api_secret", "s3cr3t-value"))
+    }
+
+    fn err(f: Figment) -> ConfigError {
+        Config::from_figment(&f).unwrap_err()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = Config::from_figment(&base()).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.server.max_body_bytes, 1_048_576);
+        assert_eq!(c.server.max_concurrency, 1024);
+        assert_eq!(c.stream.base_url, "https://us-east-api.stream-io-api.com");
+        assert_eq!(c.stream.batch_auth, BatchAuth::Signature);
+        assert_eq!(c.stream.token_ttl_s, 3600);
+        assert_eq!(c.upstream.timeout, Duration::from_millis(3000));
+        assert_eq!(c.upstream.deadline, Duration::from_millis(10_000));
+        assert_eq!(c.upstream.max_retries, 2);
+        assert_eq!(c.upstream.pool_idle_timeout, Duration::from_millis(55_000));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_missing_secret_names_its_key_and_no_value() {
+        let f = Figment::from(Serialized::defaults(FileConfig::default()))
+            .merge(("stream.api_key", "key"));
+        let e = err(f);
+        assert_eq!(e.key, "stream.api_secret");
+        assert!(e
+            .to_string()
+            .starts_with("configuration error: stream.api_secret: missing"));
+    }
+
+    #[test]
+    fn an_unknown_region_lists_the_known_ones() {
+        let e = err(base().merge(("stream.region", "mars")));
+        assert_eq!(e.key, "stream.region");
+        assert!(e.problem.contains("us-east, eu-west, singapore"), "{e}");
+        let c = Config::from_figment(&base().merge(("stream.region", "eu-west"))).unwrap();
+        assert_eq!(c.stream.base_url, "https://eu-west-api.stream-io-api.com");
+    }
+
+    #[test]
+    fn a_base_url_needs_a_scheme_and_no_path() {
+        assert_eq!(
+            err(base().merge(("stream.base_url", "localhost:9000"))).key,
+            "stream.base_url"
+        );
+        assert_eq!(
+            err(base().merge(("stream.base_url", "ftp://x"))).key,
+            "stream.base_url"
+        );
+        assert_eq!(
+            err(base().merge(("stream.base_url", "http://x/api"))).key,
+            "stream.base_url"
+        );
+        let c = Config::from_figment(&base().merge(("stream.base_url", "http://127.0.0.1:9/")))
+            .unwrap();
+        assert_eq!(c.stream.base_url, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused_by_name() {
+        for key in [
+            "upstream.timeout_ms",
+            "upstream.connect_timeout_ms",
+            "upstream.deadline_ms",
+        ] {
+            assert_eq!(err(base().merge((key, 0))).key, key);
+        }
+        assert_eq!(
+            err(base().merge(("server.max_concurrency", 0))).key,
+            "server.max_concurrency"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_or_unknown_key_names_the_key() {
+        assert_eq!(
+            err(base().merge(("upstream.timeout_ms", "soon"))).key,
+            "upstream.timeout_ms"
+        );
+        assert_eq!(
+            err(base().merge(("stream.batch_auth", "oauth"))).key,
+            "stream.batch_auth"
+        );
+        assert!(err(base().merge(("upstream.timeout", 5)))
+            .problem
+            .contains("timeout"));
+    }
+
+    #[test]
+    fn the_emulator_generates_credentials_and_refuses_a_base_url() {
+        let f = Figment::from(Serialized::defaults(FileConfig::default()))
+            .merge(("stream.emulator", true));
+        let c = Config::from_figment(&f).unwrap();
+        assert!(c.stream.emulator);
+        assert!(c.stream.api_key.starts_with("emu"));
+        let e = err(f.merge(("stream.base_url", "http://127.0.0.1:1")));
+        assert_eq!(e.key, "stream.base_url");
+    }
+
+    #[test]
+    fn file_then_gateway_env_then_stream_env_override_in_order() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "gw.toml",
+                r#"
+                [server]
+                listen = "127.0.0.1:9000"
+                [stream]
+                api_key = "from-file"
+                api_secret = "file-secret"
+                region = "singapore"
+                [upstream]
+                timeout_ms = 1500
+                "#,
+            )?;
+            jail.set_env("GATEWAY_UPSTREAM__TIMEOUT_MS", "2500");
+            jail.set_env("GATEWAY_SERVER__MAX_BODY_BYTES", "1000");
+            jail.set_env("STREAM_API_KEY", "from-env");
+            jail.set_env("STREAM_REGION", "tokyo");
+            let c = Config::load(Some(Path::new("gw.toml"))).unwrap();
+            assert_eq!(c.server.listen.port(), 9000);
+            assert_eq!(c.upstream.timeout, Duration::from_millis(2500));
+            assert_eq!(c.server.max_body_bytes, 1000);
+            assert_eq!(c.stream.api_key, "from-env");
+            assert_eq!(c.stream.api_secret.expose(), "file-secret");
+            assert_eq!(c.stream.base_url, "https://tokyo-api.stream-io-api.com");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_secret_can_come_from_a_file_and_its_trailing_newline_is_dropped() {
+        Jail::expect_with(|jail| {
+            jail.create_file("secret.txt", "from-a-file\n")?;
+            jail.set_env("STREAM_API_KEY", "k");
+            jail.set_env("STREAM_API_SECRET_FILE", "secret.txt");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.stream.api_secret.expose(), "from-a-file");
+            jail.set_env("STREAM_API_SECRET_FILE", "missing.txt");
+            let e = Config::load(None).unwrap_err();
+            assert_eq!(e.key, "stream.api_secret_file");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn gateway_config_names_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "other.toml",
+                "[stream]\napi_key = \"k\"\napi_secret = \"s\"\nregion = \"ohio\"\n",
+            )?;
+            jail.set_env("GATEWAY_CONFIG", "other.toml");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.stream.region, "ohio");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_config_error_never_shows_the_secret() {
+        let e = err(base().merge(("stream.region", "mars")));
+        assert!(!format!("{e} {e:?}").contains("s3cr3t-value"));
+        let c = Config::from_figment(&base()).unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+    }
+}

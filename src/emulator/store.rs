@@ -1,0 +1,542 @@
+//! Stream's flat-feed semantics in memory: time-based activity ids, newest first, paging by
+//! offset and by id, de-duplication on `foreign_id` + `time`, fan-out to followers and `to`
+//! targets, copy on follow, purge on unfollow unless `keep_history`.
+//!
+//! Not emulated: aggregated and notification grouping, ranking, enrichment, reactions.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::stream::{parse_time, FeedId};
+
+/// Default `activity_copy_limit` on follow (REST docs).
+pub const DEFAULT_COPY_LIMIT: usize = 300;
+/// Default page size of reads, followers and following.
+pub const DEFAULT_LIMIT: usize = 25;
+
+/// Order of activities in a feed: by time, then id.
+type Key = (NaiveDateTime, Uuid);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    key: Key,
+    /// The feed the activity was added to (itself, a followed feed, or a `to` target).
+    origin: String,
+}
+
+#[derive(Debug, Clone)]
+struct Follow {
+    source: String,
+    target: String,
+    created_at: NaiveDateTime,
+}
+
+/// Which way to page by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdBound {
+    /// `id_lt`
+    Lt,
+    /// `id_lte`
+    Lte,
+    /// `id_gt`
+    Gt,
+    /// `id_gte`
+    Gte,
+}
+
+/// The emulator's data.
+#[derive(Debug)]
+pub struct Store {
+    node: [u8; 6],
+    clock: uuid::timestamp::context::ContextV1,
+    activities: HashMap<Uuid, Map<String, Value>>,
+    by_key: HashMap<(String, NaiveDateTime), Uuid>,
+    feeds: HashMap<String, Vec<Entry>>,
+    follows: Vec<Follow>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        let mut node = [0u8; 6];
+        node.iter_mut().for_each(|b| *b = fastrand::u8(..));
+        Self {
+            node,
+            clock: uuid::timestamp::context::ContextV1::new(fastrand::u16(..)),
+            activities: HashMap::new(),
+            by_key: HashMap::new(),
+            feeds: HashMap::new(),
+            follows: Vec::new(),
+        }
+    }
+}
+
+/// Stream's time format: microseconds, no zone.
+pub fn fmt_time(t: &NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
+fn now() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+impl Store {
+    fn new_id(&self, t: &NaiveDateTime) -> Uuid {
+        let utc = t.and_utc();
+        let ts = uuid::Timestamp::from_unix(
+            &self.clock,
+            utc.timestamp().max(0) as u64,
+            utc.timestamp_subsec_nanos(),
+        );
+        Uuid::new_v1(ts, &self.node)
+    }
+
+    fn insert(&mut self, feed: &str, key: Key, origin: &str) {
+        let list = self.feeds.entry(feed.to_owned()).or_default();
+        if list.iter().any(|e| e.key.1 == key.1) {
+            return;
+        }
+        // Newest first.
+        let at = list.partition_point(|e| e.key > key);
+        list.insert(
+            at,
+            Entry {
+                key,
+                origin: origin.to_owned(),
+            },
+        );
+    }
+
+    fn followers_of(&self, feed: &str) -> Vec<String> {
+        self.follows
+            .iter()
+            .filter(|f| f.target == feed)
+            .map(|f| f.source.clone())
+            .collect()
+    }
+
+    fn render(&self, id: &Uuid) -> Value {
+        self.activities
+            .get(id)
+            .map(|a| Value::Object(a.clone()))
+            .unwrap_or(Value::Null)
+    }
+
+    /// Stores an activity (or updates the one with the same `foreign_id` + `time`) and returns
+    /// it with its id. `fan_out` is false for `add_to_many`, which Stream does not propagate.
+    fn store(&mut self, mut activity: Map<String, Value>) -> Key {
+        let given = activity
+            .get("time")
+            .and_then(Value::as_str)
+            .and_then(parse_time);
+        let time = given.unwrap_or_else(now);
+        let foreign = activity
+            .get("foreign_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let existing = match (&foreign, given) {
+            (Some(f), Some(t)) => self.by_key.get(&(f.clone(), t)).copied(),
+            _ => None,
+        };
+        let id = existing.unwrap_or_else(|| self.new_id(&time));
+        if let (Some(f), Some(t)) = (foreign, given) {
+            self.by_key.insert((f, t), id);
+        }
+        activity.insert("id".into(), json!(id.to_string()));
+        activity.insert("time".into(), json!(fmt_time(&time)));
+        activity.entry("foreign_id").or_insert(Value::Null);
+        self.activities.insert(id, activity);
+        (time, id)
+    }
+
+    /// Adds an activity to `feed`, fans it out to followers and `to` targets; returns it.
+    pub fn add(&mut self, feed: &FeedId, activity: Map<String, Value>) -> Value {
+        let to: Vec<String> = activity
+            .get("to")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| s.split(' ').next().unwrap_or(s).to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let key = self.store(activity);
+        let feed = feed.to_string();
+        let mut targets = vec![feed];
+        targets.extend(to);
+        for origin in targets {
+            self.insert(&origin, key, &origin);
+            for follower in self.followers_of(&origin) {
+                self.insert(&follower, key, &origin);
+            }
+        }
+        self.render(&key.1)
+    }
+
+    /// Adds one activity to each feed, without fan-out (as Stream's `add_to_many`).
+    pub fn add_to_many(&mut self, feeds: &[FeedId], activity: Map<String, Value>) {
+        let key = self.store(activity);
+        for f in feeds {
+            let f = f.to_string();
+            self.insert(&f, key, &f);
+        }
+    }
+
+    /// Updates activities by `foreign_id` + `time` (stores them when new), keeping their ids.
+    pub fn update(&mut self, activity: Map<String, Value>) {
+        self.store(activity);
+    }
+
+    /// Removes an activity from `feed` by id (or by foreign id), and its copies in followers.
+    /// Returns whether it was there.
+    pub fn remove(&mut self, feed: &FeedId, id: &str, by_foreign_id: bool) -> bool {
+        let feed = feed.to_string();
+        let Some(list) = self.feeds.get(&feed) else {
+            return false;
+        };
+        let found = list.iter().find(|e| {
+            if by_foreign_id {
+                self.activities
+                    .get(&e.key.1)
+                    .and_then(|a| a.get("foreign_id"))
+                    .and_then(Value::as_str)
+                    == Some(id)
+            } else {
+                e.key.1.to_string() == id
+            }
+        });
+        let Some(found) = found.map(|e| e.key.1) else {
+            return false;
+        };
+        for (name, list) in self.feeds.iter_mut() {
+            list.retain(|e| !(e.key.1 == found && (*name == feed || e.origin == feed)));
+        }
+        true
+    }
+
+    /// A page of `feed`, newest first.
+    pub fn read(
+        &self,
+        feed: &FeedId,
+        limit: usize,
+        offset: usize,
+        bound: Option<(IdBound, Uuid)>,
+    ) -> Vec<Value> {
+        let Some(list) = self.feeds.get(&feed.to_string()) else {
+            return Vec::new();
+        };
+        let pivot = bound.map(|(b, id)| {
+            let key = list
+                .iter()
+                .find(|e| e.key.1 == id)
+                .map(|e| e.key)
+                .or_else(|| {
+                    self.activities
+                        .get(&id)
+                        .and_then(|a| a.get("time"))
+                        .and_then(Value::as_str)
+                        .and_then(parse_time)
+                        .map(|t| (t, id))
+                })
+                .unwrap_or((uuid_time(&id), id));
+            (b, key)
+        });
+        list.iter()
+            .filter(|e| match pivot {
+                None => true,
+                Some((IdBound::Lt, k)) => e.key < k,
+                Some((IdBound::Lte, k)) => e.key <= k,
+                Some((IdBound::Gt, k)) => e.key > k,
+                Some((IdBound::Gte, k)) => e.key >= k,
+            })
+            .skip(offset)
+            .take(limit)
+            .map(|e| {
+                let mut v = self.render(&e.key.1);
+                if e.origin != feed.to_string() {
+                    v["origin"] = json!(e.origin);
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// How many activities `feed` holds.
+    pub fn len(&self, feed: &str) -> usize {
+        self.feeds.get(feed).map_or(0, Vec::len)
+    }
+
+    /// How many distinct activities are stored.
+    pub fn activity_count(&self) -> usize {
+        self.activities.len()
+    }
+
+    /// `source` follows `target`, copying up to `copy_limit` of the target's own activities.
+    pub fn follow(&mut self, source: &FeedId, target: &FeedId, copy_limit: usize) {
+        let (s, t) = (source.to_string(), target.to_string());
+        if !self.follows.iter().any(|f| f.source == s && f.target == t) {
+            self.follows.push(Follow {
+                source: s.clone(),
+                target: t.clone(),
+                created_at: now(),
+            });
+        }
+        let copied: Vec<Key> = self
+            .feeds
+            .get(&t)
+            .map(|l| {
+                l.iter()
+                    .filter(|e| e.origin == t)
+                    .take(copy_limit)
+                    .map(|e| e.key)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in copied {
+            self.insert(&s, key, &t);
+        }
+    }
+
+    /// `source` stops following `target`; its copies are purged unless `keep_history`.
+    pub fn unfollow(&mut self, source: &FeedId, target: &FeedId, keep_history: bool) {
+        let (s, t) = (source.to_string(), target.to_string());
+        self.follows.retain(|f| !(f.source == s && f.target == t));
+        if !keep_history {
+            if let Some(list) = self.feeds.get_mut(&s) {
+                list.retain(|e| e.origin != t);
+            }
+        }
+    }
+
+    /// Followers (`followers == true`) or followed feeds of `feed`, newest first, filtered by
+    /// the other side's feed id.
+    pub fn follow_list(
+        &self,
+        feed: &FeedId,
+        followers: bool,
+        limit: usize,
+        offset: usize,
+        filter: &[String],
+    ) -> Vec<Value> {
+        let f = feed.to_string();
+        self.follows
+            .iter()
+            .rev()
+            .filter(|x| {
+                if followers {
+                    x.target == f
+                } else {
+                    x.source == f
+                }
+            })
+            .filter(|x| {
+                let other = if followers { &x.source } else { &x.target };
+                filter.is_empty() || filter.contains(other)
+            })
+            .skip(offset)
+            .take(limit)
+            .map(|x| {
+                json!({
+                    "feed_id": x.source,
+                    "target_id": x.target,
+                    "created_at": fmt_time(&x.created_at),
+                    "updated_at": fmt_time(&x.created_at),
+                })
+            })
+            .collect()
+    }
+}
+
+fn uuid_time(id: &Uuid) -> NaiveDateTime {
+    id.get_timestamp()
+        .map(|ts| {
+            let (s, n) = ts.to_unix();
+            chrono::DateTime::from_timestamp(s as i64, n)
+                .map(|d| d.naive_utc())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(s: &str) -> FeedId {
+        FeedId::parse(s).unwrap()
+    }
+    fn act(n: u32, keyed: bool) -> Map<String, Value> {
+        let mut v = json!({"actor": "user:1", "verb": "post", "object": format!("post:{n}")});
+        if keyed {
+            v["foreign_id"] = json!(format!("post:{n}"));
+            v["time"] = json!(format!("2026-11-27T10:00:{:02}", n % 60));
+        }
+        v.as_object().unwrap().clone()
+    }
+    fn objects(v: &[Value]) -> Vec<String> {
+        v.iter()
+            .map(|a| a["object"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn activities_get_time_based_ids_and_come_back_newest_first() {
+        let mut s = Store::default();
+        for n in 1..=3 {
+            s.add(&feed("user:1"), act(n, true));
+        }
+        let page = s.read(&feed("user:1"), 25, 0, None);
+        assert_eq!(objects(&page), ["post:3", "post:2", "post:1"]);
+        let id = Uuid::parse_str(page[0]["id"].as_str().unwrap()).unwrap();
+        assert_eq!(id.get_version_num(), 1);
+        assert_eq!(page[0]["time"], "2026-11-27T10:00:03.000000");
+    }
+
+    #[test]
+    fn the_same_foreign_id_and_time_updates_and_never_duplicates() {
+        let mut s = Store::default();
+        let a = s.add(&feed("user:1"), act(1, true));
+        let mut changed = act(1, true);
+        changed.insert("extra".into(), json!("x"));
+        let b = s.add(&feed("user:1"), changed);
+        assert_eq!(a["id"], b["id"]);
+        assert_eq!(s.len("user:1"), 1);
+        assert_eq!(s.activity_count(), 1);
+        assert_eq!(s.read(&feed("user:1"), 25, 0, None)[0]["extra"], "x");
+        // Unkeyed activities are new each time.
+        s.add(&feed("user:1"), act(2, false));
+        s.add(&feed("user:1"), act(2, false));
+        assert_eq!(s.len("user:1"), 3);
+    }
+
+    #[test]
+    fn paging_by_limit_offset_and_ids() {
+        let mut s = Store::default();
+        for n in 1..=5 {
+            s.add(&feed("user:1"), act(n, true));
+        }
+        let all = s.read(&feed("user:1"), 25, 0, None);
+        assert_eq!(
+            objects(&s.read(&feed("user:1"), 2, 1, None)),
+            ["post:4", "post:3"]
+        );
+        let id = |i: usize| Uuid::parse_str(all[i]["id"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            objects(&s.read(&feed("user:1"), 25, 0, Some((IdBound::Lt, id(1))))),
+            ["post:3", "post:2", "post:1"]
+        );
+        assert_eq!(
+            objects(&s.read(&feed("user:1"), 25, 0, Some((IdBound::Lte, id(1))))),
+            ["post:4", "post:3", "post:2", "post:1"]
+        );
+        assert_eq!(
+            objects(&s.read(&feed("user:1"), 25, 0, Some((IdBound::Gt, id(1))))),
+            ["post:5"]
+        );
+        assert_eq!(
+            objects(&s.read(&feed("user:1"), 25, 0, Some((IdBound::Gte, id(1))))),
+            ["post:5", "post:4"]
+        );
+    }
+
+    #[test]
+    fn new_activities_fan_out_to_followers_and_to_targets() {
+        let mut s = Store::default();
+        s.follow(&feed("timeline:2"), &feed("user:1"), 300);
+        s.follow(&feed("timeline:3"), &feed("notification:9"), 300);
+        let mut a = act(1, true);
+        a.insert("to".into(), json!(["notification:9"]));
+        s.add(&feed("user:1"), a);
+        assert_eq!(s.len("timeline:2"), 1);
+        assert_eq!(s.len("notification:9"), 1);
+        assert_eq!(s.len("timeline:3"), 1);
+        assert_eq!(
+            s.read(&feed("timeline:2"), 25, 0, None)[0]["origin"],
+            "user:1"
+        );
+    }
+
+    #[test]
+    fn follow_copies_up_to_the_limit_of_the_targets_own_activities() {
+        let mut s = Store::default();
+        for n in 1..=5 {
+            s.add(&feed("user:1"), act(n, true));
+        }
+        s.follow(&feed("timeline:2"), &feed("user:1"), 3);
+        assert_eq!(
+            objects(&s.read(&feed("timeline:2"), 25, 0, None)),
+            ["post:5", "post:4", "post:3"]
+        );
+        s.follow(&feed("timeline:3"), &feed("user:1"), 0);
+        assert_eq!(s.len("timeline:3"), 0);
+        // Copies are not copied on: timeline:4 follows timeline:2, which holds only copies.
+        s.follow(&feed("timeline:4"), &feed("timeline:2"), 300);
+        assert_eq!(s.len("timeline:4"), 0);
+    }
+
+    #[test]
+    fn unfollow_purges_copies_unless_history_is_kept() {
+        let mut s = Store::default();
+        s.add(&feed("user:1"), act(1, true));
+        s.add(&feed("timeline:2"), act(2, true));
+        s.follow(&feed("timeline:2"), &feed("user:1"), 300);
+        s.unfollow(&feed("timeline:2"), &feed("user:1"), false);
+        assert_eq!(
+            objects(&s.read(&feed("timeline:2"), 25, 0, None)),
+            ["post:2"]
+        );
+        s.follow(&feed("timeline:2"), &feed("user:1"), 300);
+        s.unfollow(&feed("timeline:2"), &feed("user:1"), true);
+        assert_eq!(s.len("timeline:2"), 2);
+        assert!(s
+            .follow_list(&feed("timeline:2"), false, 25, 0, &[])
+            .is_empty());
+    }
+
+    #[test]
+    fn remove_by_id_or_foreign_id_also_removes_the_copies() {
+        let mut s = Store::default();
+        s.follow(&feed("timeline:2"), &feed("user:1"), 300);
+        let a = s.add(&feed("user:1"), act(1, true));
+        s.add(&feed("user:1"), act(2, true));
+        assert!(s.remove(&feed("user:1"), a["id"].as_str().unwrap(), false));
+        assert!(s.remove(&feed("user:1"), "post:2", true));
+        assert_eq!(s.len("user:1"), 0);
+        assert_eq!(s.len("timeline:2"), 0);
+        assert!(!s.remove(&feed("user:1"), "post:2", true));
+    }
+
+    #[test]
+    fn followers_and_following_page_and_filter() {
+        let mut s = Store::default();
+        for n in 1..=4 {
+            s.follow(&feed(&format!("timeline:{n}")), &feed("user:1"), 0);
+        }
+        s.follow(&feed("timeline:1"), &feed("user:2"), 0);
+        let fl = s.follow_list(&feed("user:1"), true, 2, 1, &[]);
+        assert_eq!(
+            fl.iter()
+                .map(|v| v["feed_id"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            ["timeline:3", "timeline:2"]
+        );
+        let filtered = s.follow_list(&feed("timeline:1"), false, 25, 0, &["user:2".into()]);
+        assert_eq!(filtered.len(), 1);
+        assert_eq!(filtered[0]["target_id"], "user:2");
+    }
+
+    #[test]
+    fn add_to_many_stores_one_activity_in_each_feed_without_fan_out() {
+        let mut s = Store::default();
+        s.follow(&feed("timeline:9"), &feed("user:1"), 300);
+        s.add_to_many(&[feed("user:1"), feed("user:2")], act(1, true));
+        assert_eq!(
+            (s.len("user:1"), s.len("user:2"), s.len("timeline:9")),
+            (1, 1, 0)
+        );
+        assert_eq!(s.activity_count(), 1);
+    }
+}

@@ -1,0 +1,190 @@
+//! How the emulator checks credentials, as Stream does: `api_key` once and right; a JWT
+//! signed with the secret, unexpired, whose scope covers the route; or, on the batch routes,
+//! an HTTP Signature over the listed headers with `X-Api-Key` and a fresh `Date`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, Method, Uri};
+
+use super::reply::{stream_error, EmuError};
+use crate::auth::{httpsig, jwt, Secret};
+use crate::stream::Scope;
+
+/// Largest clock difference a signed `Date` may have.
+pub const MAX_DATE_SKEW: Duration = Duration::from_secs(300);
+
+/// What a route requires.
+#[derive(Debug, Clone)]
+pub enum Needed {
+    /// A JWT covering this scope.
+    Jwt(Scope),
+    /// Application auth: an HTTP Signature, or a JWT covering this scope.
+    App(Scope),
+}
+
+/// The emulator's credentials and strictness.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    /// The API key it takes.
+    pub api_key: String,
+    /// The API secret it verifies with.
+    pub secret: Secret,
+    /// Refuse tokens wider than the route needs (tests of least privilege). Stream itself
+    /// accepts them.
+    pub strict_scopes: bool,
+}
+
+impl Verifier {
+    /// Checks a request; `Err` is the response Stream would give.
+    pub fn check(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        needed: &Needed,
+    ) -> Result<(), EmuError> {
+        let keys: Vec<String> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k == "api_key")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        match keys.as_slice() {
+            [k] if *k == self.api_key => {}
+            [] => {
+                return Err(stream_error(
+                    401,
+                    2,
+                    "ApiKeyException",
+                    "api_key is missing",
+                ))
+            }
+            [_] => {
+                return Err(stream_error(
+                    401,
+                    2,
+                    "ApiKeyException",
+                    "api_key is not valid",
+                ))
+            }
+            _ => {
+                return Err(stream_error(
+                    400,
+                    4,
+                    "InputException",
+                    "api_key is given more than once",
+                ))
+            }
+        }
+        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        let auth = header("authorization");
+        let jwt_type = header("stream-auth-type").is_some_and(|v| v.eq_ignore_ascii_case("jwt"));
+        match (auth, jwt_type, needed) {
+            (None, _, _) => Err(stream_error(
+                403,
+                17,
+                "NotAllowedException",
+                "Missing auth header.",
+            )),
+            (Some(token), true, Needed::Jwt(scope) | Needed::App(scope)) => {
+                self.check_jwt(token, scope)
+            }
+            (Some(sig), false, Needed::App(_)) if sig.starts_with("Signature ") => {
+                self.check_signature(method, uri, headers, sig)
+            }
+            (Some(_), _, _) => Err(stream_error(
+                403,
+                17,
+                "NotAllowedException",
+                "url signature missing or invalid",
+            )),
+        }
+    }
+
+    fn check_jwt(&self, token: &str, needed: &Scope) -> Result<(), EmuError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let claims = jwt::verify(token, &self.secret, now)
+            .map_err(|e| stream_error(403, 17, "NotAllowedException", &e.to_string()))?;
+        let denied = || {
+            stream_error(
+                403,
+                17,
+                "NotAllowedException",
+                "You do not have permission to perform this action.",
+            )
+        };
+        let granted = claims.scope().ok_or_else(denied)?;
+        if !granted.covers(needed) {
+            return Err(denied());
+        }
+        if self.strict_scopes && granted.is_wider_than(needed) {
+            return Err(stream_error(
+                403,
+                17,
+                "NotAllowedException",
+                &format!("strict emulator: token scope {granted} is wider than this call needs ({needed})"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_signature(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        value: &str,
+    ) -> Result<(), EmuError> {
+        let bad = |why: &str| stream_error(401, 3, "SignatureException", why);
+        let p = httpsig::parse(value).ok_or_else(|| bad("malformed Signature header"))?;
+        if p.key_id != self.api_key {
+            return Err(bad("keyId is not this app's api key"));
+        }
+        if p.algorithm != "hmac-sha256" {
+            return Err(bad("algorithm must be hmac-sha256"));
+        }
+        if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(self.api_key.as_str()) {
+            return Err(bad("X-Api-Key header is missing or wrong"));
+        }
+        if !p.headers.iter().any(|h| h == "date") {
+            return Err(bad("the signature must cover the date header"));
+        }
+        let date = headers
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| bad("Date header is missing"))?;
+        let at =
+            httpdate::parse_http_date(date).map_err(|_| bad("Date header is not an HTTP date"))?;
+        let now = SystemTime::now();
+        let skew = now
+            .duration_since(at)
+            .or_else(|_| at.duration_since(now))
+            .unwrap_or_default();
+        if skew > MAX_DATE_SKEW {
+            return Err(bad(
+                "Date header is more than 5 minutes from the server's clock",
+            ));
+        }
+        let mut lines = Vec::with_capacity(p.headers.len());
+        for h in &p.headers {
+            if h == "(request-target)" {
+                let target = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+                lines.push(format!(
+                    "(request-target): {} {target}",
+                    method.as_str().to_ascii_lowercase()
+                ));
+            } else {
+                let v = headers
+                    .get(h.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| bad(&format!("signed header {h} is missing")))?;
+                lines.push(format!("{h}: {v}"));
+            }
+        }
+        if !httpsig::verify(&self.secret, &lines.join("\n"), &p.signature) {
+            return Err(bad("signature is invalid"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! The one HTTP error type of the gateway. Every refusal and failure it makes itself is
+//! rendered in Stream's error body, so official clients raise the matching exception:
+//! `{"code": 4, "exception": "InputException", "detail": "...", "status_code": 400, ...}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::stream::{InvalidInput, Method};
+
+/// An outcome the gateway answers itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400, code 4: bad input; the detail names the field.
+    #[error("{0}")]
+    InvalidInput(InvalidInput),
+    /// 404, code 16: no endpoint at this path.
+    #[error("no endpoint at {0}")]
+    NotFound(String),
+    /// 405, code 4: the path exists with other methods.
+    #[error("method not allowed; this path takes {}", allow_list(.0))]
+    MethodNotAllowed(Vec<Method>),
+    /// 413, code 4: body over `server.max_body_bytes`.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 401, code 17: the request lacks the identity a rule needs.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403, code 17: a policy refuses.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// 502, code 1: Stream could not be reached or closed the connection without answering.
+    #[error("Stream could not be reached: {0}")]
+    UpstreamUnavailable(String),
+    /// 504, code 1: attempts timed out until the retries or the deadline ran out.
+    #[error("Stream did not answer in time: {0}")]
+    UpstreamTimeout(String),
+    /// 503, code 1: over `server.max_concurrency`, or draining.
+    #[error("{0}")]
+    Overloaded(String),
+}
+
+fn allow_list(m: &[Method]) -> String {
+    m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+impl ApiError {
+    /// HTTP status, Stream error code and exception name.
+    pub fn parts(&self) -> (StatusCode, u16, &'static str) {
+        match self {
+            ApiError::InvalidInput(_) => (StatusCode::BAD_REQUEST, 4, "InputException"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, 16, "DoesNotExistException"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, 4, "InputException"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, 4, "InputException"),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, 17, "NotAllowedException"),
+            ApiError::NotAllowed(_) => (StatusCode::FORBIDDEN, 17, "NotAllowedException"),
+            ApiError::UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, 1, "UpstreamUnavailable"),
+            ApiError::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, 1, "UpstreamTimeout"),
+            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, 1, "Overloaded"),
+        }
+    }
+}
+
+impl From<InvalidInput> for ApiError {
+    fn from(e: InvalidInput) -> Self {
+        ApiError::InvalidInput(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, exception) = self.parts();
+        let mut body = json!({
+            "code": code,
+            "exception": exception,
+            "detail": self.to_string(),
+            "status_code": status.as_u16(),
+            "duration": "0.00ms",
+        });
+        if let ApiError::InvalidInput(i) = &self {
+            body["exception_fields"] = json!({ i.field.as_str(): [i.reason.as_str()] });
+        }
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let ApiError::MethodNotAllowed(m) = &self {
+            if let Ok(v) = HeaderValue::from_str(&allow_list(m)) {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, serde_json::Value, Response) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let (parts, b) = resp.into_parts();
+        let bytes = axum::body::to_bytes(b, 1 << 16).await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap(),
+            Response::from_parts(parts, axum::body::Body::empty()),
+        )
+    }
+
+    #[tokio::test]
+    async fn invalid_input_is_streams_input_exception_naming_the_field() {
+        let (status, v, _) = body(InvalidInput::new("user_id", "must not be empty").into()).await;
+        assert_eq!(status, 400);
+        assert_eq!(v["code"], 4);
+        assert_eq!(v["exception"], "InputException");
+        assert_eq!(v["status_code"], 400);
+        assert_eq!(v["detail"], "user_id: must not be empty");
+        assert_eq!(v["exception_fields"]["user_id"][0], "must not be empty");
+    }
+
+    #[tokio::test]
+    async fn each_error_has_its_contract_status_and_code() {
+        let cases = [
+            (
+                ApiError::NotFound("/x".into()),
+                404,
+                16,
+                "DoesNotExistException",
+            ),
+            (
+                ApiError::MethodNotAllowed(vec![Method::Get]),
+                405,
+                4,
+                "InputException",
+            ),
+            (ApiError::PayloadTooLarge(10), 413, 4, "InputException"),
+            (
+                ApiError::Unauthenticated("x".into()),
+                401,
+                17,
+                "NotAllowedException",
+            ),
+            (
+                ApiError::NotAllowed("x".into()),
+                403,
+                17,
+                "NotAllowedException",
+            ),
+            (
+                ApiError::UpstreamUnavailable("x".into()),
+                502,
+                1,
+                "UpstreamUnavailable",
+            ),
+            (
+                ApiError::UpstreamTimeout("x".into()),
+                504,
+                1,
+                "UpstreamTimeout",
+            ),
+            (ApiError::Overloaded("x".into()), 503, 1, "Overloaded"),
+        ];
+        for (e, status, code, exc) in cases {
+            let (s, v, _) = body(e).await;
+            assert_eq!(
+                (
+                    s.as_u16(),
+                    v["code"].as_u64().unwrap(),
+                    v["exception"].as_str().unwrap()
+                ),
+                (status, code, exc)
+            );
+            assert_eq!(v["status_code"], status);
+        }
+    }
+
+    #[tokio::test]
+    async fn method_not_allowed_lists_the_allowed_methods() {
+        let (_, v, resp) = body(ApiError::MethodNotAllowed(vec![Method::Get, Method::Post])).await;
+        assert_eq!(resp.headers()[header::ALLOW], "GET, POST");
+        assert!(v["detail"].as_str().unwrap().contains("GET, POST"));
+    }
+}

@@ -1,0 +1,169 @@
+//! The upstream client: one pooled reqwest client (keep-alive, rustls, idle timeout below
+//! the 60 s of common load balancers), and one attempt at a time. The retry loop lives in
+//! [`super`]; this file only sends and classifies.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, DATE};
+
+use super::retry::Outcome;
+use crate::auth::{httpsig, Secret};
+use crate::config::UpstreamConfig;
+
+/// `X-Stream-Client`, as the official clients name themselves.
+pub const CLIENT_NAME: &str = concat!("stream-gateway-", env!("CARGO_PKG_VERSION"));
+
+/// Response headers passed back to the caller; everything else Stream sends is dropped.
+pub const PASSED_BACK: [&str; 5] = [
+    "content-type",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "retry-after",
+];
+
+/// How one request authenticates.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A scoped JWT (`Authorization: <token>`, `Stream-Auth-Type: jwt`).
+    Jwt(HeaderValue),
+    /// An HTTP Signature, made per attempt with a fresh `Date`.
+    Signature,
+}
+
+/// A request ready to send, as many times as the policy allows.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Method.
+    pub method: reqwest::Method,
+    /// Path and query, as signed: `/api/v1.0/...?...&api_key=...`.
+    pub target: String,
+    /// Body, already checked (and re-serialized if credentials were removed).
+    pub body: Option<Bytes>,
+    /// Credential.
+    pub credential: Credential,
+    /// The caller's request id, forwarded for support tickets.
+    pub request_id: Option<HeaderValue>,
+}
+
+/// Stream's answer to one attempt.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status.
+    pub status: reqwest::StatusCode,
+    /// The [`PASSED_BACK`] headers present.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// The pooled client and where it sends.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+    base: String,
+    api_key: String,
+    api_key_header: HeaderValue,
+    secret: Secret,
+}
+
+static STREAM_AUTH_TYPE: HeaderName = HeaderName::from_static("stream-auth-type");
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+static X_STREAM_CLIENT: HeaderName = HeaderName::from_static("x-stream-client");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+impl Upstream {
+    /// A client for `base` (scheme + host [+ port]).
+    pub fn new(
+        cfg: &UpstreamConfig,
+        base: &str,
+        api_key: &str,
+        secret: Secret,
+    ) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .tcp_nodelay(true)
+            // A redirect would resend a signed request somewhere else, or lose its body.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            client,
+            base: base.to_owned(),
+            api_key: api_key.to_owned(),
+            api_key_header: HeaderValue::from_str(api_key)
+                .expect("api_key was validated as printable ASCII"),
+            secret,
+        })
+    }
+
+    /// Sends one attempt with `timeout` for the whole exchange, body included.
+    pub async fn send(&self, req: &Prepared, timeout: Duration) -> Result<Answer, Outcome> {
+        let mut b = self
+            .client
+            .request(req.method.clone(), format!("{}{}", self.base, req.target))
+            .timeout(timeout)
+            .header(&X_STREAM_CLIENT, HeaderValue::from_static(CLIENT_NAME));
+        match &req.credential {
+            Credential::Jwt(token) => {
+                b = b
+                    .header(AUTHORIZATION, token.clone())
+                    .header(&STREAM_AUTH_TYPE, HeaderValue::from_static("jwt"));
+            }
+            Credential::Signature => {
+                let date = httpsig::http_date(SystemTime::now());
+                let auth = httpsig::authorization(
+                    &self.api_key,
+                    &self.secret,
+                    req.method.as_str(),
+                    &req.target,
+                    &date,
+                );
+                let mut auth = HeaderValue::from_str(&auth).expect("signature header is ASCII");
+                auth.set_sensitive(true);
+                b = b
+                    .header(AUTHORIZATION, auth)
+                    .header(
+                        DATE,
+                        HeaderValue::from_str(&date).expect("HTTP date is ASCII"),
+                    )
+                    .header(&X_API_KEY, self.api_key_header.clone());
+            }
+        }
+        if let Some(id) = &req.request_id {
+            b = b.header(&X_REQUEST_ID, id.clone());
+        }
+        if let Some(body) = &req.body {
+            b = b
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(body.clone());
+        }
+        let resp = b.send().await.map_err(classify)?;
+        let status = resp.status();
+        let mut headers = HeaderMap::new();
+        for name in PASSED_BACK {
+            if let Some(v) = resp.headers().get(name) {
+                headers.insert(name, v.clone());
+            }
+        }
+        let body = resp.bytes().await.map_err(classify)?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Connection failures before the request was written are [`Outcome::NotSent`]; timeouts are
+/// [`Outcome::Timeout`]; anything else broke after sending and is [`Outcome::Dropped`].
+fn classify(e: reqwest::Error) -> Outcome {
+    if e.is_connect() {
+        Outcome::NotSent
+    } else if e.is_timeout() {
+        Outcome::Timeout
+    } else {
+        Outcome::Dropped
+    }
+}

@@ -1,0 +1,251 @@
+//! The proxy: `/api/v1.0/...` in, validated, credentialed, forwarded with retries, Stream's
+//! answer back unchanged.
+//!
+//! - [`retry`]: the pure retry policy, backoff and budget;
+//! - [`forward`]: the pooled upstream client, one attempt at a time.
+
+pub mod forward;
+pub mod retry;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, request::Parts, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::time::Instant;
+
+use crate::auth::jwt::TokenCache;
+use crate::config::{BatchAuth, Config};
+use crate::error::ApiError;
+use crate::stream::endpoint::{AuthKind, BodyKind, Idempotency};
+use crate::stream::{body, query, route, Method, RouteError};
+use forward::{Credential, Prepared, Upstream};
+use retry::{Attempted, Backoff, Decision, Outcome, RetryBudget, Stop};
+
+/// Everything a proxied request needs, shared by all of them.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The validated configuration.
+    pub config: Config,
+    /// One token per scope.
+    pub tokens: TokenCache,
+    /// The pooled upstream client.
+    pub upstream: Upstream,
+    /// The retry budget.
+    pub budget: RetryBudget,
+    /// The backoff.
+    pub backoff: Backoff,
+}
+
+impl Gateway {
+    /// Builds the shared state; fails only if the TLS client cannot be built.
+    pub fn new(config: Config) -> Result<Self, reqwest::Error> {
+        let s = &config.stream;
+        let upstream = Upstream::new(
+            &config.upstream,
+            &s.base_url,
+            &s.api_key,
+            s.api_secret.clone(),
+        )?;
+        let backoff = Backoff::try_new(config.upstream.backoff_base, config.upstream.backoff_max)
+            .expect("backoff settings were validated with the configuration");
+        Ok(Self {
+            tokens: TokenCache::new(s.api_secret.clone(), s.token_ttl_s),
+            budget: RetryBudget::new(config.upstream.retry_budget_percent),
+            upstream,
+            backoff,
+            config,
+        })
+    }
+}
+
+/// What the request log line reports besides status and duration.
+#[derive(Debug, Default, Clone, Copy)]
+struct Trace {
+    endpoint: &'static str,
+    attempts: u32,
+}
+
+/// The handler for every path under `/api/v1.0/`.
+pub async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let mut trace = Trace {
+        endpoint: "unknown",
+        attempts: 0,
+    };
+    let resp = match proxy(&gw, &parts, body, &mut trace).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    tracing::info!(
+        endpoint = trace.endpoint,
+        method = %parts.method,
+        status = resp.status().as_u16(),
+        attempts = trace.attempts,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    resp
+}
+
+async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge(limit))
+        }
+        Err(_) => Err(ApiError::InvalidInput(crate::stream::InvalidInput::new(
+            "body",
+            "could not be read",
+        ))),
+    }
+}
+
+async fn proxy(
+    gw: &Gateway,
+    parts: &Parts,
+    body: Body,
+    trace: &mut Trace,
+) -> Result<Response, ApiError> {
+    let method = Method::parse(parts.method.as_str());
+    let route = route(method, parts.uri.path()).map_err(|e| match e {
+        RouteError::NotFound => ApiError::NotFound(parts.uri.path().to_owned()),
+        RouteError::MethodNotAllowed { allow } => ApiError::MethodNotAllowed(allow),
+        RouteError::Invalid(i) => ApiError::InvalidInput(i),
+    })?;
+    let ep = route.endpoint;
+    trace.endpoint = ep.name;
+    let pairs = query::check(ep, parts.uri.query())?;
+
+    let (body, keyed) = if ep.body == BodyKind::None {
+        (None, false)
+    } else {
+        let raw = read_body(parts, body, gw.config.server.max_body_bytes).await?;
+        let checked = body::check(ep.body, &raw)?;
+        let keyed = checked.keyed;
+        (
+            Some(checked.rewritten.map(Bytes::from).unwrap_or(raw)),
+            keyed,
+        )
+    };
+    let idempotent = match ep.idempotency {
+        Idempotency::Always => true,
+        Idempotency::WithForeignIdAndTime => keyed,
+    };
+
+    let s = &gw.config.stream;
+    let credential = match (ep.auth, s.batch_auth) {
+        (AuthKind::Application, BatchAuth::Signature) => Credential::Signature,
+        _ => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let token = gw.tokens.get(&route.scope(), now);
+            let mut v = HeaderValue::from_str(&token).expect("a JWT is ASCII");
+            v.set_sensitive(true);
+            Credential::Jwt(v)
+        }
+    };
+    let prepared = Prepared {
+        method: parts.method.clone(),
+        target: format!(
+            "{}?{}",
+            route.path,
+            query::forward_string(&pairs, &s.api_key)
+        ),
+        body,
+        credential,
+        request_id: parts.headers.get("x-request-id").cloned(),
+    };
+    send_with_retries(gw, &prepared, idempotent, trace).await
+}
+
+async fn send_with_retries(
+    gw: &Gateway,
+    req: &Prepared,
+    idempotent: bool,
+    trace: &mut Trace,
+) -> Result<Response, ApiError> {
+    let u = &gw.config.upstream;
+    let deadline = Instant::now() + u.deadline;
+    gw.budget.record_request(Instant::now());
+    let mut retries = 0;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        trace.attempts += 1;
+        let result = gw.upstream.send(req, u.timeout.min(remaining)).await;
+        let outcome = match &result {
+            Ok(a) => Outcome::Status {
+                status: a.status.as_u16(),
+                wait: (a.status.as_u16() == 429)
+                    .then(|| {
+                        let h = |n: &str| a.headers.get(n).and_then(|v| v.to_str().ok());
+                        retry::retry_wait(
+                            h("retry-after"),
+                            h("x-ratelimit-reset"),
+                            SystemTime::now(),
+                        )
+                    })
+                    .flatten(),
+            },
+            Err(o) => *o,
+        };
+        let attempted = Attempted {
+            retries,
+            max_retries: u.max_retries,
+            idempotent,
+            remaining: deadline.saturating_duration_since(Instant::now()),
+            backoff: gw.backoff.delay(retries, fastrand::f64()),
+        };
+        match retry::decide(outcome, attempted, || gw.budget.try_retry(Instant::now())) {
+            Decision::Retry { after, reason } => {
+                tracing::debug!(
+                    attempt = trace.attempts,
+                    retryable = true,
+                    reason = reason.as_str(),
+                    wait_ms = after.as_millis() as u64,
+                    "retrying"
+                );
+                tokio::time::sleep(after).await;
+                retries += 1;
+            }
+            Decision::Stop(stop) => {
+                if stop != Stop::Final {
+                    tracing::debug!(attempt = trace.attempts, retryable = false, stop = ?stop, "not retrying");
+                }
+                return finish(result, trace.attempts);
+            }
+        }
+    }
+}
+
+fn finish(result: Result<forward::Answer, Outcome>, attempts: u32) -> Result<Response, ApiError> {
+    match result {
+        Ok(a) => {
+            let mut resp = Response::new(Body::from(a.body));
+            *resp.status_mut() = a.status;
+            resp.headers_mut().extend(a.headers);
+            Ok(resp)
+        }
+        Err(Outcome::Timeout) => Err(ApiError::UpstreamTimeout(format!(
+            "no answer within the attempt timeout ({attempts} attempt(s))"
+        ))),
+        Err(_) => Err(ApiError::UpstreamUnavailable(format!(
+            "connection failed ({attempts} attempt(s))"
+        ))),
+    }
+}
