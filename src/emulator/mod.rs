@@ -303,8 +303,28 @@ async fn faults_and_log(State(st): State<Arc<Emu>>, req: Request, next: Next) ->
             return resp;
         }
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let mut resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    // Stream sends its rate-limit state on every response.
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        / 60
+        * 60
+        + 60;
+    let h = resp.headers_mut();
+    h.insert(
+        "x-ratelimit-limit",
+        axum::http::HeaderValue::from_static("1000"),
+    );
+    h.insert(
+        "x-ratelimit-remaining",
+        axum::http::HeaderValue::from_static("999"),
+    );
+    h.insert("x-ratelimit-reset", axum::http::HeaderValue::from(reset));
+    resp
 }
 
 fn feed_of(slug: &str, user: &str) -> Result<FeedId, EmuError> {

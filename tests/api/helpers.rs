@@ -1,0 +1,197 @@
+//! `spawn_app()`: a gateway on port 0 in front of a strict emulator on port 0, and a client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use figment::providers::Serialized;
+use figment::Figment;
+use serde_json::Value;
+use stream_gateway::app::App;
+use stream_gateway::auth::{jwt, Secret};
+use stream_gateway::config::{Config, FileConfig};
+use stream_gateway::emulator::{Emu, Emulator, EmulatorConfig, Fault, Received};
+use stream_gateway::stream::Scope;
+
+pub const KEY: &str = "test-api-key";
+pub const SECRET: &str = "test-secret-5f0c1e9a7b3d";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub api: String,
+    pub emu: Emulator,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: Value,
+}
+
+/// The figment every test starts from: the strict emulator as upstream, short timeouts.
+pub fn base_figment(emu: &Emulator) -> Figment {
+    Figment::from(Serialized::defaults(FileConfig::default()))
+        .merge(("server.listen", "127.0.0.1:0"))
+        .merge(("stream.api_key", KEY))
+        .merge(("stream.api_secret", SECRET))
+        .merge(("stream.base_url", emu.url()))
+        .merge(("upstream.timeout_ms", 400))
+        .merge(("upstream.deadline_ms", 3000))
+        .merge(("upstream.backoff_base_ms", 5))
+        .merge(("upstream.backoff_max_ms", 20))
+}
+
+pub async fn strict_emulator() -> Emulator {
+    Emulator::spawn(
+        EmulatorConfig {
+            api_key: KEY.into(),
+            api_secret: Secret::new(SECRET),
+            strict_scopes: true,
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .expect("emulator binds")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|f| f).await
+}
+
+pub async fn spawn_with(tweak: impl FnOnce(Figment) -> Figment) -> TestApp {
+    let emu = strict_emulator().await;
+    let config = Config::from_figment(&tweak(base_figment(&emu))).expect("test config is valid");
+    start(config, emu).await
+}
+
+pub async fn start(config: Config, emu: Emulator) -> TestApp {
+    let app = App::build(config).await.expect("app builds");
+    let addr = app.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        api: format!("http://{addr}/api/v1.0"),
+        emu,
+        client: reqwest::Client::new(),
+        stop: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn emu(&self) -> &Arc<Emu> {
+        self.emu.state()
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.emu().received()
+    }
+
+    pub fn fault(&self, method: &str, path_prefix: &str, f: impl FnOnce(&mut Fault)) {
+        let mut fault = Fault {
+            method: Some(method.into()),
+            path_prefix: path_prefix.into(),
+            status: None,
+            delay_ms: None,
+            drop: false,
+            retry_after: None,
+            times: 1,
+        };
+        f(&mut fault);
+        self.emu().inject(fault);
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let resp = req.send().await.expect("gateway answers");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(format!("{}{path}", self.api)))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.api))
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Reply {
+        self.send(self.client.post(format!("{}{path}", self.api)).body(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.client.delete(format!("{}{path}", self.api)))
+            .await
+    }
+
+    /// Stops the server and waits for it to finish draining.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.server.take() {
+            Some(h) => h.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The scope of the JWT the upstream received in `r`; panics when it is not a valid token
+/// signed with the real secret.
+pub fn upstream_scope(r: &Received) -> Scope {
+    assert_eq!(r.header("stream-auth-type"), Some("jwt"), "{r:?}");
+    let token = r.header("authorization").expect("authorization header");
+    let claims = jwt::verify(token, &Secret::new(SECRET), 0).expect("signed with the real secret");
+    claims.scope().expect("a scope token")
+}
+
+/// The values of `api_key` in a received request's query.
+pub fn api_keys(r: &Received) -> Vec<String> {
+    let q = r.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    form_urlencoded::parse(q.as_bytes())
+        .filter(|(k, _)| k == "api_key")
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+pub fn activity(n: u32) -> Value {
+    serde_json::json!({"actor": "user:1", "verb": "post", "object": format!("post:{n}")})
+}
+
+pub fn keyed_activity(n: u32) -> Value {
+    serde_json::json!({
+        "actor": "user:1", "verb": "post", "object": format!("post:{n}"),
+        "foreign_id": format!("post:{n}"),
+        "time": format!("2026-11-27T10:{:02}:{:02}.{:06}", (n / 60) % 60, n % 60, n),
+    })
+}
+
+/// Writes `bytes` to the gateway over a fresh TCP connection and returns what it answers
+/// until it closes (or 5 s pass).
+pub async fn raw_http(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}

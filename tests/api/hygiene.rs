@@ -1,0 +1,110 @@
+//! The caller's credentials never go upstream: not in headers, not in the query, not in bodies.
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn caller_credentials_in_headers_and_query_are_replaced() {
+    let app = spawn_app().await;
+    let req = app
+        .client
+        .get(format!(
+            "{}/feed/user/42/?api_key=theirs&limit=3&api_key=again&authorization=x",
+            app.api
+        ))
+        .header(
+            "authorization",
+            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJyZXNvdXJjZSI6IioifQ.forged",
+        )
+        .header("stream-auth-type", "simple")
+        .header("x-api-key", "theirs")
+        .header("date", "Mon, 01 Jan 2001 00:00:00 GMT")
+        .header("cookie", "session=1")
+        .header("proxy-authorization", "Basic eA==")
+        .header("connection", "x-hop")
+        .header("x-hop", "1")
+        .header("te", "trailers");
+    let r = app.send(req).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let got = &app.received()[0];
+    assert_eq!(api_keys(got), vec![KEY.to_owned()]);
+    assert!(got.target.contains("limit=3"));
+    assert!(!got.target.contains("authorization"));
+    assert_eq!(upstream_scope(got).to_string(), "feed/read/user42");
+    for h in [
+        "x-api-key",
+        "date",
+        "cookie",
+        "proxy-authorization",
+        "x-hop",
+        "te",
+    ] {
+        assert_eq!(got.header(h), None, "{h} must not be forwarded");
+    }
+    assert_eq!(got.header("stream-auth-type"), Some("jwt"));
+}
+
+#[tokio::test]
+async fn tokens_inside_bodies_are_removed() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/feed/timeline/1/follows/",
+            &json!({"target": "user:2", "target_token": "their.forged.token"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let body: Value = serde_json::from_str(&app.received()[0].body).unwrap();
+    assert_eq!(body, json!({"target": "user:2"}));
+
+    let mut a = activity(1);
+    a["to"] = json!(["notification:1 their.forged.token", "user:3"]);
+    let r = app.post("/feed/user/2/", &a).await;
+    assert_eq!(r.status, 201);
+    let body: Value = serde_json::from_str(&app.received()[1].body).unwrap();
+    assert_eq!(body["to"], json!(["notification:1", "user:3"]));
+    assert_eq!(app.emu().store().len("notification:1"), 1);
+}
+
+#[tokio::test]
+async fn bodies_without_credentials_are_forwarded_byte_for_byte() {
+    let app = spawn_app().await;
+    let raw = "{\"actor\": \"user:1\",   \"verb\":\"post\", \"object\":\"post:1\", \"custom\": {\"x\": [1, 2.50]}}";
+    assert_eq!(app.post_raw("/feed/user/2/", raw).await.status, 201);
+    assert_eq!(app.received()[0].body, raw);
+    assert_eq!(
+        app.received()[0].header("content-type"),
+        Some("application/json")
+    );
+}
+
+#[tokio::test]
+async fn get_and_delete_bodies_are_not_forwarded() {
+    let app = spawn_app().await;
+    let r = app
+        .send(
+            app.client
+                .delete(format!("{}/feed/user/2/x/", app.api))
+                .body("{}"),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.received()[0].body, "");
+}
+
+#[tokio::test]
+async fn the_request_id_is_kept_forwarded_and_returned() {
+    let app = spawn_app().await;
+    let r = app
+        .send(
+            app.client
+                .get(format!("{}/feed/user/2/", app.api))
+                .header("x-request-id", "req-123"),
+        )
+        .await;
+    assert_eq!(r.headers["x-request-id"], "req-123");
+    assert_eq!(app.received()[0].header("x-request-id"), Some("req-123"));
+    let r = app.get("/feed/user/2/").await;
+    assert!(!r.headers["x-request-id"].is_empty());
+}

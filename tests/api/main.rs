@@ -1,0 +1,12 @@
+//! One integration binary: the gateway on port 0 in front of the strict emulator.
+
+mod concurrency;
+mod emulator_semantics;
+mod emulator_verification;
+mod endpoints;
+mod helpers;
+mod hygiene;
+mod lifecycle;
+mod retries;
+mod validation;
+mod walkthrough;

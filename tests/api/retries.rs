@@ -1,0 +1,169 @@
+//! Timeouts, retries and the deadline against injected faults.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn posts(app: &TestApp) -> usize {
+    app.received().iter().filter(|r| r.method == "POST").count()
+}
+
+#[tokio::test]
+async fn a_post_without_foreign_id_and_time_is_sent_once_after_a_503() {
+    let app = spawn_app().await;
+    app.fault("POST", "/api/v1.0/feed/user/1/", |f| f.status = Some(503));
+    let r = app.post("/feed/user/1/", &activity(1)).await;
+    assert_eq!(r.status, 503, "Stream's 503 is returned as it is");
+    assert_eq!(posts(&app), 1);
+}
+
+#[tokio::test]
+async fn a_post_with_foreign_id_and_time_is_retried_and_stored_once() {
+    let app = spawn_app().await;
+    // The first attempt is applied by Stream but answers after the gateway gave up on it.
+    app.fault("POST", "/api/v1.0/feed/user/1/", |f| f.delay_ms = Some(700));
+    let r = app.post("/feed/user/1/", &keyed_activity(1)).await;
+    assert_eq!(r.status, 201, "{:?}", r.json);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(posts(&app), 2);
+    let store = app.emu().store();
+    assert_eq!(store.len("user:1"), 1);
+    assert_eq!(store.activity_count(), 1);
+}
+
+#[tokio::test]
+async fn a_non_idempotent_post_that_timed_out_is_not_resent() {
+    let app = spawn_app().await;
+    app.fault("POST", "/api/v1.0/feed/user/1/", |f| f.delay_ms = Some(700));
+    let r = app.post("/feed/user/1/", &activity(1)).await;
+    assert_eq!(
+        (r.status, r.json["exception"].as_str()),
+        (504, Some("UpstreamTimeout"))
+    );
+    assert_eq!(r.json["code"], 1);
+    assert_eq!(posts(&app), 1);
+}
+
+#[tokio::test]
+async fn reads_are_retried_after_503s_and_dropped_connections() {
+    let app = spawn_app().await;
+    app.fault("GET", "/api/v1.0/feed/user/1/", |f| f.status = Some(503));
+    app.fault("GET", "/api/v1.0/feed/user/1/", |f| f.drop = true);
+    let r = app.get("/feed/user/1/").await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert_eq!(app.received().len(), 3);
+}
+
+#[tokio::test]
+async fn retries_stop_at_max_retries_and_the_last_answer_is_returned() {
+    let app = spawn_app().await;
+    app.fault("GET", "/api/v1.0/feed/user/1/", |f| {
+        f.status = Some(502);
+        f.times = 10;
+    });
+    let r = app.get("/feed/user/1/").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.json["exception"], "InjectedFault",
+        "Stream's own body, not the gateway's"
+    );
+    assert_eq!(app.received().len(), 3, "one attempt and max_retries = 2");
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_inside_the_deadline_is_waited_out() {
+    let app = spawn_app().await;
+    app.fault("POST", "/api/v1.0/feed/user/1/", |f| {
+        f.status = Some(429);
+        f.retry_after = Some("1".into());
+    });
+    let started = Instant::now();
+    let r = app.post("/feed/user/1/", &activity(1)).await;
+    assert_eq!(
+        r.status, 201,
+        "a refused request may be resent even when not idempotent"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(app.emu().store().len("user:1"), 1);
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_past_the_deadline_is_returned_at_once() {
+    let app = spawn_app().await;
+    app.fault("GET", "/api/v1.0/feed/user/1/", |f| {
+        f.status = Some(429);
+        f.retry_after = Some("60".into());
+    });
+    let started = Instant::now();
+    let r = app.get("/feed/user/1/").await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.headers["retry-after"], "60");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(app.received().len(), 1);
+}
+
+#[tokio::test]
+async fn attempts_that_time_out_become_504() {
+    let app = spawn_app().await;
+    app.fault("GET", "/api/v1.0/feed/user/1/", |f| {
+        f.delay_ms = Some(1000);
+        f.times = 5;
+    });
+    let r = app.get("/feed/user/1/").await;
+    assert_eq!((r.status, r.json["code"].as_u64()), (504, Some(1)));
+    assert_eq!(r.json["exception"], "UpstreamTimeout");
+    assert_eq!(app.received().len(), 3);
+}
+
+#[tokio::test]
+async fn the_deadline_bounds_the_whole_request() {
+    let app = spawn_with(|f| {
+        f.merge(("upstream.deadline_ms", 600))
+            .merge(("upstream.max_retries", 5))
+    })
+    .await;
+    app.fault("GET", "/api/v1.0/feed/user/1/", |f| {
+        f.delay_ms = Some(2000);
+        f.times = 10;
+    });
+    let started = Instant::now();
+    let r = app.get("/feed/user/1/").await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 504);
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_millis(1200),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_502_after_retrying_even_a_non_idempotent_post() {
+    // A port nothing listens on: connections fail before anything is sent.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app =
+        spawn_with(|f| f.merge(("stream.base_url", format!("http://127.0.0.1:{port}")))).await;
+    let started = Instant::now();
+    let r = app
+        .post(
+            "/feed/user/1/",
+            &json!({"actor": "a", "verb": "v", "object": "o"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json["exception"].as_str()),
+        (502, Some("UpstreamUnavailable"))
+    );
+    assert_eq!(r.json["code"], 1);
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("3 attempt"),
+        "{:?}",
+        r.json
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -1,0 +1,96 @@
+//! No secret, JWT or signature in any log line, while requests succeed and fail.
+//!
+//! A test binary of its own: a thread-local subscriber (`set_default`) only sees every event
+//! when no other test in the process logs without one (tracing caches callsite interest
+//! process-wide), so the capture runs here alone.
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use tracing::Level;
+
+use helpers::*;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn exercise(app: &TestApp) {
+    assert_eq!(app.get("/feed/user/1/").await.status, 200);
+    app.fault("GET", "/api/v1.0/feed/user/2/", |f| {
+        f.status = Some(503);
+        f.times = 3;
+    });
+    assert_eq!(app.get("/feed/user/2/").await.status, 503);
+    assert_eq!(app.get("/feed/us-er/1/").await.status, 400);
+    let r = app
+        .post(
+            "/follow_many/",
+            &json!([{"source": "timeline:1", "target": "user:1"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    app.fault("POST", "/api/v1.0/feed/user/3/", |f| f.drop = true);
+    assert_eq!(app.post("/feed/user/3/", &activity(1)).await.status, 502);
+}
+
+fn assert_clean(app: &TestApp, text: &str) {
+    assert!(
+        text.contains("request"),
+        "the capture saw the request lines:\n{text}"
+    );
+    assert!(!text.contains(SECRET), "the secret is in the logs");
+    assert!(!text.contains("eyJ"), "a JWT is in the logs");
+    assert!(!text.contains("signature=\""), "a signature is in the logs");
+    for r in app.received() {
+        if let Some(a) = r.header("authorization") {
+            assert!(!text.contains(a), "an upstream credential is in the logs");
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_secret_and_credentials_appear_in_no_log_line_text_or_json() {
+    let cap = Capture::default();
+    let c2 = cap.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || c2.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(sub);
+    let app = spawn_app().await;
+    exercise(&app).await;
+    drop(guard);
+    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    assert_clean(&app, &text);
+
+    let cap = Capture::default();
+    let c2 = cap.clone();
+    let sub = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(Level::TRACE)
+        .with_writer(move || c2.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(sub);
+    let app = spawn_app().await;
+    exercise(&app).await;
+    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    assert_clean(&app, &text);
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("one JSON object per line");
+    }
+}
