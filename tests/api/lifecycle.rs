@@ -37,7 +37,8 @@ async fn in_flight_requests_finish_after_shutdown_begins() {
 
 fn binary() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_stream-gateway"));
-    let dir = std::env::temp_dir().join(format!("sg-{}-{}", std::process::id(), fastrand::u64(..)));
+    // An empty working directory, so no config/gateway.toml is picked up.
+    let dir = std::env::temp_dir().join("stream-gateway-test-cwd");
     std::fs::create_dir_all(&dir).unwrap();
     c.env_clear().current_dir(dir).stdin(Stdio::null());
     c
