@@ -52,6 +52,42 @@ pub struct FileConfig {
     pub upstream: UpstreamFile,
     /// `[log]`
     pub log: LogFile,
+    /// `[tokens]`
+    pub tokens: TokensFile,
+}
+
+/// `[tokens]` as read: the policy of `POST /tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensFile {
+    /// TTL when the request names none.
+    pub default_ttl_s: u64,
+    /// Longest TTL a request may ask for.
+    pub max_ttl_s: u64,
+    /// `resource/action` pairs that may be minted.
+    pub allow: Vec<String>,
+    /// Whether user tokens (`{"user_id": ...}`) may be minted.
+    pub user_tokens: bool,
+    /// Whether `*` may appear as feed, resource or action.
+    pub wildcards: bool,
+    /// A header, set by a trusted proxy, naming the caller's user id.
+    pub identity_header: Option<String>,
+    /// Browser origins allowed to call `/tokens` (CORS).
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for TokensFile {
+    fn default() -> Self {
+        Self {
+            default_ttl_s: 3600,
+            max_ttl_s: 86_400,
+            allow: vec!["feed/read".into(), "follower/read".into()],
+            user_tokens: true,
+            wildcards: false,
+            identity_header: None,
+            cors_origins: Vec::new(),
+        }
+    }
 }
 
 /// `[server]` as read.
@@ -186,6 +222,115 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// `[log]`
     pub log_format: LogFormat,
+    /// `[tokens]`
+    pub tokens: TokensConfig,
+}
+
+/// Resources a frontend token may name (Stream's, as the official clients use them).
+pub const TOKEN_RESOURCES: &[&str] = &[
+    "feed",
+    "follower",
+    "activities",
+    "feed_targets",
+    "reactions",
+    "collections",
+    "users",
+    "personalization",
+    "analytics",
+    "*",
+];
+/// Actions a frontend token may name.
+pub const TOKEN_ACTIONS: &[&str] = &["read", "write", "delete", "*"];
+
+/// `[tokens]`, validated.
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// TTL when the request names none.
+    pub default_ttl_s: u64,
+    /// Longest TTL.
+    pub max_ttl_s: u64,
+    /// Allowed `(resource, action)` pairs.
+    pub allow: Vec<(String, String)>,
+    /// Whether user tokens may be minted.
+    pub user_tokens: bool,
+    /// Whether `*` may appear.
+    pub wildcards: bool,
+    /// The identity header, lower-case.
+    pub identity_header: Option<http::HeaderName>,
+    /// Allowed browser origins.
+    pub cors_origins: Vec<http::HeaderValue>,
+}
+
+impl TokensConfig {
+    fn validate(t: TokensFile) -> Result<Self, ConfigError> {
+        if t.default_ttl_s == 0 {
+            return Err(ConfigError::new(
+                "tokens.default_ttl_s",
+                "must be greater than 0",
+            ));
+        }
+        if t.max_ttl_s < t.default_ttl_s {
+            return Err(ConfigError::new(
+                "tokens.max_ttl_s",
+                "must be at least tokens.default_ttl_s",
+            ));
+        }
+        let mut allow = Vec::new();
+        for a in &t.allow {
+            let pair = a
+                .split_once('/')
+                .filter(|(r, x)| TOKEN_RESOURCES.contains(r) && TOKEN_ACTIONS.contains(x));
+            let Some((r, x)) = pair else {
+                return Err(ConfigError::new(
+                    "tokens.allow",
+                    format!(
+                        "{a:?} is not resource/action with a resource in {} and an action in {}",
+                        TOKEN_RESOURCES.join(", "),
+                        TOKEN_ACTIONS.join(", ")
+                    ),
+                ));
+            };
+            allow.push((r.to_owned(), x.to_owned()));
+        }
+        let identity_header = match t.identity_header.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(h) => Some(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                ConfigError::new(
+                    "tokens.identity_header",
+                    format!("{h:?} is not a header name"),
+                )
+            })?),
+        };
+        let mut cors_origins = Vec::new();
+        for o in &t.cors_origins {
+            if o == "*" {
+                return Err(ConfigError::new(
+                    "tokens.cors_origins",
+                    "list the origins explicitly: * would let any web site ask for tokens",
+                ));
+            }
+            let ok = validate_base_url(o).is_ok() && !o.ends_with('/');
+            let v = http::HeaderValue::from_str(o)
+                .ok()
+                .filter(|_| ok)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "tokens.cors_origins",
+                        format!("{o:?} is not an origin such as https://app.example.com"),
+                    )
+                })?;
+            cors_origins.push(v);
+        }
+        Ok(Self {
+            default_ttl_s: t.default_ttl_s,
+            max_ttl_s: t.max_ttl_s,
+            allow,
+            user_tokens: t.user_tokens,
+            wildcards: t.wildcards,
+            identity_header,
+            cors_origins,
+        })
+    }
 }
 
 /// `[server]`, validated.
@@ -257,30 +402,42 @@ pub fn figment(file: Option<&Path>) -> Figment {
     with_env(f)
 }
 
-/// Adds the environment layers to `f`.
+/// Variables whose values are credentials or ids: taken as the exact string, never parsed
+/// (figment would read `STREAM_APP_ID=1234` as a number and a secret `0123` as 123).
+/// Later entries win.
+const VERBATIM: &[(&str, &str)] = &[
+    ("GATEWAY_STREAM__API_KEY", "stream.api_key"),
+    ("GATEWAY_STREAM__API_SECRET", "stream.api_secret"),
+    ("GATEWAY_STREAM__API_SECRET_FILE", "stream.api_secret_file"),
+    ("GATEWAY_STREAM__APP_ID", "stream.app_id"),
+    ("STREAM_API_KEY", "stream.api_key"),
+    ("STREAM_API_SECRET", "stream.api_secret"),
+    ("STREAM_API_SECRET_FILE", "stream.api_secret_file"),
+    ("STREAM_APP_ID", "stream.app_id"),
+    ("STREAM_REGION", "stream.region"),
+    ("STREAM_BASE_URL", "stream.base_url"),
+];
+
+/// Adds the environment layers to `f`: `GATEWAY_<SECTION>__<KEY>`, then Stream's variables.
 pub fn with_env(f: Figment) -> Figment {
-    f.merge(
+    let verbatim = |k: &figment::value::UncasedStr| {
+        let k = k.as_str().to_ascii_lowercase();
+        k == "config"
+            || VERBATIM
+                .iter()
+                .any(|(env, _)| env.to_ascii_lowercase() == format!("gateway_{k}"))
+    };
+    let mut f = f.merge(
         Env::prefixed("GATEWAY_")
-            .filter(|k| k != "config")
+            .filter(move |k| !verbatim(k))
             .split("__"),
-    )
-    .merge(
-        Env::raw()
-            .only(&[
-                "STREAM_API_KEY",
-                "STREAM_API_SECRET",
-                "STREAM_API_SECRET_FILE",
-                "STREAM_APP_ID",
-                "STREAM_REGION",
-                "STREAM_BASE_URL",
-            ])
-            .map(|k| {
-                k.as_str()
-                    .to_ascii_lowercase()
-                    .replacen("stream_", "stream.", 1)
-                    .into()
-            }),
-    )
+    );
+    for (env, key) in VERBATIM {
+        if let Ok(v) = std::env::var(env) {
+            f = f.merge((*key, v));
+        }
+    }
+    f
 }
 
 fn ms(key: &str, v: u64) -> Result<Duration, ConfigError> {
@@ -449,6 +606,7 @@ impl Config {
             },
             upstream,
             log_format: raw.log.format,
+            tokens: TokensConfig::validate(raw.tokens)?,
         })
     }
 }
@@ -634,6 +792,24 @@ mod tests {
     }
 
     #[test]
+    fn numeric_looking_credentials_stay_strings() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STREAM_API_KEY", "12345");
+            jail.set_env("STREAM_API_SECRET", "0123");
+            jail.set_env("STREAM_APP_ID", "1234");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.stream.api_key, "12345");
+            assert_eq!(c.stream.api_secret.expose(), "0123");
+            assert_eq!(c.stream.app_id.as_deref(), Some("1234"));
+            jail.set_env("GATEWAY_STREAM__APP_ID", "99");
+            jail.set_env("STREAM_APP_ID", "");
+            // STREAM_* wins over GATEWAY_STREAM__*; an empty value counts as unset.
+            assert_eq!(Config::load(None).unwrap().stream.app_id, None);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn gateway_config_names_the_file() {
         Jail::expect_with(|jail| {
             jail.create_file(
@@ -645,6 +821,62 @@ mod tests {
             assert_eq!(c.stream.region, "ohio");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_token_policy_defaults_to_read_only_feed_and_follower_tokens() {
+        let t = Config::from_figment(&base()).unwrap().tokens;
+        assert_eq!((t.default_ttl_s, t.max_ttl_s), (3600, 86_400));
+        assert_eq!(
+            t.allow,
+            vec![
+                ("feed".into(), "read".into()),
+                ("follower".into(), "read".into())
+            ]
+        );
+        assert!(t.user_tokens && !t.wildcards);
+        assert!(t.identity_header.is_none() && t.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn a_bad_token_policy_names_its_key() {
+        assert_eq!(
+            err(base().merge(("tokens.allow", ["feed:read"]))).key,
+            "tokens.allow"
+        );
+        assert_eq!(
+            err(base().merge(("tokens.allow", ["url/read"]))).key,
+            "tokens.allow"
+        );
+        assert_eq!(
+            err(base().merge(("tokens.cors_origins", ["*"]))).key,
+            "tokens.cors_origins"
+        );
+        assert_eq!(
+            err(base().merge(("tokens.cors_origins", ["https://a.example/path"]))).key,
+            "tokens.cors_origins"
+        );
+        assert_eq!(
+            err(base().merge(("tokens.identity_header", "bad header"))).key,
+            "tokens.identity_header"
+        );
+        assert_eq!(
+            err(base().merge(("tokens.max_ttl_s", 10))).key,
+            "tokens.max_ttl_s"
+        );
+        assert_eq!(
+            err(base().merge(("tokens.default_ttl_s", 0))).key,
+            "tokens.default_ttl_s"
+        );
+        let ok = base()
+            .merge((
+                "tokens.cors_origins",
+                ["https://app.example.com", "http://localhost:3000"],
+            ))
+            .merge(("tokens.identity_header", "X-User-Id"));
+        let t = Config::from_figment(&ok).unwrap().tokens;
+        assert_eq!(t.identity_header.unwrap().as_str(), "x-user-id");
+        assert_eq!(t.cors_origins.len(), 2);
     }
 
     #[test]
