@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use axum::http::header::AUTHORIZATION;
 use axum::response::IntoResponse;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::error::ApiError;
 use crate::proxy::{self, Gateway};
+use crate::tokens;
 
 /// A built, bound, not yet serving gateway.
 #[derive(Debug)]
@@ -137,10 +139,27 @@ impl App {
     }
 }
 
-/// The router: health, the proxy under `/api/v1.0/`, Stream's 404 elsewhere.
+/// `POST /tokens`, with CORS (preflight included) for the configured origins only.
+fn tokens_route(gw: &Gateway) -> MethodRouter<Arc<Gateway>> {
+    let route = post(tokens::mint);
+    let origins = &gw.config.tokens.cors_origins;
+    if origins.is_empty() {
+        return route;
+    }
+    route.layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([axum::http::Method::POST])
+            .allow_headers([axum::http::header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// The router: health, `/tokens`, the proxy under `/api/v1.0/`, Stream's 404 elsewhere.
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/tokens", tokens_route(&gw))
         .route("/api/v1.0", any(proxy::handle))
         .route("/api/v1.0/", any(proxy::handle))
         .route("/api/v1.0/{*rest}", any(proxy::handle))

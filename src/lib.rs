@@ -6,6 +6,7 @@
 //! - [`config`]: figment layers (defaults < TOML < env), validated once;
 //! - [`error`]: the one HTTP error type, rendered as Stream's error body;
 //! - [`proxy`]: the `/api/v1.0/` handler, forwarding and the retry policy;
+//! - [`tokens`]: `POST /tokens`, short-lived frontend tokens under a policy;
 //! - [`emulator`]: Stream's API in memory, served on its own port, verifying as Stream does;
 //! - [`app`]: binds, builds the router and serves until shutdown;
 //! - [`telemetry`]: the tracing subscriber.
@@ -18,3 +19,4 @@ pub mod error;
 pub mod proxy;
 pub mod stream;
 pub mod telemetry;
+pub mod tokens;

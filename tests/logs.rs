@@ -43,6 +43,24 @@ async fn exercise(app: &TestApp) {
         )
         .await;
     assert_eq!(r.status, 201);
+    let t = app
+        .send(
+            app.client
+                .post(format!("http://{}/tokens", app.addr))
+                .body(json!({"user_id": "42"}).to_string()),
+        )
+        .await;
+    assert!(t.json["token"].as_str().unwrap().starts_with("eyJ"));
+    assert_eq!(
+        app.send(
+            app.client
+                .post(format!("http://{}/tokens", app.addr))
+                .body("{}")
+        )
+        .await
+        .status,
+        400
+    );
     app.fault("POST", "/api/v1.0/feed/user/3/", |f| f.drop = true);
     assert_eq!(app.post("/feed/user/3/", &activity(1)).await.status, 502);
 }

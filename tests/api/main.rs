@@ -8,5 +8,6 @@ mod helpers;
 mod hygiene;
 mod lifecycle;
 mod retries;
+mod tokens;
 mod validation;
 mod walkthrough;

@@ -1,0 +1,495 @@
+//! `POST /tokens`: short-lived tokens for frontends, minted under the `[tokens]` policy.
+//!
+//! Two kinds: feed tokens (`{"feed": "user:42", "resource": "feed", "action": "read"}` ->
+//! claims `resource`, `action`, `feed_id`, `exp`) and user tokens (`{"user_id": "42"}` ->
+//! claims `user_id`, `exp`), what Stream's client-side SDKs use for a user session. Never `iat`.
+//!
+//! [`decide`] is the whole policy, pure: the request, the identity the trusted proxy vouched
+//! for, and the configuration in; a grant or the rule that refused out.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::jwt::{encode, Claims};
+use crate::config::{TokensConfig, TOKEN_ACTIONS, TOKEN_RESOURCES};
+use crate::error::ApiError;
+use crate::proxy::Gateway;
+use crate::stream::{FeedId, InvalidInput, UserId};
+
+/// A token request as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// `slug:user_id`, or `*` where wildcards are allowed (feed tokens).
+    pub feed: Option<String>,
+    /// The `resource` claim (feed tokens).
+    pub resource: Option<String>,
+    /// The `action` claim (feed tokens).
+    pub action: Option<String>,
+    /// The user (user tokens).
+    pub user_id: Option<String>,
+    /// Seconds until `exp`.
+    pub expires_in: Option<u64>,
+}
+
+/// What the policy grants: the claims (without `exp`) and the lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Claims to sign.
+    pub claims: Claims,
+    /// Seconds until `exp`.
+    pub ttl_s: u64,
+    /// `feed` or `user`, for logs and metrics.
+    pub kind: &'static str,
+}
+
+fn input(field: &str, reason: &str) -> ApiError {
+    ApiError::InvalidInput(InvalidInput::new(field, reason))
+}
+
+fn denied(rule: &str) -> ApiError {
+    ApiError::NotAllowed(format!("token refused by policy: {rule}"))
+}
+
+/// Applies the policy. `identity` is the value of `tokens.identity_header`, when configured:
+/// `None` there means the header was missing.
+pub fn decide(
+    req: &TokenRequest,
+    identity: Option<Option<&str>>,
+    cfg: &TokensConfig,
+) -> Result<Grant, ApiError> {
+    // Shape first (400), then identity (401), then policy (403).
+    let ttl_s = match req.expires_in {
+        None => cfg.default_ttl_s,
+        Some(0) => return Err(input("expires_in", "must be greater than 0")),
+        Some(n) if n > cfg.max_ttl_s => {
+            return Err(input(
+                "expires_in",
+                &format!("must be at most {} (tokens.max_ttl_s)", cfg.max_ttl_s),
+            ))
+        }
+        Some(n) => n,
+    };
+    enum Kind<'a> {
+        Feed {
+            feed: Option<FeedId>,
+            resource: &'a str,
+            action: &'a str,
+        },
+        User(&'a str),
+    }
+    let kind = match (&req.feed, &req.user_id) {
+        (Some(_), Some(_)) => {
+            return Err(input(
+                "body",
+                "give either feed (a feed token) or user_id (a user token), not both",
+            ))
+        }
+        (None, None) => {
+            return Err(input(
+                "body",
+                "give feed, resource and action for a feed token, or user_id for a user token",
+            ))
+        }
+        (Some(feed), None) => {
+            let resource = req
+                .resource
+                .as_deref()
+                .ok_or_else(|| input("resource", "is required for a feed token"))?;
+            let action = req
+                .action
+                .as_deref()
+                .ok_or_else(|| input("action", "is required for a feed token"))?;
+            if !TOKEN_RESOURCES.contains(&resource) {
+                return Err(input(
+                    "resource",
+                    &format!("must be one of {}", TOKEN_RESOURCES.join(", ")),
+                ));
+            }
+            if !TOKEN_ACTIONS.contains(&action) {
+                return Err(input(
+                    "action",
+                    &format!("must be one of {}", TOKEN_ACTIONS.join(", ")),
+                ));
+            }
+            let feed = if feed == "*" {
+                None
+            } else {
+                Some(FeedId::parse(feed).map_err(|e| input("feed", &e.to_string()))?)
+            };
+            Kind::Feed {
+                feed,
+                resource,
+                action,
+            }
+        }
+        (None, Some(user)) => {
+            if req.resource.is_some() || req.action.is_some() {
+                return Err(input(
+                    "body",
+                    "resource and action belong to feed tokens; a user token takes only user_id",
+                ));
+            }
+            if user != "*" {
+                UserId::parse(user).map_err(|e| input("user_id", &e.to_string()))?;
+            }
+            Kind::User(user)
+        }
+    };
+    let who = match identity {
+        None => None,
+        Some(None) => {
+            return Err(ApiError::Unauthenticated(
+                "token refused: the identity header is missing (tokens.identity_header)".into(),
+            ))
+        }
+        Some(Some(v)) => Some(v),
+    };
+    let wildcard = match &kind {
+        Kind::Feed {
+            feed,
+            resource,
+            action,
+        } => feed.is_none() || *resource == "*" || *action == "*",
+        Kind::User(u) => *u == "*",
+    };
+    if wildcard && !cfg.wildcards {
+        return Err(denied("* is not allowed (tokens.wildcards = false)"));
+    }
+    match kind {
+        Kind::Feed {
+            feed,
+            resource,
+            action,
+        } => {
+            if !cfg.allow.iter().any(|(r, a)| r == resource && a == action) {
+                let allowed: Vec<String> =
+                    cfg.allow.iter().map(|(r, a)| format!("{r}/{a}")).collect();
+                return Err(denied(&format!(
+                    "{resource}/{action} is not in tokens.allow ({})",
+                    allowed.join(", ")
+                )));
+            }
+            if let Some(who) = who {
+                match &feed {
+                    Some(f) if f.user().as_str() == who => {}
+                    Some(f) => {
+                        return Err(denied(&format!(
+                            "feed {f} belongs to user {}, not to the caller's identity",
+                            f.user().as_str()
+                        )))
+                    }
+                    None => {
+                        return Err(denied("a * feed cannot be bound to the caller's identity"))
+                    }
+                }
+            }
+            Ok(Grant {
+                claims: Claims {
+                    resource: Some(resource.to_owned()),
+                    action: Some(action.to_owned()),
+                    feed_id: Some(feed.map_or_else(|| "*".to_owned(), |f| f.claim())),
+                    user_id: None,
+                    exp: None,
+                },
+                ttl_s,
+                kind: "feed",
+            })
+        }
+        Kind::User(user) => {
+            if !cfg.user_tokens {
+                return Err(denied("user tokens are off (tokens.user_tokens = false)"));
+            }
+            if let Some(who) = who {
+                if who != user {
+                    return Err(denied("user_id is not the caller's identity"));
+                }
+            }
+            Ok(Grant {
+                claims: Claims {
+                    user_id: Some(user.to_owned()),
+                    ..Claims::default()
+                },
+                ttl_s,
+                kind: "user",
+            })
+        }
+    }
+}
+
+/// The `POST /tokens` handler.
+pub async fn mint(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    match mint_inner(&gw, &headers, &body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(status = e.parts().0.as_u16(), reason = %e, "token refused");
+            e.into_response()
+        }
+    }
+}
+
+fn mint_inner(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    let cfg = &gw.config.tokens;
+    let req: TokenRequest = serde_json::from_slice(body)
+        .map_err(|e| input("body", &format!("is not a token request: {e}")))?;
+    let identity = cfg.identity_header.as_ref().map(|h| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+    });
+    let grant = decide(&req, identity, cfg)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let expires_at = now + grant.ttl_s;
+    let claims = Claims {
+        exp: Some(expires_at),
+        ..grant.claims.clone()
+    };
+    let token = encode(&claims, &gw.config.stream.api_secret);
+    let scope = match &claims.user_id {
+        Some(u) => format!("user_id={u}"),
+        None => format!(
+            "{}/{}/{}",
+            claims.resource.as_deref().unwrap_or_default(),
+            claims.action.as_deref().unwrap_or_default(),
+            claims.feed_id.as_deref().unwrap_or_default()
+        ),
+    };
+    tracing::info!(kind = grant.kind, scope = %scope, ttl_s = grant.ttl_s, "token minted");
+    metrics::counter!(
+        "gateway_tokens_minted_total",
+        "kind" => grant.kind,
+        "resource" => claims.resource.clone().unwrap_or_else(|| "-".into()),
+        "action" => claims.action.clone().unwrap_or_else(|| "-".into()),
+    )
+    .increment(1);
+    let s = &gw.config.stream;
+    Ok(Json(json!({
+        "token": token,
+        "expires_at": expires_at,
+        "api_key": s.api_key,
+        "app_id": s.app_id,
+        "region": s.region,
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> TokensConfig {
+        TokensConfig {
+            default_ttl_s: 3600,
+            max_ttl_s: 86_400,
+            allow: vec![
+                ("feed".into(), "read".into()),
+                ("follower".into(), "read".into()),
+            ],
+            user_tokens: true,
+            wildcards: false,
+            identity_header: None,
+            cors_origins: vec![],
+        }
+    }
+    fn feed(f: &str, r: &str, a: &str) -> TokenRequest {
+        TokenRequest {
+            feed: Some(f.into()),
+            resource: Some(r.into()),
+            action: Some(a.into()),
+            ..Default::default()
+        }
+    }
+    fn user(u: &str) -> TokenRequest {
+        TokenRequest {
+            user_id: Some(u.into()),
+            ..Default::default()
+        }
+    }
+    fn status(r: Result<Grant, ApiError>) -> u16 {
+        match r {
+            Ok(_) => 200,
+            Err(e) => e.parts().0.as_u16(),
+        }
+    }
+
+    #[test]
+    fn a_feed_token_gets_the_feed_id_claim_without_colon() {
+        let g = decide(&feed("user:42", "feed", "read"), None, &cfg()).unwrap();
+        assert_eq!(g.claims.feed_id.as_deref(), Some("user42"));
+        assert_eq!(g.claims.resource.as_deref(), Some("feed"));
+        assert_eq!(g.claims.action.as_deref(), Some("read"));
+        assert_eq!((g.ttl_s, g.kind), (3600, "feed"));
+        assert_eq!(g.claims.exp, None, "exp is added at minting time");
+    }
+
+    #[test]
+    fn a_user_token_carries_only_user_id() {
+        let g = decide(&user("42"), None, &cfg()).unwrap();
+        assert_eq!(
+            g.claims,
+            Claims {
+                user_id: Some("42".into()),
+                ..Claims::default()
+            }
+        );
+    }
+
+    #[test]
+    fn ttl_defaults_and_is_bounded_by_max_ttl_on_both_sides() {
+        let mut r = feed("user:42", "feed", "read");
+        r.expires_in = Some(86_400);
+        assert_eq!(decide(&r, None, &cfg()).unwrap().ttl_s, 86_400);
+        r.expires_in = Some(86_401);
+        assert_eq!(status(decide(&r, None, &cfg())), 400);
+        r.expires_in = Some(0);
+        assert_eq!(status(decide(&r, None, &cfg())), 400);
+        r.expires_in = Some(1);
+        assert_eq!(decide(&r, None, &cfg()).unwrap().ttl_s, 1);
+    }
+
+    #[test]
+    fn only_allowed_resource_action_pairs_are_minted() {
+        assert_eq!(
+            status(decide(&feed("user:42", "follower", "read"), None, &cfg())),
+            200
+        );
+        assert_eq!(
+            status(decide(&feed("user:42", "feed", "write"), None, &cfg())),
+            403
+        );
+        assert_eq!(
+            status(decide(&feed("user:42", "follower", "delete"), None, &cfg())),
+            403
+        );
+        let mut c = cfg();
+        c.allow.push(("feed".into(), "write".into()));
+        assert_eq!(
+            status(decide(&feed("user:42", "feed", "write"), None, &c)),
+            200
+        );
+    }
+
+    #[test]
+    fn wildcards_are_403_unless_allowed_and_listed() {
+        for r in [
+            feed("*", "feed", "read"),
+            feed("user:42", "*", "read"),
+            feed("user:42", "feed", "*"),
+            user("*"),
+        ] {
+            let e = decide(&r, None, &cfg()).unwrap_err();
+            assert_eq!(e.parts().0.as_u16(), 403, "{r:?}");
+            assert!(e.to_string().contains("wildcards"), "{e}");
+        }
+        let mut c = cfg();
+        c.wildcards = true;
+        assert_eq!(
+            decide(&feed("*", "feed", "read"), None, &c)
+                .unwrap()
+                .claims
+                .feed_id
+                .as_deref(),
+            Some("*")
+        );
+        // `*` as an action still has to be in the allow list.
+        assert_eq!(status(decide(&feed("user:42", "feed", "*"), None, &c)), 403);
+        c.allow.push(("feed".into(), "*".into()));
+        assert_eq!(status(decide(&feed("user:42", "feed", "*"), None, &c)), 200);
+    }
+
+    #[test]
+    fn user_tokens_can_be_turned_off() {
+        let mut c = cfg();
+        c.user_tokens = false;
+        assert_eq!(status(decide(&user("42"), None, &c)), 403);
+    }
+
+    #[test]
+    fn identity_binds_feed_and_user_tokens_to_the_caller() {
+        let c = cfg();
+        assert_eq!(
+            status(decide(&feed("user:42", "feed", "read"), Some(None), &c)),
+            401
+        );
+        assert_eq!(
+            status(decide(
+                &feed("user:42", "feed", "read"),
+                Some(Some("42")),
+                &c
+            )),
+            200
+        );
+        assert_eq!(
+            status(decide(
+                &feed("timeline:42", "feed", "read"),
+                Some(Some("42")),
+                &c
+            )),
+            200
+        );
+        assert_eq!(
+            status(decide(
+                &feed("user:43", "feed", "read"),
+                Some(Some("42")),
+                &c
+            )),
+            403
+        );
+        assert_eq!(status(decide(&user("42"), Some(Some("42")), &c)), 200);
+        assert_eq!(status(decide(&user("43"), Some(Some("42")), &c)), 403);
+        assert_eq!(status(decide(&user("42"), Some(None), &c)), 401);
+        let mut w = cfg();
+        w.wildcards = true;
+        assert_eq!(
+            status(decide(&feed("*", "feed", "read"), Some(Some("42")), &w)),
+            403
+        );
+    }
+
+    #[test]
+    fn malformed_requests_are_400_naming_the_field() {
+        let field = |r: TokenRequest| match decide(&r, None, &cfg()) {
+            Err(ApiError::InvalidInput(i)) => i.field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(TokenRequest::default()), "body");
+        assert_eq!(
+            field(TokenRequest {
+                user_id: Some("1".into()),
+                ..feed("user:1", "feed", "read")
+            }),
+            "body"
+        );
+        assert_eq!(field(feed("user42", "feed", "read")), "feed");
+        assert_eq!(field(feed("user:4 2", "feed", "read")), "feed");
+        assert_eq!(field(feed("user:42", "url", "read")), "resource");
+        assert_eq!(field(feed("user:42", "feed", "READ")), "action");
+        assert_eq!(
+            field(TokenRequest {
+                resource: None,
+                ..feed("user:42", "feed", "read")
+            }),
+            "resource"
+        );
+        assert_eq!(field(user("a b")), "user_id");
+        assert_eq!(
+            field(TokenRequest {
+                action: Some("read".into()),
+                ..user("42")
+            }),
+            "body"
+        );
+    }
+}

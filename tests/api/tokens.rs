@@ -1,0 +1,342 @@
+//! `POST /tokens`: every minted token decoded with the secret; every refusal refuses.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use stream_gateway::auth::{jwt, Secret};
+
+use crate::helpers::*;
+
+async fn tokens(app: &TestApp, body: Value, headers: &[(&str, &str)]) -> Reply {
+    let mut r = app
+        .client
+        .post(format!("http://{}/tokens", app.addr))
+        .body(body.to_string());
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    app.send(r).await
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn payload(token: &str) -> Value {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).unwrap())
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_feed_token_has_exactly_the_asked_scope_and_exp() {
+    let app = spawn_with(|f| {
+        f.merge(("stream.app_id", "1234"))
+            .merge(("stream.region", "eu-west"))
+    })
+    .await;
+    let r = tokens(
+        &app,
+        json!({"feed": "user:42", "resource": "feed", "action": "read", "expires_in": 600}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let token = r.json["token"].as_str().unwrap();
+    let claims = jwt::verify(token, &Secret::new(SECRET), now()).unwrap();
+    assert_eq!(claims.scope().unwrap().to_string(), "feed/read/user42");
+    let exp = claims.exp.unwrap();
+    assert!((now() + 598..=now() + 600).contains(&exp), "{exp}");
+    assert_eq!(r.json["expires_at"], exp);
+    assert_eq!(
+        payload(token),
+        json!({"resource": "feed", "action": "read", "feed_id": "user42", "exp": exp})
+    );
+    assert_eq!(
+        (
+            r.json["api_key"].as_str(),
+            r.json["app_id"].as_str(),
+            r.json["region"].as_str()
+        ),
+        (Some(KEY), Some("1234"), Some("eu-west"))
+    );
+    assert!(jwt::verify(token, &Secret::new("another"), now()).is_err());
+    assert!(!r.json.to_string().contains(SECRET));
+    // Stream (here, the strict emulator) takes it for exactly that read.
+    let emu = reqwest::Client::new();
+    let read = |path: &str| {
+        emu.get(format!("{}{path}?api_key={KEY}", app.emu.url()))
+            .header("authorization", token)
+            .header("stream-auth-type", "jwt")
+            .send()
+    };
+    assert_eq!(read("/api/v1.0/feed/user/42/").await.unwrap().status(), 200);
+    assert_eq!(read("/api/v1.0/feed/user/43/").await.unwrap().status(), 403);
+}
+
+#[tokio::test]
+async fn a_user_token_carries_user_id_and_exp_only() {
+    let app = spawn_app().await;
+    let r = tokens(&app, json!({"user_id": "42"}), &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let exp = r.json["expires_at"].as_u64().unwrap();
+    assert!(
+        (now() + 3598..=now() + 3600).contains(&exp),
+        "default_ttl_s applies"
+    );
+    assert_eq!(
+        payload(r.json["token"].as_str().unwrap()),
+        json!({"user_id": "42", "exp": exp})
+    );
+    assert!(r.json["app_id"].is_null());
+}
+
+async fn refused(r: Reply, status: u16, code: u64, says: &str) {
+    assert_eq!(r.status, status, "{:?}", r.json);
+    assert_eq!(r.json["code"].as_u64(), Some(code), "{:?}", r.json);
+    assert_eq!(r.json["status_code"].as_u64(), Some(u64::from(status)));
+    let exc = if code == 17 {
+        "NotAllowedException"
+    } else {
+        "InputException"
+    };
+    assert_eq!(r.json["exception"], exc);
+    assert!(
+        r.json["detail"].as_str().unwrap().contains(says),
+        "{:?} should say {says}",
+        r.json
+    );
+    assert!(r.json.get("token").is_none());
+}
+
+#[tokio::test]
+async fn every_policy_refusal_refuses_with_the_rule_that_refused() {
+    let app = spawn_with(|f| f.merge(("tokens.max_ttl_s", 7200))).await;
+    refused(
+        tokens(
+            &app,
+            json!({"feed": "user:42", "resource": "feed", "action": "write"}),
+            &[],
+        )
+        .await,
+        403,
+        17,
+        "tokens.allow",
+    )
+    .await;
+    refused(
+        tokens(
+            &app,
+            json!({"feed": "*", "resource": "feed", "action": "read"}),
+            &[],
+        )
+        .await,
+        403,
+        17,
+        "wildcards",
+    )
+    .await;
+    refused(
+        tokens(
+            &app,
+            json!({"feed": "user:42", "resource": "*", "action": "read"}),
+            &[],
+        )
+        .await,
+        403,
+        17,
+        "wildcards",
+    )
+    .await;
+    refused(
+        tokens(
+            &app,
+            json!({"feed": "user:42", "resource": "feed", "action": "read", "expires_in": 7201}),
+            &[],
+        )
+        .await,
+        400,
+        4,
+        "expires_in",
+    )
+    .await;
+    refused(
+        tokens(
+            &app,
+            json!({"feed": "user42", "resource": "feed", "action": "read"}),
+            &[],
+        )
+        .await,
+        400,
+        4,
+        "feed",
+    )
+    .await;
+    refused(
+        tokens(&app, json!({"feed": "user:42"}), &[]).await,
+        400,
+        4,
+        "resource",
+    )
+    .await;
+    refused(
+        tokens(&app, json!({"user_id": "42", "scope": "all"}), &[]).await,
+        400,
+        4,
+        "body",
+    )
+    .await;
+    refused(
+        app.send(
+            app.client
+                .post(format!("http://{}/tokens", app.addr))
+                .body("{"),
+        )
+        .await,
+        400,
+        4,
+        "body",
+    )
+    .await;
+    assert!(app.received().is_empty(), "tokens never call Stream");
+}
+
+#[tokio::test]
+async fn user_tokens_can_be_turned_off() {
+    let app = spawn_with(|f| f.merge(("tokens.user_tokens", false))).await;
+    refused(
+        tokens(&app, json!({"user_id": "42"}), &[]).await,
+        403,
+        17,
+        "user_tokens",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_an_identity_header_tokens_are_bound_to_the_caller() {
+    let app = spawn_with(|f| f.merge(("tokens.identity_header", "X-User-Id"))).await;
+    let feed = json!({"feed": "user:42", "resource": "feed", "action": "read"});
+    refused(
+        tokens(&app, feed.clone(), &[]).await,
+        401,
+        17,
+        "identity header",
+    )
+    .await;
+    assert_eq!(
+        tokens(&app, feed.clone(), &[("x-user-id", "42")])
+            .await
+            .status,
+        200
+    );
+    refused(
+        tokens(&app, feed, &[("x-user-id", "43")]).await,
+        403,
+        17,
+        "identity",
+    )
+    .await;
+    assert_eq!(
+        tokens(
+            &app,
+            json!({"feed": "timeline:42", "resource": "follower", "action": "read"}),
+            &[("X-User-Id", "42")]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        tokens(&app, json!({"user_id": "42"}), &[("x-user-id", "42")])
+            .await
+            .status,
+        200
+    );
+    refused(
+        tokens(&app, json!({"user_id": "7"}), &[("x-user-id", "42")]).await,
+        403,
+        17,
+        "identity",
+    )
+    .await;
+    refused(
+        tokens(&app, json!({"user_id": "42"}), &[]).await,
+        401,
+        17,
+        "identity header",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cors_preflight_answers_only_the_configured_origins_and_only_for_tokens() {
+    let app = spawn_with(|f| f.merge(("tokens.cors_origins", ["https://app.example.com"]))).await;
+    let preflight = |path: &str, origin: &str| {
+        app.client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("http://{}{path}", app.addr),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let ok = preflight("/tokens", "https://app.example.com")
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(ok.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    let other = preflight("/tokens", "https://evil.example.com")
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let proxied = preflight("/api/v1.0/feed/user/42/", "https://app.example.com")
+        .await
+        .unwrap();
+    assert!(proxied
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    // The actual request from the allowed origin carries the header too.
+    let r = app
+        .send(
+            app.client
+                .post(format!("http://{}/tokens", app.addr))
+                .header("origin", "https://app.example.com")
+                .body(json!({"user_id": "1"}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+}
+
+#[tokio::test]
+async fn without_cors_origins_no_cors_headers_are_sent() {
+    let app = spawn_app().await;
+    let r = app
+        .send(
+            app.client
+                .post(format!("http://{}/tokens", app.addr))
+                .header("origin", "https://app.example.com")
+                .body(json!({"user_id": "1"}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers.get("access-control-allow-origin").is_none());
+}
