@@ -3,10 +3,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
@@ -21,6 +24,7 @@ use crate::config::Config;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::error::ApiError;
 use crate::proxy::{self, Gateway};
+use crate::telemetry;
 use crate::tokens;
 
 /// A built, bound, not yet serving gateway.
@@ -28,7 +32,7 @@ use crate::tokens;
 pub struct App {
     listener: TcpListener,
     router: Router,
-    grace: Duration,
+    gateway: Arc<Gateway>,
     emulator: Option<Emulator>,
     upstream: String,
 }
@@ -73,13 +77,13 @@ impl App {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let grace = config.server.shutdown_grace;
         let upstream = config.stream.base_url.clone();
-        let router = router(Arc::new(Gateway::new(config)?));
+        let gateway = Arc::new(Gateway::new(config)?);
+        let router = router(gateway.clone());
         Ok(Self {
             listener,
             router,
-            grace,
+            gateway,
             emulator,
             upstream,
         })
@@ -107,19 +111,34 @@ impl App {
         self.emulator.as_ref()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-    /// finish for up to `server.shutdown_grace_ms`.
+    /// The shared state (metrics, configuration), for tests and embedding.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Serves until `shutdown` resolves; then `/readyz` answers 503, the listener closes after
+    /// `server.drain_delay_ms`, and in-flight requests get up to `server.shutdown_grace_ms`.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+        let gw = self.gateway.clone();
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("shutting down: no new connections, draining in-flight requests");
+            gw.draining.store(true, Ordering::SeqCst);
+            let delay = gw.config.server.drain_delay;
+            if !delay.is_zero() {
+                tracing::info!(
+                    drain_delay_ms = delay.as_millis() as u64,
+                    "draining: /readyz answers 503, still serving"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            tracing::info!("shutting down: no new connections, letting in-flight requests finish");
             let _ = began_tx.send(());
         });
-        let grace = self.grace;
+        let grace = self.gateway.config.server.shutdown_grace;
         let expire = async move {
             if began_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -159,12 +178,14 @@ fn tokens_route(gw: &Gateway) -> MethodRouter<Arc<Gateway>> {
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/tokens", tokens_route(&gw))
         .route("/api/v1.0", any(proxy::handle))
         .route("/api/v1.0/", any(proxy::handle))
         .route("/api/v1.0/{*rest}", any(proxy::handle))
         .fallback(not_found)
-        .with_state(gw)
+        .with_state(gw.clone())
         // Outermost first.
         .layer(
             ServiceBuilder::new()
@@ -172,9 +193,35 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
                 // A request id for every request: the caller's `x-request-id`, or a new one...
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                // ...returned in the response.
-                .layer(PropagateRequestIdLayer::x_request_id()),
+                // ...returned in the response...
+                .layer(PropagateRequestIdLayer::x_request_id())
+                // ...and on the one log line (and the metrics) of every request.
+                .layer(axum::middleware::from_fn_with_state(
+                    gw,
+                    telemetry::access_log,
+                )),
         )
+}
+
+async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    if gw.draining.load(Ordering::SeqCst) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        )
+    } else {
+        (StatusCode::OK, Json(json!({ "status": "ready" })))
+    }
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        gw.metrics.render(),
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -102,6 +102,8 @@ pub struct ServerFile {
     pub max_concurrency: u64,
     /// Drain time on SIGTERM.
     pub shutdown_grace_ms: u64,
+    /// On SIGTERM, keep serving with `/readyz` at 503 this long before closing the listener.
+    pub drain_delay_ms: u64,
 }
 
 /// `[stream]` as read.
@@ -165,6 +167,7 @@ impl Default for ServerFile {
             max_body_bytes: 1_048_576,
             max_concurrency: 1024,
             shutdown_grace_ms: 10_000,
+            drain_delay_ms: 0,
         }
     }
 }
@@ -344,6 +347,8 @@ pub struct ServerConfig {
     pub max_concurrency: usize,
     /// Drain time on SIGTERM.
     pub shutdown_grace: Duration,
+    /// Time between SIGTERM and closing the listener, with `/readyz` at 503.
+    pub drain_delay: Duration,
 }
 
 /// `[stream]`, validated.
@@ -566,6 +571,7 @@ impl Config {
             max_body_bytes: positive("server.max_body_bytes", raw.server.max_body_bytes)?,
             max_concurrency: positive("server.max_concurrency", raw.server.max_concurrency)?,
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
+            drain_delay: Duration::from_millis(raw.server.drain_delay_ms),
         };
 
         let u = raw.upstream;

@@ -19,11 +19,19 @@ struct Cli {
     /// Serve with the embedded Stream emulator as upstream (no account, no network).
     #[arg(long)]
     emulator: bool,
+    /// Check a running gateway's /healthz and exit 0 if it answers 200 (for container
+    /// HEALTHCHECKs, where there is no curl). The address is GATEWAY_SERVER__LISTEN's port on
+    /// 127.0.0.1, else 127.0.0.1:8080.
+    #[arg(long)]
+    healthcheck: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.healthcheck {
+        return healthcheck();
+    }
     let mut figment = config::figment(cli.config.as_deref());
     if cli.emulator {
         figment = figment.merge(("stream.emulator", true));
@@ -85,5 +93,36 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+/// `GET /healthz` on the local gateway, with std only: no runtime, no configuration needed.
+fn healthcheck() -> ExitCode {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+    let port = std::env::var("GATEWAY_SERVER__LISTEN")
+        .ok()
+        .and_then(|l| l.parse::<SocketAddr>().ok())
+        .map_or(8080, |a| a.port());
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let check = || -> std::io::Result<bool> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.1 200"))
+    };
+    match check() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("stream-gateway: {addr}/healthz did not answer 200");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("stream-gateway: {addr}/healthz: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,8 +1,23 @@
-//! The tracing subscriber: text or JSON lines, level from `RUST_LOG` (default `info`).
+//! Telemetry: the tracing subscriber, the Prometheus metrics, and the access-log middleware
+//! that writes one line and records the request metrics for every request.
+//!
+//! Metrics are recorded against the app's own recorder (not a process-global one), so several
+//! apps in one process (the tests) keep separate counts. Labels are bounded: the endpoint
+//! table's names, never raw paths.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use tokio::time::Instant;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::proxy::Gateway;
 
 /// Installs the global subscriber; a second call is a no-op (tests build several apps).
 pub fn init(format: LogFormat) {
@@ -14,4 +29,225 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// What a handler tells the access log about a request (in the response's extensions).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo {
+    /// The endpoint table's name, or a fixed route's.
+    pub endpoint: &'static str,
+    /// Upstream attempts made.
+    pub attempts: u32,
+}
+
+/// Latency buckets, seconds.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static META: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
+
+/// The app's metrics.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    in_flight: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh recorder with every metric described.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        let describe = |name: &'static str, unit: Option<Unit>, help: &'static str, kind: char| {
+            let k = name.into();
+            match kind {
+                'c' => recorder.describe_counter(k, unit, help.into()),
+                'g' => recorder.describe_gauge(k, unit, help.into()),
+                _ => recorder.describe_histogram(k, unit, help.into()),
+            }
+        };
+        describe(
+            "gateway_requests_total",
+            None,
+            "Requests answered, by endpoint and status.",
+            'c',
+        );
+        describe(
+            "gateway_upstream_attempts_total",
+            None,
+            "Attempts sent to Stream, by endpoint.",
+            'c',
+        );
+        describe(
+            "gateway_retries_total",
+            None,
+            "Retries, by endpoint and reason.",
+            'c',
+        );
+        describe(
+            "gateway_retry_budget_exhausted_total",
+            None,
+            "Retries refused because the retry budget was spent.",
+            'c',
+        );
+        describe(
+            "gateway_upstream_duration_seconds",
+            Some(Unit::Seconds),
+            "Duration of one upstream attempt.",
+            'h',
+        );
+        describe(
+            "gateway_request_duration_seconds",
+            Some(Unit::Seconds),
+            "Duration of a whole request at the gateway.",
+            'h',
+        );
+        describe(
+            "gateway_in_flight_requests",
+            None,
+            "Requests being handled now.",
+            'g',
+        );
+        describe(
+            "gateway_tokens_minted_total",
+            None,
+            "Tokens minted by POST /tokens, by kind, resource and action.",
+            'c',
+        );
+        describe(
+            "gateway_overloaded_total",
+            None,
+            "Requests refused with 503 over server.max_concurrency.",
+            'c',
+        );
+        let in_flight =
+            recorder.register_gauge(&Key::from_name("gateway_in_flight_requests"), &META);
+        Self {
+            recorder,
+            handle,
+            in_flight,
+        }
+    }
+
+    fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, (*v).to_owned()))
+            .collect();
+        Key::from_parts(name, labels)
+    }
+
+    /// A counter with these labels.
+    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        self.recorder
+            .register_counter(&Self::key(name, labels), &META)
+    }
+
+    /// A histogram with these labels.
+    pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
+        self.recorder
+            .register_histogram(&Self::key(name, labels), &META)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+}
+
+/// Counts a request in flight until dropped, even if the request is cancelled.
+struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+fn fixed_route(path: &str) -> &'static str {
+    match path {
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        "/tokens" => "tokens",
+        _ => "unknown",
+    }
+}
+
+/// One log line and the request metrics for every request. Runs inside the request-id
+/// layer, so `x-request-id` is always set.
+pub async fn access_log(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    gw.metrics.in_flight.increment(1.0);
+    let guard = InFlight(&gw.metrics.in_flight);
+    let resp = next.run(req).await;
+    drop(guard);
+    let info = resp
+        .extensions()
+        .get::<RequestInfo>()
+        .copied()
+        .unwrap_or(RequestInfo {
+            endpoint: fixed_route(&path),
+            attempts: 0,
+        });
+    let took: Duration = started.elapsed();
+    let status = resp.status();
+    gw.metrics
+        .counter(
+            "gateway_requests_total",
+            &[("endpoint", info.endpoint), ("status", status.as_str())],
+        )
+        .increment(1);
+    gw.metrics
+        .histogram(
+            "gateway_request_duration_seconds",
+            &[("endpoint", info.endpoint)],
+        )
+        .record(took.as_secs_f64());
+    let duration_ms = took.as_secs_f64() * 1000.0;
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                request_id = %request_id,
+                method = %method,
+                path = %path,
+                endpoint = info.endpoint,
+                status = status.as_u16(),
+                attempts = info.attempts,
+                duration_ms,
+                "request"
+            )
+        };
+    }
+    if matches!(info.endpoint, "healthz" | "readyz" | "metrics") {
+        line!(debug);
+    } else {
+        line!(info);
+    }
+    resp
 }

@@ -267,13 +267,16 @@ fn mint_inner(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Response
         ),
     };
     tracing::info!(kind = grant.kind, scope = %scope, ttl_s = grant.ttl_s, "token minted");
-    metrics::counter!(
-        "gateway_tokens_minted_total",
-        "kind" => grant.kind,
-        "resource" => claims.resource.clone().unwrap_or_else(|| "-".into()),
-        "action" => claims.action.clone().unwrap_or_else(|| "-".into()),
-    )
-    .increment(1);
+    gw.metrics
+        .counter(
+            "gateway_tokens_minted_total",
+            &[
+                ("kind", grant.kind),
+                ("resource", claims.resource.as_deref().unwrap_or("-")),
+                ("action", claims.action.as_deref().unwrap_or("-")),
+            ],
+        )
+        .increment(1);
     let s = &gw.config.stream;
     Ok(Json(json!({
         "token": token,

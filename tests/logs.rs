@@ -29,7 +29,14 @@ impl std::io::Write for Capture {
 }
 
 async fn exercise(app: &TestApp) {
-    assert_eq!(app.get("/feed/user/1/").await.status, 200);
+    let r = app
+        .send(
+            app.client
+                .get(format!("{}/feed/user/1/", app.api))
+                .header("x-request-id", "trace-me-1234"),
+        )
+        .await;
+    assert_eq!(r.status, 200);
     app.fault("GET", "/api/v1.0/feed/user/2/", |f| {
         f.status = Some(503);
         f.times = 3;

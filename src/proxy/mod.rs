@@ -7,6 +7,7 @@
 pub mod forward;
 pub mod retry;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +24,7 @@ use crate::config::{BatchAuth, Config};
 use crate::error::ApiError;
 use crate::stream::endpoint::{AuthKind, BodyKind, Idempotency};
 use crate::stream::{body, query, route, Method, RouteError};
+use crate::telemetry::{Metrics, RequestInfo};
 use forward::{Credential, Prepared, Upstream};
 use retry::{Attempted, Backoff, Decision, Outcome, RetryBudget, Stop};
 
@@ -39,6 +41,12 @@ pub struct Gateway {
     pub budget: RetryBudget,
     /// The backoff.
     pub backoff: Backoff,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// `server.max_concurrency` permits; a request that finds none is refused at once.
+    pub limiter: tokio::sync::Semaphore,
+    /// Set on SIGTERM: `/readyz` answers 503.
+    pub draining: AtomicBool,
 }
 
 impl Gateway {
@@ -54,6 +62,9 @@ impl Gateway {
         let backoff = Backoff::try_new(config.upstream.backoff_base, config.upstream.backoff_max)
             .expect("backoff settings were validated with the configuration");
         Ok(Self {
+            metrics: Metrics::new(),
+            limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
+            draining: AtomicBool::new(false),
             tokens: TokenCache::new(s.api_secret.clone(), s.token_ttl_s),
             budget: RetryBudget::new(config.upstream.retry_budget_percent),
             upstream,
@@ -63,33 +74,31 @@ impl Gateway {
     }
 }
 
-/// What the request log line reports besides status and duration.
-#[derive(Debug, Default, Clone, Copy)]
-struct Trace {
-    endpoint: &'static str,
-    attempts: u32,
-}
-
 /// The handler for every path under `/api/v1.0/`.
 pub async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let mut trace = Trace {
+    let mut info = RequestInfo {
         endpoint: "unknown",
         attempts: 0,
     };
-    let resp = match proxy(&gw, &parts, body, &mut trace).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    // Refuse at once beyond the limit rather than queue without bound.
+    let mut resp = match gw.limiter.try_acquire() {
+        Err(_) => {
+            gw.metrics
+                .counter("gateway_overloaded_total", &[])
+                .increment(1);
+            ApiError::Overloaded(format!(
+                "more than {} requests in flight (server.max_concurrency); retry later",
+                gw.config.server.max_concurrency
+            ))
+            .into_response()
+        }
+        Ok(_permit) => match proxy(&gw, &parts, body, &mut info).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        },
     };
-    tracing::info!(
-        endpoint = trace.endpoint,
-        method = %parts.method,
-        status = resp.status().as_u16(),
-        attempts = trace.attempts,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    resp.extensions_mut().insert(info);
     resp
 }
 
@@ -118,7 +127,7 @@ async fn proxy(
     gw: &Gateway,
     parts: &Parts,
     body: Body,
-    trace: &mut Trace,
+    trace: &mut RequestInfo,
 ) -> Result<Response, ApiError> {
     let method = Method::parse(parts.method.as_str());
     let route = route(method, parts.uri.path()).map_err(|e| match e {
@@ -178,7 +187,7 @@ async fn send_with_retries(
     gw: &Gateway,
     req: &Prepared,
     idempotent: bool,
-    trace: &mut Trace,
+    trace: &mut RequestInfo,
 ) -> Result<Response, ApiError> {
     let u = &gw.config.upstream;
     let deadline = Instant::now() + u.deadline;
@@ -187,7 +196,15 @@ async fn send_with_retries(
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         trace.attempts += 1;
+        let sent = Instant::now();
         let result = gw.upstream.send(req, u.timeout.min(remaining)).await;
+        let ep = [("endpoint", trace.endpoint)];
+        gw.metrics
+            .counter("gateway_upstream_attempts_total", &ep)
+            .increment(1);
+        gw.metrics
+            .histogram("gateway_upstream_duration_seconds", &ep)
+            .record(sent.elapsed().as_secs_f64());
         let outcome = match &result {
             Ok(a) => Outcome::Status {
                 status: a.status.as_u16(),
@@ -213,6 +230,12 @@ async fn send_with_retries(
         };
         match retry::decide(outcome, attempted, || gw.budget.try_retry(Instant::now())) {
             Decision::Retry { after, reason } => {
+                gw.metrics
+                    .counter(
+                        "gateway_retries_total",
+                        &[("endpoint", trace.endpoint), ("reason", reason.as_str())],
+                    )
+                    .increment(1);
                 tracing::debug!(
                     attempt = trace.attempts,
                     retryable = true,
@@ -224,6 +247,14 @@ async fn send_with_retries(
                 retries += 1;
             }
             Decision::Stop(stop) => {
+                if stop == Stop::Budget {
+                    gw.metrics
+                        .counter(
+                            "gateway_retry_budget_exhausted_total",
+                            &[("endpoint", trace.endpoint)],
+                        )
+                        .increment(1);
+                }
                 if stop != Stop::Final {
                     tracing::debug!(attempt = trace.attempts, retryable = false, stop = ?stop, "not retrying");
                 }

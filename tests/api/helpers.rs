@@ -143,6 +143,13 @@ impl TestApp {
             .await
     }
 
+    /// Signals shutdown without waiting for it.
+    pub fn signal_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Stops the server and waits for it to finish draining.
     pub async fn stop(&mut self) -> std::io::Result<()> {
         if let Some(tx) = self.stop.take() {

@@ -134,6 +134,16 @@ fn sigterm_drains_and_exits_0() {
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let hc = binary()
+        .arg("--healthcheck")
+        .env("GATEWAY_SERVER__LISTEN", &listen)
+        .output()
+        .unwrap();
+    assert!(
+        hc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hc.stderr)
+    );
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -142,4 +152,14 @@ fn sigterm_drains_and_exits_0() {
         .success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+    let hc = binary()
+        .arg("--healthcheck")
+        .env("GATEWAY_SERVER__LISTEN", &listen)
+        .output()
+        .unwrap();
+    assert_eq!(
+        hc.status.code(),
+        Some(1),
+        "a stopped gateway fails its health check"
+    );
 }

@@ -7,6 +7,7 @@ mod endpoints;
 mod helpers;
 mod hygiene;
 mod lifecycle;
+mod operations;
 mod retries;
 mod tokens;
 mod validation;

@@ -1,0 +1,218 @@
+//! Metrics, readiness while draining, and refusing overload at once.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn metrics(app: &TestApp) -> String {
+    let r = app
+        .client
+        .get(format!("http://{}/metrics", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    r.text().await.unwrap()
+}
+
+/// The value of the sample whose name and labels start with `prefix`.
+fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no sample {prefix} in:\n{text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_requests_attempts_retries_and_tokens_by_endpoint() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/feed/user/42/").await.status, 200);
+    app.fault("GET", "/api/v1.0/feed/user/42/", |f| f.status = Some(503));
+    assert_eq!(app.get("/feed/user/42/").await.status, 200);
+    assert_eq!(app.get("/feed/us-er/42/").await.status, 400);
+    let t = app
+        .send(
+            app.client
+                .post(format!("http://{}/tokens", app.addr))
+                .body(json!({"user_id": "42"}).to_string()),
+        )
+        .await;
+    assert_eq!(t.status, 200);
+
+    let m = metrics(&app).await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"gateway_requests_total{endpoint="feed.read",status="200"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"gateway_requests_total{endpoint="unknown",status="400"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"gateway_requests_total{endpoint="tokens",status="200"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"gateway_upstream_attempts_total{endpoint="feed.read"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"gateway_retries_total{endpoint="feed.read",reason="unavailable"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"gateway_tokens_minted_total{kind="user",resource="-",action="-"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"gateway_upstream_duration_seconds_count{endpoint="feed.read"}"#
+        ),
+        3.0
+    );
+    assert!(
+        m.contains(r#"gateway_request_duration_seconds_bucket{endpoint="feed.read",le="0.005"}"#)
+    );
+    assert!(m.contains("# HELP gateway_requests_total"));
+    // This scrape is itself in flight while it renders.
+    assert_eq!(sample(&m, "gateway_in_flight_requests"), 1.0);
+    // Bounded labels: endpoint names, never paths or ids.
+    assert!(!m.contains("user/42") && !m.contains("us-er"), "{m}");
+    assert!(!m.contains(SECRET));
+}
+
+#[tokio::test]
+async fn retries_stop_when_the_budget_is_spent_and_that_is_counted() {
+    let app = spawn_with(|f| {
+        f.merge(("upstream.max_retries", 1))
+            .merge(("upstream.retry_budget_percent", 0))
+    })
+    .await;
+    app.fault("GET", "/api/v1.0/feed/user/1/", |f| {
+        f.status = Some(503);
+        f.times = 1000;
+    });
+    // Budget: 0% of requests plus the floor of 10 retries/s over 10 s = 100 retries.
+    for _ in 0..110 {
+        assert_eq!(app.get("/feed/user/1/").await.status, 503);
+    }
+    let m = metrics(&app).await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"gateway_retries_total{endpoint="feed.read",reason="unavailable"}"#
+        ),
+        100.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"gateway_retry_budget_exhausted_total{endpoint="feed.read"}"#
+        ),
+        10.0
+    );
+    assert_eq!(app.received().len(), 210);
+}
+
+#[tokio::test]
+async fn beyond_max_concurrency_requests_are_refused_at_once_and_service_recovers() {
+    let app = spawn_with(|f| f.merge(("server.max_concurrency", 2))).await;
+    app.fault("GET", "/api/v1.0/feed/user/1/", |f| {
+        f.delay_ms = Some(300);
+        f.times = 2;
+    });
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let (c, url) = (app.client.clone(), format!("{}/feed/user/1/", app.api));
+            tokio::spawn(async move { c.get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let r = app.get("/feed/user/2/").await;
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "refused at once, not queued"
+    );
+    assert_eq!(
+        (
+            r.status,
+            r.json["code"].as_u64(),
+            r.json["exception"].as_str()
+        ),
+        (503, Some(1), Some("Overloaded"))
+    );
+    // Health and metrics are not proxied requests: they still answer.
+    assert!(metrics(&app).await.contains("gateway_overloaded_total 1"));
+    for s in slow {
+        assert_eq!(s.await.unwrap(), 200);
+    }
+    assert_eq!(
+        app.get("/feed/user/2/").await.status,
+        200,
+        "recovers when load drops"
+    );
+    assert_eq!(
+        app.received()
+            .iter()
+            .filter(|r| r.target.starts_with("/api/v1.0/feed/user/2/"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_draining_and_requests_are_still_served() {
+    let mut app = spawn_with(|f| f.merge(("server.drain_delay_ms", 500))).await;
+    let ready = |app: &TestApp| {
+        let url = format!("http://{}/readyz", app.addr);
+        async move { reqwest::get(url).await.map(|r| r.status().as_u16()) }
+    };
+    assert_eq!(ready(&app).await.unwrap(), 200);
+    app.signal_stop();
+    // Look while the drain delay runs.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(ready(&app).await.unwrap(), 503);
+    let h = reqwest::get(format!("http://{}/healthz", app.addr))
+        .await
+        .unwrap();
+    assert_eq!(h.status(), 200);
+    let r = reqwest::get(format!("{}/feed/user/1/", app.api))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "still serving while draining");
+    app.stop().await.unwrap();
+    assert!(
+        ready(&app).await.is_err(),
+        "the listener is closed after the delay"
+    );
+}
