@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use crate::config::Config;
@@ -124,7 +124,11 @@ impl App {
     ) -> std::io::Result<()> {
         let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
         let gw = self.gateway.clone();
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        // Small responses go out at once rather than waiting on Nagle and delayed ACKs.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let serve = axum::serve(listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
             gw.draining.store(true, Ordering::SeqCst);
             let delay = gw.config.server.drain_delay;
@@ -139,6 +143,17 @@ impl App {
             let _ = began_tx.send(());
         });
         let grace = self.gateway.config.server.shutdown_grace;
+        // Histogram samples are drained into buckets every few seconds, scraped or not.
+        let upkeep = {
+            let gw = self.gateway.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    gw.metrics.upkeep();
+                }
+            })
+        };
         let expire = async move {
             if began_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -153,6 +168,7 @@ impl App {
                 Ok(())
             }
         };
+        upkeep.abort();
         drop(self.emulator);
         result
     }
@@ -192,7 +208,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 // Keep the caller's credentials out of anything that logs requests.
                 .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
                 // A request id for every request: the caller's `x-request-id`, or a new one...
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(SetRequestIdLayer::x_request_id(telemetry::FastRequestId))
                 // ...returned in the response...
                 .layer(PropagateRequestIdLayer::x_request_id())
                 // ...and on the one log line (and the metrics) of every request.

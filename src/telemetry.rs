@@ -22,8 +22,11 @@ use crate::proxy::Gateway;
 /// Installs the global subscriber; a second call is a no-op (tests build several apps).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, not for files and collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -165,6 +168,13 @@ impl Metrics {
             .register_histogram(&Self::key(name, labels), &META)
     }
 
+    /// Drains the histograms' raw samples into their buckets. Until this runs, every
+    /// recorded latency is kept as a sample: without it, a gateway nobody scrapes grows by
+    /// three samples per request (seen as peak RSS growing with request count in bench/run).
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         self.handle.run_upkeep();
@@ -250,4 +260,21 @@ pub async fn access_log(State(gw): State<Arc<Gateway>>, req: Request, next: Next
         line!(info);
     }
     resp
+}
+
+/// Request ids for requests that arrive without one: 128 random bits from a thread-local
+/// generator, as hex. tower-http's UUID maker asks the kernel for randomness on every
+/// request (one `getrandom` syscall each, seen in the profile); an id needs to be unique,
+/// not unpredictable.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastRequestId;
+
+impl tower_http::request_id::MakeRequestId for FastRequestId {
+    fn make_request_id<B>(
+        &mut self,
+        _: &http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let v = http::HeaderValue::from_str(&format!("{:032x}", fastrand::u128(..))).ok()?;
+        Some(tower_http::request_id::RequestId::new(v))
+    }
 }

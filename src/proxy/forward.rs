@@ -39,6 +39,8 @@ pub struct Prepared {
     pub method: reqwest::Method,
     /// Path and query, as signed: `/api/v1.0/...?...&api_key=...`.
     pub target: String,
+    /// Where the query starts in `target` (the index of `?`).
+    pub query_at: usize,
     /// Body, already checked (and re-serialized if credentials were removed).
     pub body: Option<Bytes>,
     /// Credential.
@@ -62,7 +64,9 @@ pub struct Answer {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     client: reqwest::Client,
-    base: String,
+    /// Parsed once; each request only sets its path and query (a full parse per request,
+    /// host and IDNA included, was 6% of the profile).
+    base: reqwest::Url,
     api_key: String,
     api_key_header: HeaderValue,
     secret: Secret,
@@ -90,7 +94,8 @@ impl Upstream {
             .build()?;
         Ok(Self {
             client,
-            base: base.to_owned(),
+            base: reqwest::Url::parse(base)
+                .expect("base_url was validated as scheme://host[:port]"),
             api_key: api_key.to_owned(),
             api_key_header: HeaderValue::from_str(api_key)
                 .expect("api_key was validated as printable ASCII"),
@@ -100,9 +105,13 @@ impl Upstream {
 
     /// Sends one attempt with `timeout` for the whole exchange, body included.
     pub async fn send(&self, req: &Prepared, timeout: Duration) -> Result<Answer, Outcome> {
+        let mut url = self.base.clone();
+        let (path, query) = req.target.split_at(req.query_at);
+        url.set_path(path);
+        url.set_query(Some(&query[1..]));
         let mut b = self
             .client
-            .request(req.method.clone(), format!("{}{}", self.base, req.target))
+            .request(req.method.clone(), url)
             .timeout(timeout)
             .header(&X_STREAM_CLIENT, HeaderValue::from_static(CLIENT_NAME));
         match &req.credential {

@@ -171,6 +171,7 @@ async fn proxy(
     };
     let prepared = Prepared {
         method: parts.method.clone(),
+        query_at: route.path.len(),
         target: format!(
             "{}?{}",
             route.path,

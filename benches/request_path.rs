@@ -1,0 +1,61 @@
+//! Micro-benchmarks of the request path's own work: `cargo bench --bench request_path`.
+
+use std::hint::black_box;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use stream_gateway::auth::jwt::{encode, Claims, TokenCache};
+use stream_gateway::auth::{httpsig, Secret};
+use stream_gateway::stream::{body, query, route, Method};
+
+fn request_path(c: &mut Criterion) {
+    c.bench_function("parse+validate GET feed/user/42/?limit=5", |b| {
+        b.iter(|| {
+            let r = route(Method::Get, black_box("/api/v1.0/feed/user/42/")).unwrap();
+            let q = query::check(r.endpoint, Some(black_box("limit=5"))).unwrap();
+            black_box((r.scope(), query::forward_string(&q, "key")))
+        })
+    });
+    let activity = br#"{"actor":"user:42","verb":"post","object":"post:1","foreign_id":"post:1","time":"2026-11-27T10:00:00"}"#;
+    c.bench_function("parse+validate POST feed/user/42/ (activity body)", |b| {
+        b.iter(|| {
+            let r = route(Method::Post, black_box("/api/v1.0/feed/user/42/")).unwrap();
+            black_box((
+                r.scope(),
+                body::check(r.endpoint.body, black_box(activity)).unwrap(),
+            ))
+        })
+    });
+    let secret = Secret::new("bench-secret-0123456789abcdef");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let cache = TokenCache::new(secret.clone(), 3600);
+    let scope = route(Method::Get, "/api/v1.0/feed/user/42/")
+        .unwrap()
+        .scope();
+    cache.get(&scope, now);
+    c.bench_function("token from cache", |b| {
+        b.iter(|| black_box(cache.get(black_box(&scope), now)))
+    });
+    let claims = Claims::for_scope(&scope, Some(now + 3600));
+    c.bench_function("token minted (HS256)", |b| {
+        b.iter(|| black_box(encode(black_box(&claims), &secret)))
+    });
+    let date = httpsig::http_date(SystemTime::now());
+    c.bench_function("HTTP Signature", |b| {
+        b.iter(|| {
+            black_box(httpsig::authorization(
+                "key",
+                &secret,
+                "POST",
+                black_box("/api/v1.0/follow_many/?activity_copy_limit=10&api_key=key"),
+                &date,
+            ))
+        })
+    });
+}
+
+criterion_group!(benches, request_path);
+criterion_main!(benches);
