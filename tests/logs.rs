@@ -50,13 +50,7 @@ async fn exercise(app: &TestApp) {
         )
         .await;
     assert_eq!(r.status, 201);
-    let t = app
-        .send(
-            app.client
-                .post(format!("http://{}/tokens", app.addr))
-                .body(json!({"user_id": "42"}).to_string()),
-        )
-        .await;
+    let t = app.tokens(json!({"user_id": "42"}), &[]).await;
     assert!(t.json["token"].as_str().unwrap().starts_with("eyJ"));
     assert_eq!(
         app.send(

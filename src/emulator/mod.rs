@@ -327,6 +327,36 @@ async fn faults_and_log(State(st): State<Arc<Emu>>, req: Request, next: Next) ->
     resp
 }
 
+/// What every handler needs to verify a call as Stream would.
+struct Call {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Call {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Call {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl Emu {
+    /// Refuses the call unless its credentials are what `needed` asks for.
+    fn authorize(&self, call: &Call, needed: Needed) -> Result<(), EmuError> {
+        self.verifier
+            .check(&call.method, &call.uri, &call.headers, &needed)
+    }
+}
+
 fn feed_of(slug: &str, user: &str) -> Result<FeedId, EmuError> {
     Ok(FeedId::new(
         Slug::parse(slug).map_err(|e| input_error("feed_slug", &e.to_string()))?,
@@ -387,19 +417,15 @@ type Reply = Result<Response, EmuError>;
 async fn read_feed(
     State(st): State<Arc<Emu>>,
     Path((slug, user)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
 ) -> Reply {
     let feed = feed_of(&slug, &user)?;
-    st.verifier.check(
-        &method,
-        &uri,
-        &headers,
-        &Needed::Jwt(scope(Resource::Feed, Action::Read, Some(&feed))),
+    st.authorize(
+        &call,
+        Needed::Jwt(scope(Resource::Feed, Action::Read, Some(&feed))),
     )?;
-    let limit = number(&uri, "limit", DEFAULT_LIMIT)?;
-    let offset = number(&uri, "offset", 0)?;
+    let limit = number(&call.uri, "limit", DEFAULT_LIMIT)?;
+    let offset = number(&call.uri, "offset", 0)?;
     let mut bound = None;
     for (name, b) in [
         ("id_lt", IdBound::Lt),
@@ -407,7 +433,7 @@ async fn read_feed(
         ("id_gt", IdBound::Gt),
         ("id_gte", IdBound::Gte),
     ] {
-        if let Some(v) = param(&uri, name) {
+        if let Some(v) = param(&call.uri, name) {
             let id = uuid::Uuid::parse_str(&v)
                 .map_err(|_| input_error(name, "must be an activity id"))?;
             bound = Some((b, id));
@@ -428,17 +454,13 @@ async fn read_feed(
 async fn add_activity(
     State(st): State<Arc<Emu>>,
     Path((slug, user)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
     body: Bytes,
 ) -> Reply {
     let feed = feed_of(&slug, &user)?;
-    st.verifier.check(
-        &method,
-        &uri,
-        &headers,
-        &Needed::Jwt(scope(Resource::Feed, Action::Write, Some(&feed))),
+    st.authorize(
+        &call,
+        Needed::Jwt(scope(Resource::Feed, Action::Write, Some(&feed))),
     )?;
     let v: Map<String, Value> = json_body(&body)?;
     if let Some(list) = v.get("activities") {
@@ -459,38 +481,25 @@ async fn add_activity(
 async fn remove_activity(
     State(st): State<Arc<Emu>>,
     Path((slug, user, activity)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
 ) -> Reply {
     let feed = feed_of(&slug, &user)?;
-    st.verifier.check(
-        &method,
-        &uri,
-        &headers,
-        &Needed::Jwt(scope(Resource::Feed, Action::Delete, Some(&feed))),
+    st.authorize(
+        &call,
+        Needed::Jwt(scope(Resource::Feed, Action::Delete, Some(&feed))),
     )?;
-    let by_foreign = truthy(param(&uri, "foreign_id"));
+    let by_foreign = truthy(param(&call.uri, "foreign_id"));
     st.store().remove(&feed, &activity, by_foreign);
     Ok(ok(json!({ "removed": activity })))
 }
 
-async fn follow_page(
-    st: &Emu,
-    slug: &str,
-    user: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    followers: bool,
-) -> Reply {
+fn follow_page(st: &Emu, slug: &str, user: &str, call: &Call, followers: bool) -> Reply {
     let feed = feed_of(slug, user)?;
-    st.verifier.check(
-        method,
-        uri,
-        headers,
-        &Needed::Jwt(scope(Resource::Follower, Action::Read, Some(&feed))),
+    st.authorize(
+        call,
+        Needed::Jwt(scope(Resource::Follower, Action::Read, Some(&feed))),
     )?;
+    let uri = &call.uri;
     let limit = number(uri, "limit", DEFAULT_LIMIT)?;
     let offset = number(uri, "offset", 0)?;
     if offset > 400 {
@@ -513,21 +522,17 @@ async fn follow_page(
 async fn followers(
     State(st): State<Arc<Emu>>,
     Path((slug, user)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
 ) -> Reply {
-    follow_page(&st, &slug, &user, &method, &uri, &headers, true).await
+    follow_page(&st, &slug, &user, &call, true)
 }
 
 async fn following(
     State(st): State<Arc<Emu>>,
     Path((slug, user)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
 ) -> Reply {
-    follow_page(&st, &slug, &user, &method, &uri, &headers, false).await
+    follow_page(&st, &slug, &user, &call, false)
 }
 
 fn copy_limit(v: Option<&Value>, default: usize) -> Result<usize, EmuError> {
@@ -546,17 +551,13 @@ fn copy_limit(v: Option<&Value>, default: usize) -> Result<usize, EmuError> {
 async fn follow(
     State(st): State<Arc<Emu>>,
     Path((slug, user)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
     body: Bytes,
 ) -> Reply {
     let source = feed_of(&slug, &user)?;
-    st.verifier.check(
-        &method,
-        &uri,
-        &headers,
-        &Needed::Jwt(scope(Resource::Follower, Action::Write, Some(&source))),
+    st.authorize(
+        &call,
+        Needed::Jwt(scope(Resource::Follower, Action::Write, Some(&source))),
     )?;
     let v: Map<String, Value> = json_body(&body)?;
     let target = v
@@ -572,35 +573,23 @@ async fn follow(
 async fn unfollow(
     State(st): State<Arc<Emu>>,
     Path((slug, user, target)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
 ) -> Reply {
     let source = feed_of(&slug, &user)?;
-    st.verifier.check(
-        &method,
-        &uri,
-        &headers,
-        &Needed::Jwt(scope(Resource::Follower, Action::Delete, Some(&source))),
+    st.authorize(
+        &call,
+        Needed::Jwt(scope(Resource::Follower, Action::Delete, Some(&source))),
     )?;
     let target = FeedId::parse(&target).map_err(|e| input_error("target", &e.to_string()))?;
     st.store()
-        .unfollow(&source, &target, truthy(param(&uri, "keep_history")));
+        .unfollow(&source, &target, truthy(param(&call.uri, "keep_history")));
     Ok(ok(json!({})))
 }
 
-async fn update_activities(
-    State(st): State<Arc<Emu>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Reply {
-    st.verifier.check(
-        &method,
-        &uri,
-        &headers,
-        &Needed::Jwt(scope(Resource::Activities, Action::Write, None)),
+async fn update_activities(State(st): State<Arc<Emu>>, call: Call, body: Bytes) -> Reply {
+    st.authorize(
+        &call,
+        Needed::Jwt(scope(Resource::Activities, Action::Write, None)),
     )?;
     #[derive(Deserialize)]
     struct Body {
@@ -625,18 +614,10 @@ async fn update_activities(
     Ok(created(json!({})))
 }
 
-async fn add_to_many(
-    State(st): State<Arc<Emu>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Reply {
-    st.verifier.check(
-        &method,
-        &uri,
-        &headers,
-        &Needed::App(scope(Resource::Feed, Action::Write, None)),
+async fn add_to_many(State(st): State<Arc<Emu>>, call: Call, body: Bytes) -> Reply {
+    st.authorize(
+        &call,
+        Needed::App(scope(Resource::Feed, Action::Write, None)),
     )?;
     #[derive(Deserialize)]
     struct Body {
@@ -656,24 +637,16 @@ async fn add_to_many(
     Ok(created(json!({})))
 }
 
-async fn follow_many(
-    State(st): State<Arc<Emu>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Reply {
-    st.verifier.check(
-        &method,
-        &uri,
-        &headers,
-        &Needed::App(scope(Resource::Follower, Action::Write, None)),
+async fn follow_many(State(st): State<Arc<Emu>>, call: Call, body: Bytes) -> Reply {
+    st.authorize(
+        &call,
+        Needed::App(scope(Resource::Follower, Action::Write, None)),
     )?;
     let list: Vec<Map<String, Value>> = json_body(&body)?;
     if list.len() > 2500 {
         return Err(input_error("body", "at most 2500 follows"));
     }
-    let default = match param(&uri, "activity_copy_limit") {
+    let default = match param(&call.uri, "activity_copy_limit") {
         None => DEFAULT_COPY_LIMIT,
         Some(v) => copy_limit(
             Some(&json!(v.parse::<u64>().unwrap_or(u64::MAX))),

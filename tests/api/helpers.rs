@@ -138,6 +138,18 @@ impl TestApp {
             .await
     }
 
+    /// `POST /tokens` with `body` and extra headers.
+    pub async fn tokens(&self, body: Value, headers: &[(&str, &str)]) -> Reply {
+        let mut r = self
+            .client
+            .post(format!("http://{}/tokens", self.addr))
+            .body(body.to_string());
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        self.send(r).await
+    }
+
     pub async fn delete(&self, path: &str) -> Reply {
         self.send(self.client.delete(format!("{}{path}", self.api)))
             .await

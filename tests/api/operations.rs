@@ -40,13 +40,7 @@ async fn metrics_count_requests_attempts_retries_and_tokens_by_endpoint() {
     app.fault("GET", "/api/v1.0/feed/user/42/", |f| f.status = Some(503));
     assert_eq!(app.get("/feed/user/42/").await.status, 200);
     assert_eq!(app.get("/feed/us-er/42/").await.status, 400);
-    let t = app
-        .send(
-            app.client
-                .post(format!("http://{}/tokens", app.addr))
-                .body(json!({"user_id": "42"}).to_string()),
-        )
-        .await;
+    let t = app.tokens(json!({"user_id": "42"}), &[]).await;
     assert_eq!(t.status, 200);
 
     let m = metrics(&app).await;

@@ -8,14 +8,7 @@ use stream_gateway::auth::{jwt, Secret};
 use crate::helpers::*;
 
 async fn tokens(app: &TestApp, body: Value, headers: &[(&str, &str)]) -> Reply {
-    let mut r = app
-        .client
-        .post(format!("http://{}/tokens", app.addr))
-        .body(body.to_string());
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    app.send(r).await
+    app.tokens(body, headers).await
 }
 
 fn now() -> u64 {
