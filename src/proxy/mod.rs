@@ -142,7 +142,15 @@ async fn proxy(
     let (body, keyed) = if ep.body == BodyKind::None {
         (None, false)
     } else {
-        let raw = read_body(parts, body, gw.config.server.max_body_bytes).await?;
+        // A body trickling in must not hold a concurrency permit for ever: reading it is part
+        // of the request, bounded by the same deadline.
+        let deadline = gw.config.upstream.deadline;
+        let raw = tokio::time::timeout(
+            deadline,
+            read_body(parts, body, gw.config.server.max_body_bytes),
+        )
+        .await
+        .map_err(|_| ApiError::RequestTimeout(deadline.as_millis()))??;
         let checked = body::check(ep.body, &raw)?;
         let keyed = checked.keyed;
         (

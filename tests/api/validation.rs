@@ -267,3 +267,24 @@ async fn percent_encoded_tricks_are_refused() {
     assert_eq!(r.status, 400);
     assert!(app.received().is_empty());
 }
+
+#[tokio::test]
+async fn a_body_that_trickles_in_past_the_deadline_is_408_and_never_forwarded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_with(|f| f.merge(("upstream.deadline_ms", 300))).await;
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(b"POST /api/v1.0/feed/user/42/ HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n{\"actor\":")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(3), s.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("upstream.deadline_ms"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(app.received().is_empty());
+}
