@@ -155,6 +155,17 @@ impl TestApp {
             .await
     }
 
+    /// Waits (up to 10 s) until the emulator has received `n` requests.
+    pub async fn wait_received(&self, n: usize) {
+        for _ in 0..1000 {
+            if self.received().len() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the emulator did not receive {n} requests");
+    }
+
     /// Signals shutdown without waiting for it.
     pub fn signal_stop(&mut self) {
         if let Some(tx) = self.stop.take() {

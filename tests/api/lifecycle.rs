@@ -2,7 +2,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use crate::helpers::*;
 
@@ -22,7 +21,7 @@ async fn in_flight_requests_finish_after_shutdown_begins() {
     let (client, url) = (app.client.clone(), format!("{}/feed/user/1/", app.api));
     let in_flight =
         tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.wait_received(1).await;
     app.stop()
         .await
         .expect("serves until stopped, then exits cleanly");

@@ -100,7 +100,10 @@ async fn a_429_with_retry_after_past_the_deadline_is_returned_at_once() {
     let r = app.get("/feed/user/1/").await;
     assert_eq!(r.status, 429);
     assert_eq!(r.headers["retry-after"], "60");
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not after waiting the 60 s"
+    );
     assert_eq!(app.received().len(), 1);
 }
 
@@ -133,7 +136,8 @@ async fn the_deadline_bounds_the_whole_request() {
     let took = started.elapsed();
     assert_eq!(r.status, 504);
     assert!(
-        took >= Duration::from_millis(600) && took < Duration::from_millis(1200),
+        // Each attempt alone would take 2 s: anything shorter is the deadline cutting it.
+        took >= Duration::from_millis(600) && took < Duration::from_millis(1900),
         "{took:?}"
     );
 }
@@ -165,5 +169,5 @@ async fn an_unreachable_upstream_is_502_after_retrying_even_a_non_idempotent_pos
         "{:?}",
         r.json
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

@@ -285,6 +285,9 @@ async fn a_body_that_trickles_in_past_the_deadline_is_408_and_never_forwarded() 
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("upstream.deadline_ms"), "{answer}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2900),
+        "the deadline, not the client's own timeout"
+    );
     assert!(app.received().is_empty());
 }
