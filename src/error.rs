@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 413, code 4: body over `server.max_body_bytes`.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 414, code 4: path and query longer than the gateway takes.
+    #[error("request target is longer than {0} bytes")]
+    UriTooLong(usize),
     /// 408, code 4: the body did not arrive within `upstream.deadline_ms`.
     #[error("request body was not received within {0} ms (upstream.deadline_ms)")]
     RequestTimeout(u128),
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, 4, "InputException"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, 4, "InputException"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, 4, "InputException"),
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, 4, "InputException"),
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, 17, "NotAllowedException"),
             ApiError::NotAllowed(_) => (StatusCode::FORBIDDEN, 17, "NotAllowedException"),
             ApiError::UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, 1, "UpstreamUnavailable"),
@@ -138,6 +142,7 @@ mod tests {
             ),
             (ApiError::PayloadTooLarge(10), 413, 4, "InputException"),
             (ApiError::RequestTimeout(10), 408, 4, "InputException"),
+            (ApiError::UriTooLong(10), 414, 4, "InputException"),
             (
                 ApiError::Unauthenticated("x".into()),
                 401,

@@ -123,12 +123,19 @@ async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<Bytes, Api
     }
 }
 
+/// Longest path and query the gateway forwards (nginx's default header buffer is 8 KiB).
+pub const MAX_TARGET_BYTES: usize = 8192;
+
 async fn proxy(
     gw: &Gateway,
     parts: &Parts,
     body: Body,
     trace: &mut RequestInfo,
 ) -> Result<Response, ApiError> {
+    let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > MAX_TARGET_BYTES {
+        return Err(ApiError::UriTooLong(MAX_TARGET_BYTES));
+    }
     let method = Method::parse(parts.method.as_str());
     let route = route(method, parts.uri.path()).map_err(|e| match e {
         RouteError::NotFound => ApiError::NotFound(parts.uri.path().to_owned()),

@@ -35,6 +35,17 @@ pub fn check(
     endpoint: &Endpoint,
     raw: Option<&str>,
 ) -> Result<Vec<(String, String)>, InvalidInput> {
+    // Decoding replaces invalid UTF-8 with U+FFFD, which would forward something the caller
+    // did not send: refuse it instead.
+    if percent_encoding::percent_decode_str(raw.unwrap_or(""))
+        .decode_utf8()
+        .is_err()
+    {
+        return Err(InvalidInput::new(
+            "query",
+            "is not valid UTF-8 once percent-decoded",
+        ));
+    }
     let mut out: Vec<(String, String)> = Vec::new();
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if CREDENTIALS.iter().any(|c| k.eq_ignore_ascii_case(c)) {
@@ -226,6 +237,16 @@ mod tests {
         assert!(q(EndpointId::Unfollow, "keep_history=yes").is_err());
         assert!(q(EndpointId::FeedRemove, "foreign_id=1").is_ok());
         assert!(q(EndpointId::FeedRemove, "foreign_id=2").is_err());
+    }
+
+    #[test]
+    fn a_query_that_is_not_utf8_once_decoded_is_refused() {
+        assert_eq!(
+            q(EndpointId::FeedRead, "ranking=%FF").unwrap_err().field,
+            "query"
+        );
+        assert_eq!(q(EndpointId::FeedRead, "%C3=1").unwrap_err().field, "query");
+        assert!(q(EndpointId::FeedRead, "ranking=caf%C3%A9").is_ok());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One integration binary: the gateway on port 0 in front of the strict emulator.
 
+mod adversarial;
 mod concurrency;
 mod emulator_semantics;
 mod emulator_verification;
