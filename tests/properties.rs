@@ -1,0 +1,208 @@
+//! Property tests of the invariants the gateway's safety rests on.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use stream_gateway::proxy::retry::{decide, Attempted, Backoff, Decision, Outcome};
+use stream_gateway::stream::endpoint::FeedScope;
+use stream_gateway::stream::{route, FeedClaim, FeedId, Method, RouteError, Slug, UserId};
+
+/// Path segments from an alphabet that includes the tricks: encoded slashes, NULs, dots,
+/// non-ASCII, colons, the reserved words of the table.
+fn segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[A-Za-z0-9_]{1,8}",
+        "[A-Za-z0-9_-]{1,8}",
+        "[a-z]{1,4}:[0-9]{1,3}",
+        Just("follows".to_owned()),
+        Just("following".to_owned()),
+        Just("followers".to_owned()),
+        Just("feed".to_owned()),
+        Just("add_to_many".to_owned()),
+        Just("..".to_owned()),
+        Just("%2e%2e".to_owned()),
+        Just("a%2Fb".to_owned()),
+        Just("%00".to_owned()),
+        Just("%C3%A9".to_owned()),
+        Just("%FF".to_owned()),
+        Just("".to_owned()),
+        "[ -~]{0,6}",
+    ]
+}
+
+/// Paths in the shapes of the table, with parts from the hostile alphabet, and free-form ones.
+fn path() -> impl Strategy<Value = String> {
+    prop_oneof![shaped_path(), free_path()]
+}
+
+fn shaped_path() -> impl Strategy<Value = String> {
+    let part = || {
+        prop_oneof![
+            3 => "[A-Za-z0-9_]{1,8}",
+            1 => segment(),
+        ]
+    };
+    let target = prop_oneof![3 => "[a-z_]{1,6}:[A-Za-z0-9_-]{1,6}", 1 => segment()];
+    (part(), part(), target, part(), 0u8..10, any::<bool>()).prop_map(
+        |(slug, user, target, activity, tail, slash)| {
+            let end = if slash { "/" } else { "" };
+            match tail {
+                0 => format!("/api/v1.0/feed/{slug}/{user}{end}"),
+                1 => format!("/api/v1.0/feed/{slug}/{user}/followers{end}"),
+                2 => format!("/api/v1.0/feed/{slug}/{user}/follows{end}"),
+                3 => format!("/api/v1.0/feed/{slug}/{user}/following{end}"),
+                4 => format!("/api/v1.0/feed/{slug}/{user}/follows/{target}{end}"),
+                5 => format!("/api/v1.0/feed/{slug}/{user}/following/{target}{end}"),
+                6 => format!("/api/v1.0/feed/{slug}/{user}/{activity}{end}"),
+                7 => format!("/api/v1.0/activities{end}"),
+                8 => format!("/api/v1.0/feed/add_to_many{end}"),
+                _ => format!("/api/v1.0/follow_many{end}"),
+            }
+        },
+    )
+}
+
+fn free_path() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![
+            Just("/api/v1.0/feed/".to_owned()),
+            Just("/api/v1.0/".to_owned())
+        ],
+        proptest::collection::vec(segment(), 0..5),
+        any::<bool>(),
+    )
+        .prop_map(|(prefix, segs, slash)| {
+            format!("{prefix}{}{}", segs.join("/"), if slash { "/" } else { "" })
+        })
+}
+
+fn method() -> impl Strategy<Value = Method> {
+    prop_oneof![
+        3 => Just(Method::Get),
+        3 => Just(Method::Post),
+        3 => Just(Method::Delete),
+        1 => Just(Method::Put),
+        1 => Just(Method::Other)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Whatever the path: refused, or routed with exactly its row's resource and action and
+    /// the feed of its own path (never `*` for a feed row), and the canonical path it forwards
+    /// routes again to the same endpoint and scope.
+    #[test]
+    fn a_path_is_refused_or_gets_exactly_its_own_scope(m in method(), p in path()) {
+        match route(m, &p) {
+            Err(RouteError::NotFound | RouteError::MethodNotAllowed { .. } | RouteError::Invalid(_)) => {}
+            Ok(r) => {
+                let scope = r.scope();
+                prop_assert_eq!(scope.resource, r.endpoint.resource);
+                prop_assert_eq!(scope.action, r.endpoint.action);
+                prop_assert_eq!(r.endpoint.method, m);
+                match r.endpoint.feed_scope {
+                    FeedScope::PathFeed => {
+                        let feed = r.feed.clone().expect("a feed row has a path feed");
+                        prop_assert_eq!(&scope.feed, &FeedClaim::One(feed.claim()));
+                        let prefix = format!("/api/v1.0/feed/{}/", feed.path());
+                        prop_assert!(r.path.starts_with(&prefix), "{} under {}", r.path, prefix);
+                    }
+                    FeedScope::All => prop_assert_eq!(&scope.feed, &FeedClaim::All),
+                }
+                prop_assert!(!r.path.contains("/../") && !r.path.contains("%2F") && !r.path.contains("%00"));
+                prop_assert!(r.path.ends_with('/'));
+                let again = route(m, &r.path).expect("the canonical path routes");
+                prop_assert_eq!(again.endpoint.id, r.endpoint.id);
+                prop_assert_eq!(again.scope(), scope);
+                prop_assert_eq!(again.path, r.path);
+            }
+        }
+    }
+
+    /// A feed id that passes validation round-trips through its three forms.
+    #[test]
+    fn a_valid_feed_id_round_trips(slug in "[A-Za-z0-9_]{1,40}", user in "[A-Za-z0-9_-]{1,40}") {
+        let f = FeedId::parse(&format!("{slug}:{user}")).unwrap();
+        prop_assert_eq!(f.to_string(), format!("{slug}:{user}"));
+        prop_assert_eq!(f.claim(), format!("{slug}{user}"));
+        prop_assert_eq!(FeedId::parse(&f.to_string()).unwrap(), f.clone());
+        prop_assert_eq!(FeedId::new(Slug::parse(&slug).unwrap(), UserId::parse(&user).unwrap()), f);
+    }
+
+    /// Anything else is refused.
+    #[test]
+    fn an_id_with_a_character_outside_the_set_is_refused(s in "[A-Za-z0-9_]{0,5}[^A-Za-z0-9_-][A-Za-z0-9_]{0,5}") {
+        prop_assert!(UserId::parse(&s).is_err());
+        prop_assert!(Slug::parse(&s).is_err());
+    }
+
+    /// The backoff never exceeds its ceiling nor its maximum.
+    #[test]
+    fn backoff_stays_under_its_maximum(base in 1u64..500, extra in 0u64..5000, n in 0u32..100, unit in 0.0f64..1.0) {
+        let (base, max) = (Duration::from_millis(base), Duration::from_millis(base + extra));
+        let b = Backoff::try_new(base, max).unwrap();
+        let d = b.delay(n, unit);
+        prop_assert!(d <= b.ceiling(n));
+        prop_assert!(b.ceiling(n) <= max);
+    }
+
+    /// A request that may have reached Stream is never resent unless it is idempotent; and a
+    /// retry's wait always fits inside the time left.
+    #[test]
+    fn the_policy_never_resends_a_sent_non_idempotent_request(
+        status in 100u16..600,
+        kind in 0u8..4,
+        wait in proptest::option::of(0u64..20_000),
+        idempotent in any::<bool>(),
+        retries in 0u32..4,
+        remaining in 0u64..20_000,
+        backoff in 0u64..3000,
+    ) {
+        let outcome = match kind {
+            0 => Outcome::NotSent,
+            1 => Outcome::Timeout,
+            2 => Outcome::Dropped,
+            _ => Outcome::Status { status, wait: wait.map(Duration::from_millis) },
+        };
+        let a = Attempted {
+            retries,
+            max_retries: 2,
+            idempotent,
+            remaining: Duration::from_millis(remaining),
+            backoff: Duration::from_millis(backoff),
+        };
+        if let Decision::Retry { after, .. } = decide(outcome, a, || true) {
+            let refused_before_acting = matches!(outcome, Outcome::NotSent | Outcome::Status { status: 429, .. });
+            prop_assert!(idempotent || refused_before_acting, "{:?}", outcome);
+            prop_assert!(after < a.remaining);
+            prop_assert!(retries < 2);
+        }
+    }
+}
+
+/// The path property is only as good as its inputs: a good share of them must route, or it
+/// would only ever check the refusal branch.
+#[test]
+fn the_path_generator_reaches_every_endpoint() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    use std::collections::HashSet;
+    let mut runner = TestRunner::deterministic();
+    let mut reached = HashSet::new();
+    let mut ok = 0;
+    for _ in 0..5_000 {
+        let m = method().new_tree(&mut runner).unwrap().current();
+        let p = path().new_tree(&mut runner).unwrap().current();
+        if let Ok(r) = route(m, &p) {
+            ok += 1;
+            reached.insert(r.endpoint.id);
+        }
+    }
+    assert!(ok > 500, "only {ok} of 5000 generated paths routed");
+    assert_eq!(
+        reached.len(),
+        stream_gateway::stream::ENDPOINTS.len(),
+        "{reached:?}"
+    );
+}
