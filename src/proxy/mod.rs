@@ -132,6 +132,8 @@ async fn proxy(
     body: Body,
     trace: &mut RequestInfo,
 ) -> Result<Response, ApiError> {
+    // One deadline for the whole request: reading the body, every attempt, every backoff.
+    let deadline = Instant::now() + gw.config.upstream.deadline;
     let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > MAX_TARGET_BYTES {
         return Err(ApiError::UriTooLong(MAX_TARGET_BYTES));
@@ -150,14 +152,13 @@ async fn proxy(
         (None, false)
     } else {
         // A body trickling in must not hold a concurrency permit for ever: reading it is part
-        // of the request, bounded by the same deadline.
-        let deadline = gw.config.upstream.deadline;
-        let raw = tokio::time::timeout(
+        // of the request, bounded by its deadline.
+        let raw = tokio::time::timeout_at(
             deadline,
             read_body(parts, body, gw.config.server.max_body_bytes),
         )
         .await
-        .map_err(|_| ApiError::RequestTimeout(deadline.as_millis()))??;
+        .map_err(|_| ApiError::RequestTimeout(gw.config.upstream.deadline.as_millis()))??;
         let checked = body::check(ep.body, &raw)?;
         let keyed = checked.keyed;
         (
@@ -196,17 +197,17 @@ async fn proxy(
         credential,
         request_id: parts.headers.get("x-request-id").cloned(),
     };
-    send_with_retries(gw, &prepared, idempotent, trace).await
+    send_with_retries(gw, &prepared, idempotent, deadline, trace).await
 }
 
 async fn send_with_retries(
     gw: &Gateway,
     req: &Prepared,
     idempotent: bool,
+    deadline: Instant,
     trace: &mut RequestInfo,
 ) -> Result<Response, ApiError> {
     let u = &gw.config.upstream;
-    let deadline = Instant::now() + u.deadline;
     gw.budget.record_request(Instant::now());
     let mut retries = 0;
     loop {

@@ -171,3 +171,37 @@ async fn an_unreachable_upstream_is_502_after_retrying_even_a_non_idempotent_pos
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn the_deadline_counts_from_the_start_of_the_request_body_included() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_with(|f| {
+        f.merge(("upstream.deadline_ms", 1500))
+            .merge(("upstream.timeout_ms", 1400))
+            .merge(("upstream.max_retries", 0))
+    })
+    .await;
+    app.fault("POST", "/api/v1.0/feed/user/1/", |f| {
+        f.delay_ms = Some(5000)
+    });
+    let body = keyed_activity(1).to_string();
+    let (head, tail) = body.split_at(10);
+    let started = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let req = format!(
+        "POST /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{head}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    s.write_all(tail.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 256];
+    let n = s.read(&mut answer).await.unwrap();
+    let took = started.elapsed();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 504"));
+    // A fresh deadline after the body would end near 2.4 s (1.0 s body + 1.4 s attempt).
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_millis(2200),
+        "{took:?}"
+    );
+}
