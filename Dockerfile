@@ -19,10 +19,10 @@ RUN RUSTFLAGS='-C target-feature=+crt-static' \
 
 FROM scratch
 COPY --from=builder /stream-gateway /stream-gateway
-# Inside a container the gateway listens on every interface; the secret comes from a file
-# (a Docker or Kubernetes secret) or from STREAM_API_SECRET.
+# Inside a container the gateway listens on every interface. Give the secret as a file
+# (STREAM_API_SECRET_FILE=/run/secrets/stream_api_secret with a Docker or Kubernetes secret)
+# or as STREAM_API_SECRET; the image sets neither, since setting both is refused.
 ENV GATEWAY_SERVER__LISTEN=0.0.0.0:8080 \
-    STREAM_API_SECRET_FILE=/run/secrets/stream_api_secret \
     GATEWAY_LOG__FORMAT=json
 USER 65534:65534
 EXPOSE 8080

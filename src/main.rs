@@ -25,18 +25,18 @@ struct Cli {
     /// Serve with the embedded Stream emulator as upstream (no account, no network).
     #[arg(long)]
     emulator: bool,
-    /// Check a running gateway's /healthz and exit 0 if it answers 200 (for container
-    /// HEALTHCHECKs, where there is no curl). The address is GATEWAY_SERVER__LISTEN's port on
-    /// 127.0.0.1, else 127.0.0.1:8080.
-    #[arg(long)]
-    healthcheck: bool,
+    /// Check a running gateway and exit 0 if PATH (default /healthz; /readyz for readiness
+    /// probes) answers 200; for container health checks, where there is no curl. The address
+    /// is GATEWAY_SERVER__LISTEN's port on 127.0.0.1, else 127.0.0.1:8080.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/healthz")]
+    healthcheck: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.healthcheck {
-        return healthcheck();
+    if let Some(path) = cli.healthcheck {
+        return healthcheck(&path);
     }
     let mut figment = config::figment(cli.config.as_deref());
     if cli.emulator {
@@ -102,8 +102,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// `GET /healthz` on the local gateway, with std only: no runtime, no configuration needed.
-fn healthcheck() -> ExitCode {
+/// `GET PATH` on the local gateway, with std only: no runtime, no configuration needed.
+fn healthcheck(path: &str) -> ExitCode {
+    if !path.starts_with('/') || path.bytes().any(|b| !b.is_ascii_graphic()) {
+        eprintln!("stream-gateway: --healthcheck takes a path such as /healthz or /readyz");
+        return ExitCode::from(2);
+    }
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
     use std::time::Duration;
@@ -115,7 +119,8 @@ fn healthcheck() -> ExitCode {
     let check = || -> std::io::Result<bool> {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes())?;
         let mut head = [0u8; 12];
         s.read_exact(&mut head)?;
         Ok(head.starts_with(b"HTTP/1.1 200"))
@@ -123,11 +128,11 @@ fn healthcheck() -> ExitCode {
     match check() {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!("stream-gateway: {addr}/healthz did not answer 200");
+            eprintln!("stream-gateway: {addr}{path} did not answer 200");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("stream-gateway: {addr}/healthz: {e}");
+            eprintln!("stream-gateway: {addr}{path}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -133,6 +133,26 @@ fn sigterm_drains_and_exits_0() {
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let ready = binary()
+        .args(["--healthcheck", "/readyz"])
+        .env("GATEWAY_SERVER__LISTEN", &listen)
+        .output()
+        .unwrap();
+    assert!(
+        ready.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    let missing = binary()
+        .args(["--healthcheck", "/nope"])
+        .env("GATEWAY_SERVER__LISTEN", &listen)
+        .output()
+        .unwrap();
+    assert_eq!(
+        missing.status.code(),
+        Some(1),
+        "a path that is not 200 fails"
+    );
     let hc = binary()
         .arg("--healthcheck")
         .env("GATEWAY_SERVER__LISTEN", &listen)
