@@ -62,7 +62,8 @@ impl App {
                 EmulatorConfig {
                     api_key: config.stream.api_key.clone(),
                     api_secret: config.stream.api_secret.clone(),
-                    strict_scopes: false,
+                    // The gateway mints the narrowest token for each call; a wider one is a bug.
+                    strict_scopes: true,
                 },
                 addr,
             )

@@ -19,6 +19,13 @@ fn segment() -> impl Strategy<Value = String> {
         Just("followers".to_owned()),
         Just("feed".to_owned()),
         Just("add_to_many".to_owned()),
+        Just("reaction".to_owned()),
+        Just("activity_id".to_owned()),
+        Just("restore".to_owned()),
+        Just("get_many".to_owned()),
+        Just("collections".to_owned()),
+        Just("user".to_owned()),
+        Just("enrich".to_owned()),
         Just("..".to_owned()),
         Just("%2e%2e".to_owned()),
         Just("a%2Fb".to_owned()),
@@ -43,8 +50,24 @@ fn shaped_path() -> impl Strategy<Value = String> {
         ]
     };
     let target = prop_oneof![3 => "[a-z_]{1,6}:[A-Za-z0-9_-]{1,6}", 1 => segment()];
-    (part(), part(), target, part(), 0u8..10, any::<bool>()).prop_map(
-        |(slug, user, target, activity, tail, slash)| {
+    let lookup = prop_oneof![
+        3 => prop_oneof![
+            Just("reaction_id".to_owned()),
+            Just("activity_id".to_owned()),
+            Just("user_id".to_owned())
+        ],
+        1 => segment(),
+    ];
+    (
+        part(),
+        part(),
+        target,
+        part(),
+        lookup,
+        0u8..34,
+        any::<bool>(),
+    )
+        .prop_map(|(slug, user, target, activity, lookup, tail, slash)| {
             let end = if slash { "/" } else { "" };
             match tail {
                 0 => format!("/api/v1.0/feed/{slug}/{user}{end}"),
@@ -56,10 +79,29 @@ fn shaped_path() -> impl Strategy<Value = String> {
                 6 => format!("/api/v1.0/feed/{slug}/{user}/{activity}{end}"),
                 7 => format!("/api/v1.0/activities{end}"),
                 8 => format!("/api/v1.0/feed/add_to_many{end}"),
-                _ => format!("/api/v1.0/follow_many{end}"),
+                9 => format!("/api/v1.0/follow_many{end}"),
+                10 => format!("/api/v1.0/enrich/feed/{slug}/{user}{end}"),
+                11 => format!("/api/v1.0/feed_targets/{slug}/{user}/activity_to_targets{end}"),
+                12 => format!("/api/v1.0/enrich/activities{end}"),
+                13 => format!("/api/v1.0/activity{end}"),
+                14 => format!("/api/v1.0/unfollow_many{end}"),
+                15 => format!("/api/v1.0/stats/follow{end}"),
+                16 => format!("/api/v1.0/og{end}"),
+                17 => format!("/api/v1.0/reaction{end}"),
+                18 => format!("/api/v1.0/reaction/{activity}{end}"),
+                19 => format!("/api/v1.0/reaction/{activity}/restore{end}"),
+                20 => format!("/api/v1.0/reaction/{lookup}/{activity}{end}"),
+                21 => format!("/api/v1.0/reaction/{lookup}/{activity}/{slug}{end}"),
+                22 => format!("/api/v1.0/reaction/get_many{end}"),
+                23 => format!("/api/v1.0/collections{end}"),
+                24 => format!("/api/v1.0/collections/{slug}{end}"),
+                25 => format!("/api/v1.0/collections/{slug}/{activity}{end}"),
+                26 => format!("/api/v1.0/user{end}"),
+                27 => format!("/api/v1.0/user/{activity}{end}"),
+                28 => format!("/api/v1.0/users{end}"),
+                _ => format!("/api/v1.0/{target}/{activity}{end}"),
             }
-        },
-    )
+        })
 }
 
 fn free_path() -> impl Strategy<Value = String> {
@@ -105,8 +147,10 @@ proptest! {
                     FeedScope::PathFeed => {
                         let feed = r.feed.clone().expect("a feed row has a path feed");
                         prop_assert_eq!(&scope.feed, &FeedClaim::One(feed.claim()));
-                        let prefix = format!("/api/v1.0/feed/{}/", feed.path());
-                        prop_assert!(r.path.starts_with(&prefix), "{} under {}", r.path, prefix);
+                        let under = ["feed", "enrich/feed", "feed_targets"]
+                            .iter()
+                            .any(|p| r.path.starts_with(&format!("/api/v1.0/{p}/{}/", feed.path())));
+                        prop_assert!(under, "{} under its feed {}", r.path, feed.path());
                     }
                     FeedScope::All => prop_assert_eq!(&scope.feed, &FeedClaim::All),
                 }

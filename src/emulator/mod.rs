@@ -15,6 +15,7 @@
 
 pub mod reply;
 pub mod store;
+pub mod surface;
 pub mod verify;
 
 use std::collections::VecDeque;
@@ -207,7 +208,6 @@ pub fn router(state: Arc<Emu>) -> Router {
     let api = Router::new()
         .route("/api/v1.0/feed/add_to_many/", post(add_to_many))
         .route("/api/v1.0/follow_many/", post(follow_many))
-        .route("/api/v1.0/activities/", post(update_activities))
         .route(
             "/api/v1.0/feed/{slug}/{user}/",
             get(read_feed).post(add_activity),
@@ -233,6 +233,7 @@ pub fn router(state: Arc<Emu>) -> Router {
             "/api/v1.0/feed/{slug}/{user}/{activity}/",
             delete(remove_activity),
         )
+        .merge(surface::routes())
         .fallback(|| async { stream_error(404, 16, "DoesNotExistException", "no such endpoint") })
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -426,7 +427,7 @@ async fn read_feed(
     )?;
     let limit = number(&call.uri, "limit", DEFAULT_LIMIT)?;
     let offset = number(&call.uri, "offset", 0)?;
-    let mut bound = None;
+    let mut bounds = Vec::new();
     for (name, b) in [
         ("id_lt", IdBound::Lt),
         ("id_lte", IdBound::Lte),
@@ -436,10 +437,10 @@ async fn read_feed(
         if let Some(v) = param(&call.uri, name) {
             let id = uuid::Uuid::parse_str(&v)
                 .map_err(|_| input_error(name, "must be an activity id"))?;
-            bound = Some((b, id));
+            bounds.push((b, id));
         }
     }
-    let results = st.store().read(&feed, limit, offset, bound);
+    let results = st.store().read(&feed, limit, offset, &bounds);
     let next = match results.last() {
         Some(last) if results.len() == limit => format!(
             "/api/v1.0/feed/{}/?id_lt={}&limit={limit}",

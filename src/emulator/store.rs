@@ -2,7 +2,12 @@
 //! offset and by id, de-duplication on `foreign_id` + `time`, fan-out to followers and `to`
 //! targets, copy on follow, purge on unfollow unless `keep_history`.
 //!
-//! Not emulated: aggregated and notification grouping, ranking, enrichment, reactions.
+//! Activity lookups by id or by `foreign_id` + `time`, partial updates, `to` target updates
+//! and follow counts work on the same data. Reactions, collections and users are kept as
+//! objects: stored, read back, updated, deleted.
+//!
+//! Not emulated: aggregated and notification grouping, ranking, enrichment (an enriched read
+//! answers as the plain read), reactions' effect on activities, open graph scraping.
 
 use std::collections::HashMap;
 
@@ -56,6 +61,12 @@ pub struct Store {
     by_key: HashMap<(String, NaiveDateTime), Uuid>,
     feeds: HashMap<String, Vec<Entry>>,
     follows: Vec<Follow>,
+    /// Reactions by id.
+    pub reactions: HashMap<String, Map<String, Value>>,
+    /// Collection entries by (collection, id).
+    pub collections: HashMap<(String, String), Map<String, Value>>,
+    /// Users by id.
+    pub users: HashMap<String, Map<String, Value>>,
 }
 
 impl Default for Store {
@@ -69,6 +80,9 @@ impl Default for Store {
             by_key: HashMap::new(),
             feeds: HashMap::new(),
             follows: Vec::new(),
+            reactions: HashMap::new(),
+            collections: HashMap::new(),
+            users: HashMap::new(),
         }
     }
 }
@@ -223,34 +237,38 @@ impl Store {
         feed: &FeedId,
         limit: usize,
         offset: usize,
-        bound: Option<(IdBound, Uuid)>,
+        bounds: &[(IdBound, Uuid)],
     ) -> Vec<Value> {
         let Some(list) = self.feeds.get(&feed.to_string()) else {
             return Vec::new();
         };
-        let pivot = bound.map(|(b, id)| {
-            let key = list
-                .iter()
-                .find(|e| e.key.1 == id)
-                .map(|e| e.key)
-                .or_else(|| {
-                    self.activities
-                        .get(&id)
-                        .and_then(|a| a.get("time"))
-                        .and_then(Value::as_str)
-                        .and_then(parse_time)
-                        .map(|t| (t, id))
-                })
-                .unwrap_or((uuid_time(&id), id));
-            (b, key)
-        });
+        let pivots: Vec<(IdBound, Key)> = bounds
+            .iter()
+            .map(|&(b, id)| {
+                let key = list
+                    .iter()
+                    .find(|e| e.key.1 == id)
+                    .map(|e| e.key)
+                    .or_else(|| {
+                        self.activities
+                            .get(&id)
+                            .and_then(|a| a.get("time"))
+                            .and_then(Value::as_str)
+                            .and_then(parse_time)
+                            .map(|t| (t, id))
+                    })
+                    .unwrap_or((uuid_time(&id), id));
+                (b, key)
+            })
+            .collect();
         list.iter()
-            .filter(|e| match pivot {
-                None => true,
-                Some((IdBound::Lt, k)) => e.key < k,
-                Some((IdBound::Lte, k)) => e.key <= k,
-                Some((IdBound::Gt, k)) => e.key > k,
-                Some((IdBound::Gte, k)) => e.key >= k,
+            .filter(|e| {
+                pivots.iter().all(|&(b, k)| match b {
+                    IdBound::Lt => e.key < k,
+                    IdBound::Lte => e.key <= k,
+                    IdBound::Gt => e.key > k,
+                    IdBound::Gte => e.key >= k,
+                })
             })
             .skip(offset)
             .take(limit)
@@ -350,6 +368,156 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A new object id (reactions, collection entries without one).
+    pub fn object_id(&self) -> String {
+        self.new_id(&now()).to_string()
+    }
+
+    /// Activities by id, in the order asked, unknown ids left out.
+    pub fn by_ids(&self, ids: &[&str]) -> Vec<Value> {
+        ids.iter()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .filter(|id| self.activities.contains_key(id))
+            .map(|id| self.render(&id))
+            .collect()
+    }
+
+    /// Activities by `foreign_id` + `time`, in the order asked, unknown pairs left out.
+    pub fn by_foreign_ids(&self, keys: &[(String, NaiveDateTime)]) -> Vec<Value> {
+        keys.iter()
+            .filter_map(|k| self.by_key.get(k))
+            .map(|id| self.render(id))
+            .collect()
+    }
+
+    /// Applies one partial update (`set` dotted paths, `unset` fields) to the activity named
+    /// by `id` or `foreign_id` + `time`; returns it, or `None` when there is no such activity.
+    pub fn partial_update(&mut self, change: &Map<String, Value>) -> Option<Value> {
+        let id = match (
+            change.get("id").and_then(Value::as_str),
+            change.get("foreign_id"),
+        ) {
+            (Some(id), _) => Uuid::parse_str(id).ok()?,
+            (None, Some(Value::String(f))) => {
+                let t = change
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .and_then(parse_time)?;
+                *self.by_key.get(&(f.clone(), t))?
+            }
+            _ => return None,
+        };
+        let a = self.activities.get_mut(&id)?;
+        if let Some(Value::Object(set)) = change.get("set") {
+            for (path, v) in set {
+                let mut parts = path.split('.').peekable();
+                let mut at = &mut *a;
+                while let Some(p) = parts.next() {
+                    if parts.peek().is_none() {
+                        at.insert(p.to_owned(), v.clone());
+                        break;
+                    }
+                    let next = at.entry(p.to_owned()).or_insert_with(|| json!({}));
+                    if !next.is_object() {
+                        *next = json!({});
+                    }
+                    at = next.as_object_mut().expect("made an object above");
+                }
+            }
+        }
+        if let Some(Value::Array(unset)) = change.get("unset") {
+            for f in unset.iter().filter_map(Value::as_str) {
+                a.remove(f);
+            }
+        }
+        Some(self.render(&id))
+    }
+
+    /// Changes the `to` targets of the activity with `foreign_id` + `time` added to `feed`:
+    /// `new` replaces them, `added` and `removed` edit them; the activity is copied into added
+    /// targets and taken out of removed ones. Returns the activity, or `None` if unknown.
+    pub fn update_to_targets(
+        &mut self,
+        feed: &FeedId,
+        foreign_id: &str,
+        time: NaiveDateTime,
+        new: Option<Vec<String>>,
+        added: Vec<String>,
+        removed: Vec<String>,
+    ) -> Option<Value> {
+        let id = *self.by_key.get(&(foreign_id.to_owned(), time))?;
+        // The activity must have been added to this feed.
+        self.feeds
+            .get(&feed.to_string())?
+            .iter()
+            .find(|e| e.key.1 == id)?;
+        let old: Vec<String> = self.activities[&id]
+            .get("to")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut to = new.unwrap_or_else(|| old.clone());
+        to.retain(|t| !removed.contains(t));
+        for a in added {
+            if !to.contains(&a) {
+                to.push(a);
+            }
+        }
+        let key = (time, id);
+        for gone in old.iter().filter(|t| !to.contains(t)) {
+            if let Some(list) = self.feeds.get_mut(gone) {
+                list.retain(|e| e.key.1 != id);
+            }
+        }
+        for t in to.iter().filter(|t| !old.contains(t)) {
+            self.insert(t, key, t);
+        }
+        self.activities
+            .get_mut(&id)
+            .expect("looked up above")
+            .insert("to".into(), json!(to));
+        Some(self.render(&id))
+    }
+
+    /// How many feeds follow `feed` and how many it follows, counting only the given slugs
+    /// when a list is given.
+    pub fn follow_counts(
+        &self,
+        followers_of: Option<&str>,
+        following_of: Option<&str>,
+        followers_slugs: &[String],
+        following_slugs: &[String],
+    ) -> Value {
+        let slug_ok = |feed: &str, slugs: &[String]| {
+            slugs.is_empty() || slugs.iter().any(|s| feed.split(':').next() == Some(s))
+        };
+        let mut out = json!({});
+        if let Some(f) = followers_of {
+            let n = self
+                .follows
+                .iter()
+                .filter(|x| x.target == f && slug_ok(&x.source, followers_slugs))
+                .count();
+            out["followers"] = json!({ "feed": f, "count": n });
+        }
+        if let Some(f) = following_of {
+            let n = self
+                .follows
+                .iter()
+                .filter(|x| x.source == f && slug_ok(&x.target, following_slugs))
+                .count();
+            out["following"] = json!({ "feed": f, "count": n });
+        }
+        out
+    }
+}
+
 fn uuid_time(id: &Uuid) -> NaiveDateTime {
     id.get_timestamp()
         .map(|ts| {
@@ -388,7 +556,7 @@ mod tests {
         for n in 1..=3 {
             s.add(&feed("user:1"), act(n, true));
         }
-        let page = s.read(&feed("user:1"), 25, 0, None);
+        let page = s.read(&feed("user:1"), 25, 0, &[]);
         assert_eq!(objects(&page), ["post:3", "post:2", "post:1"]);
         let id = Uuid::parse_str(page[0]["id"].as_str().unwrap()).unwrap();
         assert_eq!(id.get_version_num(), 1);
@@ -405,7 +573,7 @@ mod tests {
         assert_eq!(a["id"], b["id"]);
         assert_eq!(s.len("user:1"), 1);
         assert_eq!(s.activity_count(), 1);
-        assert_eq!(s.read(&feed("user:1"), 25, 0, None)[0]["extra"], "x");
+        assert_eq!(s.read(&feed("user:1"), 25, 0, &[])[0]["extra"], "x");
         // Unkeyed activities are new each time.
         s.add(&feed("user:1"), act(2, false));
         s.add(&feed("user:1"), act(2, false));
@@ -418,26 +586,26 @@ mod tests {
         for n in 1..=5 {
             s.add(&feed("user:1"), act(n, true));
         }
-        let all = s.read(&feed("user:1"), 25, 0, None);
+        let all = s.read(&feed("user:1"), 25, 0, &[]);
         assert_eq!(
-            objects(&s.read(&feed("user:1"), 2, 1, None)),
+            objects(&s.read(&feed("user:1"), 2, 1, &[])),
             ["post:4", "post:3"]
         );
         let id = |i: usize| Uuid::parse_str(all[i]["id"].as_str().unwrap()).unwrap();
         assert_eq!(
-            objects(&s.read(&feed("user:1"), 25, 0, Some((IdBound::Lt, id(1))))),
+            objects(&s.read(&feed("user:1"), 25, 0, &[(IdBound::Lt, id(1))])),
             ["post:3", "post:2", "post:1"]
         );
         assert_eq!(
-            objects(&s.read(&feed("user:1"), 25, 0, Some((IdBound::Lte, id(1))))),
+            objects(&s.read(&feed("user:1"), 25, 0, &[(IdBound::Lte, id(1))])),
             ["post:4", "post:3", "post:2", "post:1"]
         );
         assert_eq!(
-            objects(&s.read(&feed("user:1"), 25, 0, Some((IdBound::Gt, id(1))))),
+            objects(&s.read(&feed("user:1"), 25, 0, &[(IdBound::Gt, id(1))])),
             ["post:5"]
         );
         assert_eq!(
-            objects(&s.read(&feed("user:1"), 25, 0, Some((IdBound::Gte, id(1))))),
+            objects(&s.read(&feed("user:1"), 25, 0, &[(IdBound::Gte, id(1))])),
             ["post:5", "post:4"]
         );
     }
@@ -454,7 +622,7 @@ mod tests {
         assert_eq!(s.len("notification:9"), 1);
         assert_eq!(s.len("timeline:3"), 1);
         assert_eq!(
-            s.read(&feed("timeline:2"), 25, 0, None)[0]["origin"],
+            s.read(&feed("timeline:2"), 25, 0, &[])[0]["origin"],
             "user:1"
         );
     }
@@ -467,7 +635,7 @@ mod tests {
         }
         s.follow(&feed("timeline:2"), &feed("user:1"), 3);
         assert_eq!(
-            objects(&s.read(&feed("timeline:2"), 25, 0, None)),
+            objects(&s.read(&feed("timeline:2"), 25, 0, &[])),
             ["post:5", "post:4", "post:3"]
         );
         s.follow(&feed("timeline:3"), &feed("user:1"), 0);
@@ -485,7 +653,7 @@ mod tests {
         s.follow(&feed("timeline:2"), &feed("user:1"), 300);
         s.unfollow(&feed("timeline:2"), &feed("user:1"), false);
         assert_eq!(
-            objects(&s.read(&feed("timeline:2"), 25, 0, None)),
+            objects(&s.read(&feed("timeline:2"), 25, 0, &[])),
             ["post:2"]
         );
         s.follow(&feed("timeline:2"), &feed("user:1"), 300);

@@ -168,7 +168,7 @@ async fn proxy(
     };
     let idempotent = match ep.idempotency {
         Idempotency::Always => true,
-        Idempotency::WithForeignIdAndTime => keyed,
+        Idempotency::WithForeignIdAndTime | Idempotency::WithId => keyed,
     };
 
     let s = &gw.config.stream;

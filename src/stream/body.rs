@@ -15,8 +15,11 @@ use super::{parse_time, InvalidInput};
 pub const MAX_UPDATE_ACTIVITIES: usize = 100;
 /// Most target feeds in one `add_to_many` (REST docs).
 pub const MAX_ADD_TO_MANY_FEEDS: usize = 5000;
-/// Most follows in one `follow_many` (REST docs).
+/// Most follows in one `follow_many` (REST docs), and unfollows in one `unfollow_many` (no
+/// documented limit of its own; the gateway holds it to the same).
 pub const MAX_FOLLOW_MANY: usize = 2500;
+/// Most changes in one partial update (as for `activities/` updates).
+pub const MAX_PARTIAL_UPDATES: usize = 100;
 /// Longest `verb` (Stream's activity docs).
 pub const MAX_VERB_BYTES: usize = 255;
 
@@ -25,8 +28,8 @@ pub const MAX_VERB_BYTES: usize = 255;
 pub struct CheckedBody {
     /// The body to send instead of the caller's, when credentials were removed from it.
     pub rewritten: Option<Vec<u8>>,
-    /// Every activity in it carries both `foreign_id` and `time`, so Stream de-duplicates a
-    /// resend and a retry cannot store it twice.
+    /// A resend cannot store it twice: every activity in it carries both `foreign_id` and
+    /// `time` (Stream de-duplicates on them), or the new object names its `id`.
     pub keyed: bool,
 }
 
@@ -35,7 +38,11 @@ pub fn check(kind: BodyKind, body: &[u8]) -> Result<CheckedBody, InvalidInput> {
     if kind == BodyKind::None {
         return Ok(CheckedBody::default());
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let blank = body.iter().all(u8::is_ascii_whitespace);
+    if blank && kind == BodyKind::OptionalObject {
+        return Ok(CheckedBody::default());
+    }
+    if blank {
         return Err(InvalidInput::new(
             "body",
             "is required: send the JSON this endpoint takes",
@@ -46,6 +53,179 @@ pub fn check(kind: BodyKind, body: &[u8]) -> Result<CheckedBody, InvalidInput> {
     let mut changed = false;
     let keyed = match kind {
         BodyKind::None => unreachable!("handled above"),
+        BodyKind::OptionalObject => {
+            object(&mut v, "body")?;
+            true
+        }
+        BodyKind::PartialUpdate => {
+            let obj = object(&mut v, "body")?;
+            if obj.contains_key("changes") {
+                let list = array(obj.get_mut("changes"), "changes")?;
+                if list.is_empty() || list.len() > MAX_PARTIAL_UPDATES {
+                    return Err(InvalidInput::new(
+                        "changes",
+                        "must hold between 1 and 100 changes",
+                    ));
+                }
+                for (i, c) in list.iter_mut().enumerate() {
+                    change(c, &format!("changes[{i}]"))?;
+                }
+            } else {
+                change(&mut v, "body")?;
+            }
+            true
+        }
+        BodyKind::ToTargets => {
+            if let Value::Array(list) = &mut v {
+                if list.is_empty() {
+                    return Err(InvalidInput::new("body", "must not be an empty list"));
+                }
+                for (i, u) in list.iter_mut().enumerate() {
+                    to_targets(u, &format!("[{i}]"), &mut changed)?;
+                }
+            } else {
+                to_targets(&mut v, "body", &mut changed)?;
+            }
+            true
+        }
+        BodyKind::UnfollowMany => {
+            let list = array(Some(&mut v), "body")?;
+            if list.is_empty() || list.len() > MAX_FOLLOW_MANY {
+                return Err(InvalidInput::new(
+                    "body",
+                    "must hold between 1 and 2500 unfollows",
+                ));
+            }
+            for (i, f) in list.iter_mut().enumerate() {
+                let name = format!("[{i}]");
+                let o = object(f, &name)?;
+                feed_id(o.get("source"), &format!("{name}.source"))?;
+                feed_id(o.get("target"), &format!("{name}.target"))?;
+                match o.get("keep_history") {
+                    None | Some(Value::Null | Value::Bool(_)) => {}
+                    Some(_) => {
+                        return Err(InvalidInput::new(
+                            format!("{name}.keep_history"),
+                            "must be true or false",
+                        ))
+                    }
+                }
+            }
+            true
+        }
+        BodyKind::Reaction => {
+            let o = object(&mut v, "body")?;
+            required_string(o, "kind", "reaction")?;
+            let on_activity = optional_string(o, "activity_id", "reaction")?;
+            let on_parent = optional_string(o, "parent", "reaction")?;
+            if on_activity.is_none() && on_parent.is_none() {
+                return Err(InvalidInput::new(
+                    "reaction.activity_id",
+                    "is required (or parent, for a child reaction)",
+                ));
+            }
+            optional_string(o, "user_id", "reaction")?;
+            optional_object(o, "data", "reaction")?;
+            optional_object(o, "target_feeds_extra_data", "reaction")?;
+            feed_list(
+                o.get_mut("target_feeds"),
+                "reaction.target_feeds",
+                &mut changed,
+            )?;
+            optional_string(o, "id", "reaction")?.is_some()
+        }
+        BodyKind::ReactionUpdate => {
+            let o = object(&mut v, "body")?;
+            optional_object(o, "data", "reaction")?;
+            feed_list(
+                o.get_mut("target_feeds"),
+                "reaction.target_feeds",
+                &mut changed,
+            )?;
+            true
+        }
+        BodyKind::CollectionsUpsert => {
+            let o = object(&mut v, "body")?;
+            let data = match o.get("data") {
+                Some(Value::Object(d)) if !d.is_empty() => d,
+                Some(_) => {
+                    return Err(InvalidInput::new(
+                        "data",
+                        "must be an object of collection name to a list of entries",
+                    ))
+                }
+                None => return Err(InvalidInput::new("data", "is required")),
+            };
+            for (name, entries) in data {
+                let f = format!("data.{name}");
+                super::ids::check_name(name)
+                    .map_err(|e| InvalidInput::new(f.as_str(), &e.to_string()))?;
+                let Value::Array(list) = entries else {
+                    return Err(InvalidInput::new(f, "must be a list of entries"));
+                };
+                for (i, e) in list.iter().enumerate() {
+                    let ok = e.as_object().and_then(|o| o.get("id")).is_some_and(|id| {
+                        id.as_str().is_some_and(|s| !s.is_empty()) || id.is_u64()
+                    });
+                    if !ok {
+                        return Err(InvalidInput::new(
+                            format!("{f}[{i}].id"),
+                            "is required: an upsert is matched on it",
+                        ));
+                    }
+                }
+            }
+            true
+        }
+        BodyKind::CollectionEntry => {
+            let o = object(&mut v, "body")?;
+            required_object(o, "data", "entry")?;
+            optional_string(o, "user_id", "entry")?;
+            optional_string(o, "id", "entry")?.is_some()
+        }
+        BodyKind::CollectionEntryUpdate => {
+            let o = object(&mut v, "body")?;
+            required_object(o, "data", "entry")?;
+            true
+        }
+        BodyKind::User => {
+            let o = object(&mut v, "body")?;
+            let id = required_string(o, "id", "user")?;
+            if id.len() > super::ids::MAX_ID_BYTES {
+                return Err(InvalidInput::new("user.id", "must be at most 255 bytes"));
+            }
+            optional_object(o, "data", "user")?;
+            true
+        }
+        BodyKind::UsersBatch => {
+            let o = object(&mut v, "body")?;
+            let list = array(o.get_mut("users"), "users")?;
+            if list.is_empty() {
+                return Err(InvalidInput::new("users", "must not be empty"));
+            }
+            for (i, u) in list.iter_mut().enumerate() {
+                let f = format!("users[{i}]");
+                let u = object(u, &f)?;
+                if required_string(u, "id", &f)?.len() > super::ids::MAX_ID_BYTES {
+                    return Err(InvalidInput::new(
+                        format!("{f}.id"),
+                        "must be at most 255 bytes",
+                    ));
+                }
+                optional_object(u, "data", &f)?;
+            }
+            match o.get("override") {
+                None | Some(Value::Null | Value::Bool(_)) => true,
+                Some(_) => {
+                    return Err(InvalidInput::new("override", "must be true or false"));
+                }
+            }
+        }
+        BodyKind::UserUpdate => {
+            let o = object(&mut v, "body")?;
+            optional_object(o, "data", "user")?;
+            true
+        }
         BodyKind::Activities => {
             let obj = object(&mut v, "body")?;
             if obj.contains_key("activities") {
@@ -189,6 +369,128 @@ fn required_string<'a>(
     }
 }
 
+fn optional_string<'a>(
+    o: &'a Map<String, Value>,
+    key: &str,
+    prefix: &str,
+) -> Result<Option<&'a str>, InvalidInput> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => required_string(o, key, prefix).map(Some),
+    }
+}
+
+fn optional_object(o: &Map<String, Value>, key: &str, prefix: &str) -> Result<(), InvalidInput> {
+    match o.get(key) {
+        None | Some(Value::Null | Value::Object(_)) => Ok(()),
+        Some(_) => Err(InvalidInput::new(
+            format!("{prefix}.{key}"),
+            "must be a JSON object",
+        )),
+    }
+}
+
+fn required_object(o: &Map<String, Value>, key: &str, prefix: &str) -> Result<(), InvalidInput> {
+    match o.get(key) {
+        Some(Value::Object(_)) => Ok(()),
+        None | Some(Value::Null) => {
+            Err(InvalidInput::new(format!("{prefix}.{key}"), "is required"))
+        }
+        Some(_) => Err(InvalidInput::new(
+            format!("{prefix}.{key}"),
+            "must be a JSON object",
+        )),
+    }
+}
+
+/// A list of feed ids (absent or null is fine). stream-python appends `"<space><token>"` to
+/// each entry of `to`, a token signed with the caller's secret; Stream takes plain feed ids
+/// with a server-side JWT, so the token is removed.
+fn feed_list(v: Option<&mut Value>, field: &str, changed: &mut bool) -> Result<(), InvalidInput> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(InvalidInput::new(field, "must be a list of feed ids")),
+    };
+    for (i, t) in list.iter_mut().enumerate() {
+        let f = format!("{field}[{i}]");
+        let Value::String(s) = t else {
+            return Err(InvalidInput::new(f, "must be a feed id string"));
+        };
+        let plain = s.split_once(' ').map(|(feed, _token)| feed.to_owned());
+        let id = plain.as_deref().unwrap_or(s);
+        FeedId::parse(id).map_err(|e| InvalidInput::new(f.as_str(), &e.to_string()))?;
+        if let Some(p) = plain {
+            *t = Value::String(p);
+            *changed = true;
+        }
+    }
+    Ok(())
+}
+
+/// One partial update: `id`, or `foreign_id` and `time`; `set` an object, `unset` a list of
+/// field names.
+fn change(v: &mut Value, prefix: &str) -> Result<(), InvalidInput> {
+    let o = object(v, prefix)?;
+    let by_id = optional_string(o, "id", prefix)?.is_some();
+    let by_key = optional_string(o, "foreign_id", prefix)?.is_some();
+    if by_id == by_key {
+        return Err(InvalidInput::new(
+            format!("{prefix}.id"),
+            "give either id, or foreign_id and time",
+        ));
+    }
+    if by_key {
+        match o.get("time") {
+            Some(Value::String(t)) if parse_time(t).is_some() => {}
+            _ => {
+                return Err(InvalidInput::new(
+                    format!("{prefix}.time"),
+                    "is required with foreign_id: an ISO 8601 UTC time",
+                ))
+            }
+        }
+    }
+    optional_object(o, "set", prefix)?;
+    match o.get("unset") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(a)) if a.iter().all(|f| f.as_str().is_some_and(|f| !f.is_empty())) => {
+            Ok(())
+        }
+        Some(_) => Err(InvalidInput::new(
+            format!("{prefix}.unset"),
+            "must be a list of field names",
+        )),
+    }
+}
+
+/// One `activity_to_targets` update.
+fn to_targets(v: &mut Value, prefix: &str, changed: &mut bool) -> Result<(), InvalidInput> {
+    let o = object(v, prefix)?;
+    required_string(o, "foreign_id", prefix)?;
+    match o.get("time") {
+        Some(Value::String(t)) if parse_time(t).is_some() => {}
+        _ => {
+            return Err(InvalidInput::new(
+                format!("{prefix}.time"),
+                "is required: an ISO 8601 UTC time",
+            ))
+        }
+    }
+    let mut any = false;
+    for key in ["new_targets", "added_targets", "removed_targets"] {
+        any |= !matches!(o.get(key), None | Some(Value::Null));
+        feed_list(o.get_mut(key), &format!("{prefix}.{key}"), changed)?;
+    }
+    if !any {
+        return Err(InvalidInput::new(
+            format!("{prefix}.new_targets"),
+            "one of new_targets, added_targets or removed_targets is required",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one activity; returns whether it carries both `foreign_id` and `time`.
 /// `to_allowed` is false inside `add_to_many`, which does not take `to`.
 fn activity(
@@ -226,30 +528,13 @@ fn activity(
             ))
         }
     };
-    if let Some(to) = o.get_mut("to") {
-        if !to_allowed {
-            return Err(InvalidInput::new(
-                format!("{prefix}.to"),
-                "is not permitted in add_to_many",
-            ));
-        }
-        let list = array(Some(to), &format!("{prefix}.to"))?;
-        for (i, t) in list.iter_mut().enumerate() {
-            let field = format!("{prefix}.to[{i}]");
-            let Value::String(s) = t else {
-                return Err(InvalidInput::new(field, "must be a feed id string"));
-            };
-            // stream-python appends "<space><token>" to each entry, a token signed with the
-            // caller's secret. Stream takes plain feed ids with a server-side JWT.
-            let plain = s.split_once(' ').map(|(feed, _token)| feed.to_owned());
-            let id = plain.as_deref().unwrap_or(s);
-            FeedId::parse(id).map_err(|e| InvalidInput::new(field.as_str(), &e.to_string()))?;
-            if let Some(p) = plain {
-                *t = Value::String(p);
-                *changed = true;
-            }
-        }
+    if o.get("to").is_some() && !to_allowed {
+        return Err(InvalidInput::new(
+            format!("{prefix}.to"),
+            "is not permitted in add_to_many",
+        ));
     }
+    feed_list(o.get_mut("to"), &format!("{prefix}.to"), changed)?;
     Ok(time && foreign_id)
 }
 

@@ -4,7 +4,7 @@
 //! [`route`] turns a raw request path (still percent-encoded) into a [`Route`]: the table row,
 //! the typed feed ids from the path, and the canonical path to forward.
 
-use super::ids::{FeedId, IdError, Slug, UserId};
+use super::ids::{check_name, FeedId, IdError, Slug, UserId, MAX_ID_BYTES};
 use super::scope::{Action, FeedClaim, Resource, Scope};
 use super::InvalidInput;
 
@@ -59,11 +59,14 @@ pub enum AuthKind {
 /// Whether resending the call after it may have reached Stream can duplicate an effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotency {
-    /// Safe to resend (reads, deletes, follows, updates by key).
+    /// Safe to resend (reads, deletes, follows, updates and upserts by key).
     Always,
     /// Safe only when every activity carries `foreign_id` and `time` (Stream de-duplicates on
     /// that pair).
     WithForeignIdAndTime,
+    /// Safe only when the body names the new object's `id`: a resend then meets the first
+    /// one (a conflict) instead of creating a second.
+    WithId,
 }
 
 /// The JSON body an endpoint takes.
@@ -71,22 +74,48 @@ pub enum Idempotency {
 pub enum BodyKind {
     /// No body (GET, DELETE); whatever the caller sent is not forwarded.
     None,
+    /// A JSON object or nothing (`reaction/{id}/restore/`).
+    OptionalObject,
     /// One activity, or `{"activities": [...]}`.
     Activities,
     /// `{"target": "slug:id", "activity_copy_limit"?: n}`.
     Follow,
     /// `{"activities": [...]}`, each with `foreign_id` and `time`, at most 100.
     ActivitiesUpdate,
+    /// `{"changes": [...]}` (at most 100) or one change: `id` or `foreign_id` + `time`,
+    /// `set`, `unset`.
+    PartialUpdate,
+    /// `{"foreign_id", "time", "new_targets"?, "added_targets"?, "removed_targets"?}`, or a
+    /// list of them.
+    ToTargets,
     /// `{"activity": {...}, "feeds": [...]}`, at most 5000 feeds.
     AddToMany,
     /// `[{"source": ..., "target": ...}, ...]`, at most 2500.
     FollowMany,
+    /// `[{"source": ..., "target": ..., "keep_history"?: bool}, ...]`, at most 2500.
+    UnfollowMany,
+    /// A new reaction: `kind`, `activity_id` or `parent`, `user_id`, `data`, `target_feeds`.
+    Reaction,
+    /// A reaction update: `data`, `target_feeds`.
+    ReactionUpdate,
+    /// `{"data": {"<collection>": [{"id": ...}, ...]}}`.
+    CollectionsUpsert,
+    /// A new collection entry: `id`?, `data`, `user_id`?.
+    CollectionEntry,
+    /// A collection entry update: `data`.
+    CollectionEntryUpdate,
+    /// A new user: `id`, `data`?.
+    User,
+    /// A user update: `data`.
+    UserUpdate,
+    /// `{"users": [{"id", "data"?}, ...], "override"?: bool}`.
+    UsersBatch,
 }
 
 /// The query parameters an endpoint checks (others pass through untouched).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryRule {
-    /// `limit`, `offset` and the `id_*` range of a feed read.
+    /// `limit`, `offset` and the `id_*` range of a feed read or a reaction page.
     FeedPage,
     /// `limit`, `offset` (at most 400) and `filter` of followers and following.
     FollowPage,
@@ -96,6 +125,22 @@ pub enum QueryRule {
     KeepHistory,
     /// `activity_copy_limit` of `follow_many`.
     CopyLimit,
+    /// `ids` (at most 100), or `foreign_ids` and `timestamps` of equal length (at most 100).
+    ActivityLookup,
+    /// `followers` and/or `following` feed ids, `followers_slugs`, `following_slugs`.
+    FollowStats,
+    /// `url`, an absolute http(s) URL.
+    OgUrl,
+    /// `soft` flag of a reaction delete.
+    SoftDelete,
+    /// `ids`, required, at most 100.
+    Ids,
+    /// `foreign_ids`, required: `collection:id` entries.
+    CollectionLookup,
+    /// `collection_name` and `ids`, required.
+    CollectionDeleteMany,
+    /// `get_or_create` flag of a user add.
+    GetOrCreate,
     /// Nothing to check.
     None,
 }
@@ -114,6 +159,8 @@ pub enum FeedScope {
 pub enum EndpointId {
     /// `GET feed/{slug}/{user_id}/`
     FeedRead,
+    /// `GET enrich/feed/{slug}/{user_id}/`
+    FeedReadEnriched,
     /// `POST feed/{slug}/{user_id}/`
     FeedAdd,
     /// `DELETE feed/{slug}/{user_id}/{activity_id or foreign_id}/`
@@ -126,12 +173,68 @@ pub enum EndpointId {
     Follow,
     /// `DELETE feed/{slug}/{user_id}/follows/{slug}:{user_id}/` (or `following/`)
     Unfollow,
+    /// `POST feed_targets/{slug}/{user_id}/activity_to_targets/`
+    ToTargets,
     /// `POST activities/`
     ActivitiesUpdate,
+    /// `GET activities/`
+    ActivitiesGet,
+    /// `GET enrich/activities/`
+    ActivitiesGetEnriched,
+    /// `POST activity/`
+    ActivitiesPartialUpdate,
     /// `POST feed/add_to_many/`
     AddToMany,
     /// `POST follow_many/`
     FollowMany,
+    /// `POST unfollow_many/`
+    UnfollowMany,
+    /// `GET stats/follow/`
+    FollowStats,
+    /// `GET og/`
+    OpenGraph,
+    /// `POST reaction/`
+    ReactionAdd,
+    /// `GET reaction/{id}/`
+    ReactionGet,
+    /// `PUT reaction/{id}/`
+    ReactionUpdate,
+    /// `DELETE reaction/{id}/`
+    ReactionDelete,
+    /// `PUT reaction/{id}/restore/`
+    ReactionRestore,
+    /// `GET reaction/{reaction_id|activity_id|user_id}/{value}/[{kind}/]`
+    ReactionFilter,
+    /// `GET reaction/get_many/`
+    ReactionGetMany,
+    /// `POST collections/`
+    CollectionsUpsert,
+    /// `GET collections/`
+    CollectionsSelect,
+    /// `DELETE collections/`
+    CollectionsDeleteMany,
+    /// `POST collections/{name}/`
+    CollectionAdd,
+    /// `GET collections/{name}/{id}/`
+    CollectionGet,
+    /// `PUT collections/{name}/{id}/`
+    CollectionUpdate,
+    /// `DELETE collections/{name}/{id}/`
+    CollectionDelete,
+    /// `POST user/`
+    UserAdd,
+    /// `GET user/{id}/`
+    UserGet,
+    /// `PUT user/{id}/`
+    UserUpdate,
+    /// `DELETE user/{id}/`
+    UserDelete,
+    /// `POST users/`
+    UsersAdd,
+    /// `GET users/`
+    UsersGet,
+    /// `DELETE users/`
+    UsersDelete,
 }
 
 /// One row of the endpoint table.
@@ -181,18 +284,54 @@ macro_rules! row {
 
 /// The table. Every token the gateway mints comes from a row here: the narrowest scope that
 /// covers the call, never `*` where the feed or the action is known.
+///
+/// Where the official clients send `*` (stream-js for every call, stream-python for
+/// reactions, collections, users, `og/` and `stats/follow/`), the row names the resource the
+/// clients themselves name for it (stream-go2's `authenticator.go` list and stream-python's
+/// resource strings) and the action that follows from the method, as stream-go2 derives it
+/// for every call (GET read, POST/PUT write, DELETE delete). `og/` is the one row whose
+/// resource stays `*`: no client names a resource for it.
 #[rustfmt::skip]
-pub static ENDPOINTS: [Endpoint; 10] = [
-    row!(FeedRead,         "feed.read",        Get,    "feed/{slug}/{user_id}/",                          Feed,       Read,   PathFeed, Jwt,         Always,               None,             FeedPage),
-    row!(FeedAdd,          "feed.add",         Post,   "feed/{slug}/{user_id}/",                          Feed,       Write,  PathFeed, Jwt,         WithForeignIdAndTime, Activities,       None),
-    row!(FeedRemove,       "feed.remove",      Delete, "feed/{slug}/{user_id}/{activity_id}/",            Feed,       Delete, PathFeed, Jwt,         Always,               None,             ForeignIdFlag),
-    row!(Followers,        "feed.followers",   Get,    "feed/{slug}/{user_id}/followers/",                Follower,   Read,   PathFeed, Jwt,         Always,               None,             FollowPage),
-    row!(Following,        "feed.following",   Get,    "feed/{slug}/{user_id}/follows/",                  Follower,   Read,   PathFeed, Jwt,         Always,               None,             FollowPage),
-    row!(Follow,           "feed.follow",      Post,   "feed/{slug}/{user_id}/follows/",                  Follower,   Write,  PathFeed, Jwt,         Always,               Follow,           None),
-    row!(Unfollow,         "feed.unfollow",    Delete, "feed/{slug}/{user_id}/follows/{target}/",         Follower,   Delete, PathFeed, Jwt,         Always,               None,             KeepHistory),
-    row!(ActivitiesUpdate, "activities.update",Post,   "activities/",                                     Activities, Write,  All,      Jwt,         Always,               ActivitiesUpdate, None),
-    row!(AddToMany,        "batch.add_to_many",Post,   "feed/add_to_many/",                               Feed,       Write,  All,      Application, WithForeignIdAndTime, AddToMany,        None),
-    row!(FollowMany,       "batch.follow_many",Post,   "follow_many/",                                    Follower,   Write,  All,      Application, Always,               FollowMany,       CopyLimit),
+pub static ENDPOINTS: [Endpoint; 39] = [
+    row!(FeedRead,                "feed.read",                Get,    "feed/{slug}/{user_id}/",                               Feed,        Read,   PathFeed, Jwt,         Always,               None,                  FeedPage),
+    row!(FeedReadEnriched,        "feed.read_enriched",       Get,    "enrich/feed/{slug}/{user_id}/",                        Feed,        Read,   PathFeed, Jwt,         Always,               None,                  FeedPage),
+    row!(FeedAdd,                 "feed.add",                 Post,   "feed/{slug}/{user_id}/",                               Feed,        Write,  PathFeed, Jwt,         WithForeignIdAndTime, Activities,            None),
+    row!(FeedRemove,              "feed.remove",              Delete, "feed/{slug}/{user_id}/{activity_id}/",                 Feed,        Delete, PathFeed, Jwt,         Always,               None,                  ForeignIdFlag),
+    row!(Followers,               "feed.followers",           Get,    "feed/{slug}/{user_id}/followers/",                     Follower,    Read,   PathFeed, Jwt,         Always,               None,                  FollowPage),
+    row!(Following,               "feed.following",           Get,    "feed/{slug}/{user_id}/follows/",                       Follower,    Read,   PathFeed, Jwt,         Always,               None,                  FollowPage),
+    row!(Follow,                  "feed.follow",              Post,   "feed/{slug}/{user_id}/follows/",                       Follower,    Write,  PathFeed, Jwt,         Always,               Follow,                None),
+    row!(Unfollow,                "feed.unfollow",            Delete, "feed/{slug}/{user_id}/follows/{target}/",              Follower,    Delete, PathFeed, Jwt,         Always,               None,                  KeepHistory),
+    row!(ToTargets,               "feed.to_targets",          Post,   "feed_targets/{slug}/{user_id}/activity_to_targets/",   FeedTargets, Write,  PathFeed, Jwt,         Always,               ToTargets,             None),
+    row!(ActivitiesUpdate,        "activities.update",        Post,   "activities/",                                          Activities,  Write,  All,      Jwt,         Always,               ActivitiesUpdate,      None),
+    row!(ActivitiesGet,           "activities.get",           Get,    "activities/",                                          Activities,  Read,   All,      Jwt,         Always,               None,                  ActivityLookup),
+    row!(ActivitiesGetEnriched,   "activities.get_enriched",  Get,    "enrich/activities/",                                   Activities,  Read,   All,      Jwt,         Always,               None,                  ActivityLookup),
+    row!(ActivitiesPartialUpdate, "activities.partial_update",Post,   "activity/",                                            Activities,  Write,  All,      Jwt,         Always,               PartialUpdate,         None),
+    row!(AddToMany,               "batch.add_to_many",        Post,   "feed/add_to_many/",                                    Feed,        Write,  All,      Application, WithForeignIdAndTime, AddToMany,             None),
+    row!(FollowMany,              "batch.follow_many",        Post,   "follow_many/",                                         Follower,    Write,  All,      Application, Always,               FollowMany,            CopyLimit),
+    row!(UnfollowMany,            "batch.unfollow_many",      Post,   "unfollow_many/",                                       Follower,    Write,  All,      Application, Always,               UnfollowMany,          None),
+    row!(FollowStats,             "stats.follow",             Get,    "stats/follow/",                                        Follower,    Read,   All,      Jwt,         Always,               None,                  FollowStats),
+    row!(OpenGraph,               "og",                       Get,    "og/",                                                  All,         Read,   All,      Jwt,         Always,               None,                  OgUrl),
+    row!(ReactionAdd,             "reactions.add",            Post,   "reaction/",                                            Reactions,   Write,  All,      Jwt,         WithId,               Reaction,              None),
+    row!(ReactionGet,             "reactions.get",            Get,    "reaction/{id}/",                                       Reactions,   Read,   All,      Jwt,         Always,               None,                  None),
+    row!(ReactionUpdate,          "reactions.update",         Put,    "reaction/{id}/",                                       Reactions,   Write,  All,      Jwt,         Always,               ReactionUpdate,        None),
+    row!(ReactionDelete,          "reactions.delete",         Delete, "reaction/{id}/",                                       Reactions,   Delete, All,      Jwt,         Always,               None,                  SoftDelete),
+    row!(ReactionRestore,         "reactions.restore",        Put,    "reaction/{id}/restore/",                               Reactions,   Write,  All,      Jwt,         Always,               OptionalObject,        None),
+    row!(ReactionFilter,          "reactions.filter",         Get,    "reaction/{lookup}/{value}/[{kind}/]",                  Reactions,   Read,   All,      Jwt,         Always,               None,                  FeedPage),
+    row!(ReactionGetMany,         "reactions.get_many",       Get,    "reaction/get_many/",                                   Reactions,   Read,   All,      Jwt,         Always,               None,                  Ids),
+    row!(CollectionsUpsert,       "collections.upsert",       Post,   "collections/",                                         Collections, Write,  All,      Jwt,         Always,               CollectionsUpsert,     None),
+    row!(CollectionsSelect,       "collections.select",       Get,    "collections/",                                         Collections, Read,   All,      Jwt,         Always,               None,                  CollectionLookup),
+    row!(CollectionsDeleteMany,   "collections.delete_many",  Delete, "collections/",                                         Collections, Delete, All,      Jwt,         Always,               None,                  CollectionDeleteMany),
+    row!(CollectionAdd,           "collections.add",          Post,   "collections/{name}/",                                  Collections, Write,  All,      Jwt,         WithId,               CollectionEntry,       None),
+    row!(CollectionGet,           "collections.get",          Get,    "collections/{name}/{id}/",                             Collections, Read,   All,      Jwt,         Always,               None,                  None),
+    row!(CollectionUpdate,        "collections.update",       Put,    "collections/{name}/{id}/",                             Collections, Write,  All,      Jwt,         Always,               CollectionEntryUpdate, None),
+    row!(CollectionDelete,        "collections.delete",       Delete, "collections/{name}/{id}/",                             Collections, Delete, All,      Jwt,         Always,               None,                  None),
+    row!(UserAdd,                 "users.add",                Post,   "user/",                                                Users,       Write,  All,      Jwt,         Always,               User,                  GetOrCreate),
+    row!(UserGet,                 "users.get",                Get,    "user/{id}/",                                           Users,       Read,   All,      Jwt,         Always,               None,                  None),
+    row!(UserUpdate,              "users.update",             Put,    "user/{id}/",                                           Users,       Write,  All,      Jwt,         Always,               UserUpdate,            None),
+    row!(UserDelete,              "users.delete",             Delete, "user/{id}/",                                           Users,       Delete, All,      Jwt,         Always,               None,                  None),
+    row!(UsersAdd,                "users.add_many",           Post,   "users/",                                               Users,       Write,  All,      Jwt,         Always,               UsersBatch,            None),
+    row!(UsersGet,                "users.get_many",           Get,    "users/",                                               Users,       Read,   All,      Jwt,         Always,               None,                  Ids),
+    row!(UsersDelete,             "users.delete_many",        Delete, "users/",                                               Users,       Delete, All,      Jwt,         Always,               None,                  Ids),
 ];
 
 impl Endpoint {
@@ -284,6 +423,18 @@ fn field(name: &'static str) -> impl Fn(IdError) -> RouteError {
     move |e| RouteError::Invalid(InvalidInput::new(name, &e.to_string()))
 }
 
+/// The fields a reaction filter looks up by.
+const REACTION_LOOKUPS: [&str; 3] = ["reaction_id", "activity_id", "user_id"];
+
+/// An object id in a path (activity, foreign, reaction, collection entry, user): any decoded
+/// segment that [`decode_segment`] let through, at most [`MAX_ID_BYTES`] bytes.
+fn object_id(name: &'static str, s: &str) -> Result<(), RouteError> {
+    if s.len() > MAX_ID_BYTES {
+        return Err(field(name)(IdError::TooLong));
+    }
+    Ok(())
+}
+
 /// Matches `path` (the request path, percent-encoded, including `/api/v1.0/`) for `method`.
 ///
 /// The order of checks is: shape (404), method (405), then each part (400), so a caller hears
@@ -309,15 +460,39 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
 
     use EndpointId as E;
+    let lookup = |l: &str| REACTION_LOOKUPS.contains(&l);
     let candidates: &[EndpointId] = match s.as_slice() {
         ["feed", "add_to_many"] => &[E::AddToMany],
         ["follow_many"] => &[E::FollowMany],
-        ["activities"] => &[E::ActivitiesUpdate],
+        ["unfollow_many"] => &[E::UnfollowMany],
+        ["activities"] => &[E::ActivitiesGet, E::ActivitiesUpdate],
+        ["activity"] => &[E::ActivitiesPartialUpdate],
+        ["enrich", "activities"] => &[E::ActivitiesGetEnriched],
+        ["enrich", "feed", _, _] => &[E::FeedReadEnriched],
+        ["feed_targets", _, _, "activity_to_targets"] => &[E::ToTargets],
+        ["stats", "follow"] => &[E::FollowStats],
+        ["og"] => &[E::OpenGraph],
         ["feed", _, _] => &[E::FeedRead, E::FeedAdd],
         ["feed", _, _, "followers"] => &[E::Followers],
         ["feed", _, _, "follows" | "following"] => &[E::Following, E::Follow],
         ["feed", _, _, "follows" | "following", _] => &[E::Unfollow],
         ["feed", _, _, _] => &[E::FeedRemove],
+        ["reaction"] => &[E::ReactionAdd],
+        ["reaction", "get_many"] => &[E::ReactionGetMany],
+        ["reaction", l, "restore"] if lookup(l) => &[E::ReactionFilter, E::ReactionRestore],
+        ["reaction", _, "restore"] => &[E::ReactionRestore],
+        ["reaction", l, _] | ["reaction", l, _, _] if lookup(l) => &[E::ReactionFilter],
+        ["reaction", _] => &[E::ReactionGet, E::ReactionUpdate, E::ReactionDelete],
+        ["collections"] => &[
+            E::CollectionsSelect,
+            E::CollectionsUpsert,
+            E::CollectionsDeleteMany,
+        ],
+        ["collections", _] => &[E::CollectionAdd],
+        ["collections", _, _] => &[E::CollectionGet, E::CollectionUpdate, E::CollectionDelete],
+        ["user"] => &[E::UserAdd],
+        ["users"] => &[E::UsersGet, E::UsersAdd, E::UsersDelete],
+        ["user", _] => &[E::UserGet, E::UserUpdate, E::UserDelete],
         _ => return Err(RouteError::NotFound),
     };
     let endpoint = candidates
@@ -331,38 +506,63 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
                 .collect(),
         })?;
 
+    let feed_at = |slug: &str, user: &str| -> Result<FeedId, RouteError> {
+        Ok(FeedId::new(
+            Slug::parse(slug).map_err(field("feed_slug"))?,
+            UserId::parse(user).map_err(field("user_id"))?,
+        ))
+    };
     let mut feed = None;
     let mut target = None;
     let mut activity = None;
-    let path = match s.as_slice() {
-        ["feed", slug, user, tail @ ..] if endpoint.feed_scope == FeedScope::PathFeed => {
-            let f = FeedId::new(
-                Slug::parse(slug).map_err(field("feed_slug"))?,
-                UserId::parse(user).map_err(field("user_id"))?,
-            );
-            let mut p = format!("{API_PREFIX}feed/{}/", f.path());
+    match (endpoint.id, s.as_slice()) {
+        (E::FeedReadEnriched, [_, _, slug, user]) | (E::ToTargets, [_, slug, user, _]) => {
+            feed = Some(feed_at(slug, user)?);
+        }
+        (_, ["feed", slug, user, tail @ ..]) if endpoint.feed_scope == FeedScope::PathFeed => {
+            feed = Some(feed_at(slug, user)?);
             match (endpoint.id, tail) {
-                (E::Unfollow, [list, t]) => {
-                    let t = FeedId::parse(t).map_err(field("target"))?;
-                    p.push_str(&format!("{list}/{t}/"));
-                    target = Some(t);
-                }
+                (E::Unfollow, [_, t]) => target = Some(FeedId::parse(t).map_err(field("target"))?),
                 (E::FeedRemove, [a]) => {
-                    if a.len() > super::ids::MAX_ID_BYTES {
-                        return Err(field("activity_id")(IdError::TooLong));
-                    }
-                    let enc = percent_encoding::utf8_percent_encode(a, SEGMENT);
-                    p.push_str(&format!("{enc}/"));
+                    object_id("activity_id", a)?;
                     activity = Some((*a).to_owned());
                 }
-                (_, [list]) => p.push_str(&format!("{list}/")),
                 _ => {}
             }
-            feed = Some(f);
-            p
         }
-        _ => format!("{API_PREFIX}{}/", s.join("/")),
-    };
+        (
+            E::ReactionGet | E::ReactionUpdate | E::ReactionDelete | E::ReactionRestore,
+            [_, id, ..],
+        ) => {
+            object_id("reaction_id", id)?;
+        }
+        (E::ReactionFilter, [_, l, value, kind @ ..]) => {
+            let name = REACTION_LOOKUPS
+                .iter()
+                .find(|n| *n == l)
+                .expect("the pattern matched a lookup");
+            object_id(name, value)?;
+            if let [k] = kind {
+                check_name(k).map_err(field("kind"))?;
+            }
+        }
+        (
+            E::CollectionAdd | E::CollectionGet | E::CollectionUpdate | E::CollectionDelete,
+            [_, name, id @ ..],
+        ) => {
+            check_name(name).map_err(field("collection_name"))?;
+            if let [id] = id {
+                object_id("id", id)?;
+            }
+        }
+        (E::UserGet | E::UserUpdate | E::UserDelete, [_, id]) => object_id("user_id", id)?,
+        _ => {}
+    }
+    let mut path = String::from(API_PREFIX);
+    for seg in &s {
+        path.extend(percent_encoding::utf8_percent_encode(seg, SEGMENT));
+        path.push('/');
+    }
     Ok(Route {
         endpoint,
         feed,
@@ -478,38 +678,327 @@ mod tests {
         }
     }
 
+    /// One request per row, with the row it must reach and the scope it must get.
+    const EVERY_ROW: &[(Method, &str, &str, &str)] = &[
+        (
+            Method::Get,
+            "/api/v1.0/feed/a/1/",
+            "feed.read",
+            "feed/read/a1",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/enrich/feed/a/1/",
+            "feed.read_enriched",
+            "feed/read/a1",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/feed/a/1/",
+            "feed.add",
+            "feed/write/a1",
+        ),
+        (
+            Method::Delete,
+            "/api/v1.0/feed/a/1/x/",
+            "feed.remove",
+            "feed/delete/a1",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/feed/a/1/followers/",
+            "feed.followers",
+            "follower/read/a1",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/feed/a/1/follows/",
+            "feed.following",
+            "follower/read/a1",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/feed/a/1/follows/",
+            "feed.follow",
+            "follower/write/a1",
+        ),
+        (
+            Method::Delete,
+            "/api/v1.0/feed/a/1/follows/b:2/",
+            "feed.unfollow",
+            "follower/delete/a1",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/feed_targets/a/1/activity_to_targets/",
+            "feed.to_targets",
+            "feed_targets/write/a1",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/activities/",
+            "activities.update",
+            "activities/write/*",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/activities/",
+            "activities.get",
+            "activities/read/*",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/enrich/activities/",
+            "activities.get_enriched",
+            "activities/read/*",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/activity/",
+            "activities.partial_update",
+            "activities/write/*",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/feed/add_to_many/",
+            "batch.add_to_many",
+            "feed/write/*",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/follow_many/",
+            "batch.follow_many",
+            "follower/write/*",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/unfollow_many/",
+            "batch.unfollow_many",
+            "follower/write/*",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/stats/follow/",
+            "stats.follow",
+            "follower/read/*",
+        ),
+        (Method::Get, "/api/v1.0/og/", "og", "*/read/*"),
+        (
+            Method::Post,
+            "/api/v1.0/reaction/",
+            "reactions.add",
+            "reactions/write/*",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/reaction/r1/",
+            "reactions.get",
+            "reactions/read/*",
+        ),
+        (
+            Method::Put,
+            "/api/v1.0/reaction/r1/",
+            "reactions.update",
+            "reactions/write/*",
+        ),
+        (
+            Method::Delete,
+            "/api/v1.0/reaction/r1/",
+            "reactions.delete",
+            "reactions/delete/*",
+        ),
+        (
+            Method::Put,
+            "/api/v1.0/reaction/r1/restore/",
+            "reactions.restore",
+            "reactions/write/*",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/reaction/activity_id/a1/",
+            "reactions.filter",
+            "reactions/read/*",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/reaction/get_many/",
+            "reactions.get_many",
+            "reactions/read/*",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/collections/",
+            "collections.upsert",
+            "collections/write/*",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/collections/",
+            "collections.select",
+            "collections/read/*",
+        ),
+        (
+            Method::Delete,
+            "/api/v1.0/collections/",
+            "collections.delete_many",
+            "collections/delete/*",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/collections/food/",
+            "collections.add",
+            "collections/write/*",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/collections/food/1/",
+            "collections.get",
+            "collections/read/*",
+        ),
+        (
+            Method::Put,
+            "/api/v1.0/collections/food/1/",
+            "collections.update",
+            "collections/write/*",
+        ),
+        (
+            Method::Delete,
+            "/api/v1.0/collections/food/1/",
+            "collections.delete",
+            "collections/delete/*",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/user/",
+            "users.add",
+            "users/write/*",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/user/u1/",
+            "users.get",
+            "users/read/*",
+        ),
+        (
+            Method::Put,
+            "/api/v1.0/user/u1/",
+            "users.update",
+            "users/write/*",
+        ),
+        (
+            Method::Delete,
+            "/api/v1.0/user/u1/",
+            "users.delete",
+            "users/delete/*",
+        ),
+        (
+            Method::Post,
+            "/api/v1.0/users/",
+            "users.add_many",
+            "users/write/*",
+        ),
+        (
+            Method::Get,
+            "/api/v1.0/users/",
+            "users.get_many",
+            "users/read/*",
+        ),
+        (
+            Method::Delete,
+            "/api/v1.0/users/",
+            "users.delete_many",
+            "users/delete/*",
+        ),
+    ];
+
     #[test]
-    fn every_row_of_the_table_is_reachable() {
-        use Method::*;
-        let reached: Vec<EndpointId> = [
-            (Get, "/api/v1.0/feed/a/1/"),
-            (Post, "/api/v1.0/feed/a/1/"),
-            (Delete, "/api/v1.0/feed/a/1/x/"),
-            (Get, "/api/v1.0/feed/a/1/followers/"),
-            (Get, "/api/v1.0/feed/a/1/follows/"),
-            (Post, "/api/v1.0/feed/a/1/follows/"),
-            (Delete, "/api/v1.0/feed/a/1/follows/b:2/"),
-            (Post, "/api/v1.0/activities/"),
-            (Post, "/api/v1.0/feed/add_to_many/"),
-            (Post, "/api/v1.0/follow_many/"),
-        ]
-        .iter()
-        .map(|(m, p)| ok(*m, p).endpoint.id)
-        .collect();
+    fn every_row_of_the_table_is_reachable_with_its_scope() {
+        let mut reached = Vec::new();
+        for (m, p, name, scope) in EVERY_ROW {
+            let r = ok(*m, p);
+            assert_eq!(r.endpoint.name, *name, "{m:?} {p}");
+            assert_eq!(r.scope().to_string(), *scope, "{m:?} {p}");
+            assert_eq!(r.path, *p, "canonical path of {p}");
+            reached.push(r.endpoint.id);
+        }
         for e in &ENDPOINTS {
             assert!(reached.contains(&e.id), "{} unreachable", e.name);
+        }
+        let names: std::collections::HashSet<_> = ENDPOINTS.iter().map(|e| e.name).collect();
+        assert_eq!(names.len(), ENDPOINTS.len(), "row names are unique");
+    }
+
+    #[test]
+    fn the_action_follows_the_method_on_every_row() {
+        for e in &ENDPOINTS {
+            let expected = match e.method {
+                Method::Get => Action::Read,
+                Method::Delete => Action::Delete,
+                _ => Action::Write,
+            };
+            assert_eq!(e.action, expected, "{}", e.name);
         }
     }
 
     #[test]
-    fn only_batch_rows_use_application_auth_and_only_they_scope_all_feeds_besides_updates() {
+    fn reaction_paths_that_share_a_shape_route_by_method_and_lookup() {
+        let r = ok(Method::Get, "/api/v1.0/reaction/user_id/restore/");
+        assert_eq!(r.endpoint.name, "reactions.filter");
+        let r = ok(Method::Put, "/api/v1.0/reaction/user_id/restore/");
+        assert_eq!(r.endpoint.name, "reactions.restore");
+        let r = ok(Method::Get, "/api/v1.0/reaction/reaction_id/r1/like/");
+        assert_eq!(r.endpoint.name, "reactions.filter");
+        assert_eq!(
+            route(Method::Get, "/api/v1.0/reaction/r1/restore/").unwrap_err(),
+            RouteError::MethodNotAllowed {
+                allow: vec![Method::Put]
+            }
+        );
+        assert_eq!(
+            route(Method::Get, "/api/v1.0/reaction/nope/a/b/").unwrap_err(),
+            RouteError::NotFound
+        );
+        assert_eq!(
+            invalid_field(Method::Get, "/api/v1.0/reaction/activity_id/a/li%20ke/"),
+            "kind"
+        );
+        assert_eq!(
+            invalid_field(Method::Post, "/api/v1.0/collections/fo%20od/"),
+            "collection_name"
+        );
+        let long = "u".repeat(256);
+        assert_eq!(
+            invalid_field(Method::Get, &format!("/api/v1.0/user/{long}/")),
+            "user_id"
+        );
+        // Ids are decoded, checked, and re-encoded the one way.
+        assert_eq!(
+            ok(Method::Get, "/api/v1.0/user/a%20b/").path,
+            "/api/v1.0/user/a%20b/"
+        );
+        assert_eq!(
+            ok(Method::Get, "/api/v1.0/collections/food/a%3Ab/").path,
+            "/api/v1.0/collections/food/a:b/"
+        );
+    }
+
+    #[test]
+    fn only_batch_rows_use_application_auth_and_only_og_has_no_resource() {
         for e in &ENDPOINTS {
-            let batch = matches!(e.id, EndpointId::AddToMany | EndpointId::FollowMany);
+            let batch = matches!(
+                e.id,
+                EndpointId::AddToMany | EndpointId::FollowMany | EndpointId::UnfollowMany
+            );
             assert_eq!(e.auth == AuthKind::Application, batch, "{}", e.name);
-            assert_ne!(e.resource, Resource::All, "{}", e.name);
+            assert_eq!(
+                e.resource == Resource::All,
+                e.id == EndpointId::OpenGraph,
+                "{}",
+                e.name
+            );
             assert_ne!(e.action, Action::All, "{}", e.name);
-            let feedless = batch || e.id == EndpointId::ActivitiesUpdate;
-            assert_eq!(e.feed_scope == FeedScope::All, feedless, "{}", e.name);
+            let in_path = e.pattern.contains("{slug}/{user_id}");
+            assert_eq!(e.feed_scope == FeedScope::PathFeed, in_path, "{}", e.name);
         }
     }
 

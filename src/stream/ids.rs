@@ -51,6 +51,11 @@ fn check(s: &str, dash_ok: bool) -> Result<(), IdError> {
     }
 }
 
+/// A collection name or a reaction kind: `^[A-Za-z0-9_-]+$`, at most [`MAX_ID_BYTES`].
+pub fn check_name(s: &str) -> Result<(), IdError> {
+    check(s, true)
+}
+
 /// A feed group slug: `^[A-Za-z0-9_]+$`, the REST docs' `\w+`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Slug(String);

@@ -13,6 +13,26 @@ const CREDENTIALS: &[&str] = &["api_key", "authorization", "stream-auth-type", "
 pub const MAX_FOLLOW_OFFSET: u64 = 400;
 /// Largest `activity_copy_limit` (REST docs: "max 1000").
 pub const MAX_COPY_LIMIT: u64 = 1000;
+/// Most ids (or foreign id + timestamp pairs) in one lookup (Stream's activities docs).
+pub const MAX_LOOKUP_IDS: usize = 100;
+
+/// A comma-separated list of non-empty entries, at most `max`.
+fn id_list<'a>(name: &str, v: &'a str, max: usize) -> Result<Vec<&'a str>, InvalidInput> {
+    let list: Vec<&str> = v.split(',').collect();
+    if list.iter().any(|e| e.is_empty()) {
+        return Err(InvalidInput::new(
+            name,
+            "must be a comma-separated list of non-empty ids",
+        ));
+    }
+    if list.len() > max {
+        return Err(InvalidInput::new(
+            name,
+            &format!("must hold at most {max} ids"),
+        ));
+    }
+    Ok(list)
+}
 
 fn non_negative(name: &str, v: &str) -> Result<u64, InvalidInput> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
@@ -59,6 +79,20 @@ pub fn check(
         QueryRule::ForeignIdFlag => &["foreign_id"],
         QueryRule::KeepHistory => &["keep_history"],
         QueryRule::CopyLimit => &["activity_copy_limit"],
+        QueryRule::ActivityLookup => &["ids", "foreign_ids", "timestamps"],
+        QueryRule::FollowStats => &[
+            "followers",
+            "following",
+            "followers_slugs",
+            "following_slugs",
+        ],
+        QueryRule::OgUrl => &["url"],
+        QueryRule::SoftDelete => &["soft"],
+        QueryRule::Ids => &["ids"],
+        QueryRule::CollectionLookup => &["foreign_ids"],
+        // `ids` may repeat: stream-python sends a list as `ids=1&ids=2`.
+        QueryRule::CollectionDeleteMany => &["collection_name"],
+        QueryRule::GetOrCreate => &["get_or_create"],
         QueryRule::None => &[],
     };
     for name in checked {
@@ -76,7 +110,13 @@ pub fn check(
             }
             let below = get("id_lt").is_some() || get("id_lte").is_some();
             let above = get("id_gt").is_some() || get("id_gte").is_some();
-            if below && above {
+            // One exception: `id_lte` and `id_gte` naming the same activity, which is how
+            // stream-js reads one activity (`getActivityDetail`).
+            let pinned = get("id_lt").is_none()
+                && get("id_gt").is_none()
+                && get("id_lte").is_some()
+                && get("id_lte") == get("id_gte");
+            if below && above && !pinned {
                 return Err(InvalidInput::new(
                     "id_lt",
                     "cannot be combined with id_gt or id_gte (pass one direction)",
@@ -121,6 +161,132 @@ pub fn check(
                         "must be at most 1000",
                     ));
                 }
+            }
+        }
+        QueryRule::ActivityLookup => match (get("ids"), get("foreign_ids"), get("timestamps")) {
+            (Some(ids), None, None) => {
+                id_list("ids", ids, MAX_LOOKUP_IDS)?;
+            }
+            (None, Some(f), Some(t)) => {
+                let f = id_list("foreign_ids", f, MAX_LOOKUP_IDS)?;
+                let t = id_list("timestamps", t, MAX_LOOKUP_IDS)?;
+                if f.len() != t.len() {
+                    return Err(InvalidInput::new(
+                        "timestamps",
+                        "must hold as many entries as foreign_ids",
+                    ));
+                }
+                if t.iter().any(|t| super::parse_time(t).is_none()) {
+                    return Err(InvalidInput::new(
+                        "timestamps",
+                        "must be ISO 8601 UTC times such as 2026-11-27T10:00:00.000000",
+                    ));
+                }
+            }
+            (Some(_), _, _) => {
+                return Err(InvalidInput::new(
+                    "ids",
+                    "cannot be combined with foreign_ids and timestamps",
+                ))
+            }
+            (None, Some(_), None) => {
+                return Err(InvalidInput::new(
+                    "timestamps",
+                    "is required with foreign_ids",
+                ))
+            }
+            (None, None, Some(_)) => {
+                return Err(InvalidInput::new(
+                    "foreign_ids",
+                    "is required with timestamps",
+                ))
+            }
+            (None, None, None) => {
+                return Err(InvalidInput::new(
+                    "ids",
+                    "is required (or foreign_ids with timestamps)",
+                ))
+            }
+        },
+        QueryRule::FollowStats => {
+            let (followers, following) = (get("followers"), get("following"));
+            if followers.is_none() && following.is_none() {
+                return Err(InvalidInput::new(
+                    "followers",
+                    "is required (a feed id), or following",
+                ));
+            }
+            for (name, v) in [("followers", followers), ("following", following)] {
+                if let Some(v) = v {
+                    FeedId::parse(v).map_err(|e| InvalidInput::new(name, &e.to_string()))?;
+                }
+            }
+            for name in ["followers_slugs", "following_slugs"] {
+                if let Some(v) = get(name) {
+                    for slug in v.split(',') {
+                        super::Slug::parse(slug)
+                            .map_err(|e| InvalidInput::new(name, &e.to_string()))?;
+                    }
+                }
+            }
+        }
+        QueryRule::OgUrl => {
+            let url = get("url").ok_or_else(|| InvalidInput::new("url", "is required"))?;
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .ok_or_else(|| InvalidInput::new("url", "must be an absolute http(s) URL"))?;
+            if rest.split(['/', '?', '#']).next().is_none_or(str::is_empty) {
+                return Err(InvalidInput::new("url", "must name a host"));
+            }
+        }
+        QueryRule::SoftDelete => {
+            if let Some(v) = get("soft") {
+                flag("soft", v)?;
+            }
+        }
+        QueryRule::Ids => {
+            let ids = get("ids").ok_or_else(|| InvalidInput::new("ids", "is required"))?;
+            id_list("ids", ids, MAX_LOOKUP_IDS)?;
+        }
+        QueryRule::CollectionLookup => {
+            let v = get("foreign_ids")
+                .ok_or_else(|| InvalidInput::new("foreign_ids", "is required"))?;
+            for entry in id_list("foreign_ids", v, MAX_LOOKUP_IDS)? {
+                match entry.split_once(':') {
+                    Some((name, id)) if !id.is_empty() => {
+                        super::ids::check_name(name)
+                            .map_err(|e| InvalidInput::new("foreign_ids", &e.to_string()))?;
+                    }
+                    _ => {
+                        return Err(InvalidInput::new(
+                            "foreign_ids",
+                            "entries must be collection:id",
+                        ))
+                    }
+                }
+            }
+        }
+        QueryRule::CollectionDeleteMany => {
+            let name = get("collection_name")
+                .ok_or_else(|| InvalidInput::new("collection_name", "is required"))?;
+            super::ids::check_name(name)
+                .map_err(|e| InvalidInput::new("collection_name", &e.to_string()))?;
+            let ids: Vec<&str> = out
+                .iter()
+                .filter(|(k, _)| k == "ids")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            if ids.is_empty() {
+                return Err(InvalidInput::new("ids", "is required"));
+            }
+            for v in ids {
+                id_list("ids", v, MAX_LOOKUP_IDS)?;
+            }
+        }
+        QueryRule::GetOrCreate => {
+            if let Some(v) = get("get_or_create") {
+                flag("get_or_create", v)?;
             }
         }
         QueryRule::None => {}
@@ -209,6 +375,15 @@ mod tests {
                 .field,
             "id_lt"
         );
+        assert_eq!(
+            q(EndpointId::FeedRead, "id_lte=a&id_gte=b")
+                .unwrap_err()
+                .field,
+            "id_lt"
+        );
+        // stream-js reads one activity with both bounds on its id.
+        assert!(q(EndpointId::FeedRead, "id_lte=a&id_gte=a&limit=1").is_ok());
+        assert!(q(EndpointId::FeedRead, "id_lt=a&id_lte=a&id_gte=a").is_err());
     }
 
     #[test]

@@ -9,8 +9,16 @@ pub enum Resource {
     Feed,
     /// `follower`: followers, following, follow, unfollow, `follow_many`.
     Follower,
-    /// `activities`: the `activities/` update endpoint.
+    /// `activities`: `activities/` (read and update), `enrich/activities/`, `activity/`.
     Activities,
+    /// `feed_targets`: `feed_targets/{slug}/{user_id}/activity_to_targets/`.
+    FeedTargets,
+    /// `reactions`: `reaction/...`.
+    Reactions,
+    /// `collections`: `collections/...`.
+    Collections,
+    /// `users`: `user/...` and `users/`.
+    Users,
     /// `*`: every resource (never minted by the gateway for upstream calls).
     All,
 }
@@ -22,6 +30,10 @@ impl Resource {
             Resource::Feed => "feed",
             Resource::Follower => "follower",
             Resource::Activities => "activities",
+            Resource::FeedTargets => "feed_targets",
+            Resource::Reactions => "reactions",
+            Resource::Collections => "collections",
+            Resource::Users => "users",
             Resource::All => "*",
         }
     }
@@ -32,6 +44,10 @@ impl Resource {
             "feed" => Resource::Feed,
             "follower" => Resource::Follower,
             "activities" => Resource::Activities,
+            "feed_targets" => Resource::FeedTargets,
+            "reactions" => Resource::Reactions,
+            "collections" => Resource::Collections,
+            "users" => Resource::Users,
             "*" => Resource::All,
             _ => return None,
         })
@@ -186,6 +202,10 @@ mod tests {
             Resource::Feed,
             Resource::Follower,
             Resource::Activities,
+            Resource::FeedTargets,
+            Resource::Reactions,
+            Resource::Collections,
+            Resource::Users,
             Resource::All,
         ] {
             assert_eq!(Resource::parse(r.as_str()), Some(r));

@@ -150,6 +150,16 @@ impl TestApp {
         self.send(r).await
     }
 
+    /// Any method, with a JSON body when given.
+    pub async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut r = self.client.request(m, format!("{}{path}", self.api));
+        if let Some(b) = body {
+            r = r.body(b.to_string());
+        }
+        self.send(r).await
+    }
+
     pub async fn delete(&self, path: &str) -> Reply {
         self.send(self.client.delete(format!("{}{path}", self.api)))
             .await

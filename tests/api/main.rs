@@ -10,6 +10,7 @@ mod hygiene;
 mod lifecycle;
 mod operations;
 mod retries;
+mod surface;
 mod tokens;
 mod validation;
 mod walkthrough;

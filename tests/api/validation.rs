@@ -206,7 +206,10 @@ async fn malformed_json_and_missing_fields_are_refused() {
 #[tokio::test]
 async fn unknown_paths_are_404_and_other_methods_405() {
     let app = spawn_app().await;
-    refused(&app, app.get("/reaction/").await, 404, 16, None).await;
+    refused(&app, app.get("/personalization/").await, 404, 16, None).await;
+    refused(&app, app.get("/reaction/a/b/c/d/").await, 404, 16, None).await;
+    // A known path with another method: `reaction/` only takes POST.
+    refused(&app, app.get("/reaction/").await, 405, 4, None).await;
     refused(&app, app.get("/feed/user/42/a/b/c/").await, 404, 16, None).await;
     let r = app
         .send(app.client.get(format!("http://{}/elsewhere", app.addr)))
