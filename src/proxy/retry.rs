@@ -187,7 +187,8 @@ pub fn retry_wait(
         }
     }
     let reset = reset?.trim().parse::<u64>().ok()?;
-    let at = UNIX_EPOCH + Duration::from_secs(reset);
+    // A reset beyond what the clock can hold says nothing useful (and `+` would panic).
+    let at = UNIX_EPOCH.checked_add(Duration::from_secs(reset))?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
