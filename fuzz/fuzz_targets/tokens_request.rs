@@ -1,0 +1,60 @@
+//! Any `/tokens` body and identity: parsing and the policy never panic, and a grant never
+//! exceeds the policy: its lifetime is within the maximum, a feed token names an allowed
+//! resource/action pair and no `*` (wildcards are off), a user token only when enabled and
+//! only for the caller's own identity.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use stream_gateway::config::TokensConfig;
+use stream_gateway::tokens::{decide, TokenRequest};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let (identity_raw, body) = match rest.iter().position(|&b| b == b'\n') {
+        Some(n) => (&rest[..n], &rest[n + 1..]),
+        None => (&rest[..0], rest),
+    };
+    let Ok(req) = serde_json::from_slice::<TokenRequest>(body) else {
+        return;
+    };
+    let cfg = TokensConfig {
+        default_ttl_s: 600,
+        max_ttl_s: 3600,
+        allow: vec![
+            ("feed".into(), "read".into()),
+            ("follower".into(), "read".into()),
+        ],
+        user_tokens: flags & 1 == 1,
+        wildcards: false,
+        identity_header: Some(http::HeaderName::from_static("x-user-id")),
+        cors_origins: Vec::new(),
+    };
+    let identity = std::str::from_utf8(identity_raw).ok();
+    let identity = if flags & 2 == 2 {
+        Some(identity)
+    } else {
+        Some(None)
+    };
+    let Ok(grant) = decide(&req, identity, &cfg) else {
+        return;
+    };
+    assert!(grant.ttl_s > 0 && grant.ttl_s <= cfg.max_ttl_s);
+    let claims = serde_json::to_value(&grant.claims).expect("claims serialize");
+    match grant.kind {
+        "feed" => {
+            let pair = (
+                claims["resource"].as_str().unwrap_or_default().to_owned(),
+                claims["action"].as_str().unwrap_or_default().to_owned(),
+            );
+            assert!(cfg.allow.contains(&pair), "{claims}");
+            assert_ne!(claims["feed_id"].as_str(), Some("*"));
+        }
+        "user" => {
+            assert!(cfg.user_tokens);
+            assert_eq!(claims["user_id"].as_str(), identity.flatten());
+        }
+        other => panic!("unknown grant kind {other}"),
+    }
+});
