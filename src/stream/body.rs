@@ -703,4 +703,180 @@ mod tests {
     fn endpoints_without_a_body_ignore_it() {
         assert_eq!(ok(BodyKind::None, "{not json"), CheckedBody::default());
     }
+
+    #[test]
+    fn the_rest_of_the_surface_checks_its_bodies_naming_the_field() {
+        use serde_json::json;
+        let f = |k: BodyKind, v: Value| field(k, &v.to_string());
+        let t = "2026-11-27T10:00:00";
+        // A blank body is fine only where the body is optional.
+        assert_eq!(ok(BodyKind::OptionalObject, " "), CheckedBody::default());
+        assert_eq!(f(BodyKind::OptionalObject, json!([])), "body");
+        // Partial updates.
+        let many: Vec<Value> = (0..101).map(|i| json!({"id": format!("{i}")})).collect();
+        assert_eq!(
+            f(BodyKind::PartialUpdate, json!({"changes": many})),
+            "changes"
+        );
+        assert_eq!(
+            f(
+                BodyKind::PartialUpdate,
+                json!({"id": "a", "foreign_id": "b"})
+            ),
+            "body.id"
+        );
+        assert_eq!(
+            f(BodyKind::PartialUpdate, json!({"id": "a", "set": 1})),
+            "body.set"
+        );
+        assert!(
+            ok(
+                BodyKind::PartialUpdate,
+                &json!({"id": "a", "unset": null}).to_string()
+            )
+            .keyed
+        );
+        // Target updates: one or a list; targets lose client tokens.
+        assert_eq!(f(BodyKind::ToTargets, json!([])), "body");
+        assert_eq!(
+            f(BodyKind::ToTargets, json!([{"foreign_id": "x", "time": t}])),
+            "[0].new_targets"
+        );
+        assert_eq!(
+            f(
+                BodyKind::ToTargets,
+                json!({"foreign_id": "x", "time": "now", "new_targets": []})
+            ),
+            "body.time"
+        );
+        assert_eq!(
+            f(
+                BodyKind::ToTargets,
+                json!({"foreign_id": "x", "time": t, "new_targets": "user:1"})
+            ),
+            "body.new_targets"
+        );
+        assert_eq!(
+            f(
+                BodyKind::ToTargets,
+                json!({"foreign_id": "x", "time": t, "new_targets": [1]})
+            ),
+            "body.new_targets[0]"
+        );
+        let out = ok(
+            BodyKind::ToTargets,
+            &json!([{"foreign_id": "x", "time": t, "removed_targets": ["user:1 tok"]}]).to_string(),
+        );
+        let v: Value = serde_json::from_slice(&out.rewritten.unwrap()).unwrap();
+        assert_eq!(v[0]["removed_targets"], json!(["user:1"]));
+        // Unfollow many.
+        assert_eq!(f(BodyKind::UnfollowMany, json!([])), "body");
+        assert_eq!(f(BodyKind::UnfollowMany, json!([1])), "[0]");
+        assert_eq!(
+            f(
+                BodyKind::UnfollowMany,
+                json!([{"source": 1, "target": "a:1"}])
+            ),
+            "[0].source"
+        );
+        // Reactions.
+        assert_eq!(
+            f(BodyKind::Reaction, json!({"kind": "", "activity_id": "a"})),
+            "reaction.kind"
+        );
+        assert_eq!(
+            f(BodyKind::Reaction, json!({"kind": "l", "parent": 3})),
+            "reaction.parent"
+        );
+        assert_eq!(
+            f(
+                BodyKind::Reaction,
+                json!({"kind": "l", "activity_id": "a", "user_id": 7})
+            ),
+            "reaction.user_id"
+        );
+        assert!(
+            !ok(
+                BodyKind::Reaction,
+                &json!({"kind": "l", "parent": "p"}).to_string()
+            )
+            .keyed
+        );
+        assert!(
+            ok(
+                BodyKind::Reaction,
+                &json!({"kind": "l", "parent": "p", "id": "r"}).to_string()
+            )
+            .keyed
+        );
+        assert_eq!(
+            f(BodyKind::ReactionUpdate, json!({"target_feeds": ["x"]})),
+            "reaction.target_feeds[0]"
+        );
+        // Collections.
+        assert_eq!(f(BodyKind::CollectionsUpsert, json!({})), "data");
+        assert_eq!(f(BodyKind::CollectionsUpsert, json!({"data": {}})), "data");
+        assert_eq!(
+            f(
+                BodyKind::CollectionsUpsert,
+                json!({"data": {"food": {"id": "1"}}})
+            ),
+            "data.food"
+        );
+        assert_eq!(
+            f(
+                BodyKind::CollectionsUpsert,
+                json!({"data": {"food": [{"id": ""}]}})
+            ),
+            "data.food[0].id"
+        );
+        assert!(
+            ok(
+                BodyKind::CollectionsUpsert,
+                &json!({"data": {"food": [{"id": 7}]}}).to_string()
+            )
+            .keyed
+        );
+        assert_eq!(
+            f(BodyKind::CollectionEntry, json!({"data": null})),
+            "entry.data"
+        );
+        assert!(
+            ok(
+                BodyKind::CollectionEntry,
+                &json!({"id": "1", "data": {}}).to_string()
+            )
+            .keyed
+        );
+        assert!(
+            !ok(
+                BodyKind::CollectionEntry,
+                &json!({"id": null, "data": {}}).to_string()
+            )
+            .keyed
+        );
+        // Users.
+        let long = "u".repeat(256);
+        assert_eq!(f(BodyKind::User, json!({"id": long})), "user.id");
+        assert_eq!(f(BodyKind::UserUpdate, json!({"data": []})), "user.data");
+        assert_eq!(f(BodyKind::UsersBatch, json!({"users": []})), "users");
+        assert_eq!(
+            f(BodyKind::UsersBatch, json!({"users": [{"id": long}]})),
+            "users[0].id"
+        );
+        assert_eq!(
+            f(
+                BodyKind::UsersBatch,
+                json!({"users": [{"id": "a", "data": 1}]})
+            ),
+            "users[0].data"
+        );
+        assert!(
+            ok(
+                BodyKind::UsersBatch,
+                &json!({"users": [{"id": "a"}], "override": true}).to_string()
+            )
+            .keyed
+        );
+    }
 }

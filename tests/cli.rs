@@ -1,0 +1,157 @@
+//! The binary itself: flags, configuration errors and exit codes, `--healthcheck`, the
+//! emulator banner, SIGTERM.
+
+use std::io::Read;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stream-gateway");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary with a clean environment (no config file, no credentials) plus `env`.
+fn gateway(args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir());
+    // Coverage runs hand their profile path down to the binaries the tests start.
+    if let Ok(p) = std::env::var("LLVM_PROFILE_FILE") {
+        c.env("LLVM_PROFILE_FILE", p);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn run(args: &[&str], env: &[(&str, String)]) -> Output {
+    gateway(args, env).output().expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Starts `--emulator` on `port` and waits until `--healthcheck` says it serves.
+fn start_emulated(port: u16, extra: &[(&str, String)]) -> Child {
+    let mut env = vec![("GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}"))];
+    env.extend(extra.iter().cloned());
+    let child = gateway(&["--emulator"], &env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let listen = [("GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}"))];
+    let t0 = Instant::now();
+    while !run(&["--healthcheck"], &listen).status.success() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the gateway came up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn sigterm(child: &mut Child) -> (bool, String) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.success(), err)
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let o = run(&["--help"], &[]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--healthcheck"));
+    assert!(run(&["--version"], &[]).status.success());
+}
+
+#[test]
+fn a_configuration_error_exits_2_naming_the_key_without_the_secret() {
+    let o = run(&[], &[("STREAM_API_KEY", "k".into())]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stream.api_secret"), "{}", stderr(&o));
+    let secret = "s3cr3t-value-never-printed";
+    let o = run(
+        &[],
+        &[
+            ("STREAM_API_KEY", "k".into()),
+            ("STREAM_API_SECRET", secret.into()),
+            ("STREAM_REGION", "atlantis".into()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains(secret));
+    let o = run(&["--config", "/nonexistent/gateway.toml"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn a_port_in_use_exits_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let o = run(
+        &["--emulator"],
+        &[("GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}"))],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot listen"), "{}", stderr(&o));
+}
+
+#[test]
+fn healthcheck_answers_for_a_running_gateway_and_fails_otherwise() {
+    let port = free_port();
+    let mut child = start_emulated(port, &[("GATEWAY_LOG__FORMAT", "text".into())]);
+    let listen = [("GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}"))];
+    assert!(run(&["--healthcheck", "/readyz"], &listen).status.success());
+    let o = run(&["--healthcheck", "/nope"], &listen);
+    assert_eq!(o.status.code(), Some(1), "a 404 is not healthy");
+    let o = run(&["--healthcheck", "healthz"], &listen);
+    assert_eq!(o.status.code(), Some(2), "a path must start with /");
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "exit 0 after SIGTERM: {err}");
+    assert!(err.contains("EMULATOR MODE"), "{err}");
+    assert!(err.contains("stopped"), "{err}");
+    let o = run(&["--healthcheck"], &listen);
+    assert_eq!(o.status.code(), Some(1), "nothing listens any more");
+}
+
+#[test]
+fn the_json_banner_names_the_emulator_and_the_listener() {
+    let port = free_port();
+    let mut child = start_emulated(port, &[("GATEWAY_LOG__FORMAT", "json".into())]);
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(lines.iter().any(|v| v["emulator"].is_string()), "{err}");
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["listen"] == format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+}
