@@ -472,7 +472,12 @@ async fn add_activity(
         return Ok(created(json!({ "activities": added })));
     }
     for key in ["actor", "verb", "object"] {
-        if !v.get(key).is_some_and(Value::is_string) {
+        let ok = match v.get(key) {
+            Some(Value::String(_)) => true,
+            Some(Value::Number(_)) => key != "verb",
+            _ => false,
+        };
+        if !ok {
             return Err(input_error(key, "is required"));
         }
     }
@@ -601,7 +606,8 @@ async fn update_activities(State(st): State<Arc<Emu>>, call: Call, body: Bytes) 
         return Err(input_error("activities", "at most 100"));
     }
     let mut store = st.store();
-    for a in b.activities {
+    for mut a in b.activities {
+        store::stringify_scalars(&mut a);
         if !(a.get("foreign_id").is_some_and(Value::is_string)
             && a.get("time").is_some_and(Value::is_string))
         {

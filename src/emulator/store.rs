@@ -155,6 +155,7 @@ impl Store {
     /// Stores an activity (or updates the one with the same `foreign_id` + `time`) and returns
     /// it with its id. `fan_out` is false for `add_to_many`, which Stream does not propagate.
     fn store(&mut self, mut activity: Map<String, Value>) -> Key {
+        stringify_scalars(&mut activity);
         let given = activity
             .get("time")
             .and_then(Value::as_str)
@@ -541,6 +542,18 @@ fn uuid_time(id: &Uuid) -> NaiveDateTime {
                 .unwrap_or_default()
         })
         .unwrap_or_default()
+}
+
+/// Stream stores `actor`, `object`, `target` and `foreign_id` as strings: a number sent there
+/// comes back as its decimal string (`3` -> `"3"`).
+pub fn stringify_scalars(activity: &mut Map<String, Value>) {
+    for key in ["actor", "object", "target", "foreign_id"] {
+        if let Some(v) = activity.get_mut(key) {
+            if let Value::Number(n) = v {
+                *v = Value::String(n.to_string());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! [`route`] turns a raw request path (still percent-encoded) into a [`Route`]: the table row,
 //! the typed feed ids from the path, and the canonical path to forward.
 
-use super::ids::{check_name, FeedId, IdError, Slug, UserId, MAX_ID_BYTES};
+use super::ids::{FeedId, IdError, Slug, UserId};
 use super::scope::{Action, FeedClaim, Resource, Scope};
 use super::InvalidInput;
 
@@ -59,12 +59,12 @@ pub enum AuthKind {
 /// Whether resending the call after it may have reached Stream can duplicate an effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotency {
-    /// Safe to resend (reads, deletes, follows, updates and upserts by key).
+    /// Safe to resend (reads, deletes, follows, updates by key).
     Always,
     /// Safe only when every activity carries `foreign_id` and `time` (Stream de-duplicates on
     /// that pair).
     WithForeignIdAndTime,
-    /// Safe only when the body names the new object's `id`: a resend then meets the first
+    /// Safe only when the body names every new object's `id`: a resend then meets the first
     /// one (a conflict) instead of creating a second.
     WithId,
 }
@@ -119,29 +119,11 @@ pub enum QueryRule {
     FeedPage,
     /// `limit`, `offset` (at most 400) and `filter` of followers and following.
     FollowPage,
-    /// `foreign_id` flag of a delete.
-    ForeignIdFlag,
-    /// `keep_history` flag of an unfollow.
-    KeepHistory,
     /// `activity_copy_limit` of `follow_many`.
     CopyLimit,
-    /// `ids` (at most 100), or `foreign_ids` and `timestamps` of equal length (at most 100).
-    ActivityLookup,
-    /// `followers` and/or `following` feed ids, `followers_slugs`, `following_slugs`.
+    /// `followers` and `following` feed ids, `followers_slugs`, `following_slugs`.
     FollowStats,
-    /// `url`, an absolute http(s) URL.
-    OgUrl,
-    /// `soft` flag of a reaction delete.
-    SoftDelete,
-    /// `ids`, required, at most 100.
-    Ids,
-    /// `foreign_ids`, required: `collection:id` entries.
-    CollectionLookup,
-    /// `collection_name` and `ids`, required.
-    CollectionDeleteMany,
-    /// `get_or_create` flag of a user add.
-    GetOrCreate,
-    /// Nothing to check.
+    /// Nothing to check: Stream decides.
     None,
 }
 
@@ -296,42 +278,42 @@ pub static ENDPOINTS: [Endpoint; 39] = [
     row!(FeedRead,                "feed.read",                Get,    "feed/{slug}/{user_id}/",                               Feed,        Read,   PathFeed, Jwt,         Always,               None,                  FeedPage),
     row!(FeedReadEnriched,        "feed.read_enriched",       Get,    "enrich/feed/{slug}/{user_id}/",                        Feed,        Read,   PathFeed, Jwt,         Always,               None,                  FeedPage),
     row!(FeedAdd,                 "feed.add",                 Post,   "feed/{slug}/{user_id}/",                               Feed,        Write,  PathFeed, Jwt,         WithForeignIdAndTime, Activities,            None),
-    row!(FeedRemove,              "feed.remove",              Delete, "feed/{slug}/{user_id}/{activity_id}/",                 Feed,        Delete, PathFeed, Jwt,         Always,               None,                  ForeignIdFlag),
+    row!(FeedRemove,              "feed.remove",              Delete, "feed/{slug}/{user_id}/{activity_id}/",                 Feed,        Delete, PathFeed, Jwt,         Always,               None,                  None),
     row!(Followers,               "feed.followers",           Get,    "feed/{slug}/{user_id}/followers/",                     Follower,    Read,   PathFeed, Jwt,         Always,               None,                  FollowPage),
     row!(Following,               "feed.following",           Get,    "feed/{slug}/{user_id}/follows/",                       Follower,    Read,   PathFeed, Jwt,         Always,               None,                  FollowPage),
     row!(Follow,                  "feed.follow",              Post,   "feed/{slug}/{user_id}/follows/",                       Follower,    Write,  PathFeed, Jwt,         Always,               Follow,                None),
-    row!(Unfollow,                "feed.unfollow",            Delete, "feed/{slug}/{user_id}/follows/{target}/",              Follower,    Delete, PathFeed, Jwt,         Always,               None,                  KeepHistory),
+    row!(Unfollow,                "feed.unfollow",            Delete, "feed/{slug}/{user_id}/follows/{target}/",              Follower,    Delete, PathFeed, Jwt,         Always,               None,                  None),
     row!(ToTargets,               "feed.to_targets",          Post,   "feed_targets/{slug}/{user_id}/activity_to_targets/",   FeedTargets, Write,  PathFeed, Jwt,         Always,               ToTargets,             None),
     row!(ActivitiesUpdate,        "activities.update",        Post,   "activities/",                                          Activities,  Write,  All,      Jwt,         Always,               ActivitiesUpdate,      None),
-    row!(ActivitiesGet,           "activities.get",           Get,    "activities/",                                          Activities,  Read,   All,      Jwt,         Always,               None,                  ActivityLookup),
-    row!(ActivitiesGetEnriched,   "activities.get_enriched",  Get,    "enrich/activities/",                                   Activities,  Read,   All,      Jwt,         Always,               None,                  ActivityLookup),
+    row!(ActivitiesGet,           "activities.get",           Get,    "activities/",                                          Activities,  Read,   All,      Jwt,         Always,               None,                  None),
+    row!(ActivitiesGetEnriched,   "activities.get_enriched",  Get,    "enrich/activities/",                                   Activities,  Read,   All,      Jwt,         Always,               None,                  None),
     row!(ActivitiesPartialUpdate, "activities.partial_update",Post,   "activity/",                                            Activities,  Write,  All,      Jwt,         Always,               PartialUpdate,         None),
     row!(AddToMany,               "batch.add_to_many",        Post,   "feed/add_to_many/",                                    Feed,        Write,  All,      Application, WithForeignIdAndTime, AddToMany,             None),
     row!(FollowMany,              "batch.follow_many",        Post,   "follow_many/",                                         Follower,    Write,  All,      Application, Always,               FollowMany,            CopyLimit),
     row!(UnfollowMany,            "batch.unfollow_many",      Post,   "unfollow_many/",                                       Follower,    Write,  All,      Application, Always,               UnfollowMany,          None),
     row!(FollowStats,             "stats.follow",             Get,    "stats/follow/",                                        Follower,    Read,   All,      Jwt,         Always,               None,                  FollowStats),
-    row!(OpenGraph,               "og",                       Get,    "og/",                                                  All,         Read,   All,      Jwt,         Always,               None,                  OgUrl),
+    row!(OpenGraph,               "og",                       Get,    "og/",                                                  All,         Read,   All,      Jwt,         Always,               None,                  None),
     row!(ReactionAdd,             "reactions.add",            Post,   "reaction/",                                            Reactions,   Write,  All,      Jwt,         WithId,               Reaction,              None),
     row!(ReactionGet,             "reactions.get",            Get,    "reaction/{id}/",                                       Reactions,   Read,   All,      Jwt,         Always,               None,                  None),
     row!(ReactionUpdate,          "reactions.update",         Put,    "reaction/{id}/",                                       Reactions,   Write,  All,      Jwt,         Always,               ReactionUpdate,        None),
-    row!(ReactionDelete,          "reactions.delete",         Delete, "reaction/{id}/",                                       Reactions,   Delete, All,      Jwt,         Always,               None,                  SoftDelete),
+    row!(ReactionDelete,          "reactions.delete",         Delete, "reaction/{id}/",                                       Reactions,   Delete, All,      Jwt,         Always,               None,                  None),
     row!(ReactionRestore,         "reactions.restore",        Put,    "reaction/{id}/restore/",                               Reactions,   Write,  All,      Jwt,         Always,               OptionalObject,        None),
     row!(ReactionFilter,          "reactions.filter",         Get,    "reaction/{lookup}/{value}/[{kind}/]",                  Reactions,   Read,   All,      Jwt,         Always,               None,                  FeedPage),
-    row!(ReactionGetMany,         "reactions.get_many",       Get,    "reaction/get_many/",                                   Reactions,   Read,   All,      Jwt,         Always,               None,                  Ids),
-    row!(CollectionsUpsert,       "collections.upsert",       Post,   "collections/",                                         Collections, Write,  All,      Jwt,         Always,               CollectionsUpsert,     None),
-    row!(CollectionsSelect,       "collections.select",       Get,    "collections/",                                         Collections, Read,   All,      Jwt,         Always,               None,                  CollectionLookup),
-    row!(CollectionsDeleteMany,   "collections.delete_many",  Delete, "collections/",                                         Collections, Delete, All,      Jwt,         Always,               None,                  CollectionDeleteMany),
+    row!(ReactionGetMany,         "reactions.get_many",       Get,    "reaction/get_many/",                                   Reactions,   Read,   All,      Jwt,         Always,               None,                  None),
+    row!(CollectionsUpsert,       "collections.upsert",       Post,   "collections/",                                         Collections, Write,  All,      Jwt,         WithId,               CollectionsUpsert,     None),
+    row!(CollectionsSelect,       "collections.select",       Get,    "collections/",                                         Collections, Read,   All,      Jwt,         Always,               None,                  None),
+    row!(CollectionsDeleteMany,   "collections.delete_many",  Delete, "collections/",                                         Collections, Delete, All,      Jwt,         Always,               None,                  None),
     row!(CollectionAdd,           "collections.add",          Post,   "collections/{name}/",                                  Collections, Write,  All,      Jwt,         WithId,               CollectionEntry,       None),
     row!(CollectionGet,           "collections.get",          Get,    "collections/{name}/{id}/",                             Collections, Read,   All,      Jwt,         Always,               None,                  None),
     row!(CollectionUpdate,        "collections.update",       Put,    "collections/{name}/{id}/",                             Collections, Write,  All,      Jwt,         Always,               CollectionEntryUpdate, None),
     row!(CollectionDelete,        "collections.delete",       Delete, "collections/{name}/{id}/",                             Collections, Delete, All,      Jwt,         Always,               None,                  None),
-    row!(UserAdd,                 "users.add",                Post,   "user/",                                                Users,       Write,  All,      Jwt,         Always,               User,                  GetOrCreate),
+    row!(UserAdd,                 "users.add",                Post,   "user/",                                                Users,       Write,  All,      Jwt,         Always,               User,                  None),
     row!(UserGet,                 "users.get",                Get,    "user/{id}/",                                           Users,       Read,   All,      Jwt,         Always,               None,                  None),
     row!(UserUpdate,              "users.update",             Put,    "user/{id}/",                                           Users,       Write,  All,      Jwt,         Always,               UserUpdate,            None),
     row!(UserDelete,              "users.delete",             Delete, "user/{id}/",                                           Users,       Delete, All,      Jwt,         Always,               None,                  None),
     row!(UsersAdd,                "users.add_many",           Post,   "users/",                                               Users,       Write,  All,      Jwt,         Always,               UsersBatch,            None),
-    row!(UsersGet,                "users.get_many",           Get,    "users/",                                               Users,       Read,   All,      Jwt,         Always,               None,                  Ids),
-    row!(UsersDelete,             "users.delete_many",        Delete, "users/",                                               Users,       Delete, All,      Jwt,         Always,               None,                  Ids),
+    row!(UsersGet,                "users.get_many",           Get,    "users/",                                               Users,       Read,   All,      Jwt,         Always,               None,                  None),
+    row!(UsersDelete,             "users.delete_many",        Delete, "users/",                                               Users,       Delete, All,      Jwt,         Always,               None,                  None),
 ];
 
 impl Endpoint {
@@ -426,11 +408,13 @@ fn field(name: &'static str) -> impl Fn(IdError) -> RouteError {
 /// The fields a reaction filter looks up by.
 const REACTION_LOOKUPS: [&str; 3] = ["reaction_id", "activity_id", "user_id"];
 
-/// An object id in a path (activity, foreign, reaction, collection entry, user): any decoded
-/// segment that [`decode_segment`] let through, at most [`MAX_ID_BYTES`] bytes.
+/// An object id in a path (activity, foreign, reaction, collection, entry, user, reaction
+/// kind): any decoded segment that [`decode_segment`] let through, but an empty one. Safety:
+/// `user//` would reach another endpoint once a server collapses the slashes. Stream decides
+/// on the rest; the request-target limit bounds the length.
 fn object_id(name: &'static str, s: &str) -> Result<(), RouteError> {
-    if s.len() > MAX_ID_BYTES {
-        return Err(field(name)(IdError::TooLong));
+    if s.is_empty() {
+        return Err(field(name)(IdError::Empty));
     }
     Ok(())
 }
@@ -543,14 +527,14 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
                 .expect("the pattern matched a lookup");
             object_id(name, value)?;
             if let [k] = kind {
-                check_name(k).map_err(field("kind"))?;
+                object_id("kind", k)?;
             }
         }
         (
             E::CollectionAdd | E::CollectionGet | E::CollectionUpdate | E::CollectionDelete,
             [_, name, id @ ..],
         ) => {
-            check_name(name).map_err(field("collection_name"))?;
+            object_id("collection_name", name)?;
             if let [id] = id {
                 object_id("id", id)?;
             }
@@ -958,19 +942,29 @@ mod tests {
             route(Method::Get, "/api/v1.0/reaction/nope/a/b/").unwrap_err(),
             RouteError::NotFound
         );
-        assert_eq!(
-            invalid_field(Method::Get, "/api/v1.0/reaction/activity_id/a/li%20ke/"),
-            "kind"
-        );
-        assert_eq!(
-            invalid_field(Method::Post, "/api/v1.0/collections/fo%20od/"),
-            "collection_name"
-        );
+        // Object ids are Stream's to judge (the request target bounds their length) ...
         let long = "u".repeat(256);
-        assert_eq!(
-            invalid_field(Method::Get, &format!("/api/v1.0/user/{long}/")),
-            "user_id"
-        );
+        for (m, p) in [
+            (
+                Method::Get,
+                "/api/v1.0/reaction/activity_id/a/li%20ke/".to_owned(),
+            ),
+            (Method::Post, "/api/v1.0/collections/fo%20od/".to_owned()),
+            (Method::Get, format!("/api/v1.0/user/{long}/")),
+        ] {
+            ok(m, &p);
+        }
+        // ... but an empty one would reach another endpoint once slashes collapse.
+        for (m, p, f) in [
+            (Method::Get, "/api/v1.0/user//", "user_id"),
+            (Method::Get, "/api/v1.0/reaction//", "reaction_id"),
+            (Method::Get, "/api/v1.0/collections/x//", "id"),
+            (Method::Post, "/api/v1.0/collections//", "collection_name"),
+            (Method::Delete, "/api/v1.0/feed/user/42//", "activity_id"),
+            (Method::Get, "/api/v1.0/reaction/user_id//", "user_id"),
+        ] {
+            assert_eq!(invalid_field(m, p), f, "{p}");
+        }
         // Ids are decoded, checked, and re-encoded the one way.
         assert_eq!(
             ok(Method::Get, "/api/v1.0/user/a%20b/").path,

@@ -198,7 +198,7 @@ async fn malformed_json_and_missing_fields_are_refused() {
         .await,
         400,
         4,
-        Some("activities[1].actor"),
+        Some("activities[1].verb"),
     )
     .await;
 }
@@ -293,4 +293,82 @@ async fn a_body_that_trickles_in_past_the_deadline_is_408_and_never_forwarded() 
         "the deadline, not the client's own timeout"
     );
     assert!(app.received().is_empty());
+}
+
+#[tokio::test]
+async fn numbers_where_stream_takes_strings_pass_and_come_back_as_strings() {
+    let app = spawn_app().await;
+    let body = json!({"actor": 1, "verb": "tweet", "object": 3, "foreign_id": 7,
+        "time": "2026-11-27T10:00:00.123Z", "target": 9});
+    let r = app.post("/feed/user/42/", &body).await;
+    assert_eq!(r.status, 201, "{:?}", r.json);
+    // Forwarded as sent: byte for byte.
+    let sent = app.received();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(sent[0].body.as_bytes()).unwrap(),
+        body
+    );
+    let r = app.get("/feed/user/42/").await;
+    let a = &r.json["results"][0];
+    assert_eq!(
+        (&a["actor"], &a["object"], &a["foreign_id"], &a["target"]),
+        (&json!("1"), &json!("3"), &json!("7"), &json!("9"))
+    );
+}
+
+#[tokio::test]
+async fn a_key_given_twice_is_refused_naming_it_so_nothing_is_smuggled() {
+    let app = spawn_app().await;
+    let smuggled = r#"{"actor":"a","verb":"v","object":"o","to":["notification:1 tok"],"to":["notification:1"]}"#;
+    refused(
+        &app,
+        app.post_raw("/feed/user/42/", smuggled).await,
+        400,
+        4,
+        Some("to"),
+    )
+    .await;
+    let target = r#"{"target":"*:*","target":"user:42"}"#;
+    refused(
+        &app,
+        app.post_raw("/feed/user/1/follows/", target).await,
+        400,
+        4,
+        Some("target"),
+    )
+    .await;
+    let limit = r#"{"target":"user:42","activity_copy_limit":5000,"activity_copy_limit":1}"#;
+    refused(
+        &app,
+        app.post_raw("/feed/user/1/follows/", limit).await,
+        400,
+        4,
+        Some("activity_copy_limit"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn caller_tokens_inside_follow_many_and_partial_updates_never_leave() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/follow_many/",
+            &json!([{"source": "timeline:1", "target": "user:2", "target_token": "their.jwt.token"}]),
+        )
+        .await;
+    assert!(r.status < 300, "{:?}", r.json);
+    let r = app
+        .post(
+            "/activity/",
+            &json!({"id": "x", "set": {"to": ["notification:1 their.jwt.token"]}}),
+        )
+        .await;
+    assert!(r.status < 500, "{:?}", r.json);
+    let sent = app.received();
+    assert_eq!(sent.len(), 2);
+    for s in sent {
+        assert!(!s.body.contains("their.jwt.token"), "{}", s.body);
+    }
 }
