@@ -127,6 +127,14 @@ async function main() {
   check(users.users.length === 2, JSON.stringify(users));
   await call('client.deleteUsers', () => client.deleteUsers(['amy', 'cy']));
 
+  // Numbers where Stream takes strings, and a time as toISOString() sends it (with `Z`).
+  const nums = client.feed('user', 'js8nums');
+  const n = await call('feed.addActivity(numbers)', () =>
+    nums.addActivity({ actor: 1, verb: 'tweet', object: 3, foreign_id: 7, time: new Date().toISOString() }));
+  const back = (await call('feed.get(numbers)', () => nums.get({ limit: 1 }))).results[0];
+  check(back.actor === '1' && back.object === '3' && back.foreign_id === '7' && back.id === n.id,
+    `numbers come back as strings: ${JSON.stringify(back)}`);
+
   console.log(`js8: ok, ${calls.length} calls, getstream ${version}`);
 }
 
