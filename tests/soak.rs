@@ -58,11 +58,14 @@ async fn fault_soak_then_sigterm() {
         .unwrap_or(30);
     // Stream emulated in its own process (its memory holds every activity written), the
     // gateway under test in another, pointed at it, so the gateway's memory is its own.
-    let bin = env!("CARGO_BIN_EXE_stream-gateway");
+    // SOAK_GATEWAY_BIN: the release binary CI built once (scripts/soak passes it); the load
+    // generator itself may be a debug build.
+    let bin = std::env::var("SOAK_GATEWAY_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_stream-gateway").to_owned());
     let (key, secret) = ("soak-key", "soak-secret-0123456789abcdef");
     let emu_log_path =
         std::env::temp_dir().join(format!("stream-gateway-soak-emu-{}.log", free_port()));
-    let mut emu_host = Command::new(bin)
+    let mut emu_host = Command::new(&bin)
         .arg("--emulator")
         .env(
             "GATEWAY_SERVER__LISTEN",
@@ -94,7 +97,7 @@ async fn fault_soak_then_sigterm() {
     let port = free_port();
     let log_path = std::env::temp_dir().join(format!("stream-gateway-soak-{port}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(bin)
+    let mut child = Command::new(&bin)
         .env("STREAM_BASE_URL", &emu)
         .env("STREAM_API_KEY", key)
         .env("STREAM_API_SECRET", secret)
