@@ -136,86 +136,47 @@ pub enum FeedScope {
     All,
 }
 
-/// Which row of the table a request matched.
+/// Which row of the table a request matched; the row itself says its method and path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndpointId {
-    /// `GET feed/{slug}/{user_id}/`
     FeedRead,
-    /// `GET enrich/feed/{slug}/{user_id}/`
     FeedReadEnriched,
-    /// `POST feed/{slug}/{user_id}/`
     FeedAdd,
-    /// `DELETE feed/{slug}/{user_id}/{activity_id or foreign_id}/`
     FeedRemove,
-    /// `GET feed/{slug}/{user_id}/followers/`
     Followers,
-    /// `GET feed/{slug}/{user_id}/follows/` (or `following/`)
     Following,
-    /// `POST feed/{slug}/{user_id}/follows/` (or `following/`)
     Follow,
-    /// `DELETE feed/{slug}/{user_id}/follows/{slug}:{user_id}/` (or `following/`)
     Unfollow,
-    /// `POST feed_targets/{slug}/{user_id}/activity_to_targets/`
     ToTargets,
-    /// `POST activities/`
     ActivitiesUpdate,
-    /// `GET activities/`
     ActivitiesGet,
-    /// `GET enrich/activities/`
     ActivitiesGetEnriched,
-    /// `POST activity/`
     ActivitiesPartialUpdate,
-    /// `POST feed/add_to_many/`
     AddToMany,
-    /// `POST follow_many/`
     FollowMany,
-    /// `POST unfollow_many/`
     UnfollowMany,
-    /// `GET stats/follow/`
     FollowStats,
-    /// `GET og/`
     OpenGraph,
-    /// `POST reaction/`
     ReactionAdd,
-    /// `GET reaction/{id}/`
     ReactionGet,
-    /// `PUT reaction/{id}/`
     ReactionUpdate,
-    /// `DELETE reaction/{id}/`
     ReactionDelete,
-    /// `PUT reaction/{id}/restore/`
     ReactionRestore,
-    /// `GET reaction/{reaction_id|activity_id|user_id}/{value}/[{kind}/]`
     ReactionFilter,
-    /// `GET reaction/get_many/`
     ReactionGetMany,
-    /// `POST collections/`
     CollectionsUpsert,
-    /// `GET collections/`
     CollectionsSelect,
-    /// `DELETE collections/`
     CollectionsDeleteMany,
-    /// `POST collections/{name}/`
     CollectionAdd,
-    /// `GET collections/{name}/{id}/`
     CollectionGet,
-    /// `PUT collections/{name}/{id}/`
     CollectionUpdate,
-    /// `DELETE collections/{name}/{id}/`
     CollectionDelete,
-    /// `POST user/`
     UserAdd,
-    /// `GET user/{id}/`
     UserGet,
-    /// `PUT user/{id}/`
     UserUpdate,
-    /// `DELETE user/{id}/`
     UserDelete,
-    /// `POST users/`
     UsersAdd,
-    /// `GET users/`
     UsersGet,
-    /// `DELETE users/`
     UsersDelete,
 }
 
@@ -280,9 +241,9 @@ pub static ENDPOINTS: [Endpoint; 39] = [
     row!(FeedAdd,                 "feed.add",                 Post,   "feed/{slug}/{user_id}/",                               Feed,        Write,  PathFeed, Jwt,         WithForeignIdAndTime, Activities,            None),
     row!(FeedRemove,              "feed.remove",              Delete, "feed/{slug}/{user_id}/{activity_id}/",                 Feed,        Delete, PathFeed, Jwt,         Always,               None,                  None),
     row!(Followers,               "feed.followers",           Get,    "feed/{slug}/{user_id}/followers/",                     Follower,    Read,   PathFeed, Jwt,         Always,               None,                  FollowPage),
-    row!(Following,               "feed.following",           Get,    "feed/{slug}/{user_id}/follows/",                       Follower,    Read,   PathFeed, Jwt,         Always,               None,                  FollowPage),
-    row!(Follow,                  "feed.follow",              Post,   "feed/{slug}/{user_id}/follows/",                       Follower,    Write,  PathFeed, Jwt,         Always,               Follow,                None),
-    row!(Unfollow,                "feed.unfollow",            Delete, "feed/{slug}/{user_id}/follows/{target}/",              Follower,    Delete, PathFeed, Jwt,         Always,               None,                  None),
+    row!(Following,               "feed.following",           Get,    "feed/{slug}/{user_id}/follows|following/",             Follower,    Read,   PathFeed, Jwt,         Always,               None,                  FollowPage),
+    row!(Follow,                  "feed.follow",              Post,   "feed/{slug}/{user_id}/follows|following/",             Follower,    Write,  PathFeed, Jwt,         Always,               Follow,                None),
+    row!(Unfollow,                "feed.unfollow",            Delete, "feed/{slug}/{user_id}/follows|following/{target}/",    Follower,    Delete, PathFeed, Jwt,         Always,               None,                  None),
     row!(ToTargets,               "feed.to_targets",          Post,   "feed_targets/{slug}/{user_id}/activity_to_targets/",   FeedTargets, Write,  PathFeed, Jwt,         Always,               ToTargets,             None),
     row!(ActivitiesUpdate,        "activities.update",        Post,   "activities/",                                          Activities,  Write,  All,      Jwt,         Always,               ActivitiesUpdate,      None),
     row!(ActivitiesGet,           "activities.get",           Get,    "activities/",                                          Activities,  Read,   All,      Jwt,         Always,               None,                  None),
@@ -294,23 +255,23 @@ pub static ENDPOINTS: [Endpoint; 39] = [
     row!(FollowStats,             "stats.follow",             Get,    "stats/follow/",                                        Follower,    Read,   All,      Jwt,         Always,               None,                  FollowStats),
     row!(OpenGraph,               "og",                       Get,    "og/",                                                  All,         Read,   All,      Jwt,         Always,               None,                  None),
     row!(ReactionAdd,             "reactions.add",            Post,   "reaction/",                                            Reactions,   Write,  All,      Jwt,         WithId,               Reaction,              None),
-    row!(ReactionGet,             "reactions.get",            Get,    "reaction/{id}/",                                       Reactions,   Read,   All,      Jwt,         Always,               None,                  None),
-    row!(ReactionUpdate,          "reactions.update",         Put,    "reaction/{id}/",                                       Reactions,   Write,  All,      Jwt,         Always,               ReactionUpdate,        None),
-    row!(ReactionDelete,          "reactions.delete",         Delete, "reaction/{id}/",                                       Reactions,   Delete, All,      Jwt,         Always,               None,                  None),
-    row!(ReactionRestore,         "reactions.restore",        Put,    "reaction/{id}/restore/",                               Reactions,   Write,  All,      Jwt,         Always,               OptionalObject,        None),
-    row!(ReactionFilter,          "reactions.filter",         Get,    "reaction/{lookup}/{value}/[{kind}/]",                  Reactions,   Read,   All,      Jwt,         Always,               None,                  FeedPage),
+    row!(ReactionGet,             "reactions.get",            Get,    "reaction/{reaction_id}/",                              Reactions,   Read,   All,      Jwt,         Always,               None,                  None),
+    row!(ReactionUpdate,          "reactions.update",         Put,    "reaction/{reaction_id}/",                              Reactions,   Write,  All,      Jwt,         Always,               ReactionUpdate,        None),
+    row!(ReactionDelete,          "reactions.delete",         Delete, "reaction/{reaction_id}/",                              Reactions,   Delete, All,      Jwt,         Always,               None,                  None),
+    row!(ReactionRestore,         "reactions.restore",        Put,    "reaction/{reaction_id}/restore/",                      Reactions,   Write,  All,      Jwt,         Always,               OptionalObject,        None),
+    row!(ReactionFilter,          "reactions.filter",         Get,    "reaction/{lookup:reaction_id|activity_id|user_id}/{value}/[{kind}/]", Reactions,   Read,   All,      Jwt,         Always,               None,                  FeedPage),
     row!(ReactionGetMany,         "reactions.get_many",       Get,    "reaction/get_many/",                                   Reactions,   Read,   All,      Jwt,         Always,               None,                  None),
     row!(CollectionsUpsert,       "collections.upsert",       Post,   "collections/",                                         Collections, Write,  All,      Jwt,         WithId,               CollectionsUpsert,     None),
     row!(CollectionsSelect,       "collections.select",       Get,    "collections/",                                         Collections, Read,   All,      Jwt,         Always,               None,                  None),
     row!(CollectionsDeleteMany,   "collections.delete_many",  Delete, "collections/",                                         Collections, Delete, All,      Jwt,         Always,               None,                  None),
-    row!(CollectionAdd,           "collections.add",          Post,   "collections/{name}/",                                  Collections, Write,  All,      Jwt,         WithId,               CollectionEntry,       None),
-    row!(CollectionGet,           "collections.get",          Get,    "collections/{name}/{id}/",                             Collections, Read,   All,      Jwt,         Always,               None,                  None),
-    row!(CollectionUpdate,        "collections.update",       Put,    "collections/{name}/{id}/",                             Collections, Write,  All,      Jwt,         Always,               CollectionEntryUpdate, None),
-    row!(CollectionDelete,        "collections.delete",       Delete, "collections/{name}/{id}/",                             Collections, Delete, All,      Jwt,         Always,               None,                  None),
+    row!(CollectionAdd,           "collections.add",          Post,   "collections/{collection_name}/",                       Collections, Write,  All,      Jwt,         WithId,               CollectionEntry,       None),
+    row!(CollectionGet,           "collections.get",          Get,    "collections/{collection_name}/{id}/",                  Collections, Read,   All,      Jwt,         Always,               None,                  None),
+    row!(CollectionUpdate,        "collections.update",       Put,    "collections/{collection_name}/{id}/",                  Collections, Write,  All,      Jwt,         Always,               CollectionEntryUpdate, None),
+    row!(CollectionDelete,        "collections.delete",       Delete, "collections/{collection_name}/{id}/",                  Collections, Delete, All,      Jwt,         Always,               None,                  None),
     row!(UserAdd,                 "users.add",                Post,   "user/",                                                Users,       Write,  All,      Jwt,         Always,               User,                  None),
-    row!(UserGet,                 "users.get",                Get,    "user/{id}/",                                           Users,       Read,   All,      Jwt,         Always,               None,                  None),
-    row!(UserUpdate,              "users.update",             Put,    "user/{id}/",                                           Users,       Write,  All,      Jwt,         Always,               UserUpdate,            None),
-    row!(UserDelete,              "users.delete",             Delete, "user/{id}/",                                           Users,       Delete, All,      Jwt,         Always,               None,                  None),
+    row!(UserGet,                 "users.get",                Get,    "user/{user_id}/",                                      Users,       Read,   All,      Jwt,         Always,               None,                  None),
+    row!(UserUpdate,              "users.update",             Put,    "user/{user_id}/",                                      Users,       Write,  All,      Jwt,         Always,               UserUpdate,            None),
+    row!(UserDelete,              "users.delete",             Delete, "user/{user_id}/",                                      Users,       Delete, All,      Jwt,         Always,               None,                  None),
     row!(UsersAdd,                "users.add_many",           Post,   "users/",                                               Users,       Write,  All,      Jwt,         Always,               UsersBatch,            None),
     row!(UsersGet,                "users.get_many",           Get,    "users/",                                               Users,       Read,   All,      Jwt,         Always,               None,                  None),
     row!(UsersDelete,             "users.delete_many",        Delete, "users/",                                               Users,       Delete, All,      Jwt,         Always,               None,                  None),
@@ -405,25 +366,163 @@ fn field(name: &'static str) -> impl Fn(IdError) -> RouteError {
     move |e| RouteError::Invalid(InvalidInput::new(name, &e.to_string()))
 }
 
-/// The fields a reaction filter looks up by.
-const REACTION_LOOKUPS: [&str; 3] = ["reaction_id", "activity_id", "user_id"];
+/// One segment of a row's `pattern`.
+#[derive(Debug)]
+enum Seg {
+    /// A literal, with its aliases: `follows|following`.
+    Literal(Vec<&'static str>),
+    /// `{name}`: any segment, checked by name once the row is chosen.
+    Param(&'static str),
+    /// `{name:a|b}`: one of the listed values.
+    OneOf(&'static str, Vec<&'static str>),
+    /// `[{name}/]`: an optional last segment.
+    Optional(&'static str),
+}
+
+impl Seg {
+    fn parse(s: &'static str) -> Self {
+        if let Some(inner) = s.strip_prefix("[{").and_then(|s| s.strip_suffix('}')) {
+            return Seg::Optional(inner);
+        }
+        match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(inner) => match inner.split_once(':') {
+                Some((name, values)) => Seg::OneOf(name, values.split('|').collect()),
+                None => Seg::Param(inner),
+            },
+            None => Seg::Literal(s.split('|').collect()),
+        }
+    }
+
+    /// Whether `seg` fits; `Some(specific)` says whether it fit a fixed value.
+    fn fits(&self, seg: &str) -> Option<bool> {
+        match self {
+            Seg::Literal(alts) | Seg::OneOf(_, alts) => alts.contains(&seg).then_some(true),
+            Seg::Param(_) | Seg::Optional(_) => Some(false),
+        }
+    }
+}
+
+/// A row's pattern, split into segments once.
+#[derive(Debug)]
+struct Pattern {
+    segs: Vec<Seg>,
+}
+
+impl Pattern {
+    fn parse(pattern: &'static str) -> Self {
+        // `[{kind}/]` splits into `[{kind}` and `]`.
+        let segs = pattern
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != "]")
+            .map(Seg::parse)
+            .collect();
+        Self { segs }
+    }
+
+    /// How many fixed values the path met, or `None` when it does not fit.
+    fn score(&self, path: &[&str]) -> Option<usize> {
+        let optional = matches!(self.segs.last(), Some(Seg::Optional(_)));
+        let required = self.segs.len() - usize::from(optional);
+        if path.len() < required || path.len() > self.segs.len() {
+            return None;
+        }
+        let mut fixed = 0;
+        for (seg, p) in self.segs.iter().zip(path) {
+            fixed += usize::from(seg.fits(p)?);
+        }
+        Some(fixed)
+    }
+
+    /// The named parameters in `path`, in order.
+    fn params<'p>(&self, path: &[&'p str]) -> Vec<(&'static str, &'p str)> {
+        self.segs
+            .iter()
+            .zip(path)
+            .filter_map(|(seg, p)| match seg {
+                Seg::Param(n) | Seg::OneOf(n, _) | Seg::Optional(n) => Some((*n, *p)),
+                Seg::Literal(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The table's patterns, parsed once, in table order.
+static PATTERNS: std::sync::LazyLock<Vec<Pattern>> = std::sync::LazyLock::new(|| {
+    ENDPOINTS
+        .iter()
+        .map(|e| Pattern::parse(e.pattern))
+        .collect()
+});
+
+/// The rows whose pattern fits `segs` best (most fixed values met), in table order.
+fn best_rows(segs: &[&str]) -> Vec<usize> {
+    let scored: Vec<(usize, usize)> = PATTERNS
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.score(segs).map(|s| (i, s)))
+        .collect();
+    let best = scored.iter().map(|&(_, s)| s).max();
+    scored
+        .into_iter()
+        .filter(|&(_, s)| Some(s) == best)
+        .map(|(i, _)| i)
+        .collect()
+}
 
 /// An object id in a path (activity, foreign, reaction, collection, entry, user, reaction
 /// kind): any decoded segment that [`decode_segment`] let through, but an empty one. Safety:
 /// `user//` would reach another endpoint once a server collapses the slashes. Stream decides
 /// on the rest; the request-target limit bounds the length.
-fn object_id(name: &'static str, s: &str) -> Result<(), RouteError> {
+fn object_id(name: &str, s: &str) -> Result<(), RouteError> {
     if s.is_empty() {
-        return Err(field(name)(IdError::Empty));
+        return Err(RouteError::Invalid(InvalidInput::new(
+            name,
+            &IdError::Empty.to_string(),
+        )));
     }
     Ok(())
 }
 
-/// Matches `path` (the request path, percent-encoded, including `/api/v1.0/`) for `method`.
-///
-/// The order of checks is: shape (404), method (405), then each part (400), so a caller hears
-/// first about what is most wrong.
-pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
+/// The typed parts of a matched path.
+#[derive(Default)]
+struct Parts {
+    feed: Option<FeedId>,
+    target: Option<FeedId>,
+    activity: Option<String>,
+}
+
+/// Checks each named parameter: `slug` + `user_id` make the path's feed (safety: it decides
+/// the token's `feed_id`), `target` the unfollowed feed, the rest are object ids; a reaction
+/// filter's `value` is named after its lookup.
+fn extract(params: &[(&'static str, &str)]) -> Result<Parts, RouteError> {
+    let get = |n: &str| params.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
+    let mut parts = Parts::default();
+    if let Some(slug) = get("slug") {
+        let user = get("user_id").unwrap_or_default();
+        parts.feed = Some(FeedId::new(
+            Slug::parse(slug).map_err(field("feed_slug"))?,
+            UserId::parse(user).map_err(field("user_id"))?,
+        ));
+    }
+    for &(name, v) in params {
+        match name {
+            "slug" => {}
+            "user_id" if parts.feed.is_some() => {}
+            "target" => parts.target = Some(FeedId::parse(v).map_err(field("target"))?),
+            "lookup" => {}
+            "value" => object_id(get("lookup").expect("a filter names its lookup"), v)?,
+            "activity_id" => {
+                object_id(name, v)?;
+                parts.activity = Some(v.to_owned());
+            }
+            _ => object_id(name, v)?,
+        }
+    }
+    Ok(parts)
+}
+
+/// Splits a request path under [`API_PREFIX`] into decoded segments.
+fn segments(path: &str) -> Result<Vec<String>, RouteError> {
     let rest = path
         .strip_prefix(API_PREFIX)
         .or_else(|| (path == "/api/v1.0").then_some(""))
@@ -431,128 +530,47 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
     // A missing final slash is accepted and added: Stream redirects such paths and a redirect
     // can lose the body (stream-python collapses them for the same reason).
     let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let raw: Vec<&str> = if rest.is_empty() {
-        Vec::new()
-    } else {
-        rest.split('/').collect()
-    };
-    let segs = raw
-        .iter()
-        .map(|s| decode_segment(s))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(RouteError::Invalid)?;
-    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
-
-    use EndpointId as E;
-    let lookup = |l: &str| REACTION_LOOKUPS.contains(&l);
-    let candidates: &[EndpointId] = match s.as_slice() {
-        ["feed", "add_to_many"] => &[E::AddToMany],
-        ["follow_many"] => &[E::FollowMany],
-        ["unfollow_many"] => &[E::UnfollowMany],
-        ["activities"] => &[E::ActivitiesGet, E::ActivitiesUpdate],
-        ["activity"] => &[E::ActivitiesPartialUpdate],
-        ["enrich", "activities"] => &[E::ActivitiesGetEnriched],
-        ["enrich", "feed", _, _] => &[E::FeedReadEnriched],
-        ["feed_targets", _, _, "activity_to_targets"] => &[E::ToTargets],
-        ["stats", "follow"] => &[E::FollowStats],
-        ["og"] => &[E::OpenGraph],
-        ["feed", _, _] => &[E::FeedRead, E::FeedAdd],
-        ["feed", _, _, "followers"] => &[E::Followers],
-        ["feed", _, _, "follows" | "following"] => &[E::Following, E::Follow],
-        ["feed", _, _, "follows" | "following", _] => &[E::Unfollow],
-        ["feed", _, _, _] => &[E::FeedRemove],
-        ["reaction"] => &[E::ReactionAdd],
-        ["reaction", "get_many"] => &[E::ReactionGetMany],
-        ["reaction", l, "restore"] if lookup(l) => &[E::ReactionFilter, E::ReactionRestore],
-        ["reaction", _, "restore"] => &[E::ReactionRestore],
-        ["reaction", l, _] | ["reaction", l, _, _] if lookup(l) => &[E::ReactionFilter],
-        ["reaction", _] => &[E::ReactionGet, E::ReactionUpdate, E::ReactionDelete],
-        ["collections"] => &[
-            E::CollectionsSelect,
-            E::CollectionsUpsert,
-            E::CollectionsDeleteMany,
-        ],
-        ["collections", _] => &[E::CollectionAdd],
-        ["collections", _, _] => &[E::CollectionGet, E::CollectionUpdate, E::CollectionDelete],
-        ["user"] => &[E::UserAdd],
-        ["users"] => &[E::UsersGet, E::UsersAdd, E::UsersDelete],
-        ["user", _] => &[E::UserGet, E::UserUpdate, E::UserDelete],
-        _ => return Err(RouteError::NotFound),
-    };
-    let endpoint = candidates
-        .iter()
-        .map(|&id| Endpoint::get(id))
-        .find(|e| e.method == method)
-        .ok_or_else(|| RouteError::MethodNotAllowed {
-            allow: candidates
-                .iter()
-                .map(|&id| Endpoint::get(id).method)
-                .collect(),
-        })?;
-
-    let feed_at = |slug: &str, user: &str| -> Result<FeedId, RouteError> {
-        Ok(FeedId::new(
-            Slug::parse(slug).map_err(field("feed_slug"))?,
-            UserId::parse(user).map_err(field("user_id"))?,
-        ))
-    };
-    let mut feed = None;
-    let mut target = None;
-    let mut activity = None;
-    match (endpoint.id, s.as_slice()) {
-        (E::FeedReadEnriched, [_, _, slug, user]) | (E::ToTargets, [_, slug, user, _]) => {
-            feed = Some(feed_at(slug, user)?);
-        }
-        (_, ["feed", slug, user, tail @ ..]) if endpoint.feed_scope == FeedScope::PathFeed => {
-            feed = Some(feed_at(slug, user)?);
-            match (endpoint.id, tail) {
-                (E::Unfollow, [_, t]) => target = Some(FeedId::parse(t).map_err(field("target"))?),
-                (E::FeedRemove, [a]) => {
-                    object_id("activity_id", a)?;
-                    activity = Some((*a).to_owned());
-                }
-                _ => {}
-            }
-        }
-        (
-            E::ReactionGet | E::ReactionUpdate | E::ReactionDelete | E::ReactionRestore,
-            [_, id, ..],
-        ) => {
-            object_id("reaction_id", id)?;
-        }
-        (E::ReactionFilter, [_, l, value, kind @ ..]) => {
-            let name = REACTION_LOOKUPS
-                .iter()
-                .find(|n| *n == l)
-                .expect("the pattern matched a lookup");
-            object_id(name, value)?;
-            if let [k] = kind {
-                object_id("kind", k)?;
-            }
-        }
-        (
-            E::CollectionAdd | E::CollectionGet | E::CollectionUpdate | E::CollectionDelete,
-            [_, name, id @ ..],
-        ) => {
-            object_id("collection_name", name)?;
-            if let [id] = id {
-                object_id("id", id)?;
-            }
-        }
-        (E::UserGet | E::UserUpdate | E::UserDelete, [_, id]) => object_id("user_id", id)?,
-        _ => {}
+    if rest.is_empty() {
+        return Ok(Vec::new());
     }
-    let mut path = String::from(API_PREFIX);
-    for seg in &s {
-        path.extend(percent_encoding::utf8_percent_encode(seg, SEGMENT));
-        path.push('/');
+    rest.split('/')
+        .map(decode_segment)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RouteError::Invalid)
+}
+
+/// Matches `path` (the request path, percent-encoded, including `/api/v1.0/`) for `method`
+/// against the table's patterns.
+///
+/// The order of checks is: shape (404), method (405), then each part (400), so a caller hears
+/// first about what is most wrong. Where several shapes fit, the one with the most fixed
+/// segments wins (`reaction/get_many/` over `reaction/{reaction_id}/`).
+pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
+    let owned = segments(path)?;
+    let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let rows = best_rows(&segs);
+    if rows.is_empty() {
+        return Err(RouteError::NotFound);
+    }
+    let i = rows
+        .iter()
+        .copied()
+        .find(|&i| ENDPOINTS[i].method == method)
+        .ok_or_else(|| RouteError::MethodNotAllowed {
+            allow: rows.iter().map(|&i| ENDPOINTS[i].method).collect(),
+        })?;
+    let parts = extract(&PATTERNS[i].params(&segs))?;
+    let mut canonical = String::from(API_PREFIX);
+    for seg in &segs {
+        canonical.extend(percent_encoding::utf8_percent_encode(seg, SEGMENT));
+        canonical.push('/');
     }
     Ok(Route {
-        endpoint,
-        feed,
-        target,
-        activity,
-        path,
+        endpoint: &ENDPOINTS[i],
+        feed: parts.feed,
+        target: parts.target,
+        activity: parts.activity,
+        path: canonical,
     })
 }
 

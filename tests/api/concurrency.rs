@@ -47,8 +47,10 @@ async fn a_thousand_idempotent_writes_64_at_a_time_are_all_stored_once() {
     assert_eq!(store.len("bulk:1"), 1000);
     assert_eq!(store.activity_count(), 1000);
     let posts = app.received().iter().filter(|r| r.method == "POST").count();
-    assert_eq!(
-        posts, 1040,
-        "1000 writes plus one resend per injected fault"
+    // At least one resend per injected fault; a loaded machine may time out a few more
+    // attempts, which is the point: resends never store twice (asserted above).
+    assert!(
+        posts >= 1040,
+        "1000 writes plus at least one resend per injected fault: {posts}"
     );
 }
