@@ -4,8 +4,9 @@
 //! [`TokenCache`] keeps one token per scope, so the request path costs one map lookup: a token
 //! has no `iat`, so the same scope and `exp` give the same token anyway.
 
+use http::HeaderValue;
+use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -112,8 +113,8 @@ pub fn verify(token: &str, secret: &Secret, now: u64) -> Result<Claims, VerifyEr
 /// not, and re-minting is cheap).
 pub const CACHE_CAPACITY: usize = 65_536;
 
-/// A cached token and its `exp`.
-type Cached = (Arc<str>, Option<u64>);
+/// A cached token, ready as a sensitive `Authorization` value, and its `exp`.
+type Cached = (HeaderValue, Option<u64>);
 
 /// One token per scope, reused until a quarter of its lifetime is left.
 #[derive(Debug)]
@@ -140,16 +141,21 @@ impl TokenCache {
         }
     }
 
-    /// The token for `scope` at `now` (unix seconds): the cached one while fresh, else a new one.
-    pub fn get(&self, scope: &Scope, now: u64) -> Arc<str> {
-        if let Some((t, exp)) = self.map.read().expect("token cache lock").get(scope) {
+    /// The token for `scope` at `now` (unix seconds), as a sensitive header value (kept out of
+    /// logs): the cached one while fresh, else a new one. The lock does not poison: a panic
+    /// elsewhere cannot make every later request fail here.
+    pub fn get(&self, scope: &Scope, now: u64) -> HeaderValue {
+        if let Some((t, exp)) = self.map.read().get(scope) {
             if self.fresh(*exp, now) {
                 return t.clone();
             }
         }
         let exp = (self.ttl_s > 0).then(|| now + self.ttl_s);
-        let token: Arc<str> = encode(&Claims::for_scope(scope, exp), &self.secret).into();
-        let mut map = self.map.write().expect("token cache lock");
+        let mut token =
+            HeaderValue::from_str(&encode(&Claims::for_scope(scope, exp), &self.secret))
+                .expect("a JWT is base64url and dots");
+        token.set_sensitive(true);
+        let mut map = self.map.write();
         if map.len() >= CACHE_CAPACITY {
             map.clear();
         }
@@ -159,7 +165,7 @@ impl TokenCache {
 
     /// How many scopes are cached.
     pub fn len(&self) -> usize {
-        self.map.read().expect("token cache lock").len()
+        self.map.read().len()
     }
 
     /// True when nothing is cached.
@@ -268,7 +274,8 @@ mod tests {
         assert_eq!(cache.get(&sc, 1299), first);
         let renewed = cache.get(&sc, 1301);
         assert_ne!(renewed, first);
-        let claims = verify(&renewed, &Secret::new("s"), 1301).unwrap();
+        assert!(renewed.is_sensitive(), "kept out of logs");
+        let claims = verify(renewed.to_str().unwrap(), &Secret::new("s"), 1301).unwrap();
         assert_eq!(claims.exp, Some(1701));
         assert_eq!(claims.scope(), Some(sc));
         assert_eq!(cache.len(), 1);
@@ -281,7 +288,8 @@ mod tests {
         let b = cache.get(&scope(Resource::Feed, Action::Read, "user2"), 0);
         let c = cache.get(&scope(Resource::Feed, Action::Write, "user1"), 0);
         assert!(a != b && a != c && b != c);
-        assert_eq!(verify(&a, &Secret::new("s"), u64::MAX).unwrap().exp, None);
+        let a = a.to_str().unwrap();
+        assert_eq!(verify(a, &Secret::new("s"), u64::MAX).unwrap().exp, None);
         assert_eq!(cache.len(), 3);
     }
 }

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, request::Parts, HeaderValue};
+use axum::http::{header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -179,10 +179,7 @@ async fn proxy(
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs();
-            let token = gw.tokens.get(&route.scope(), now);
-            let mut v = HeaderValue::from_str(&token).expect("a JWT is ASCII");
-            v.set_sensitive(true);
-            Credential::Jwt(v)
+            Credential::Jwt(gw.tokens.get(&route.scope(), now))
         }
     };
     let prepared = Prepared {

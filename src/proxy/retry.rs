@@ -7,7 +7,7 @@
 //!   `Retry-After` or `X-Ratelimit-Reset` says when, and that falls inside the deadline.
 //! - Backoff is full-jitter exponential; retries stop when the budget is spent.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -224,7 +224,8 @@ impl RetryBudget {
     ) -> T {
         let sec = now.saturating_duration_since(self.start).as_secs();
         let i = (sec % WINDOW_S as u64) as usize;
-        let mut slots = self.slots.lock().expect("retry budget lock");
+        // parking_lot's lock does not poison: one panic cannot fail every later request.
+        let mut slots = self.slots.lock();
         if slots[i].0 != sec {
             slots[i] = (sec, 0, 0);
         }
