@@ -101,3 +101,26 @@ fn the_endpoint_reference_is_what_the_table_says() {
         "docs/endpoints.md differs from the endpoint table: run `UPDATE_DOCS=1 cargo test --test docs`"
     );
 }
+
+#[test]
+fn the_readme_is_a_short_door_to_every_docs_page() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    assert!(
+        readme.len() < 10 * 1024,
+        "README.md is {} bytes",
+        readme.len()
+    );
+    for entry in std::fs::read_dir(format!("{root}/docs")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let page = std::fs::read_to_string(format!("{root}/docs/{name}")).unwrap();
+        assert!(
+            readme.contains(&format!("(docs/{name})")),
+            "docs/{name} is not linked from the README"
+        );
+        assert!(
+            !page.contains("../shared") && !page.contains("/work/"),
+            "docs/{name} names a path outside the repository"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! The endpoint table: method + path -> resource, action, feed scope, auth kind, idempotency,
-//! body shape and query rules. Routing, token scoping, retry safety and the README all read it.
+//! body shape and query rules. Routing, token scoping, retry safety and docs/endpoints.md all read it.
 //!
 //! [`route`] turns a raw request path (still percent-encoded) into a [`Route`]: the table row,
 //! the typed feed ids from the path, and the canonical path to forward.
