@@ -96,6 +96,11 @@ fn now() -> NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
 
+/// The current time in Stream's format, for `created_at` and `updated_at`.
+pub fn now_string() -> String {
+    fmt_time(&now())
+}
+
 impl Store {
     fn new_id(&self, t: &NaiveDateTime, node: &[u8; 6]) -> Uuid {
         let utc = t.and_utc();
