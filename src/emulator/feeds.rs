@@ -339,9 +339,9 @@ pub(super) async fn to_targets(
         Needed::Jwt(scope(Resource::FeedTargets, Action::Write, Some(&feed))),
     )?;
     let v: Value = json_body(&body)?;
-    let list = match &v {
-        Value::Array(a) => a.clone(),
-        other => vec![other.clone()],
+    let (list, one) = match &v {
+        Value::Array(a) => (a.clone(), false),
+        other => (vec![other.clone()], true),
     };
     let mut store = st.store();
     let mut out = Vec::new();
@@ -363,6 +363,10 @@ pub(super) async fn to_targets(
             .update_to_targets(&feed, foreign_id, time, new, added, removed)
             .ok_or_else(|| not_found("activity"))?;
         out.push(a);
+    }
+    // One update (what every official client sends) answers `{"activity": ...}`, as Stream.
+    if one {
+        return Ok(created(json!({ "activity": out.pop() })));
     }
     Ok(created(json!({ "activities": out })))
 }

@@ -49,7 +49,13 @@ pub(super) async fn get(State(st): St, Path(id): Path<String>, call: Call) -> Re
     st.authorize(&call, jwt(Resource::Users, Action::Read))?;
     let store = st.store();
     let u = store.users.get(&id).ok_or_else(|| not_found("user"))?;
-    Ok(ok(view(&id, u)))
+    let mut out = view(&id, u);
+    if truthy(param(&call.uri, "with_follow_counts")) {
+        let (followers, following) = store.user_follow_counts(&id);
+        out["followers_count"] = json!(followers);
+        out["following_count"] = json!(following);
+    }
+    Ok(ok(out))
 }
 
 /// `PUT user/{id}/`

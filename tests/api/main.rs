@@ -2,6 +2,7 @@
 
 mod adversarial;
 mod concurrency;
+mod emulator_activities;
 mod emulator_semantics;
 mod emulator_verification;
 mod endpoints;

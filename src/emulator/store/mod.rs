@@ -59,6 +59,8 @@ pub struct Store {
     clock: uuid::timestamp::context::ContextV1,
     activities: HashMap<Uuid, Map<String, Value>>,
     by_key: HashMap<(String, NaiveDateTime), Uuid>,
+    /// Activities without a foreign id, by their data and time (Stream's other uniqueness).
+    by_data: HashMap<(String, NaiveDateTime), Uuid>,
     feeds: HashMap<String, Vec<Entry>>,
     follows: Vec<Follow>,
     /// Reactions by id.
@@ -78,6 +80,7 @@ impl Default for Store {
             clock: uuid::timestamp::context::ContextV1::new(fastrand::u16(..)),
             activities: HashMap::new(),
             by_key: HashMap::new(),
+            by_data: HashMap::new(),
             feeds: HashMap::new(),
             follows: Vec::new(),
             reactions: HashMap::new(),
@@ -170,16 +173,28 @@ impl Store {
             .get("foreign_id")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let existing = match (&foreign, given) {
-            (Some(f), Some(t)) => self.by_key.get(&(f.clone(), t)).copied(),
+        activity.insert("time".into(), json!(fmt_time(&time)));
+        activity.remove("id");
+        // Without a foreign id, Stream takes the same time and the same data for the same
+        // activity (a retried post, or one post added to two followed feeds). Serialized with
+        // sorted keys, the map is its own fingerprint.
+        let fingerprint = match (&foreign, given) {
+            (None, Some(t)) => Some((Value::Object(activity.clone()).to_string(), t)),
+            _ => None,
+        };
+        let existing = match (&foreign, given, &fingerprint) {
+            (Some(f), Some(t), _) => self.by_key.get(&(f.clone(), t)).copied(),
+            (_, _, Some(fp)) => self.by_data.get(fp).copied(),
             _ => None,
         };
         let id = existing.unwrap_or_else(|| self.fresh_id(&time));
         if let (Some(f), Some(t)) = (foreign, given) {
             self.by_key.insert((f, t), id);
         }
+        if let Some(fp) = fingerprint {
+            self.by_data.insert(fp, id);
+        }
         activity.insert("id".into(), json!(id.to_string()));
-        activity.insert("time".into(), json!(fmt_time(&time)));
         activity.entry("foreign_id").or_insert(Value::Null);
         self.activities.insert(id, activity);
         (time, id)
@@ -294,9 +309,13 @@ impl Store {
             .take(limit)
             .map(|e| {
                 let mut v = self.render(&e.key.1);
-                if e.origin != feed.to_string() {
-                    v["origin"] = json!(e.origin);
-                }
+                // Stream marks copies with the feed they came from, and the activity in its
+                // own feed (or a `to` target) with `"origin": null`.
+                v["origin"] = if e.origin == feed.to_string() {
+                    Value::Null
+                } else {
+                    json!(e.origin)
+                };
                 v
             })
             .collect()
@@ -447,8 +466,8 @@ impl Store {
             }
         }
         if let Some(Value::Array(unset)) = change.get("unset") {
-            for f in unset.iter().filter_map(Value::as_str) {
-                a.remove(f);
+            for path in unset.iter().filter_map(Value::as_str) {
+                unset_path(a, path);
             }
         }
         Some(self.render(&id))
@@ -498,11 +517,23 @@ impl Store {
         for t in to.iter().filter(|t| !old.contains(t)) {
             self.insert(t, key, t);
         }
-        self.activities
-            .get_mut(&id)
-            .expect("looked up above")
-            .insert("to".into(), json!(to));
+        let stored = self.activities.get_mut(&id).expect("looked up above");
+        // Stream drops the field when no target is left, rather than keeping `[]`.
+        if to.is_empty() {
+            stored.remove("to");
+        } else {
+            stored.insert("to".into(), json!(to));
+        }
         Some(self.render(&id))
+    }
+
+    /// How many follows point at any feed of `user_id` (followers) and start from any of its
+    /// feeds (following): what `GET user/{id}/?with_follow_counts=true` reports.
+    pub fn user_follow_counts(&self, user_id: &str) -> (usize, usize) {
+        let owned = |feed: &str| feed.split_once(':').map(|(_, u)| u) == Some(user_id);
+        let followers = self.follows.iter().filter(|f| owned(&f.target)).count();
+        let following = self.follows.iter().filter(|f| owned(&f.source)).count();
+        (followers, following)
     }
 
     /// How many feeds follow `feed` and how many it follows, counting only the given slugs
@@ -535,6 +566,21 @@ impl Store {
             out["following"] = json!({ "feed": f, "count": n });
         }
         out
+    }
+}
+
+/// Removes the field at a dotted path (`product.color`); a path through a missing field or a
+/// non-object is left alone, as `set` creates what it walks through but `unset` never does.
+fn unset_path(at: &mut Map<String, Value>, path: &str) {
+    match path.split_once('.') {
+        None => {
+            at.remove(path);
+        }
+        Some((head, rest)) => {
+            if let Some(Value::Object(inner)) = at.get_mut(head) {
+                unset_path(inner, rest);
+            }
+        }
     }
 }
 
