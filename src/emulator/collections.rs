@@ -10,17 +10,10 @@ use super::call::{comma_list, json_body, jwt, object, param, params, Call};
 use super::reply::{conflict, created, input_error, not_found, ok, Reply};
 use super::state::EmulatorState;
 use super::store::now_string;
+use super::store::objects::entry_json;
 use crate::stream::{Action, Resource};
 
 type St = State<Arc<EmulatorState>>;
-
-fn view(name: &str, id: &str, e: &Map<String, Value>) -> Value {
-    let mut v = Value::Object(e.clone());
-    v["id"] = json!(id);
-    v["collection"] = json!(name);
-    v["foreign_id"] = json!(format!("{name}:{id}"));
-    v
-}
 
 fn id_string(v: &Value) -> Option<String> {
     match v {
@@ -61,7 +54,7 @@ pub(super) async fn upsert(State(st): St, call: Call, body: Bytes) -> Reply {
                 .unwrap_or_else(|| json!(t));
             let entry = json!({ "data": fields, "created_at": created_at, "updated_at": t });
             let entry = entry.as_object().cloned().unwrap_or_default();
-            saved.push(view(name, &id, &entry));
+            saved.push(entry_json(name, &id, &entry));
             store.collections.insert(key, entry);
         }
         out.insert(name.clone(), Value::Array(saved));
@@ -82,7 +75,7 @@ pub(super) async fn select(State(st): St, call: Call) -> Reply {
             store
                 .collections
                 .get(&(n.to_owned(), id.to_owned()))
-                .map(|e| view(n, id, e))
+                .map(|e| entry_json(n, id, e))
         })
         .collect();
     Ok(ok(json!({ "response": { "data": data } })))
@@ -123,7 +116,7 @@ pub(super) async fn add(State(st): St, Path(name): Path<String>, call: Call, bod
         "updated_at": t,
     });
     let entry = entry.as_object().cloned().unwrap_or_default();
-    let out = view(&name, &id, &entry);
+    let out = entry_json(&name, &id, &entry);
     store.collections.insert(key, entry);
     Ok(created(out))
 }
@@ -140,7 +133,7 @@ pub(super) async fn get(
         .collections
         .get(&(name.clone(), id.clone()))
         .ok_or_else(|| not_found("collection entry"))?;
-    Ok(ok(view(&name, &id, e)))
+    Ok(ok(entry_json(&name, &id, e)))
 }
 
 /// `PUT collections/{name}/{id}/`
@@ -159,7 +152,7 @@ pub(super) async fn update(
         .ok_or_else(|| not_found("collection entry"))?;
     e.insert("data".into(), Value::Object(object(v.get("data"))));
     e.insert("updated_at".into(), json!(now_string()));
-    Ok(created(view(&name, &id, e)))
+    Ok(created(entry_json(&name, &id, e)))
 }
 
 /// `DELETE collections/{name}/{id}/`

@@ -1,5 +1,6 @@
-//! Reaction handlers: add (to an activity, or as a child of a reaction), get, update, delete
-//! (hard or soft) and restore, lookups by ids, and filters by activity, parent or user.
+//! Reaction handlers: add (to an activity, or as a child of a reaction, with activities in
+//! `target_feeds`), get, update, delete (hard or soft) and restore, lookups by ids, and
+//! filters by activity, parent or user with kinds and id paging.
 
 use std::sync::Arc;
 
@@ -10,16 +11,17 @@ use serde_json::{json, Map, Value};
 use super::call::{comma_list, json_body, jwt, number, object, param, truthy, Call};
 use super::reply::{conflict, created, input_error, not_found, ok, stream_error, EmuError, Reply};
 use super::state::EmulatorState;
-use super::store::{now_string, Store};
-use crate::stream::{Action, Resource};
+use super::store::objects::ReactionLookup;
+use super::store::{now_string, IdBound, Store};
+use crate::stream::{Action, FeedId, Resource};
 
 type St = State<Arc<EmulatorState>>;
 
 /// Default page size of a reaction filter (stream-js's default).
 const REACTION_LIMIT: usize = 10;
 
-fn view(r: &Map<String, Value>) -> Value {
-    Value::Object(r.clone())
+fn view(store: &Store, id: &str) -> Result<Value, EmuError> {
+    store.reaction_view(id).ok_or_else(|| not_found("reaction"))
 }
 
 /// `POST reaction/`
@@ -30,18 +32,43 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
         .get("kind")
         .and_then(Value::as_str)
         .ok_or_else(|| input_error("kind", "is required"))?;
-    let activity = v.get("activity_id").and_then(Value::as_str);
-    let parent = v.get("parent").and_then(Value::as_str);
+    let activity = v
+        .get("activity_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let parent = v
+        .get("parent")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let targets: Vec<FeedId> = match v.get("target_feeds") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|f| {
+                f.as_str()
+                    .and_then(|s| FeedId::parse(s).ok())
+                    .ok_or_else(|| input_error("target_feeds", "must be a list of feed ids"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(input_error("target_feeds", "must be a list of feed ids")),
+    };
     let mut store = st.store();
-    let activity_id = match (activity, parent) {
+    // Stream refuses a child of a reaction it does not have as invalid input, not as 404.
+    let parent_activity = match parent {
+        None => None,
+        Some(p) => Some(
+            store
+                .reactions
+                .get(p)
+                .and_then(|r| r.get("activity_id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| input_error("parent", "no reaction has this id"))?,
+        ),
+    };
+    let activity_id = match (activity, parent_activity) {
         (Some(a), _) => a.to_owned(),
-        (None, Some(p)) => store
-            .reactions
-            .get(p)
-            .and_then(|r| r.get("activity_id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| not_found("parent reaction"))?,
+        (None, Some(a)) => a,
         (None, None) => return Err(input_error("activity_id", "is required")),
     };
     let id = match v.get("id").and_then(Value::as_str) {
@@ -60,27 +87,43 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
         "target_feeds": v.get("target_feeds").cloned().unwrap_or(json!([])),
         "created_at": t,
         "updated_at": t,
-        "children_counts": {},
-        "latest_children": {},
     });
-    let r = r.as_object().cloned().unwrap_or_default();
-    store.reactions.insert(id, r.clone());
-    Ok(created(view(&r)))
+    store
+        .reactions
+        .insert(id.clone(), r.as_object().cloned().unwrap_or_default());
+    // Each target feed gets an activity that names the reaction, with the extra data on top.
+    let mut a = object(v.get("target_feeds_extra_data"));
+    let user = v.get("user_id").and_then(Value::as_str).unwrap_or("");
+    for (k, val) in [
+        ("actor", json!(format!("SU:{user}"))),
+        ("verb", json!(kind)),
+        ("object", json!(format!("SA:{activity_id}"))),
+        ("foreign_id", json!(format!("SR:{id}"))),
+        ("reaction", json!(format!("SR:{id}"))),
+        ("time", json!(t)),
+    ] {
+        a.entry(k).or_insert(val);
+    }
+    for feed in &targets {
+        store.add(feed, a.clone());
+    }
+    Ok(created(view(&store, &id)?))
 }
 
-fn live<'a>(store: &'a Store, id: &str) -> Result<&'a Map<String, Value>, EmuError> {
+fn live(store: &Store, id: &str) -> Result<(), EmuError> {
     store
         .reactions
         .get(id)
         .filter(|r| r.get("deleted_at").is_none())
+        .map(|_| ())
         .ok_or_else(|| not_found("reaction"))
 }
 
-/// `GET reaction/{id}/`
+/// `GET reaction/{id}/`: a soft-deleted reaction too, with its `deleted_at`.
 pub(super) async fn get(State(st): St, Path(id): Path<String>, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Reactions, Action::Read))?;
     let store = st.store();
-    Ok(ok(view(live(&store, &id)?)))
+    Ok(ok(view(&store, &id)?))
 }
 
 /// `PUT reaction/{id}/`
@@ -102,7 +145,7 @@ pub(super) async fn update(
         r.insert("target_feeds".into(), t.clone());
     }
     r.insert("updated_at".into(), json!(now_string()));
-    Ok(created(view(r)))
+    Ok(created(view(&store, &id)?))
 }
 
 /// `DELETE reaction/{id}/` (`?soft=true` keeps it, marked deleted).
@@ -141,7 +184,7 @@ pub(super) async fn restore(
         .filter(|r| r.get("deleted_at").is_some())
         .ok_or_else(|| not_found("soft-deleted reaction"))?;
     r.remove("deleted_at");
-    Ok(created(view(r)))
+    Ok(created(view(&store, &id)?))
 }
 
 fn filter_page(
@@ -152,37 +195,26 @@ fn filter_page(
     kind: Option<&str>,
 ) -> Reply {
     st.authorize(call, jwt(Resource::Reactions, Action::Read))?;
-    let field = match lookup {
-        "reaction_id" => "parent",
-        "activity_id" => "activity_id",
-        "user_id" => "user_id",
+    let lookup = match lookup {
+        "reaction_id" => ReactionLookup::Parent,
+        "activity_id" => ReactionLookup::Activity,
+        "user_id" => ReactionLookup::User,
         _ => return Err(not_found("lookup")),
     };
     let limit = number(&call.uri, "limit", REACTION_LIMIT)?;
+    let bounds: Vec<(IdBound, String)> = [
+        ("id_lt", IdBound::Lt),
+        ("id_lte", IdBound::Lte),
+        ("id_gt", IdBound::Gt),
+        ("id_gte", IdBound::Gte),
+    ]
+    .into_iter()
+    .filter_map(|(name, b)| param(&call.uri, name).map(|v| (b, v)))
+    .collect();
     let store = st.store();
-    let mut results: Vec<&Map<String, Value>> = store
-        .reactions
-        .values()
-        .filter(|r| r.get("deleted_at").is_none())
-        .filter(|r| r.get(field).and_then(Value::as_str) == Some(value))
-        .filter(|r| kind.is_none_or(|k| r.get("kind").and_then(Value::as_str) == Some(k)))
-        .collect();
-    // Newest first; ids break ties.
-    results.sort_by(|a, b| {
-        let key = |r: &Map<String, Value>| {
-            (
-                r.get("created_at")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned(),
-                r.get("id").and_then(Value::as_str).unwrap_or("").to_owned(),
-            )
-        };
-        key(b).cmp(&key(a))
-    });
-    let results: Vec<Value> = results.into_iter().take(limit).map(view).collect();
+    let results = store.filter_reactions(lookup, value, kind, &bounds, limit);
     let mut out = json!({ "results": results, "next": "" });
-    if lookup == "activity_id" && truthy(param(&call.uri, "with_activity_data")) {
+    if lookup == ReactionLookup::Activity && truthy(param(&call.uri, "with_activity_data")) {
         out["activity"] = store.by_ids(&[value]).pop().unwrap_or(Value::Null);
     }
     Ok(ok(out))
@@ -213,8 +245,7 @@ pub(super) async fn by_ids(State(st): St, call: Call) -> Reply {
     let store = st.store();
     let results: Vec<Value> = comma_list(&ids)
         .into_iter()
-        .filter_map(|id| store.reactions.get(id))
-        .map(view)
+        .filter_map(|id| store.reaction_view(id))
         .collect();
     Ok(ok(json!({ "results": results })))
 }

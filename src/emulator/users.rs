@@ -10,15 +10,10 @@ use super::call::{comma_list, json_body, jwt, object, param, truthy, Call};
 use super::reply::{conflict, created, input_error, not_found, ok, Reply};
 use super::state::EmulatorState;
 use super::store::now_string;
+use super::store::objects::user_json;
 use crate::stream::{Action, Resource};
 
 type St = State<Arc<EmulatorState>>;
-
-fn view(id: &str, u: &Map<String, Value>) -> Value {
-    let mut v = Value::Object(u.clone());
-    v["id"] = json!(id);
-    v
-}
 
 /// `POST user/` (`?get_or_create=true` returns an existing one).
 pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
@@ -32,14 +27,14 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
     let mut store = st.store();
     if let Some(u) = store.users.get(id) {
         if truthy(param(&call.uri, "get_or_create")) {
-            return Ok(ok(view(id, u)));
+            return Ok(ok(user_json(id, u)));
         }
         return Err(conflict("user"));
     }
     let t = now_string();
     let u = json!({ "data": object(v.get("data")), "created_at": t, "updated_at": t });
     let u = u.as_object().cloned().unwrap_or_default();
-    let out = view(id, &u);
+    let out = user_json(id, &u);
     store.users.insert(id.to_owned(), u);
     Ok(created(out))
 }
@@ -49,7 +44,7 @@ pub(super) async fn get(State(st): St, Path(id): Path<String>, call: Call) -> Re
     st.authorize(&call, jwt(Resource::Users, Action::Read))?;
     let store = st.store();
     let u = store.users.get(&id).ok_or_else(|| not_found("user"))?;
-    let mut out = view(&id, u);
+    let mut out = user_json(&id, u);
     if truthy(param(&call.uri, "with_follow_counts")) {
         let (followers, following) = store.user_follow_counts(&id);
         out["followers_count"] = json!(followers);
@@ -71,7 +66,7 @@ pub(super) async fn update(
     let u = store.users.get_mut(&id).ok_or_else(|| not_found("user"))?;
     u.insert("data".into(), Value::Object(object(v.get("data"))));
     u.insert("updated_at".into(), json!(now_string()));
-    Ok(created(view(&id, u)))
+    Ok(created(user_json(&id, u)))
 }
 
 /// `DELETE user/{id}/`
@@ -101,14 +96,14 @@ pub(super) async fn add_many(State(st): St, call: Call, body: Bytes) -> Reply {
             .ok_or_else(|| input_error("id", "is required"))?;
         if !replace {
             if let Some(existing) = store.users.get(id) {
-                out.push(view(id, existing));
+                out.push(user_json(id, existing));
                 continue;
             }
         }
         let t = now_string();
         let rec = json!({ "data": object(u.get("data")), "created_at": t, "updated_at": t });
         let rec = rec.as_object().cloned().unwrap_or_default();
-        out.push(view(id, &rec));
+        out.push(user_json(id, &rec));
         store.users.insert(id.to_owned(), rec);
     }
     Ok(created(json!({ "created_users": out })))
@@ -121,7 +116,7 @@ pub(super) async fn get_many(State(st): St, call: Call) -> Reply {
     let store = st.store();
     let users: Vec<Value> = comma_list(&ids)
         .into_iter()
-        .filter_map(|id| store.users.get(id).map(|u| view(id, u)))
+        .filter_map(|id| store.users.get(id).map(|u| user_json(id, u)))
         .collect();
     Ok(ok(json!({ "users": users })))
 }

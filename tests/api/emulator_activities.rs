@@ -133,3 +133,23 @@ async fn user_with_follow_counts_counts_follows_of_its_feeds() {
     assert_eq!(counted["followers_count"], json!(2));
     assert_eq!(counted["following_count"], json!(1));
 }
+
+#[tokio::test]
+async fn removing_from_the_source_feed_also_removes_it_from_to_targets_and_their_followers() {
+    let app = spawn_app().await;
+    app.post("/feed/timeline/2/follows/", &json!({"target": "team:1"}))
+        .await;
+    let mut a = activity(1);
+    a["to"] = json!(["team:1"]);
+    let id = app.post("/feed/user/1/", &a).await.json["id"].clone();
+
+    let r = app
+        .delete(&format!("/feed/user/1/{}/", id.as_str().unwrap()))
+        .await;
+
+    assert_eq!(r.status, 200);
+    for feed in ["user/1", "team/1", "timeline/2"] {
+        let page = app.get(&format!("/feed/{feed}/")).await.json;
+        assert_eq!(page["results"], json!([]), "{feed}");
+    }
+}

@@ -17,6 +17,8 @@ use uuid::Uuid;
 
 use crate::stream::{parse_time, FeedId};
 
+pub mod objects;
+
 /// Default `activity_copy_limit` on follow (REST docs).
 pub const DEFAULT_COPY_LIMIT: usize = 300;
 /// Default page size of reads, followers and following.
@@ -202,17 +204,8 @@ impl Store {
 
     /// Adds an activity to `feed`, fans it out to followers and `to` targets; returns it.
     pub fn add(&mut self, feed: &FeedId, activity: Map<String, Value>) -> Value {
-        let to: Vec<String> = activity
-            .get("to")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(|s| s.split(' ').next().unwrap_or(s).to_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
         let key = self.store(activity);
+        let to = self.to_of(&key.1);
         let feed = feed.to_string();
         let mut targets = vec![feed];
         targets.extend(to);
@@ -260,10 +253,34 @@ impl Store {
         let Some(found) = found.map(|e| e.key.1) else {
             return false;
         };
+        // Removed from the feed it was added to, it also leaves its `to` targets (and their
+        // followers), as it reached them through that add; removed from a target, only there.
+        let mut gone = vec![feed.clone()];
+        let to = self.to_of(&found);
+        if !to.contains(&feed) {
+            gone.extend(to);
+        }
         for (name, list) in self.feeds.iter_mut() {
-            list.retain(|e| !(e.key.1 == found && (*name == feed || e.origin == feed)));
+            list.retain(|e| {
+                !(e.key.1 == found && (gone.contains(name) || gone.contains(&e.origin)))
+            });
         }
         true
+    }
+
+    /// The `to` targets of a stored activity, without any token a client appended.
+    fn to_of(&self, id: &Uuid) -> Vec<String> {
+        self.activities
+            .get(id)
+            .and_then(|a| a.get("to"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| s.split(' ').next().unwrap_or(s).to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A page of `feed`, newest first.
