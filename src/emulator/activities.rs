@@ -8,7 +8,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::call::{comma_list, json_body, jwt, param, Call};
+use super::call::{comma_list, enrichment, is_enriched, json_body, jwt, param, Call};
 use super::reply::{created, input_error, not_found, ok, Reply};
 use super::state::EmulatorState;
 use super::store;
@@ -20,7 +20,7 @@ type St = State<Arc<EmulatorState>>;
 pub(super) async fn get_activities(State(st): St, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Activities, Action::Read))?;
     let store = st.store();
-    let results = if let Some(ids) = param(&call.uri, "ids") {
+    let mut results = if let Some(ids) = param(&call.uri, "ids") {
         store.by_ids(&comma_list(&ids))
     } else {
         let f = param(&call.uri, "foreign_ids").unwrap_or_default();
@@ -43,6 +43,12 @@ pub(super) async fn get_activities(State(st): St, call: Call) -> Reply {
             .collect::<Result<Vec<_>, _>>()?;
         store.by_foreign_ids(&keys)
     };
+    if is_enriched(&call.uri) {
+        let how = enrichment(&call.uri)?;
+        for a in &mut results {
+            store.enrich(a, &how);
+        }
+    }
     Ok(ok(json!({ "results": results })))
 }
 

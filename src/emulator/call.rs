@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use serde_json::{Map, Value};
 
 use super::reply::{input_error, EmuError};
+use super::store::enrich::{Enrichment, DEFAULT_RECENT_LIMIT};
 use super::verify::Needed;
 use crate::stream::{Action, FeedClaim, FeedId, Resource, Scope, Slug, UserId};
 
@@ -99,4 +100,32 @@ pub fn comma_list(v: &str) -> Vec<&str> {
 /// The object at `v`, or an empty one.
 pub fn object(v: Option<&Value>) -> Map<String, Value> {
     v.and_then(Value::as_object).cloned().unwrap_or_default()
+}
+
+/// Whether the request came in under `enrich/` (an enriched read).
+pub fn is_enriched(uri: &Uri) -> bool {
+    uri.path().starts_with("/api/v1.0/enrich/")
+}
+
+/// What an enriched read asks for; each flag in both spellings the official clients use
+/// (stream-js camelCase, the REST docs snake_case).
+pub fn enrichment(uri: &Uri) -> Result<Enrichment, EmuError> {
+    let flag = |a: &str, b: &str| truthy(param(uri, a)) || truthy(param(uri, b));
+    let kinds = param(uri, "reaction_kinds_filter")
+        .or_else(|| param(uri, "reactionKindsFilter"))
+        .map(|k| {
+            comma_list(&k)
+                .into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
+    Ok(Enrichment {
+        own: flag("withOwnReactions", "with_own_reactions"),
+        recent: flag("withRecentReactions", "with_recent_reactions"),
+        counts: flag("withReactionCounts", "with_reaction_counts"),
+        kinds,
+        recent_limit: number(uri, "recent_reactions_limit", DEFAULT_RECENT_LIMIT)?,
+        user_id: param(uri, "user_id"),
+    })
 }

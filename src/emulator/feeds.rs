@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::call::{
-    comma_list, feed_of, json_body, jwt, number, object, param, scope, truthy, Call,
+    comma_list, enrichment, feed_of, is_enriched, json_body, jwt, number, object, param, scope,
+    truthy, Call,
 };
 use super::reply::{created, input_error, not_found, ok, EmuError, Reply};
 use super::state::EmulatorState;
@@ -45,7 +46,15 @@ pub(super) async fn read_feed(
             bounds.push((b, id));
         }
     }
-    let results = st.store().read(&feed, limit, offset, &bounds);
+    let store = st.store();
+    let mut results = store.read(&feed, limit, offset, &bounds);
+    if is_enriched(&call.uri) {
+        let how = enrichment(&call.uri)?;
+        for a in &mut results {
+            store.enrich(a, &how);
+        }
+    }
+    drop(store);
     let next = match results.last() {
         Some(last) if results.len() == limit => format!(
             "/api/v1.0/feed/{}/?id_lt={}&limit={limit}",

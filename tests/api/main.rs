@@ -3,6 +3,7 @@
 mod adversarial;
 mod concurrency;
 mod emulator_activities;
+mod emulator_enrichment;
 mod emulator_reactions;
 mod emulator_semantics;
 mod emulator_verification;

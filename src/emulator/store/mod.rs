@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::stream::{parse_time, FeedId};
 
+pub mod enrich;
 pub mod objects;
 
 /// Default `activity_copy_limit` on follow (REST docs).
