@@ -14,7 +14,8 @@ use super::call::{
 };
 use super::reply::{created, input_error, not_found, ok, EmuError, Reply};
 use super::state::EmulatorState;
-use super::store::{IdBound, DEFAULT_COPY_LIMIT, DEFAULT_LIMIT};
+use super::store::groups::{FeedKind, Marks};
+use super::store::{IdBound, Store, DEFAULT_COPY_LIMIT, DEFAULT_LIMIT};
 use super::verify::Needed;
 use crate::stream::{parse_time, Action, FeedId, Resource};
 
@@ -46,7 +47,14 @@ pub(super) async fn read_feed(
             bounds.push((b, id));
         }
     }
-    let store = st.store();
+    let mut store = st.store();
+    let name = feed.to_string();
+    let kind = store.kind(&name);
+    if kind != FeedKind::Flat {
+        return Ok(ok(read_groups(
+            &mut store, &name, kind, limit, offset, &call,
+        )?));
+    }
     let mut results = store.read(&feed, limit, offset, &bounds);
     if is_enriched(&call.uri) {
         let how = enrichment(&call.uri)?;
@@ -64,6 +72,63 @@ pub(super) async fn read_feed(
         _ => String::new(),
     };
     Ok(ok(json!({ "results": results, "next": next })))
+}
+
+/// `mark_seen` / `mark_read`: `true`, or a comma-separated list of group ids.
+fn marks(call: &Call, name: &str) -> Option<Marks> {
+    let v = param(&call.uri, name)?;
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(Marks::All),
+        "false" | "0" | "" => None,
+        _ => Some(Marks::Ids(
+            comma_list(&v).into_iter().map(str::to_owned).collect(),
+        )),
+    }
+}
+
+/// A read of an aggregated or notification feed: groups, paged by offset. A notification
+/// read answers the state before its own `mark_seen` / `mark_read`, which apply after it.
+fn read_groups(
+    store: &mut Store,
+    feed: &str,
+    kind: FeedKind,
+    limit: usize,
+    offset: usize,
+    call: &Call,
+) -> Result<Value, EmuError> {
+    let mut groups = store.read_groups(feed, limit, offset);
+    if is_enriched(&call.uri) {
+        let how = enrichment(&call.uri)?;
+        for g in &mut groups {
+            if let Some(list) = g["activities"].as_array_mut() {
+                for a in list {
+                    store.enrich(a, &how);
+                }
+            }
+        }
+    }
+    let next = if groups.len() == limit {
+        format!(
+            "/api/v1.0/feed/{}/?offset={}&limit={limit}",
+            feed.replace(':', "/"),
+            offset + limit
+        )
+    } else {
+        String::new()
+    };
+    let mut out = json!({ "results": groups, "next": next });
+    if kind == FeedKind::Notification {
+        let counts = store.unseen(feed);
+        out["unseen"] = json!(counts.unseen);
+        out["unread"] = json!(counts.unread);
+        if let Some(m) = marks(call, "mark_seen") {
+            store.mark(feed, &m, false);
+        }
+        if let Some(m) = marks(call, "mark_read") {
+            store.mark(feed, &m, true);
+        }
+    }
+    Ok(out)
 }
 
 /// `POST feed/{slug}/{user}/`: one activity, or `{"activities": [...]}`.

@@ -36,6 +36,7 @@ use crate::auth::Secret;
 pub use admin::{Fault, Received};
 pub use routes::router;
 pub use state::EmulatorState;
+pub use store::groups::{FeedGroups, FeedKind};
 
 /// Settings of an emulator.
 #[derive(Debug, Clone)]
@@ -57,9 +58,19 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Binds `addr` (port 0 picks one) and serves in the background.
+    /// Binds `addr` (port 0 picks one) and serves in the background, with the feed group
+    /// kinds of Stream's default app.
     pub async fn spawn(cfg: EmulatorConfig, addr: SocketAddr) -> std::io::Result<Self> {
-        let state = Arc::new(EmulatorState::new(cfg));
+        Self::spawn_with_groups(cfg, FeedGroups::default(), addr).await
+    }
+
+    /// As [`Emulator::spawn`], with these feed group kinds (`[emulator.feed_groups]`).
+    pub async fn spawn_with_groups(
+        cfg: EmulatorConfig,
+        groups: FeedGroups,
+        addr: SocketAddr,
+    ) -> std::io::Result<Self> {
+        let state = Arc::new(EmulatorState::new(cfg, groups));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = router(state.clone());

@@ -9,6 +9,7 @@ use axum::http::Method;
 use super::admin::{Fault, Received};
 use super::call::Call;
 use super::reply::EmuError;
+use super::store::groups::FeedGroups;
 use super::store::Store;
 use super::verify::{Needed, Verifier};
 use super::EmulatorConfig;
@@ -26,15 +27,15 @@ pub struct EmulatorState {
 }
 
 impl EmulatorState {
-    /// Empty data, no faults, credentials from `cfg`.
-    pub fn new(cfg: EmulatorConfig) -> Self {
+    /// Empty data with these feed group kinds, no faults, credentials from `cfg`.
+    pub fn new(cfg: EmulatorConfig, groups: FeedGroups) -> Self {
         Self {
             verifier: Verifier {
                 api_key: cfg.api_key,
                 secret: cfg.api_secret,
                 strict_scopes: cfg.strict_scopes,
             },
-            store: Mutex::new(Store::default()),
+            store: Mutex::new(Store::new(groups)),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(VecDeque::new()),
         }
@@ -74,9 +75,13 @@ impl EmulatorState {
         log.push_back(r);
     }
 
-    /// Forgets data, faults and the request log.
+    /// Forgets data, faults and the request log; the feed group kinds stay.
     pub fn reset(&self) {
-        *self.store() = Store::default();
+        {
+            let mut store = self.store();
+            let groups = store.feed_groups().clone();
+            *store = Store::new(groups);
+        }
         self.faults.lock().expect("faults lock").clear();
         self.log.lock().expect("log lock").clear();
     }

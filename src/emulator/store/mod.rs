@@ -6,8 +6,10 @@
 //! and follow counts work on the same data. Reactions, collections and users are kept as
 //! objects: stored, read back, updated, deleted.
 //!
-//! Not emulated: aggregated and notification grouping, ranking, enrichment (an enriched read
-//! answers as the plain read), reactions' effect on activities, open graph scraping.
+//! Aggregated and notification feeds ([`groups`]), enrichment ([`enrich`]) and the rendering
+//! of reactions, users and entries ([`objects`]) work on the same data.
+//!
+//! Not emulated: ranking, custom aggregation formats, open graph scraping.
 
 use std::collections::HashMap;
 
@@ -18,7 +20,10 @@ use uuid::Uuid;
 use crate::stream::{parse_time, FeedId};
 
 pub mod enrich;
+pub mod groups;
 pub mod objects;
+
+use groups::{FeedGroups, GroupState};
 
 /// Default `activity_copy_limit` on follow (REST docs).
 pub const DEFAULT_COPY_LIMIT: usize = 300;
@@ -72,10 +77,21 @@ pub struct Store {
     pub collections: HashMap<(String, String), Map<String, Value>>,
     /// Users by id.
     pub users: HashMap<String, Map<String, Value>>,
+    /// The kind of each feed group.
+    groups: FeedGroups,
+    /// Group ids and seen/read state, by feed and group.
+    group_state: HashMap<String, HashMap<String, GroupState>>,
 }
 
 impl Default for Store {
     fn default() -> Self {
+        Self::new(FeedGroups::default())
+    }
+}
+
+impl Store {
+    /// An empty store whose feed groups have these kinds.
+    pub fn new(groups: FeedGroups) -> Self {
         let mut node = [0u8; 6];
         node.iter_mut().for_each(|b| *b = fastrand::u8(..));
         Self {
@@ -89,7 +105,14 @@ impl Default for Store {
             reactions: HashMap::new(),
             collections: HashMap::new(),
             users: HashMap::new(),
+            groups,
+            group_state: HashMap::new(),
         }
+    }
+
+    /// The kinds of feed groups this store was made with (kept across a reset).
+    pub fn feed_groups(&self) -> &FeedGroups {
+        &self.groups
     }
 }
 
@@ -146,6 +169,7 @@ impl Store {
                 origin: origin.to_owned(),
             },
         );
+        self.note_group(feed, &key);
     }
 
     fn followers_of(&self, feed: &str) -> Vec<String> {
@@ -325,18 +349,21 @@ impl Store {
             })
             .skip(offset)
             .take(limit)
-            .map(|e| {
-                let mut v = self.render(&e.key.1);
-                // Stream marks copies with the feed they came from, and the activity in its
-                // own feed (or a `to` target) with `"origin": null`.
-                v["origin"] = if e.origin == feed.to_string() {
-                    Value::Null
-                } else {
-                    json!(e.origin)
-                };
-                v
-            })
+            .map(|e| self.render_entry(e, &feed.to_string()))
             .collect()
+    }
+
+    /// An activity as a read of `feed` lists it.
+    fn render_entry(&self, e: &Entry, feed: &str) -> Value {
+        let mut v = self.render(&e.key.1);
+        // Stream marks copies with the feed they came from, and the activity in its own
+        // feed (or a `to` target) with `"origin": null`.
+        v["origin"] = if e.origin == feed {
+            Value::Null
+        } else {
+            json!(e.origin)
+        };
+        v
     }
 
     /// How many activities `feed` holds.
@@ -428,7 +455,11 @@ impl Store {
 impl Store {
     /// A new object id (reactions, collection entries without one).
     pub fn object_id(&self) -> String {
-        self.fresh_id(&now()).to_string()
+        self.object_uuid().to_string()
+    }
+
+    fn object_uuid(&self) -> Uuid {
+        self.fresh_id(&now())
     }
 
     /// Activities by id, in the order asked, unknown ids left out.
