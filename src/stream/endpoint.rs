@@ -175,6 +175,8 @@ pub enum EndpointId {
     FollowStats,
     /// `GET og/`
     OpenGraph,
+    /// `GET audit_logs/`
+    AuditLogs,
     /// `POST reaction/`
     ReactionAdd,
     /// `GET reaction/{id}/`
@@ -271,10 +273,11 @@ macro_rules! row {
 /// reactions, collections, users, `og/` and `stats/follow/`), the row names the resource the
 /// clients themselves name for it (stream-go2's `authenticator.go` list and stream-python's
 /// resource strings) and the action that follows from the method, as stream-go2 derives it
-/// for every call (GET read, POST/PUT write, DELETE delete). `og/` is the one row whose
-/// resource stays `*`: no client names a resource for it.
+/// for every call (GET read, POST/PUT write, DELETE delete). `og/` and `audit_logs/` are the
+/// rows whose resource stays `*`: no client names a resource for them (stream-js's
+/// `StreamAuditLogs` sends its `*`/`*`/`*` token), so only the action narrows.
 #[rustfmt::skip]
-pub static ENDPOINTS: [Endpoint; 39] = [
+pub static ENDPOINTS: [Endpoint; 40] = [
     row!(FeedRead,                "feed.read",                Get,    "feed/{slug}/{user_id}/",                               Feed,        Read,   PathFeed, Jwt,         Always,               None,                  FeedPage),
     row!(FeedReadEnriched,        "feed.read_enriched",       Get,    "enrich/feed/{slug}/{user_id}/",                        Feed,        Read,   PathFeed, Jwt,         Always,               None,                  FeedPage),
     row!(FeedAdd,                 "feed.add",                 Post,   "feed/{slug}/{user_id}/",                               Feed,        Write,  PathFeed, Jwt,         WithForeignIdAndTime, Activities,            None),
@@ -293,6 +296,7 @@ pub static ENDPOINTS: [Endpoint; 39] = [
     row!(UnfollowMany,            "batch.unfollow_many",      Post,   "unfollow_many/",                                       Follower,    Write,  All,      Application, Always,               UnfollowMany,          None),
     row!(FollowStats,             "stats.follow",             Get,    "stats/follow/",                                        Follower,    Read,   All,      Jwt,         Always,               None,                  FollowStats),
     row!(OpenGraph,               "og",                       Get,    "og/",                                                  All,         Read,   All,      Jwt,         Always,               None,                  None),
+    row!(AuditLogs,               "audit_logs.filter",        Get,    "audit_logs/",                                          All,         Read,   All,      Jwt,         Always,               None,                  None),
     row!(ReactionAdd,             "reactions.add",            Post,   "reaction/",                                            Reactions,   Write,  All,      Jwt,         WithId,               Reaction,              None),
     row!(ReactionGet,             "reactions.get",            Get,    "reaction/{id}/",                                       Reactions,   Read,   All,      Jwt,         Always,               None,                  None),
     row!(ReactionUpdate,          "reactions.update",         Put,    "reaction/{id}/",                                       Reactions,   Write,  All,      Jwt,         Always,               ReactionUpdate,        None),
@@ -456,6 +460,7 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
         ["feed_targets", _, _, "activity_to_targets"] => &[E::ToTargets],
         ["stats", "follow"] => &[E::FollowStats],
         ["og"] => &[E::OpenGraph],
+        ["audit_logs"] => &[E::AuditLogs],
         ["feed", _, _] => &[E::FeedRead, E::FeedAdd],
         ["feed", _, _, "followers"] => &[E::Followers],
         ["feed", _, _, "follows" | "following"] => &[E::Following, E::Follow],
@@ -768,6 +773,12 @@ mod tests {
         ),
         (Method::Get, "/api/v1.0/og/", "og", "*/read/*"),
         (
+            Method::Get,
+            "/api/v1.0/audit_logs/",
+            "audit_logs.filter",
+            "*/read/*",
+        ),
+        (
             Method::Post,
             "/api/v1.0/reaction/",
             "reactions.add",
@@ -977,7 +988,7 @@ mod tests {
     }
 
     #[test]
-    fn only_batch_rows_use_application_auth_and_only_og_has_no_resource() {
+    fn only_batch_rows_use_application_auth_and_only_og_and_audit_logs_have_no_resource() {
         for e in &ENDPOINTS {
             let batch = matches!(
                 e.id,
@@ -986,7 +997,7 @@ mod tests {
             assert_eq!(e.auth == AuthKind::Application, batch, "{}", e.name);
             assert_eq!(
                 e.resource == Resource::All,
-                e.id == EndpointId::OpenGraph,
+                matches!(e.id, EndpointId::OpenGraph | EndpointId::AuditLogs),
                 "{}",
                 e.name
             );
