@@ -118,6 +118,8 @@ pub(super) async fn add(State(st): St, Path(name): Path<String>, call: Call, bod
     let entry = entry.as_object().cloned().unwrap_or_default();
     let out = entry_json(&name, &id, &entry);
     store.collections.insert(key, entry);
+    let user = v.get("user_id").and_then(Value::as_str).unwrap_or("");
+    store.audit("collection_entry", &format!("{name}:{id}"), "create", user);
     Ok(created(out))
 }
 
@@ -152,7 +154,14 @@ pub(super) async fn update(
         .ok_or_else(|| not_found("collection entry"))?;
     e.insert("data".into(), Value::Object(object(v.get("data"))));
     e.insert("updated_at".into(), json!(now_string()));
-    Ok(created(entry_json(&name, &id, e)))
+    let out = entry_json(&name, &id, e);
+    let user = e
+        .get("user_id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    store.audit("collection_entry", &format!("{name}:{id}"), "update", &user);
+    Ok(created(out))
 }
 
 /// `DELETE collections/{name}/{id}/`
@@ -162,9 +171,12 @@ pub(super) async fn delete(
     call: Call,
 ) -> Reply {
     st.authorize(&call, jwt(Resource::Collections, Action::Delete))?;
-    st.store()
+    let mut store = st.store();
+    let gone = store
         .collections
-        .remove(&(name, id))
+        .remove(&(name.clone(), id.clone()))
         .ok_or_else(|| not_found("collection entry"))?;
+    let user = gone.get("user_id").and_then(Value::as_str).unwrap_or("");
+    store.audit("collection_entry", &format!("{name}:{id}"), "delete", user);
     Ok(ok(json!({})))
 }

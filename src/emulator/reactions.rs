@@ -107,6 +107,7 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
     for feed in &targets {
         store.add(feed, a.clone());
     }
+    store.audit("reaction", &id, "create", user);
     Ok(created(view(&store, &id)?))
 }
 
@@ -145,6 +146,12 @@ pub(super) async fn update(
         r.insert("target_feeds".into(), t.clone());
     }
     r.insert("updated_at".into(), json!(now_string()));
+    let user = r
+        .get("user_id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    store.audit("reaction", &id, "update", &user);
     Ok(created(view(&store, &id)?))
 }
 
@@ -153,6 +160,12 @@ pub(super) async fn delete(State(st): St, Path(id): Path<String>, call: Call) ->
     st.authorize(&call, jwt(Resource::Reactions, Action::Delete))?;
     let mut store = st.store();
     live(&store, &id)?;
+    let user = store.reactions[&id]
+        .get("user_id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    store.audit("reaction", &id, "delete", &user);
     if truthy(param(&call.uri, "soft")) {
         let r = store.reactions.get_mut(&id).expect("checked above");
         r.insert("deleted_at".into(), json!(now_string()));

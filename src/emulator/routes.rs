@@ -9,7 +9,7 @@ use axum::Router;
 
 use super::reply::stream_error;
 use super::state::EmulatorState;
-use super::{activities, admin, collections, feeds, reactions, users};
+use super::{activities, admin, audit_logs, collections, feeds, reactions, users};
 
 /// The emulator's router.
 pub fn router(state: Arc<EmulatorState>) -> Router {
@@ -103,6 +103,8 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             &r("/user/{id}/"),
             get(users::get).put(users::update).delete(users::delete),
         )
+        // Audit logs.
+        .route(&r("/audit_logs/"), get(audit_logs::filter))
         .fallback(|| async { stream_error(404, 16, "DoesNotExistException", "no such endpoint") })
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -36,6 +36,7 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
     let u = u.as_object().cloned().unwrap_or_default();
     let out = user_json(id, &u);
     store.users.insert(id.to_owned(), u);
+    store.audit("user", id, "create", id);
     Ok(created(out))
 }
 
@@ -66,16 +67,17 @@ pub(super) async fn update(
     let u = store.users.get_mut(&id).ok_or_else(|| not_found("user"))?;
     u.insert("data".into(), Value::Object(object(v.get("data"))));
     u.insert("updated_at".into(), json!(now_string()));
-    Ok(created(user_json(&id, u)))
+    let out = user_json(&id, u);
+    store.audit("user", &id, "update", &id);
+    Ok(created(out))
 }
 
 /// `DELETE user/{id}/`
 pub(super) async fn delete(State(st): St, Path(id): Path<String>, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Users, Action::Delete))?;
-    st.store()
-        .users
-        .remove(&id)
-        .ok_or_else(|| not_found("user"))?;
+    let mut store = st.store();
+    store.users.remove(&id).ok_or_else(|| not_found("user"))?;
+    store.audit("user", &id, "delete", &id);
     Ok(ok(json!({})))
 }
 

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::stream::{parse_time, FeedId};
 
+pub mod audit;
 pub mod enrich;
 pub mod groups;
 pub mod objects;
@@ -81,6 +82,9 @@ pub struct Store {
     groups: FeedGroups,
     /// Group ids and seen/read state, by feed and group.
     group_state: HashMap<String, HashMap<String, GroupState>>,
+    /// Every change, oldest first.
+    audit_log: Vec<audit::AuditEntry>,
+    audit_seq: u64,
 }
 
 impl Default for Store {
@@ -107,6 +111,8 @@ impl Store {
             users: HashMap::new(),
             groups,
             group_state: HashMap::new(),
+            audit_log: Vec::new(),
+            audit_seq: 0,
         }
     }
 
@@ -223,6 +229,13 @@ impl Store {
         }
         activity.insert("id".into(), json!(id.to_string()));
         activity.entry("foreign_id").or_insert(Value::Null);
+        let actor = actor_of(&activity);
+        let action = if self.activities.contains_key(&id) {
+            "update"
+        } else {
+            "create"
+        };
+        self.audit("activity", &id.to_string(), action, &actor);
         self.activities.insert(id, activity);
         (time, id)
     }
@@ -290,6 +303,12 @@ impl Store {
                 !(e.key.1 == found && (gone.contains(name) || gone.contains(&e.origin)))
             });
         }
+        let actor = self
+            .activities
+            .get(&found)
+            .map(actor_of)
+            .unwrap_or_default();
+        self.audit("activity", &found.to_string(), "delete", &actor);
         true
     }
 
@@ -496,6 +515,8 @@ impl Store {
             }
             _ => return None,
         };
+        let actor = self.activities.get(&id).map(actor_of)?;
+        self.audit("activity", &id.to_string(), "update", &actor);
         let a = self.activities.get_mut(&id)?;
         if let Some(Value::Object(set)) = change.get("set") {
             for (path, v) in set {
@@ -616,6 +637,15 @@ impl Store {
         }
         out
     }
+}
+
+/// Who an audit log entry names for an activity: its actor.
+fn actor_of(activity: &Map<String, Value>) -> String {
+    activity
+        .get("actor")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// Removes the field at a dotted path (`product.color`); a path through a missing field or a
