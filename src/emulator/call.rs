@@ -108,7 +108,7 @@ pub fn is_enriched(uri: &Uri) -> bool {
 }
 
 /// What an enriched read asks for; each flag in both spellings the official clients use
-/// (stream-js camelCase, the REST docs snake_case).
+/// (camelCase as stream-js and stream-python send it, snake_case as the REST docs write it).
 pub fn enrichment(uri: &Uri) -> Result<Enrichment, EmuError> {
     let flag = |a: &str, b: &str| truthy(param(uri, a)) || truthy(param(uri, b));
     let kinds = param(uri, "reaction_kinds_filter")
@@ -126,6 +126,7 @@ pub fn enrichment(uri: &Uri) -> Result<Enrichment, EmuError> {
         counts: flag("withReactionCounts", "with_reaction_counts"),
         kinds,
         recent_limit: number(uri, "recent_reactions_limit", DEFAULT_RECENT_LIMIT)?,
-        user_id: param(uri, "user_id"),
+        // stream-js names the user `withUserId`; the REST docs and stream-python `user_id`.
+        user_id: param(uri, "withUserId").or_else(|| param(uri, "user_id")),
     })
 }

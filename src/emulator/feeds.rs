@@ -74,12 +74,18 @@ pub(super) async fn read_feed(
     Ok(ok(json!({ "results": results, "next": next })))
 }
 
-/// `mark_seen` / `mark_read`: `true`, or a comma-separated list of group ids.
-fn marks(call: &Call, name: &str) -> Option<Marks> {
+/// `mark_seen` / `mark_read`: `true` (or stream-js's `all`), `current` (the groups this read
+/// answers), or a comma-separated list of group ids.
+fn marks(call: &Call, name: &str, page: &[Value]) -> Option<Marks> {
     let v = param(&call.uri, name)?;
     match v.to_ascii_lowercase().as_str() {
-        "true" | "1" => Some(Marks::All),
+        "true" | "1" | "all" => Some(Marks::All),
         "false" | "0" | "" => None,
+        "current" => Some(Marks::Ids(
+            page.iter()
+                .filter_map(|g| g["id"].as_str().map(str::to_owned))
+                .collect(),
+        )),
         _ => Some(Marks::Ids(
             comma_list(&v).into_iter().map(str::to_owned).collect(),
         )),
@@ -121,10 +127,11 @@ fn read_groups(
         let counts = store.unseen(feed);
         out["unseen"] = json!(counts.unseen);
         out["unread"] = json!(counts.unread);
-        if let Some(m) = marks(call, "mark_seen") {
+        let page = out["results"].as_array().cloned().unwrap_or_default();
+        if let Some(m) = marks(call, "mark_seen", &page) {
             store.mark(feed, &m, false);
         }
-        if let Some(m) = marks(call, "mark_read") {
+        if let Some(m) = marks(call, "mark_read", &page) {
             store.mark(feed, &m, true);
         }
     }

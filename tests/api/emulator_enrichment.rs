@@ -113,6 +113,16 @@ async fn enriched_reads_attach_own_latest_and_counted_reactions_of_the_asked_kin
         snake["results"][0].get("latest_reactions").is_none(),
         "only what was asked"
     );
+    let js = app
+        .get(&format!(
+            "/enrich/activities/?ids={aid}&withOwnReactions=true&withUserId=ann"
+        ))
+        .await
+        .json;
+    assert_eq!(
+        js["results"][0]["own_reactions"]["comment"][0]["id"], made[2]["id"],
+        "stream-js names the user withUserId"
+    );
     assert!(
         plain["results"][0].get("reaction_counts").is_none(),
         "a plain read is not enriched"

@@ -139,6 +139,28 @@ async fn a_new_activity_makes_its_notification_group_unseen_again() {
 }
 
 #[tokio::test]
+async fn mark_seen_current_marks_only_the_groups_read() {
+    let app = spawn_app().await;
+    for (n, verb) in ["follow", "like", "comment"].into_iter().enumerate() {
+        let t = format!("2026-11-27T1{n}:00:00");
+        app.post("/feed/notification/1/", &at(verb, "ann", n as u32, &t))
+            .await;
+    }
+
+    app.get("/feed/notification/1/?limit=2&mark_seen=current")
+        .await;
+    let page = app.get("/feed/notification/1/").await.json;
+
+    let seen: Vec<bool> = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["is_seen"].as_bool().unwrap())
+        .collect();
+    assert_eq!(seen, [true, true, false]);
+}
+
+#[tokio::test]
 async fn configured_feed_groups_replace_the_default_kinds() {
     let groups = FeedGroups::new(HashMap::from([
         ("timeline".to_owned(), FeedKind::Aggregated),
