@@ -130,3 +130,13 @@ pub fn enrichment(uri: &Uri) -> Result<Enrichment, EmuError> {
         user_id: param(uri, "withUserId").or_else(|| param(uri, "user_id")),
     })
 }
+
+/// A string field that clients may also send as a number: Stream stores ids as strings, so
+/// `3` reads back as `"3"`.
+pub fn id_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde_json::{json, Map, Value};
 
-use super::call::{comma_list, json_body, jwt, object, param, params, Call};
+use super::call::{comma_list, id_text, json_body, jwt, object, param, params, Call};
 use super::reply::{conflict, created, input_error, not_found, ok, Reply};
 use super::state::EmulatorState;
 use super::store::now_string;
@@ -14,14 +14,6 @@ use super::store::objects::entry_json;
 use crate::stream::{Action, Resource};
 
 type St = State<Arc<EmulatorState>>;
-
-fn id_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
 
 /// `POST collections/`: `{"data": {name: [entries]}}`, each entry with its `id`.
 pub(super) async fn upsert(State(st): St, call: Call, body: Bytes) -> Reply {
@@ -40,10 +32,7 @@ pub(super) async fn upsert(State(st): St, call: Call, body: Bytes) -> Reply {
         let mut saved = Vec::new();
         for e in entries {
             let mut fields = object(Some(e));
-            let id = fields
-                .remove("id")
-                .as_ref()
-                .and_then(id_string)
+            let id = id_text(fields.remove("id").as_ref())
                 .ok_or_else(|| input_error("id", "is required"))?;
             let t = now_string();
             let key = (name.clone(), id.clone());
@@ -100,7 +89,7 @@ pub(super) async fn add(State(st): St, Path(name): Path<String>, call: Call, bod
     st.authorize(&call, jwt(Resource::Collections, Action::Write))?;
     let v: Map<String, Value> = json_body(&body)?;
     let mut store = st.store();
-    let id = match v.get("id").and_then(id_string) {
+    let id = match id_text(v.get("id")) {
         Some(id) => id,
         None => store.object_id(),
     };

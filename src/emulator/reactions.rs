@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde_json::{json, Map, Value};
 
-use super::call::{comma_list, json_body, jwt, number, object, param, truthy, Call};
+use super::call::{comma_list, id_text, json_body, jwt, number, object, param, truthy, Call};
 use super::reply::{conflict, created, input_error, not_found, ok, stream_error, EmuError, Reply};
 use super::state::EmulatorState;
 use super::store::objects::ReactionLookup;
@@ -32,10 +32,7 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
         .get("kind")
         .and_then(Value::as_str)
         .ok_or_else(|| input_error("kind", "is required"))?;
-    let activity = v
-        .get("activity_id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
+    let activity = id_text(v.get("activity_id"));
     let parent = v
         .get("parent")
         .and_then(Value::as_str)
@@ -67,7 +64,7 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
         ),
     };
     let activity_id = match (activity, parent_activity) {
-        (Some(a), _) => a.to_owned(),
+        (Some(a), _) => a,
         (None, Some(a)) => a,
         (None, None) => return Err(input_error("activity_id", "is required")),
     };
@@ -82,7 +79,7 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
         "kind": kind,
         "activity_id": activity_id,
         "parent": parent.unwrap_or(""),
-        "user_id": v.get("user_id").cloned().unwrap_or(Value::Null),
+        "user_id": id_text(v.get("user_id")).map_or(Value::Null, Value::String),
         "data": object(v.get("data")),
         "target_feeds": v.get("target_feeds").cloned().unwrap_or(json!([])),
         "created_at": t,
@@ -93,7 +90,7 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
         .insert(id.clone(), r.as_object().cloned().unwrap_or_default());
     // Each target feed gets an activity that names the reaction, with the extra data on top.
     let mut a = object(v.get("target_feeds_extra_data"));
-    let user = v.get("user_id").and_then(Value::as_str).unwrap_or("");
+    let user = id_text(v.get("user_id")).unwrap_or_default();
     for (k, val) in [
         ("actor", json!(format!("SU:{user}"))),
         ("verb", json!(kind)),
@@ -107,7 +104,7 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
     for feed in &targets {
         store.add(feed, a.clone());
     }
-    store.audit("reaction", &id, "create", user);
+    store.audit("reaction", &id, "create", &user);
     Ok(created(view(&store, &id)?))
 }
 

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde_json::{json, Map, Value};
 
-use super::call::{comma_list, json_body, jwt, object, param, truthy, Call};
+use super::call::{comma_list, id_text, json_body, jwt, object, param, truthy, Call};
 use super::reply::{conflict, created, input_error, not_found, ok, Reply};
 use super::state::EmulatorState;
 use super::store::now_string;
@@ -19,11 +19,8 @@ type St = State<Arc<EmulatorState>>;
 pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
     st.authorize(&call, jwt(Resource::Users, Action::Write))?;
     let v: Map<String, Value> = json_body(&body)?;
-    let id = v
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| input_error("id", "is required"))?;
+    let id = id_text(v.get("id")).ok_or_else(|| input_error("id", "is required"))?;
+    let id = id.as_str();
     let mut store = st.store();
     if let Some(u) = store.users.get(id) {
         if truthy(param(&call.uri, "get_or_create")) {
@@ -92,10 +89,8 @@ pub(super) async fn add_many(State(st): St, call: Call, body: Bytes) -> Reply {
     let mut store = st.store();
     let mut out = Vec::new();
     for u in &users {
-        let id = u
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| input_error("id", "is required"))?;
+        let id = id_text(u.get("id")).ok_or_else(|| input_error("id", "is required"))?;
+        let id = id.as_str();
         if !replace {
             if let Some(existing) = store.users.get(id) {
                 out.push(user_json(id, existing));

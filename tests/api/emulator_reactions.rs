@@ -193,3 +193,26 @@ async fn a_reaction_with_target_feeds_adds_an_activity_naming_it() {
     );
     assert_eq!(r["data"]["popularity"], json!(50));
 }
+
+#[tokio::test]
+async fn numbers_sent_as_ids_come_back_as_strings() {
+    let app = spawn_app().await;
+
+    let r = react(
+        &app,
+        json!({"kind": "like", "activity_id": 42, "user_id": 7}),
+    )
+    .await;
+    let u = app.post("/user/", &json!({"id": 8, "data": {}})).await;
+
+    assert_eq!(
+        (&r["activity_id"], &r["user_id"]),
+        (&json!("42"), &json!("7"))
+    );
+    assert_eq!(u.status, 201, "{:?}", u.json);
+    assert_eq!(u.json["id"], json!("8"));
+    assert_eq!(
+        app.get("/reaction/user_id/7/").await.json["results"][0]["id"],
+        r["id"]
+    );
+}
