@@ -1,6 +1,7 @@
-//! Stream's flat-feed semantics in memory: time-based activity ids, newest first, paging by
-//! offset and by id, de-duplication on `foreign_id` + `time`, fan-out to followers and `to`
-//! targets, copy on follow, purge on unfollow unless `keep_history`.
+//! Stream's feed semantics in memory, with no HTTP inside: time-based activity ids, newest
+//! first, paging by offset and by id, de-duplication on `foreign_id` + `time` (or, without a
+//! foreign id, on `time` + data), fan-out to followers and `to` targets, copy on follow, purge
+//! on unfollow unless `keep_history`.
 //!
 //! Activity lookups by id or by `foreign_id` + `time`, partial updates, `to` target updates
 //! and follow counts work on the same data. Reactions, collections and users are kept as
