@@ -58,13 +58,14 @@ impl App {
     pub async fn build(mut config: Config) -> Result<Self, StartError> {
         let emulator = if config.stream.emulator {
             let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-            let emu = Emulator::spawn(
+            let emu = Emulator::spawn_with_groups(
                 EmulatorConfig {
                     api_key: config.stream.api_key.clone(),
                     api_secret: config.stream.api_secret.clone(),
                     // The gateway mints the narrowest token for each call; a wider one is a bug.
                     strict_scopes: true,
                 },
+                config.emulator.feed_groups.clone(),
                 addr,
             )
             .await

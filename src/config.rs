@@ -54,6 +54,8 @@ pub struct FileConfig {
     pub log: LogFile,
     /// `[tokens]`
     pub tokens: TokensFile,
+    /// `[emulator]`
+    pub emulator: EmulatorFile,
 }
 
 /// `[tokens]` as read: the policy of `POST /tokens`.
@@ -227,6 +229,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `[tokens]`
     pub tokens: TokensConfig,
+    /// `[emulator]`
+    pub emulator: EmulatorSettings,
 }
 
 /// Resources a frontend token may name (Stream's, as the official clients use them).
@@ -613,6 +617,7 @@ impl Config {
             upstream,
             log_format: raw.log.format,
             tokens: TokensConfig::validate(raw.tokens)?,
+            emulator: EmulatorSettings::validate(raw.emulator)?,
         })
     }
 }
@@ -636,6 +641,35 @@ fn validate_base_url(u: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(format!("{scheme}://{authority}"))
+}
+
+/// `[emulator]` as read: settings of the embedded emulator only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatorFile {
+    /// `[emulator.feed_groups]`: `slug = "flat" | "aggregated" | "notification"`.
+    pub feed_groups: std::collections::BTreeMap<String, crate::emulator::FeedKind>,
+}
+
+/// `[emulator]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct EmulatorSettings {
+    /// The kind of each feed group: the configured ones on top of Stream's default app
+    /// (`aggregated` aggregated, `notification` notification, the rest flat).
+    pub feed_groups: crate::emulator::FeedGroups,
+}
+
+impl EmulatorSettings {
+    fn validate(e: EmulatorFile) -> Result<Self, ConfigError> {
+        for slug in e.feed_groups.keys() {
+            crate::stream::Slug::parse(slug).map_err(|err| {
+                ConfigError::new(&format!("emulator.feed_groups.{slug}"), err.to_string())
+            })?;
+        }
+        Ok(Self {
+            feed_groups: crate::emulator::FeedGroups::new(e.feed_groups.into_iter().collect()),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -883,6 +917,26 @@ mod tests {
         let t = Config::from_figment(&ok).unwrap().tokens;
         assert_eq!(t.identity_header.unwrap().as_str(), "x-user-id");
         assert_eq!(t.cors_origins.len(), 2);
+    }
+
+    #[test]
+    fn emulator_feed_groups_are_read_and_a_bad_kind_or_slug_is_named() {
+        use crate::emulator::FeedKind;
+        let c =
+            Config::from_figment(&base().merge(("emulator.feed_groups.timeline", "aggregated")))
+                .unwrap();
+        let kinds = &c.emulator.feed_groups;
+        assert_eq!(kinds.kind("timeline"), FeedKind::Aggregated);
+        assert_eq!(
+            kinds.kind("notification"),
+            FeedKind::Notification,
+            "defaults stay"
+        );
+        assert_eq!(kinds.kind("user"), FeedKind::Flat);
+        let e = err(base().merge(("emulator.feed_groups.timeline", "ranked")));
+        assert_eq!(e.key, "emulator.feed_groups.timeline");
+        let e = err(base().merge(("emulator.feed_groups.bad-slug", "flat")));
+        assert_eq!(e.key, "emulator.feed_groups.bad-slug");
     }
 
     #[test]

@@ -99,6 +99,7 @@ fn shaped_path() -> impl Strategy<Value = String> {
                 26 => format!("/api/v1.0/user{end}"),
                 27 => format!("/api/v1.0/user/{activity}{end}"),
                 28 => format!("/api/v1.0/users{end}"),
+                29 => format!("/api/v1.0/audit_logs{end}"),
                 _ => format!("/api/v1.0/{target}/{activity}{end}"),
             }
         })

@@ -157,6 +157,7 @@ pub enum EndpointId {
     UnfollowMany,
     FollowStats,
     OpenGraph,
+    AuditLogs,
     ReactionAdd,
     ReactionGet,
     ReactionUpdate,
@@ -232,10 +233,11 @@ macro_rules! row {
 /// reactions, collections, users, `og/` and `stats/follow/`), the row names the resource the
 /// clients themselves name for it (stream-go2's `authenticator.go` list and stream-python's
 /// resource strings) and the action that follows from the method, as stream-go2 derives it
-/// for every call (GET read, POST/PUT write, DELETE delete). `og/` is the one row whose
-/// resource stays `*`: no client names a resource for it.
+/// for every call (GET read, POST/PUT write, DELETE delete). `og/` and `audit_logs/` are the
+/// rows whose resource stays `*`: no client names a resource for them (stream-js's
+/// `StreamAuditLogs` sends its `*`/`*`/`*` token), so only the action narrows.
 #[rustfmt::skip]
-pub static ENDPOINTS: [Endpoint; 39] = [
+pub static ENDPOINTS: [Endpoint; 40] = [
     row!(FeedRead,                "feed.read",                Get,    "feed/{slug}/{user_id}/",                               Feed,        Read,   PathFeed, Jwt,         Always,               None,                  FeedPage),
     row!(FeedReadEnriched,        "feed.read_enriched",       Get,    "enrich/feed/{slug}/{user_id}/",                        Feed,        Read,   PathFeed, Jwt,         Always,               None,                  FeedPage),
     row!(FeedAdd,                 "feed.add",                 Post,   "feed/{slug}/{user_id}/",                               Feed,        Write,  PathFeed, Jwt,         WithForeignIdAndTime, Activities,            None),
@@ -254,6 +256,7 @@ pub static ENDPOINTS: [Endpoint; 39] = [
     row!(UnfollowMany,            "batch.unfollow_many",      Post,   "unfollow_many/",                                       Follower,    Write,  All,      Application, Always,               UnfollowMany,          None),
     row!(FollowStats,             "stats.follow",             Get,    "stats/follow/",                                        Follower,    Read,   All,      Jwt,         Always,               None,                  FollowStats),
     row!(OpenGraph,               "og",                       Get,    "og/",                                                  All,         Read,   All,      Jwt,         Always,               None,                  None),
+    row!(AuditLogs,               "audit_logs.filter",        Get,    "audit_logs/",                                          All,         Read,   All,      Jwt,         Always,               None,                  None),
     row!(ReactionAdd,             "reactions.add",            Post,   "reaction/",                                            Reactions,   Write,  All,      Jwt,         WithId,               Reaction,              None),
     row!(ReactionGet,             "reactions.get",            Get,    "reaction/{reaction_id}/",                              Reactions,   Read,   All,      Jwt,         Always,               None,                  None),
     row!(ReactionUpdate,          "reactions.update",         Put,    "reaction/{reaction_id}/",                              Reactions,   Write,  All,      Jwt,         Always,               ReactionUpdate,        None),
@@ -786,6 +789,12 @@ mod tests {
         ),
         (Method::Get, "/api/v1.0/og/", "og", "*/read/*"),
         (
+            Method::Get,
+            "/api/v1.0/audit_logs/",
+            "audit_logs.filter",
+            "*/read/*",
+        ),
+        (
             Method::Post,
             "/api/v1.0/reaction/",
             "reactions.add",
@@ -995,7 +1004,7 @@ mod tests {
     }
 
     #[test]
-    fn only_batch_rows_use_application_auth_and_only_og_has_no_resource() {
+    fn only_batch_rows_use_application_auth_and_only_og_and_audit_logs_have_no_resource() {
         for e in &ENDPOINTS {
             let batch = matches!(
                 e.id,
@@ -1004,7 +1013,7 @@ mod tests {
             assert_eq!(e.auth == AuthKind::Application, batch, "{}", e.name);
             assert_eq!(
                 e.resource == Resource::All,
-                e.id == EndpointId::OpenGraph,
+                matches!(e.id, EndpointId::OpenGraph | EndpointId::AuditLogs),
                 "{}",
                 e.name
             );

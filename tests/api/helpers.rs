@@ -9,7 +9,7 @@ use serde_json::Value;
 use stream_gateway::app::App;
 use stream_gateway::auth::{jwt, Secret};
 use stream_gateway::config::{Config, FileConfig};
-use stream_gateway::emulator::{Emu, Emulator, EmulatorConfig, Fault, Received};
+use stream_gateway::emulator::{Emulator, EmulatorConfig, EmulatorState, Fault, Received};
 use stream_gateway::stream::Scope;
 
 pub const KEY: &str = "test-api-key";
@@ -84,7 +84,7 @@ pub async fn start(config: Config, emu: Emulator) -> TestApp {
 }
 
 impl TestApp {
-    pub fn emu(&self) -> &Arc<Emu> {
+    pub fn emu(&self) -> &Arc<EmulatorState> {
         self.emu.state()
     }
 

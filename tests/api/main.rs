@@ -2,6 +2,11 @@
 
 mod adversarial;
 mod concurrency;
+mod emulator_activities;
+mod emulator_audit_logs;
+mod emulator_enrichment;
+mod emulator_feed_kinds;
+mod emulator_reactions;
 mod emulator_semantics;
 mod emulator_verification;
 mod endpoints;

@@ -227,7 +227,10 @@ async fn reactions_are_stored_read_updated_filtered_soft_deleted_and_restored() 
         "reactions/delete/*",
     )
     .await;
-    assert_eq!(app.get(&format!("/reaction/{id}/")).await.status, 404);
+    // Stream still reads a soft-deleted reaction, marked with `deleted_at`.
+    let soft = app.get(&format!("/reaction/{id}/")).await;
+    assert_eq!(soft.status, 200);
+    assert!(soft.json["deleted_at"].is_string(), "{:?}", soft.json);
     call_ok(
         &app,
         "PUT",

@@ -73,3 +73,35 @@ async fn the_readme_walkthrough_runs_against_the_emulator() {
     let (_, timeline) = call(&c, "GET", &format!("{api}/feed/timeline/1/"), None).await;
     assert_eq!(timeline["results"], json!([]));
 }
+
+#[tokio::test]
+async fn emulator_feed_groups_from_the_configuration_reach_the_embedded_emulator() {
+    let f = Figment::from(Serialized::defaults(FileConfig::default()))
+        .merge(("server.listen", "127.0.0.1:0"))
+        .merge(("stream.emulator", true))
+        .merge(("emulator.feed_groups.digest", "aggregated"));
+    let app = App::build(Config::from_figment(&f).unwrap()).await.unwrap();
+    let api = format!("http://{}/api/v1.0", app.local_addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let c = reqwest::Client::new();
+    for n in 1..=2 {
+        let a = json!({"actor": "user:1", "verb": "post", "object": format!("post:{n}")});
+        let (s, _) = call(
+            &c,
+            "POST",
+            &format!("{api}/feed/digest/1/"),
+            Some(a.clone()),
+        )
+        .await;
+        assert_eq!(s, 201);
+        let (s, _) = call(&c, "POST", &format!("{api}/feed/plain/1/"), Some(a)).await;
+        assert_eq!(s, 201);
+    }
+    // `digest` is aggregated by the configuration: one group of two; `plain` stays flat.
+    let (_, read) = call(&c, "GET", &format!("{api}/feed/digest/1/"), None).await;
+    assert_eq!(read["results"].as_array().unwrap().len(), 1, "{read}");
+    assert_eq!(read["results"][0]["activity_count"], json!(2), "{read}");
+    let (_, read) = call(&c, "GET", &format!("{api}/feed/plain/1/"), None).await;
+    assert_eq!(read["results"].as_array().unwrap().len(), 2, "{read}");
+    assert!(read["results"][0].get("activities").is_none(), "{read}");
+}

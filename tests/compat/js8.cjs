@@ -89,6 +89,9 @@ async function main() {
   const after = await call('client.getActivities(ids)', () => client.getActivities({ ids: [aid] }));
   check(after.results[0].product.price === 10 && after.results[0].n === 1, JSON.stringify(after));
   await call('client.og', () => client.og('https://getstream.io'));
+  const logs = await call('auditLogs.filter', () =>
+    client.auditLogs.filter({ entity_type: 'activity', entity_id: aid, limit: 5 }));
+  check(logs.audit_logs.length > 0 && logs.audit_logs.every((l) => l.entity_id === aid), `audit logs: ${JSON.stringify(logs)}`);
 
   // Reactions.
   const r = await call('reactions.add', () =>
@@ -101,6 +104,33 @@ async function main() {
   await call('reactions.filter(kind)', () => client.reactions.filter({ activity_id: aid, kind: 'like' }));
   await call('reactions.filter(user_id)', () => client.reactions.filter({ user_id: 'bob' }));
   await call('reactions.filter(reaction_id)', () => client.reactions.filter({ reaction_id: r.id }));
+
+  // Enriched reads with reactions: feed and activities.
+  const rich = await call('feed.get(enrich, reactions)', () =>
+    user.get({ withOwnReactions: true, withRecentReactions: true, withReactionCounts: true, withUserId: 'bob' }));
+  const mine = rich.results.find((x) => x.id === aid);
+  check(mine && mine.reaction_counts.like === 1 && mine.latest_reactions.like[0].id === r.id
+    && mine.own_reactions.like[0].id === r.id, `enriched feed: ${JSON.stringify(rich)}`);
+  const kinds = await call('client.getActivities(reactions, kinds)', () =>
+    client.getActivities({ ids: [aid], reactions: { recent: true, counts: true, kinds: 'comment' } }));
+  check(JSON.stringify(kinds.results[0].reaction_counts) === '{}', `kinds filter: ${JSON.stringify(kinds)}`);
+
+  // Aggregated and notification feeds (Stream's default groups `aggregated`, `notification`).
+  const agg = client.feed('aggregated', 'js8');
+  await call('feed.follow(aggregated)', () => agg.follow('user', 'js8'));
+  const groups = (await call('feed.get(aggregated)', () => agg.get({ limit: 5 }))).results;
+  check(groups.length > 0 && groups[0].activity_count === groups[0].activities.length && groups[0].group,
+    `aggregated: ${JSON.stringify(groups)}`);
+  const notif = client.feed('notification', 'js8n');
+  await call('feed.addActivity(notification)', () => notif.addActivity({ actor: 'user:x', verb: 'follow', object: 'o:1' }));
+  await call('feed.addActivity(notification)', () => notif.addActivity({ actor: 'user:x', verb: 'like', object: 'o:2' }));
+  const first = await call('feed.get(notification)', () => notif.get());
+  check(first.unseen === 2 && first.unread === 2 && first.results[0].is_seen === false, `notification: ${JSON.stringify(first)}`);
+  await call('feed.get(mark_seen)', () => notif.get({ mark_seen: true }));
+  await call('feed.get(mark_read)', () => notif.get({ mark_read: [first.results[0].id] }));
+  const last = await call('feed.get(notification)', () => notif.get());
+  check(last.unseen === 0 && last.unread === 1 && last.results[0].is_read === true, `marked: ${JSON.stringify(last)}`);
+
   await call('reactions.delete', () => client.reactions.delete(child.id));
   await call('reactions.delete', () => client.reactions.delete(r.id));
 

@@ -120,6 +120,36 @@ def main():
     call("Reactions.restore", client.reactions.restore, child["id"])
     call("Reactions.delete", client.reactions.delete, child["id"])
 
+    # Enriched reads with reactions: feed and activities.
+    rich = call("Feed.get(enrich, reactions)", user.get, enrich=True, user_id="bob",
+                reactions={"own": True, "recent": True, "counts": True})
+    mine = [x for x in rich["results"] if x["id"] == aid]
+    check(mine and mine[0]["reaction_counts"] == {"like": 1}
+          and mine[0]["latest_reactions"]["like"][0]["id"] == r["id"]
+          and mine[0]["own_reactions"]["like"][0]["id"] == r["id"], f"enriched feed: {rich}")
+    got = call("StreamClient.get_activities(reactions, kinds)", client.get_activities, ids=[aid],
+               reactions={"recent": True, "counts": True, "kinds": ["like"]})
+    check(got["results"][0]["reaction_counts"] == {"like": 1}, f"enriched activities: {got}")
+
+    # Aggregated and notification feeds (Stream's default groups `aggregated`, `notification`).
+    agg = client.feed("aggregated", "py5")
+    call("Feed.follow(aggregated)", agg.follow, "user", "py5")
+    groups = call("Feed.get(aggregated)", agg.get, limit=5)["results"]
+    check(groups and groups[0]["activity_count"] == len(groups[0]["activities"]) >= 1
+          and "group" in groups[0], f"aggregated: {groups}")
+    notif = client.feed("notification", "py5n")
+    for n, verb in enumerate(["follow", "like"]):
+        call("Feed.add_activity(notification)", notif.add_activity,
+             {"actor": "user:x", "verb": verb, "object": f"o:{n}"})
+    first = call("Feed.get(notification)", notif.get)
+    check(first["unseen"] == 2 and first["unread"] == 2
+          and first["results"][0]["is_seen"] is False, f"notification: {first}")
+    call("Feed.get(mark_seen=True)", notif.get, mark_seen=True)
+    call("Feed.get(mark_read=[id])", notif.get, mark_read=[first["results"][0]["id"]])
+    last = call("Feed.get(notification)", notif.get)
+    check(last["unseen"] == 0 and last["unread"] == 1 and last["results"][0]["is_read"] is True,
+          f"marked: {last}")
+
     # Collections.
     call("Collections.upsert", client.collections.upsert, "food",
          [{"id": "1", "name": "pizza"}, {"id": "2", "name": "pasta"}])

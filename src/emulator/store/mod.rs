@@ -1,13 +1,16 @@
-//! Stream's flat-feed semantics in memory: time-based activity ids, newest first, paging by
-//! offset and by id, de-duplication on `foreign_id` + `time`, fan-out to followers and `to`
-//! targets, copy on follow, purge on unfollow unless `keep_history`.
+//! Stream's feed semantics in memory, with no HTTP inside: time-based activity ids, newest
+//! first, paging by offset and by id, de-duplication on `foreign_id` + `time` (or, without a
+//! foreign id, on `time` + data), fan-out to followers and `to` targets, copy on follow, purge
+//! on unfollow unless `keep_history`.
 //!
 //! Activity lookups by id or by `foreign_id` + `time`, partial updates, `to` target updates
 //! and follow counts work on the same data. Reactions, collections and users are kept as
 //! objects: stored, read back, updated, deleted.
 //!
-//! Not emulated: aggregated and notification grouping, ranking, enrichment (an enriched read
-//! answers as the plain read), reactions' effect on activities, open graph scraping.
+//! Aggregated and notification feeds ([`groups`]), enrichment ([`enrich`]) and the rendering
+//! of reactions, users and entries ([`objects`]) work on the same data.
+//!
+//! Not emulated: ranking, custom aggregation formats, open graph scraping.
 
 use std::collections::HashMap;
 
@@ -16,6 +19,13 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::stream::{parse_time, FeedId};
+
+pub mod audit;
+pub mod enrich;
+pub mod groups;
+pub mod objects;
+
+use groups::{FeedGroups, GroupState};
 
 /// Default `activity_copy_limit` on follow (REST docs).
 pub const DEFAULT_COPY_LIMIT: usize = 300;
@@ -59,6 +69,8 @@ pub struct Store {
     clock: uuid::timestamp::context::ContextV1,
     activities: HashMap<Uuid, Map<String, Value>>,
     by_key: HashMap<(String, NaiveDateTime), Uuid>,
+    /// Activities without a foreign id, by their data and time (Stream's other uniqueness).
+    by_data: HashMap<(String, NaiveDateTime), Uuid>,
     feeds: HashMap<String, Vec<Entry>>,
     follows: Vec<Follow>,
     /// Reactions by id.
@@ -67,10 +79,24 @@ pub struct Store {
     pub collections: HashMap<(String, String), Map<String, Value>>,
     /// Users by id.
     pub users: HashMap<String, Map<String, Value>>,
+    /// The kind of each feed group.
+    groups: FeedGroups,
+    /// Group ids and seen/read state, by feed and group.
+    group_state: HashMap<String, HashMap<String, GroupState>>,
+    /// Every change, oldest first.
+    audit_log: Vec<audit::AuditEntry>,
+    audit_seq: u64,
 }
 
 impl Default for Store {
     fn default() -> Self {
+        Self::new(FeedGroups::default())
+    }
+}
+
+impl Store {
+    /// An empty store whose feed groups have these kinds.
+    pub fn new(groups: FeedGroups) -> Self {
         let mut node = [0u8; 6];
         node.iter_mut().for_each(|b| *b = fastrand::u8(..));
         Self {
@@ -78,12 +104,22 @@ impl Default for Store {
             clock: uuid::timestamp::context::ContextV1::new(fastrand::u16(..)),
             activities: HashMap::new(),
             by_key: HashMap::new(),
+            by_data: HashMap::new(),
             feeds: HashMap::new(),
             follows: Vec::new(),
             reactions: HashMap::new(),
             collections: HashMap::new(),
             users: HashMap::new(),
+            groups,
+            group_state: HashMap::new(),
+            audit_log: Vec::new(),
+            audit_seq: 0,
         }
+    }
+
+    /// The kinds of feed groups this store was made with (kept across a reset).
+    pub fn feed_groups(&self) -> &FeedGroups {
+        &self.groups
     }
 }
 
@@ -94,6 +130,11 @@ pub fn fmt_time(t: &NaiveDateTime) -> String {
 
 fn now() -> NaiveDateTime {
     chrono::Utc::now().naive_utc()
+}
+
+/// The current time in Stream's format, for `created_at` and `updated_at`.
+pub fn now_string() -> String {
+    fmt_time(&now())
 }
 
 impl Store {
@@ -135,6 +176,7 @@ impl Store {
                 origin: origin.to_owned(),
             },
         );
+        self.note_group(feed, &key);
     }
 
     fn followers_of(&self, feed: &str) -> Vec<String> {
@@ -165,34 +207,44 @@ impl Store {
             .get("foreign_id")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let existing = match (&foreign, given) {
-            (Some(f), Some(t)) => self.by_key.get(&(f.clone(), t)).copied(),
+        activity.insert("time".into(), json!(fmt_time(&time)));
+        activity.remove("id");
+        // Without a foreign id, Stream takes the same time and the same data for the same
+        // activity (a retried post, or one post added to two followed feeds). Serialized with
+        // sorted keys, the map is its own fingerprint.
+        let fingerprint = match (&foreign, given) {
+            (None, Some(t)) => Some((Value::Object(activity.clone()).to_string(), t)),
+            _ => None,
+        };
+        let existing = match (&foreign, given, &fingerprint) {
+            (Some(f), Some(t), _) => self.by_key.get(&(f.clone(), t)).copied(),
+            (_, _, Some(fp)) => self.by_data.get(fp).copied(),
             _ => None,
         };
         let id = existing.unwrap_or_else(|| self.fresh_id(&time));
         if let (Some(f), Some(t)) = (foreign, given) {
             self.by_key.insert((f, t), id);
         }
+        if let Some(fp) = fingerprint {
+            self.by_data.insert(fp, id);
+        }
         activity.insert("id".into(), json!(id.to_string()));
-        activity.insert("time".into(), json!(fmt_time(&time)));
         activity.entry("foreign_id").or_insert(Value::Null);
+        let actor = actor_of(&activity);
+        let action = if self.activities.contains_key(&id) {
+            "update"
+        } else {
+            "create"
+        };
+        self.audit("activity", &id.to_string(), action, &actor);
         self.activities.insert(id, activity);
         (time, id)
     }
 
     /// Adds an activity to `feed`, fans it out to followers and `to` targets; returns it.
     pub fn add(&mut self, feed: &FeedId, activity: Map<String, Value>) -> Value {
-        let to: Vec<String> = activity
-            .get("to")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(|s| s.split(' ').next().unwrap_or(s).to_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
         let key = self.store(activity);
+        let to = self.to_of(&key.1);
         let feed = feed.to_string();
         let mut targets = vec![feed];
         targets.extend(to);
@@ -240,10 +292,40 @@ impl Store {
         let Some(found) = found.map(|e| e.key.1) else {
             return false;
         };
-        for (name, list) in self.feeds.iter_mut() {
-            list.retain(|e| !(e.key.1 == found && (*name == feed || e.origin == feed)));
+        // Removed from the feed it was added to, it also leaves its `to` targets (and their
+        // followers), as it reached them through that add; removed from a target, only there.
+        let mut gone = vec![feed.clone()];
+        let to = self.to_of(&found);
+        if !to.contains(&feed) {
+            gone.extend(to);
         }
+        for (name, list) in self.feeds.iter_mut() {
+            list.retain(|e| {
+                !(e.key.1 == found && (gone.contains(name) || gone.contains(&e.origin)))
+            });
+        }
+        let actor = self
+            .activities
+            .get(&found)
+            .map(actor_of)
+            .unwrap_or_default();
+        self.audit("activity", &found.to_string(), "delete", &actor);
         true
+    }
+
+    /// The `to` targets of a stored activity, without any token a client appended.
+    fn to_of(&self, id: &Uuid) -> Vec<String> {
+        self.activities
+            .get(id)
+            .and_then(|a| a.get("to"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| s.split(' ').next().unwrap_or(s).to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A page of `feed`, newest first.
@@ -287,14 +369,21 @@ impl Store {
             })
             .skip(offset)
             .take(limit)
-            .map(|e| {
-                let mut v = self.render(&e.key.1);
-                if e.origin != feed.to_string() {
-                    v["origin"] = json!(e.origin);
-                }
-                v
-            })
+            .map(|e| self.render_entry(e, &feed.to_string()))
             .collect()
+    }
+
+    /// An activity as a read of `feed` lists it.
+    fn render_entry(&self, e: &Entry, feed: &str) -> Value {
+        let mut v = self.render(&e.key.1);
+        // Stream marks copies with the feed they came from, and the activity in its own
+        // feed (or a `to` target) with `"origin": null`.
+        v["origin"] = if e.origin == feed {
+            Value::Null
+        } else {
+            json!(e.origin)
+        };
+        v
     }
 
     /// How many activities `feed` holds.
@@ -386,7 +475,11 @@ impl Store {
 impl Store {
     /// A new object id (reactions, collection entries without one).
     pub fn object_id(&self) -> String {
-        self.fresh_id(&now()).to_string()
+        self.object_uuid().to_string()
+    }
+
+    fn object_uuid(&self) -> Uuid {
+        self.fresh_id(&now())
     }
 
     /// Activities by id, in the order asked, unknown ids left out.
@@ -423,6 +516,8 @@ impl Store {
             }
             _ => return None,
         };
+        let actor = self.activities.get(&id).map(actor_of)?;
+        self.audit("activity", &id.to_string(), "update", &actor);
         let a = self.activities.get_mut(&id)?;
         if let Some(Value::Object(set)) = change.get("set") {
             for (path, v) in set {
@@ -442,8 +537,8 @@ impl Store {
             }
         }
         if let Some(Value::Array(unset)) = change.get("unset") {
-            for f in unset.iter().filter_map(Value::as_str) {
-                a.remove(f);
+            for path in unset.iter().filter_map(Value::as_str) {
+                unset_path(a, path);
             }
         }
         Some(self.render(&id))
@@ -493,11 +588,23 @@ impl Store {
         for t in to.iter().filter(|t| !old.contains(t)) {
             self.insert(t, key, t);
         }
-        self.activities
-            .get_mut(&id)
-            .expect("looked up above")
-            .insert("to".into(), json!(to));
+        let stored = self.activities.get_mut(&id).expect("looked up above");
+        // Stream drops the field when no target is left, rather than keeping `[]`.
+        if to.is_empty() {
+            stored.remove("to");
+        } else {
+            stored.insert("to".into(), json!(to));
+        }
         Some(self.render(&id))
+    }
+
+    /// How many follows point at any feed of `user_id` (followers) and start from any of its
+    /// feeds (following): what `GET user/{id}/?with_follow_counts=true` reports.
+    pub fn user_follow_counts(&self, user_id: &str) -> (usize, usize) {
+        let owned = |feed: &str| feed.split_once(':').map(|(_, u)| u) == Some(user_id);
+        let followers = self.follows.iter().filter(|f| owned(&f.target)).count();
+        let following = self.follows.iter().filter(|f| owned(&f.source)).count();
+        (followers, following)
     }
 
     /// How many feeds follow `feed` and how many it follows, counting only the given slugs
@@ -530,6 +637,30 @@ impl Store {
             out["following"] = json!({ "feed": f, "count": n });
         }
         out
+    }
+}
+
+/// Who an audit log entry names for an activity: its actor.
+fn actor_of(activity: &Map<String, Value>) -> String {
+    activity
+        .get("actor")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Removes the field at a dotted path (`product.color`); a path through a missing field or a
+/// non-object is left alone, as `set` creates what it walks through but `unset` never does.
+fn unset_path(at: &mut Map<String, Value>, path: &str) {
+    match path.split_once('.') {
+        None => {
+            at.remove(path);
+        }
+        Some((head, rest)) => {
+            if let Some(Value::Object(inner)) = at.get_mut(head) {
+                unset_path(inner, rest);
+            }
+        }
     }
 }
 

@@ -1,0 +1,176 @@
+//! The admin API, on the emulator's own port under `/_emulator/`, and the middleware that
+//! logs every request and injects faults into Stream's routes:
+//!
+//! - `POST /_emulator/faults` `{"method"?, "path_prefix", "status"?, "delay_ms"?, "drop"?,
+//!   "times", "retry_after"?}`: the next `times` matching requests get that status, delay or a
+//!   dropped connection (a delay alone then serves the request normally);
+//! - `DELETE /_emulator/faults`: clears faults; `POST /_emulator/reset`: clears everything;
+//! - `GET /_emulator/requests`: the last requests received (method, target, headers, body).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::reply::stream_error;
+use super::state::EmulatorState;
+
+/// A fault to inject into matching requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fault {
+    /// Only this method (any when absent).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Paths starting with this.
+    pub path_prefix: String,
+    /// Answer with this status (and Stream's error body).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Wait this long first.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// Close the connection without an answer.
+    #[serde(default)]
+    pub drop: bool,
+    /// `Retry-After` on the injected answer.
+    #[serde(default)]
+    pub retry_after: Option<String>,
+    /// How many matching requests it applies to.
+    pub times: u32,
+}
+
+/// A request as the emulator received it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Received {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Headers, lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Body, as text.
+    pub body: String,
+}
+
+impl Received {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Logs the request, applies a matching fault, else serves it; adds Stream's rate-limit
+/// headers to every answer.
+pub async fn faults_and_log(
+    State(st): State<Arc<EmulatorState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    st.record(Received {
+        method: parts.method.to_string(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    });
+    if let Some(f) = st.take_fault(&parts.method, parts.uri.path()) {
+        if let Some(ms) = f.delay_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if f.drop {
+            // A body that fails at once: hyper closes the connection without a response.
+            let stream = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("emulator: injected drop"))
+            });
+            return Response::new(Body::from_stream(stream));
+        }
+        if let Some(status) = f.status {
+            let mut resp = stream_error(
+                status,
+                if status == 429 { 9 } else { 1 },
+                "InjectedFault",
+                "emulator: injected fault",
+            )
+            .into_response();
+            if let Some(ra) = f.retry_after.as_deref().and_then(|v| v.parse().ok()) {
+                resp.headers_mut().insert("retry-after", ra);
+            }
+            return resp;
+        }
+    }
+    let mut resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    // Stream sends its rate-limit state on every response.
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        / 60
+        * 60
+        + 60;
+    let h = resp.headers_mut();
+    h.insert(
+        "x-ratelimit-limit",
+        axum::http::HeaderValue::from_static("1000"),
+    );
+    h.insert(
+        "x-ratelimit-remaining",
+        axum::http::HeaderValue::from_static("999"),
+    );
+    h.insert("x-ratelimit-reset", axum::http::HeaderValue::from(reset));
+    resp
+}
+
+/// `POST /_emulator/faults`
+pub async fn add_fault(State(st): State<Arc<EmulatorState>>, Json(f): Json<Fault>) -> StatusCode {
+    st.inject(f);
+    StatusCode::CREATED
+}
+
+/// `DELETE /_emulator/faults`
+pub async fn clear_faults(State(st): State<Arc<EmulatorState>>) -> StatusCode {
+    st.clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+/// `GET /_emulator/faults`
+pub async fn list_faults(State(st): State<Arc<EmulatorState>>) -> Json<Vec<Fault>> {
+    Json(st.faults())
+}
+
+/// `GET /_emulator/requests`
+pub async fn list_requests(State(st): State<Arc<EmulatorState>>) -> Json<Vec<Received>> {
+    Json(st.received())
+}
+
+/// `POST /_emulator/reset`
+pub async fn reset(State(st): State<Arc<EmulatorState>>) -> StatusCode {
+    st.reset();
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,112 @@
+//! [`EmulatorState`]: the one handle every handler shares (behind an `Arc`): the verifier,
+//! the one [`Store`], the injected faults and the request log.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use axum::http::Method;
+
+use super::admin::{Fault, Received};
+use super::call::Call;
+use super::reply::EmuError;
+use super::store::groups::FeedGroups;
+use super::store::Store;
+use super::verify::{Needed, Verifier};
+use super::EmulatorConfig;
+
+/// Requests kept for `GET /_emulator/requests`.
+pub const LOG_CAPACITY: usize = 2000;
+
+/// The emulator's state, shared by its handlers.
+#[derive(Debug)]
+pub struct EmulatorState {
+    verifier: Verifier,
+    store: Mutex<Store>,
+    faults: Mutex<Vec<Fault>>,
+    log: Mutex<VecDeque<Received>>,
+}
+
+impl EmulatorState {
+    /// Empty data with these feed group kinds, no faults, credentials from `cfg`.
+    pub fn new(cfg: EmulatorConfig, groups: FeedGroups) -> Self {
+        Self {
+            verifier: Verifier {
+                api_key: cfg.api_key,
+                secret: cfg.api_secret,
+                strict_scopes: cfg.strict_scopes,
+            },
+            store: Mutex::new(Store::new(groups)),
+            faults: Mutex::new(Vec::new()),
+            log: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Locks the store (tests read it directly).
+    pub fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().expect("emulator store lock")
+    }
+
+    /// Adds a fault.
+    pub fn inject(&self, f: Fault) {
+        self.faults.lock().expect("faults lock").push(f);
+    }
+
+    /// The faults not yet used up.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.faults.lock().expect("faults lock").clone()
+    }
+
+    /// Forgets every fault.
+    pub fn clear_faults(&self) {
+        self.faults.lock().expect("faults lock").clear();
+    }
+
+    /// The requests received so far (the last 2000).
+    pub fn received(&self) -> Vec<Received> {
+        self.log.lock().expect("log lock").iter().cloned().collect()
+    }
+
+    /// Records a request, dropping the oldest beyond [`LOG_CAPACITY`].
+    pub fn record(&self, r: Received) {
+        let mut log = self.log.lock().expect("log lock");
+        if log.len() == LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(r);
+    }
+
+    /// Forgets data, faults and the request log; the feed group kinds stay.
+    pub fn reset(&self) {
+        {
+            let mut store = self.store();
+            let groups = store.feed_groups().clone();
+            *store = Store::new(groups);
+        }
+        self.faults.lock().expect("faults lock").clear();
+        self.log.lock().expect("log lock").clear();
+    }
+
+    /// Takes one use of the first fault matching the request, if any.
+    pub fn take_fault(&self, method: &Method, path: &str) -> Option<Fault> {
+        let mut faults = self.faults.lock().expect("faults lock");
+        let i = faults.iter().position(|f| {
+            f.times > 0
+                && path.starts_with(&f.path_prefix)
+                && f.method
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
+        })?;
+        faults[i].times -= 1;
+        let f = faults[i].clone();
+        if faults[i].times == 0 {
+            faults.remove(i);
+        }
+        Some(f)
+    }
+
+    /// Refuses the call unless its credentials are what `needed` asks for.
+    pub fn authorize(&self, call: &Call, needed: Needed) -> Result<(), EmuError> {
+        self.verifier
+            .check(&call.method, &call.uri, &call.headers, &needed)
+    }
+}
