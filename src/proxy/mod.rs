@@ -148,17 +148,19 @@ async fn proxy(
     trace.endpoint = ep.name;
     let pairs = query::check(ep, parts.uri.query())?;
 
+    // A body trickling in must not hold a concurrency permit for ever: reading it is part of
+    // the request, bounded by its deadline. A body on a GET or DELETE is read too, and dropped:
+    // left unread, the HTTP layer closes the connection after the answer, and a client's next
+    // request on it fails (stream-python sends `{}` with every DELETE).
+    let raw = tokio::time::timeout_at(
+        deadline,
+        read_body(parts, body, gw.config.server.max_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::RequestTimeout(gw.config.upstream.deadline.as_millis()))??;
     let (body, keyed) = if ep.body == BodyKind::None {
         (None, false)
     } else {
-        // A body trickling in must not hold a concurrency permit for ever: reading it is part
-        // of the request, bounded by its deadline.
-        let raw = tokio::time::timeout_at(
-            deadline,
-            read_body(parts, body, gw.config.server.max_body_bytes),
-        )
-        .await
-        .map_err(|_| ApiError::RequestTimeout(gw.config.upstream.deadline.as_millis()))??;
         let checked = body::check(ep.body, &raw)?;
         let keyed = checked.keyed;
         (

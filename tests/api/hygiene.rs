@@ -108,3 +108,48 @@ async fn the_request_id_is_kept_forwarded_and_returned() {
     let r = app.get("/feed/user/2/").await;
     assert!(!r.headers["x-request-id"].is_empty());
 }
+
+#[tokio::test]
+async fn a_body_sent_with_a_get_or_delete_keeps_the_connection_usable() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let app = spawn_app().await;
+    let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut conn = BufReader::new(stream);
+    // stream-python sends `{}` with every DELETE, on a kept-alive connection.
+    for (i, method) in ["DELETE", "GET", "DELETE", "GET"].iter().enumerate() {
+        let path = if *method == "DELETE" {
+            format!("/api/v1.0/feed/user/1/a{i}/")
+        } else {
+            "/api/v1.0/feed/user/1/".to_owned()
+        };
+        // The head first, the body a moment later, as a client's separate writes arrive.
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n");
+        conn.get_mut().write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        conn.get_mut().write_all(b"{}").await.unwrap();
+        let mut status = String::new();
+        conn.read_line(&mut status).await.unwrap();
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "request {i}: {status:?}"
+        );
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            conn.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            assert!(
+                !lower.starts_with("connection: close"),
+                "request {i}: {line}"
+            );
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        conn.read_exact(&mut body).await.unwrap();
+    }
+}
