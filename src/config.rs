@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
 
 pub use crate::auth::Secret;
@@ -438,12 +439,42 @@ pub fn with_env(f: Figment) -> Figment {
             .split("__"),
     );
     for (env, key) in VERBATIM {
-        if let Ok(v) = std::env::var(env) {
-            f = f.merge((*key, v));
+        if let Ok(value) = std::env::var(env) {
+            f = f.merge(EnvValue { env, key, value });
         }
     }
     f
 }
+
+/// One variable of [`VERBATIM`] as a provider whose metadata names the variable, so an
+/// error can say where a value came from.
+struct EnvValue {
+    env: &'static str,
+    key: &'static str,
+    value: String,
+}
+
+impl Provider for EnvValue {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("environment variable {}", self.env))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::default(self.key, &self.value).data()
+    }
+}
+
+/// Where `key` was set, for an error message: a variable's name or a file's path.
+fn source_of(f: &Figment, key: &str) -> Option<String> {
+    let m = f.find_metadata(key)?;
+    Some(match &m.source {
+        Some(Source::File(path)) => format!("{} {}", m.name, path.display()),
+        _ => m.name.to_string(),
+    })
+}
+
+/// The prefix a secret needs in emulator mode.
+pub const EMULATOR_SECRET_PREFIX: &str = "emulator-";
 
 fn ms(key: &str, v: u64) -> Result<Duration, ConfigError> {
     if v == 0 {
@@ -477,11 +508,19 @@ impl Config {
             let key = if key.is_empty() { "config".into() } else { key };
             ConfigError::new(&key, e.kind.to_string())
         })?;
-        Self::validate(raw)
+        Self::validate_from(raw, &|key| source_of(f, key))
     }
 
     /// Validates a [`FileConfig`]; the first problem found is returned, naming its key.
     pub fn validate(raw: FileConfig) -> Result<Self, ConfigError> {
+        Self::validate_from(raw, &|_| None)
+    }
+
+    /// [`Config::validate`], with `source` telling where a key was set (for messages).
+    fn validate_from(
+        raw: FileConfig,
+        source: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let s = raw.stream;
         let emulator = s.emulator.unwrap_or(false);
         let base_url = present(s.base_url);
@@ -526,15 +565,39 @@ impl Config {
                 Some(text.trim_end_matches(['\r', '\n']).to_owned())
             }
         };
-        let api_secret =
-            match present(from_file.or(s.api_secret)) {
-                Some(v) => Secret::new(v),
-                None if emulator => Secret::new(random_hex(24)),
-                None => return Err(ConfigError::new(
+        let secret_key = if from_file.is_some() {
+            "stream.api_secret_file"
+        } else {
+            "stream.api_secret"
+        };
+        let api_secret = present(from_file.or(s.api_secret));
+        // The emulator's request log (unauthenticated, on loopback) shows the tokens the
+        // gateway signs; signed with a real secret, they would work against Stream.
+        if emulator
+            && api_secret
+                .as_deref()
+                .is_some_and(|v| !v.starts_with(EMULATOR_SECRET_PREFIX))
+        {
+            let from = source(secret_key).unwrap_or_else(|| "the configuration".into());
+            return Err(ConfigError::new(
+                secret_key,
+                format!(
+                    "with the emulator the secret must start with `{EMULATOR_SECRET_PREFIX}` \
+                     (this one, from {from}, does not): the emulator shows the tokens it \
+                     receives, and tokens signed with a real secret work against Stream"
+                ),
+            ));
+        }
+        let api_secret = match api_secret {
+            Some(v) => Secret::new(v),
+            None if emulator => Secret::new(format!("{EMULATOR_SECRET_PREFIX}{}", random_hex(24))),
+            None => {
+                return Err(ConfigError::new(
                     "stream.api_secret",
                     "missing (set STREAM_API_SECRET, STREAM_API_SECRET_FILE or stream.api_secret)",
-                )),
-            };
+                ))
+            }
+        };
         let region = s.region.unwrap_or_else(|| "us-east".into());
         let region_url = region::base_url(&region).ok_or_else(|| {
             ConfigError::new(
@@ -749,6 +812,41 @@ mod tests {
         assert!(c.stream.api_key.starts_with("emu"));
         let e = err(f.merge(("stream.base_url", "http://127.0.0.1:1")));
         assert_eq!(e.key, "stream.base_url");
+    }
+
+    #[test]
+    fn the_emulator_refuses_a_secret_without_its_prefix_naming_where_it_came_from() {
+        Jail::expect_with(|jail| {
+            jail.create_file("gw.toml", "[stream]\napi_secret = \"real-from-file\"\n")?;
+            jail.create_file("secret.txt", "real-from-secret-file\n")?;
+            let emulated = |f: Figment| Config::from_figment(&f.merge(("stream.emulator", true)));
+            jail.set_env("STREAM_API_SECRET", "real-from-env");
+            let e = emulated(figment(None)).unwrap_err();
+            assert_eq!(e.key, "stream.api_secret");
+            assert!(e.problem.contains("STREAM_API_SECRET"), "{e}");
+            assert!(!e.to_string().contains("real-from-env"), "{e}");
+
+            jail.clear_env();
+            jail.set_env("STREAM_API_SECRET_FILE", "secret.txt");
+            let e = emulated(figment(None)).unwrap_err();
+            assert_eq!(e.key, "stream.api_secret_file");
+            assert!(e.problem.contains("STREAM_API_SECRET_FILE"), "{e}");
+            assert!(!e.to_string().contains("real-from-secret-file"), "{e}");
+
+            jail.clear_env();
+            let e = emulated(figment(Some(Path::new("gw.toml")))).unwrap_err();
+            assert_eq!(e.key, "stream.api_secret");
+            assert!(e.problem.contains("gw.toml"), "{e}");
+            assert!(!e.to_string().contains("real-from-file"), "{e}");
+
+            jail.set_env("STREAM_API_SECRET", "emulator-anything");
+            let c = emulated(figment(None)).unwrap();
+            assert_eq!(c.stream.api_secret.expose(), "emulator-anything");
+            // Without the emulator, any secret is taken.
+            jail.set_env("STREAM_API_SECRET", "real-from-env");
+            assert!(Config::from_figment(&figment(None).merge(("stream.api_key", "k"))).is_ok());
+            Ok(())
+        });
     }
 
     #[test]

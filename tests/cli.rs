@@ -36,6 +36,21 @@ fn run(args: &[&str], env: &[(&str, String)]) -> Output {
     gateway(args, env).output().expect("the binary runs")
 }
 
+/// Like [`run`], for a command that should exit at once: killed after 10 s if it serves instead.
+fn run_expecting_exit(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut child = gateway(args, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -105,6 +120,31 @@ fn a_configuration_error_exits_2_naming_the_key_without_the_secret() {
     assert!(!stderr(&o).contains(secret));
     let o = run(&["--config", "/nonexistent/gateway.toml"], &[]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn the_emulator_refuses_a_real_looking_secret_and_names_where_it_came_from() {
+    let secret = "a-real-secret-never-printed";
+    let o = run_expecting_exit(&["--emulator"], &[("STREAM_API_SECRET", secret.into())]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("STREAM_API_SECRET"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("emulator-"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(secret), "{}", stderr(&o));
+
+    let file = std::env::temp_dir().join(format!("gw-real-secret-{}", free_port()));
+    std::fs::write(&file, secret).unwrap();
+    let o = run_expecting_exit(
+        &["--emulator"],
+        &[("STREAM_API_SECRET_FILE", file.display().to_string())],
+    );
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("STREAM_API_SECRET_FILE"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains(secret), "{}", stderr(&o));
 }
 
 #[test]

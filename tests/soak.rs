@@ -59,7 +59,7 @@ async fn fault_soak_then_sigterm() {
     // Stream emulated in its own process (its memory holds every activity written), the
     // gateway under test in another, pointed at it, so the gateway's memory is its own.
     let bin = env!("CARGO_BIN_EXE_stream-gateway");
-    let (key, secret) = ("soak-key", "soak-secret-0123456789abcdef");
+    let (key, secret) = ("soak-key", "emulator-soak-secret-0123456789abcdef");
     let emu_log_path =
         std::env::temp_dir().join(format!("stream-gateway-soak-emu-{}.log", free_port()));
     let mut emu_host = Command::new(bin)
