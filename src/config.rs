@@ -151,6 +151,9 @@ pub struct UpstreamFile {
     pub retry_budget_percent: u32,
     /// Idle pooled connections are closed after this.
     pub pool_idle_timeout_ms: u64,
+    /// An HTTP proxy (`http://host:port`) for every upstream call; none when unset, whatever
+    /// `HTTP_PROXY` or `HTTPS_PROXY` say.
+    pub proxy: Option<String>,
 }
 
 /// `[log]` as read.
@@ -184,6 +187,7 @@ impl Default for UpstreamFile {
             backoff_max_ms: 2000,
             retry_budget_percent: 20,
             pool_idle_timeout_ms: 55_000,
+            proxy: None,
         }
     }
 }
@@ -392,6 +396,8 @@ pub struct UpstreamConfig {
     pub retry_budget_percent: u32,
     /// Pool idle timeout.
     pub pool_idle_timeout: Duration,
+    /// The HTTP proxy for upstream calls (`http://host:port`), if any.
+    pub proxy: Option<String>,
 }
 
 /// The figment for a file path: defaults < TOML < `GATEWAY_*` < `STREAM_*`.
@@ -647,6 +653,7 @@ impl Config {
             backoff_max: ms("upstream.backoff_max_ms", u.backoff_max_ms)?,
             retry_budget_percent: u.retry_budget_percent,
             pool_idle_timeout: ms("upstream.pool_idle_timeout_ms", u.pool_idle_timeout_ms)?,
+            proxy: present(u.proxy).map(|p| validate_proxy(&p)).transpose()?,
         };
         if upstream.backoff_base > upstream.backoff_max {
             return Err(ConfigError::new(
@@ -699,6 +706,24 @@ fn validate_base_url(u: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(format!("{scheme}://{authority}"))
+}
+
+/// `http://host:port`: a plain HTTP proxy (HTTPS calls go through it with `CONNECT`).
+fn validate_proxy(u: &str) -> Result<String, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            "upstream.proxy",
+            format!("{u:?} is not an HTTP proxy URL such as http://proxy.internal:3128"),
+        )
+    };
+    let authority = u.strip_prefix("http://").ok_or_else(bad)?;
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = !host.is_empty() && !host.contains(['/', '?', '#', '@', ' ', '%']);
+    if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad());
+    }
+    Ok(format!("http://{authority}"))
 }
 
 #[cfg(test)]
@@ -786,6 +811,31 @@ mod tests {
             err(base().merge(("server.max_concurrency", 0))).key,
             "server.max_concurrency"
         );
+    }
+
+    #[test]
+    fn an_upstream_proxy_is_an_http_host_and_port() {
+        assert_eq!(Config::from_figment(&base()).unwrap().upstream.proxy, None);
+        let c = Config::from_figment(&base().merge(("upstream.proxy", "http://10.0.0.1:3128/")));
+        assert_eq!(
+            c.unwrap().upstream.proxy.as_deref(),
+            Some("http://10.0.0.1:3128")
+        );
+        for bad in [
+            "10.0.0.1:3128",
+            "https://proxy:3128",
+            "socks5://proxy:1080",
+            "http://proxy",
+            "http://proxy:0",
+            "http://user:pass@proxy:3128",
+            "http://proxy:3128/path",
+        ] {
+            assert_eq!(
+                err(base().merge(("upstream.proxy", bad))).key,
+                "upstream.proxy",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -85,7 +85,14 @@ impl Upstream {
         api_key: &str,
         secret: Secret,
     ) -> reqwest::Result<Self> {
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder();
+        // Every request carries a token or a signature: it goes through a proxy only when the
+        // configuration names one, never because of `HTTP_PROXY` in the environment.
+        let builder = match &cfg.proxy {
+            Some(url) => builder.proxy(reqwest::Proxy::all(url)?),
+            None => builder.no_proxy(),
+        };
+        let client = builder
             .connect_timeout(cfg.connect_timeout)
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .tcp_nodelay(true)

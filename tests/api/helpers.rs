@@ -235,3 +235,56 @@ pub async fn raw_http(addr: SocketAddr, bytes: &[u8]) -> String {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// What a [`raw_upstream`] writes back on each connection.
+#[derive(Clone)]
+pub enum RawAnswer {
+    /// These bytes, then it waits for the gateway to close the connection.
+    Bytes(Vec<u8>),
+}
+
+/// A hostile or minimal HTTP server over plain TCP, for what the emulator cannot answer.
+pub struct RawUpstream {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The request heads received, in order.
+    pub heads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub async fn raw_upstream(answer: RawAnswer) -> RawUpstream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let (heads, answer) = (h.clone(), answer.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                heads
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                match answer {
+                    RawAnswer::Bytes(b) => {
+                        let _ = s.write_all(&b).await;
+                        let mut sink = [0u8; 1024];
+                        while s.read(&mut sink).await.unwrap_or(0) > 0 {}
+                    }
+                }
+            });
+        }
+    });
+    RawUpstream { url, heads }
+}

@@ -108,3 +108,21 @@ async fn the_request_id_is_kept_forwarded_and_returned() {
     let r = app.get("/feed/user/2/").await;
     assert!(!r.headers["x-request-id"].is_empty());
 }
+
+#[tokio::test]
+async fn upstream_calls_go_through_the_configured_proxy() {
+    let proxy = raw_upstream(RawAnswer::Bytes(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 17\r\n\r\n{\"from\":\"proxy\"}\n"
+            .to_vec(),
+    ))
+    .await;
+    let url = proxy.url.clone();
+    let app = spawn_with(move |f| f.merge(("upstream.proxy", url))).await;
+    let r = app.get("/feed/user/1/").await;
+    assert_eq!((r.status, r.json["from"].as_str()), (200, Some("proxy")));
+    let heads = proxy.heads.lock().unwrap().clone();
+    let first = heads[0].lines().next().unwrap();
+    let target = format!("GET {}/api/v1.0/feed/user/1/?", app.emu.url());
+    assert!(first.starts_with(&target), "{first}");
+    assert!(app.received().is_empty(), "nothing went around the proxy");
+}
