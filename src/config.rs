@@ -151,6 +151,8 @@ pub struct UpstreamFile {
     pub retry_budget_percent: u32,
     /// Idle pooled connections are closed after this.
     pub pool_idle_timeout_ms: u64,
+    /// Largest answer read from Stream; a larger one is 502.
+    pub max_response_bytes: u64,
     /// An HTTP proxy (`http://host:port`) for every upstream call; none when unset, whatever
     /// `HTTP_PROXY` or `HTTPS_PROXY` say.
     pub proxy: Option<String>,
@@ -187,6 +189,7 @@ impl Default for UpstreamFile {
             backoff_max_ms: 2000,
             retry_budget_percent: 20,
             pool_idle_timeout_ms: 55_000,
+            max_response_bytes: 8 * 1024 * 1024,
             proxy: None,
         }
     }
@@ -396,6 +399,8 @@ pub struct UpstreamConfig {
     pub retry_budget_percent: u32,
     /// Pool idle timeout.
     pub pool_idle_timeout: Duration,
+    /// Largest answer read from Stream.
+    pub max_response_bytes: usize,
     /// The HTTP proxy for upstream calls (`http://host:port`), if any.
     pub proxy: Option<String>,
 }
@@ -653,6 +658,7 @@ impl Config {
             backoff_max: ms("upstream.backoff_max_ms", u.backoff_max_ms)?,
             retry_budget_percent: u.retry_budget_percent,
             pool_idle_timeout: ms("upstream.pool_idle_timeout_ms", u.pool_idle_timeout_ms)?,
+            max_response_bytes: positive("upstream.max_response_bytes", u.max_response_bytes)?,
             proxy: present(u.proxy).map(|p| validate_proxy(&p)).transpose()?,
         };
         if upstream.backoff_base > upstream.backoff_max {
@@ -756,6 +762,7 @@ mod tests {
         assert_eq!(c.upstream.deadline, Duration::from_millis(10_000));
         assert_eq!(c.upstream.max_retries, 2);
         assert_eq!(c.upstream.pool_idle_timeout, Duration::from_millis(55_000));
+        assert_eq!(c.upstream.max_response_bytes, 8 * 1024 * 1024);
         assert_eq!(c.log_format, LogFormat::Text);
     }
 

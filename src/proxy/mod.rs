@@ -26,7 +26,7 @@ use crate::stream::endpoint::{AuthKind, BodyKind, Idempotency};
 use crate::stream::{body, query, route, Method, RouteError};
 use crate::telemetry::{Metrics, RequestInfo};
 use forward::{Credential, Prepared, Upstream};
-use retry::{Attempted, Backoff, Decision, Outcome, RetryBudget, Stop};
+use retry::{Attempted, Backoff, Decision, Outcome, RetryBudget, Stop, Unusable};
 
 /// Everything a proxied request needs, shared by all of them.
 #[derive(Debug)]
@@ -275,13 +275,20 @@ async fn send_with_retries(
                 if stop != Stop::Final {
                     tracing::debug!(attempt = trace.attempts, retryable = false, stop = ?stop, "not retrying");
                 }
-                return finish(result, trace.attempts);
+                if let Err(Outcome::Unusable(u)) = &result {
+                    tracing::warn!(attempt = trace.attempts, unusable = ?u, "Stream's answer refused");
+                }
+                return finish(result, trace.attempts, u.max_response_bytes);
             }
         }
     }
 }
 
-fn finish(result: Result<forward::Answer, Outcome>, attempts: u32) -> Result<Response, ApiError> {
+fn finish(
+    result: Result<forward::Answer, Outcome>,
+    attempts: u32,
+    max_response_bytes: usize,
+) -> Result<Response, ApiError> {
     match result {
         Ok(a) => {
             let mut resp = Response::new(Body::from(a.body));
@@ -289,6 +296,12 @@ fn finish(result: Result<forward::Answer, Outcome>, attempts: u32) -> Result<Res
             resp.headers_mut().extend(a.headers);
             Ok(resp)
         }
+        Err(Outcome::Unusable(Unusable::TooLarge)) => Err(ApiError::UpstreamUnusable(format!(
+            "Stream's answer is larger than {max_response_bytes} bytes (upstream.max_response_bytes)"
+        ))),
+        Err(Outcome::Unusable(Unusable::Status(s))) => Err(ApiError::UpstreamUnusable(format!(
+            "Stream answered with status {s}, which is not a final HTTP answer"
+        ))),
         Err(Outcome::Timeout) => Err(ApiError::UpstreamTimeout(format!(
             "no answer within the attempt timeout ({attempts} attempt(s))"
         ))),
