@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::StatusCode;
@@ -15,6 +16,7 @@ use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tower::util::MapRequestLayer;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -208,7 +210,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             ServiceBuilder::new()
                 // Keep the caller's credentials out of anything that logs requests.
                 .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
-                // A request id for every request: the caller's `x-request-id`, or a new one...
+                // A request id for every request: the caller's `x-request-id` if it is one
+                // well-formed id, or a new one...
+                .layer(MapRequestLayer::new(telemetry::screen_request_id::<Body>))
                 .layer(SetRequestIdLayer::x_request_id(telemetry::FastRequestId))
                 // ...returned in the response...
                 .layer(PropagateRequestIdLayer::x_request_id())
