@@ -73,6 +73,8 @@ pub struct TokensFile {
     pub wildcards: bool,
     /// A header, set by a trusted proxy, naming the caller's user id.
     pub identity_header: Option<String>,
+    /// The app's feed group slugs; feed tokens are minted for these only (any, when empty).
+    pub feed_groups: Vec<String>,
     /// Browser origins allowed to call `/tokens` (CORS).
     pub cors_origins: Vec<String>,
 }
@@ -86,6 +88,7 @@ impl Default for TokensFile {
             user_tokens: true,
             wildcards: false,
             identity_header: None,
+            feed_groups: Vec::new(),
             cors_origins: Vec::new(),
         }
     }
@@ -268,6 +271,8 @@ pub struct TokensConfig {
     pub wildcards: bool,
     /// The identity header, lower-case.
     pub identity_header: Option<http::HeaderName>,
+    /// The app's feed group slugs (empty: any slug).
+    pub feed_groups: Vec<String>,
     /// Allowed browser origins.
     pub cors_origins: Vec<http::HeaderValue>,
 }
@@ -312,6 +317,22 @@ impl TokensConfig {
                 )
             })?),
         };
+        for g in &t.feed_groups {
+            crate::stream::Slug::parse(g).map_err(|e| {
+                ConfigError::new(
+                    "tokens.feed_groups",
+                    format!("{g:?} is not a feed slug: {e}"),
+                )
+            })?;
+        }
+        if identity_header.is_some() && t.feed_groups.is_empty() {
+            // A claim is slug and user id glued together (`user` + `42`): without the list of
+            // slugs, the gateway cannot tell whether a claim also names another user's feed.
+            return Err(ConfigError::new(
+                "tokens.feed_groups",
+                "must list the app's feed group slugs when tokens.identity_header is set",
+            ));
+        }
         let mut cors_origins = Vec::new();
         for o in &t.cors_origins {
             if o == "*" {
@@ -339,6 +360,7 @@ impl TokensConfig {
             user_tokens: t.user_tokens,
             wildcards: t.wildcards,
             identity_header,
+            feed_groups: t.feed_groups,
             cors_origins,
         })
     }
@@ -1022,6 +1044,15 @@ mod tests {
             "tokens.identity_header"
         );
         assert_eq!(
+            err(base().merge(("tokens.identity_header", "X-User-Id"))).key,
+            "tokens.feed_groups",
+            "an identity header needs the feed groups"
+        );
+        assert_eq!(
+            err(base().merge(("tokens.feed_groups", ["user", "no:colon"]))).key,
+            "tokens.feed_groups"
+        );
+        assert_eq!(
             err(base().merge(("tokens.max_ttl_s", 10))).key,
             "tokens.max_ttl_s"
         );
@@ -1034,7 +1065,8 @@ mod tests {
                 "tokens.cors_origins",
                 ["https://app.example.com", "http://localhost:3000"],
             ))
-            .merge(("tokens.identity_header", "X-User-Id"));
+            .merge(("tokens.identity_header", "X-User-Id"))
+            .merge(("tokens.feed_groups", ["user", "timeline"]));
         let t = Config::from_figment(&ok).unwrap().tokens;
         assert_eq!(t.identity_header.unwrap().as_str(), "x-user-id");
         assert_eq!(t.cors_origins.len(), 2);
