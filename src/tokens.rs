@@ -10,13 +10,13 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::time::Instant;
 
 use crate::auth::jwt::{encode, Claims};
 use crate::config::{TokensConfig, TOKEN_ACTIONS, TOKEN_RESOURCES};
@@ -253,9 +253,15 @@ fn other_reading(feed: &FeedId, who: &str, groups: &[String]) -> Option<String> 
     })
 }
 
-/// The `POST /tokens` handler.
-pub async fn mint(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
-    match mint_inner(&gw, &headers, &body) {
+/// The `POST /tokens` handler. The body is bounded in size and time like a proxied one.
+pub async fn mint(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let deadline = Instant::now() + gw.config.upstream.deadline;
+    let (parts, body) = req.into_parts();
+    let minted = match gw.receive_body(&parts.headers, body, deadline).await {
+        Ok(body) => mint_inner(&gw, &parts.headers, &body),
+        Err(e) => Err(e),
+    };
+    match minted {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(status = e.parts().0.as_u16(), reason = %e, "token refused");

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, request::Parts, HeaderValue};
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -43,8 +43,12 @@ pub struct Gateway {
     pub backoff: Backoff,
     /// Metrics.
     pub metrics: Metrics,
-    /// `server.max_concurrency` permits; a request that finds none is refused at once.
+    /// `server.max_concurrency` permits for requests going upstream, taken once the body is
+    /// in; a request that finds none is refused at once.
     pub limiter: tokio::sync::Semaphore,
+    /// `server.max_concurrency` permits for bodies being received, apart from `limiter`, so
+    /// slow bodies cannot hold back requests that have none (or whose body is in).
+    pub body_limiter: tokio::sync::Semaphore,
     /// Set on SIGTERM: `/readyz` answers 503.
     pub draining: AtomicBool,
 }
@@ -64,6 +68,7 @@ impl Gateway {
         Ok(Self {
             metrics: Metrics::new(),
             limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
+            body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
             tokens: TokenCache::new(s.api_secret.clone(), s.token_ttl_s),
             budget: RetryBudget::new(config.upstream.retry_budget_percent),
@@ -71,6 +76,37 @@ impl Gateway {
             backoff,
             config,
         })
+    }
+
+    /// An `Overloaded` refusal, counted.
+    fn overloaded(&self, what: &str) -> ApiError {
+        self.metrics
+            .counter("gateway_overloaded_total", &[])
+            .increment(1);
+        ApiError::Overloaded(format!(
+            "more than {} {what} (server.max_concurrency); retry later",
+            self.config.server.max_concurrency
+        ))
+    }
+
+    /// Reads a request body: at most `server.max_body_bytes` (413), complete by `deadline`
+    /// (408), and only while one of `server.max_concurrency` body permits is free (503).
+    pub async fn receive_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        deadline: Instant,
+    ) -> Result<Bytes, ApiError> {
+        let _receiving = self
+            .body_limiter
+            .try_acquire()
+            .map_err(|_| self.overloaded("request bodies being received"))?;
+        tokio::time::timeout_at(
+            deadline,
+            read_body(headers, body, self.config.server.max_body_bytes),
+        )
+        .await
+        .map_err(|_| ApiError::RequestTimeout(self.config.upstream.deadline.as_millis()))?
     }
 }
 
@@ -81,30 +117,16 @@ pub async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         endpoint: "unknown",
         attempts: 0,
     };
-    // Refuse at once beyond the limit rather than queue without bound.
-    let mut resp = match gw.limiter.try_acquire() {
-        Err(_) => {
-            gw.metrics
-                .counter("gateway_overloaded_total", &[])
-                .increment(1);
-            ApiError::Overloaded(format!(
-                "more than {} requests in flight (server.max_concurrency); retry later",
-                gw.config.server.max_concurrency
-            ))
-            .into_response()
-        }
-        Ok(_permit) => match proxy(&gw, &parts, body, &mut info).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        },
+    let mut resp = match proxy(&gw, &parts, body, &mut info).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
     };
     resp.extensions_mut().insert(info);
     resp
 }
 
-async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = parts
-        .headers
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -151,14 +173,9 @@ async fn proxy(
     let (body, keyed) = if ep.body == BodyKind::None {
         (None, false)
     } else {
-        // A body trickling in must not hold a concurrency permit for ever: reading it is part
-        // of the request, bounded by its deadline.
-        let raw = tokio::time::timeout_at(
-            deadline,
-            read_body(parts, body, gw.config.server.max_body_bytes),
-        )
-        .await
-        .map_err(|_| ApiError::RequestTimeout(gw.config.upstream.deadline.as_millis()))??;
+        // Reading the body is part of the request, bounded by its deadline, and holds a body
+        // permit, not one of the permits below.
+        let raw = gw.receive_body(&parts.headers, body, deadline).await?;
         let checked = body::check(ep.body, &raw)?;
         let keyed = checked.keyed;
         (
@@ -185,6 +202,11 @@ async fn proxy(
             Credential::Jwt(v)
         }
     };
+    // Refuse at once beyond the limit rather than queue without bound.
+    let _permit = gw
+        .limiter
+        .try_acquire()
+        .map_err(|_| gw.overloaded("requests in flight"))?;
     let prepared = Prepared {
         method: parts.method.clone(),
         query_at: route.path.len(),
