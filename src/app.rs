@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::error::ApiError;
 use crate::proxy::{self, Gateway};
+use crate::server::Limits;
 use crate::telemetry;
 use crate::tokens;
 
@@ -127,11 +128,14 @@ impl App {
     ) -> std::io::Result<()> {
         let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
         let gw = self.gateway.clone();
-        // Small responses go out at once rather than waiting on Nagle and delayed ACKs.
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = axum::serve(listener, self.router).with_graceful_shutdown(async move {
+        let server = &self.gateway.config.server;
+        let limits = Limits {
+            max_connections: server.max_connections,
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+        };
+        let refused = gw.metrics.counter("gateway_connections_refused_total", &[]);
+        let serve = crate::server::serve(self.listener, self.router, limits, refused, async move {
             shutdown.await;
             gw.draining.store(true, Ordering::SeqCst);
             let delay = gw.config.server.drain_delay;
@@ -164,16 +168,15 @@ impl App {
                 std::future::pending::<()>().await;
             }
         };
-        let result = tokio::select! {
-            r = serve => r,
+        tokio::select! {
+            () = serve => {}
             () = expire => {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining connections");
-                Ok(())
             }
-        };
+        }
         upkeep.abort();
         drop(self.emulator);
-        result
+        Ok(())
     }
 }
 

@@ -108,6 +108,12 @@ pub struct ServerFile {
     pub shutdown_grace_ms: u64,
     /// On SIGTERM, keep serving with `/readyz` at 503 this long before closing the listener.
     pub drain_delay_ms: u64,
+    /// A connection whose request head is not complete this long after it began is closed.
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection idle this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Open connections; beyond it, new ones are closed at once.
+    pub max_connections: u64,
 }
 
 /// `[stream]` as read.
@@ -177,6 +183,9 @@ impl Default for ServerFile {
             max_concurrency: 1024,
             shutdown_grace_ms: 10_000,
             drain_delay_ms: 0,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 4096,
         }
     }
 }
@@ -379,6 +388,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Time between SIGTERM and closing the listener, with `/readyz` at 503.
     pub drain_delay: Duration,
+    /// Longest time from the start of a request head (or of the connection) to its end.
+    pub header_read_timeout: Duration,
+    /// Longest time a keep-alive connection stays open with no request.
+    pub idle_timeout: Duration,
+    /// Open connections before new ones are closed at once.
+    pub max_connections: usize,
 }
 
 /// `[stream]`, validated.
@@ -668,6 +683,12 @@ impl Config {
             max_concurrency: positive("server.max_concurrency", raw.server.max_concurrency)?,
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
             drain_delay: Duration::from_millis(raw.server.drain_delay_ms),
+            header_read_timeout: ms(
+                "server.header_read_timeout_ms",
+                raw.server.header_read_timeout_ms,
+            )?,
+            idle_timeout: ms("server.idle_timeout_ms", raw.server.idle_timeout_ms)?,
+            max_connections: positive("server.max_connections", raw.server.max_connections)?,
         };
 
         let u = raw.upstream;
@@ -777,6 +798,9 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.server.max_body_bytes, 1_048_576);
         assert_eq!(c.server.max_concurrency, 1024);
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.server.max_connections, 4096);
         assert_eq!(c.stream.base_url, "https://us-east-api.stream-io-api.com");
         assert_eq!(c.stream.batch_auth, BatchAuth::Signature);
         assert_eq!(c.stream.token_ttl_s, 3600);
@@ -830,6 +854,9 @@ mod tests {
     #[test]
     fn zero_timeouts_are_refused_by_name() {
         for key in [
+            "server.header_read_timeout_ms",
+            "server.idle_timeout_ms",
+            "server.max_connections",
             "upstream.timeout_ms",
             "upstream.connect_timeout_ms",
             "upstream.deadline_ms",

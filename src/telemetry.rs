@@ -139,6 +139,12 @@ impl Metrics {
             "Requests refused with 503 over server.max_concurrency.",
             'c',
         );
+        describe(
+            "gateway_connections_refused_total",
+            None,
+            "Connections closed at once over server.max_connections.",
+            'c',
+        );
         let in_flight =
             recorder.register_gauge(&Key::from_name("gateway_in_flight_requests"), &META);
         Self {

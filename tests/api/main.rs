@@ -2,6 +2,7 @@
 
 mod adversarial;
 mod concurrency;
+mod connections;
 mod emulator_semantics;
 mod emulator_verification;
 mod endpoints;
