@@ -736,6 +736,25 @@ impl Config {
     }
 }
 
+/// Resident memory of a gateway serving nothing, rounded up (the soak's 23 MiB under load).
+pub const BASE_MEMORY_BYTES: u64 = 24 << 20;
+/// Memory an open connection may hold: hyper's read buffer (`server::MAX_BUF_BYTES`) and
+/// about 16 KiB of socket and task state.
+pub const CONNECTION_MEMORY_BYTES: u64 = 80 << 10;
+
+impl Config {
+    /// The most memory these limits let callers and Stream make the gateway hold, for sizing
+    /// a container: the base, every connection's buffers, and per request in flight a body
+    /// being received, a body being forwarded and Stream's answer.
+    pub fn memory_bound_bytes(&self) -> u64 {
+        let s = &self.server;
+        let per_request = 2 * s.max_body_bytes as u64 + self.upstream.max_response_bytes as u64;
+        BASE_MEMORY_BYTES
+            + s.max_connections as u64 * CONNECTION_MEMORY_BYTES
+            + s.max_concurrency as u64 * per_request
+    }
+}
+
 /// `scheme://host[:port]`, http or https, nothing after the authority but an optional `/`.
 fn validate_base_url(u: &str) -> Result<String, ConfigError> {
     let bad = |why: &str| ConfigError::new("stream.base_url", format!("{u:?} {why}"));
@@ -1097,6 +1116,44 @@ mod tests {
         let t = Config::from_figment(&ok).unwrap().tokens;
         assert_eq!(t.identity_header.unwrap().as_str(), "x-user-id");
         assert_eq!(t.cors_origins.len(), 2);
+    }
+
+    #[test]
+    fn the_kubernetes_example_memory_limit_covers_the_sizing_formula() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("kind: Deployment")
+            .expect("the Kubernetes example");
+        let example = &readme[start..];
+        let example = &example[..example.find("```").unwrap()];
+        let mut f = base();
+        for line in example.lines() {
+            let Some(rest) = line.trim().strip_prefix("- { name: GATEWAY_") else {
+                continue;
+            };
+            let (name, value) = rest.split_once(", value: ").unwrap();
+            let key = name.to_ascii_lowercase().replacen("__", ".", 1);
+            let value = value.trim_end_matches(" }").trim_matches('"');
+            f = match value.parse::<u64>() {
+                Ok(n) => f.merge((key, n)),
+                Err(_) => f.merge((key, value)),
+            };
+        }
+        let limit = example
+            .split("limits: { memory: ")
+            .nth(1)
+            .and_then(|l| l.split("Mi").next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("a memory limit in Mi");
+        let c = Config::from_figment(&f).unwrap();
+        assert!(
+            c.server.max_concurrency < 1024,
+            "the example sets its own limits"
+        );
+        let bound = c.memory_bound_bytes();
+        assert!(limit << 20 >= bound, "{limit} Mi < {} Mi", bound >> 20);
+        // The defaults need far more: a container limit needs the limits set down.
+        assert!(Config::from_figment(&base()).unwrap().memory_bound_bytes() > 8 << 30);
     }
 
     #[test]
