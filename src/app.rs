@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::StatusCode;
@@ -15,6 +16,7 @@ use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tower::util::MapRequestLayer;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -24,6 +26,7 @@ use crate::config::Config;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::error::ApiError;
 use crate::proxy::{self, Gateway};
+use crate::server::Limits;
 use crate::telemetry;
 use crate::tokens;
 
@@ -126,11 +129,14 @@ impl App {
     ) -> std::io::Result<()> {
         let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
         let gw = self.gateway.clone();
-        // Small responses go out at once rather than waiting on Nagle and delayed ACKs.
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = axum::serve(listener, self.router).with_graceful_shutdown(async move {
+        let server = &self.gateway.config.server;
+        let limits = Limits {
+            max_connections: server.max_connections,
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+        };
+        let refused = gw.metrics.counter("gateway_connections_refused_total", &[]);
+        let serve = crate::server::serve(self.listener, self.router, limits, refused, async move {
             shutdown.await;
             gw.draining.store(true, Ordering::SeqCst);
             let delay = gw.config.server.drain_delay;
@@ -163,16 +169,15 @@ impl App {
                 std::future::pending::<()>().await;
             }
         };
-        let result = tokio::select! {
-            r = serve => r,
+        tokio::select! {
+            () = serve => {}
             () = expire => {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining connections");
-                Ok(())
             }
-        };
+        }
         upkeep.abort();
         drop(self.emulator);
-        result
+        Ok(())
     }
 }
 
@@ -209,7 +214,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             ServiceBuilder::new()
                 // Keep the caller's credentials out of anything that logs requests.
                 .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
-                // A request id for every request: the caller's `x-request-id`, or a new one...
+                // A request id for every request: the caller's `x-request-id` if it is one
+                // well-formed id, or a new one...
+                .layer(MapRequestLayer::new(telemetry::screen_request_id::<Body>))
                 .layer(SetRequestIdLayer::x_request_id(telemetry::FastRequestId))
                 // ...returned in the response...
                 .layer(PropagateRequestIdLayer::x_request_id())

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
 
 pub use crate::auth::Secret;
@@ -74,6 +75,8 @@ pub struct TokensFile {
     pub wildcards: bool,
     /// A header, set by a trusted proxy, naming the caller's user id.
     pub identity_header: Option<String>,
+    /// The app's feed group slugs; feed tokens are minted for these only (any, when empty).
+    pub feed_groups: Vec<String>,
     /// Browser origins allowed to call `/tokens` (CORS).
     pub cors_origins: Vec<String>,
 }
@@ -87,6 +90,7 @@ impl Default for TokensFile {
             user_tokens: true,
             wildcards: false,
             identity_header: None,
+            feed_groups: Vec::new(),
             cors_origins: Vec::new(),
         }
     }
@@ -106,6 +110,12 @@ pub struct ServerFile {
     pub shutdown_grace_ms: u64,
     /// On SIGTERM, keep serving with `/readyz` at 503 this long before closing the listener.
     pub drain_delay_ms: u64,
+    /// A connection whose request head is not complete this long after it began is closed.
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection idle this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Open connections; beyond it, new ones are closed at once.
+    pub max_connections: u64,
 }
 
 /// `[stream]` as read.
@@ -152,6 +162,11 @@ pub struct UpstreamFile {
     pub retry_budget_percent: u32,
     /// Idle pooled connections are closed after this.
     pub pool_idle_timeout_ms: u64,
+    /// Largest answer read from Stream; a larger one is 502.
+    pub max_response_bytes: u64,
+    /// An HTTP proxy (`http://host:port`) for every upstream call; none when unset, whatever
+    /// `HTTP_PROXY` or `HTTPS_PROXY` say.
+    pub proxy: Option<String>,
 }
 
 /// `[log]` as read.
@@ -170,6 +185,9 @@ impl Default for ServerFile {
             max_concurrency: 1024,
             shutdown_grace_ms: 10_000,
             drain_delay_ms: 0,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 4096,
         }
     }
 }
@@ -185,6 +203,8 @@ impl Default for UpstreamFile {
             backoff_max_ms: 2000,
             retry_budget_percent: 20,
             pool_idle_timeout_ms: 55_000,
+            max_response_bytes: 8 * 1024 * 1024,
+            proxy: None,
         }
     }
 }
@@ -264,6 +284,8 @@ pub struct TokensConfig {
     pub wildcards: bool,
     /// The identity header, lower-case.
     pub identity_header: Option<http::HeaderName>,
+    /// The app's feed group slugs (empty: any slug).
+    pub feed_groups: Vec<String>,
     /// Allowed browser origins.
     pub cors_origins: Vec<http::HeaderValue>,
 }
@@ -308,6 +330,22 @@ impl TokensConfig {
                 )
             })?),
         };
+        for g in &t.feed_groups {
+            crate::stream::Slug::parse(g).map_err(|e| {
+                ConfigError::new(
+                    "tokens.feed_groups",
+                    format!("{g:?} is not a feed slug: {e}"),
+                )
+            })?;
+        }
+        if identity_header.is_some() && t.feed_groups.is_empty() {
+            // A claim is slug and user id glued together (`user` + `42`): without the list of
+            // slugs, the gateway cannot tell whether a claim also names another user's feed.
+            return Err(ConfigError::new(
+                "tokens.feed_groups",
+                "must list the app's feed group slugs when tokens.identity_header is set",
+            ));
+        }
         let mut cors_origins = Vec::new();
         for o in &t.cors_origins {
             if o == "*" {
@@ -335,6 +373,7 @@ impl TokensConfig {
             user_tokens: t.user_tokens,
             wildcards: t.wildcards,
             identity_header,
+            feed_groups: t.feed_groups,
             cors_origins,
         })
     }
@@ -353,6 +392,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Time between SIGTERM and closing the listener, with `/readyz` at 503.
     pub drain_delay: Duration,
+    /// Longest time from the start of a request head (or of the connection) to its end.
+    pub header_read_timeout: Duration,
+    /// Longest time a keep-alive connection stays open with no request.
+    pub idle_timeout: Duration,
+    /// Open connections before new ones are closed at once.
+    pub max_connections: usize,
 }
 
 /// `[stream]`, validated.
@@ -395,6 +440,10 @@ pub struct UpstreamConfig {
     pub retry_budget_percent: u32,
     /// Pool idle timeout.
     pub pool_idle_timeout: Duration,
+    /// Largest answer read from Stream.
+    pub max_response_bytes: usize,
+    /// The HTTP proxy for upstream calls (`http://host:port`), if any.
+    pub proxy: Option<String>,
 }
 
 /// The figment for a file path: defaults < TOML < `GATEWAY_*` < `STREAM_*`.
@@ -442,12 +491,42 @@ pub fn with_env(f: Figment) -> Figment {
             .split("__"),
     );
     for (env, key) in VERBATIM {
-        if let Ok(v) = std::env::var(env) {
-            f = f.merge((*key, v));
+        if let Ok(value) = std::env::var(env) {
+            f = f.merge(EnvValue { env, key, value });
         }
     }
     f
 }
+
+/// One variable of [`VERBATIM`] as a provider whose metadata names the variable, so an
+/// error can say where a value came from.
+struct EnvValue {
+    env: &'static str,
+    key: &'static str,
+    value: String,
+}
+
+impl Provider for EnvValue {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("environment variable {}", self.env))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::default(self.key, &self.value).data()
+    }
+}
+
+/// Where `key` was set, for an error message: a variable's name or a file's path.
+fn source_of(f: &Figment, key: &str) -> Option<String> {
+    let m = f.find_metadata(key)?;
+    Some(match &m.source {
+        Some(Source::File(path)) => format!("{} {}", m.name, path.display()),
+        _ => m.name.to_string(),
+    })
+}
+
+/// The prefix a secret needs in emulator mode.
+pub const EMULATOR_SECRET_PREFIX: &str = "emulator-";
 
 fn ms(key: &str, v: u64) -> Result<Duration, ConfigError> {
     if v == 0 {
@@ -481,11 +560,19 @@ impl Config {
             let key = if key.is_empty() { "config".into() } else { key };
             ConfigError::new(&key, e.kind.to_string())
         })?;
-        Self::validate(raw)
+        Self::validate_from(raw, &|key| source_of(f, key))
     }
 
     /// Validates a [`FileConfig`]; the first problem found is returned, naming its key.
     pub fn validate(raw: FileConfig) -> Result<Self, ConfigError> {
+        Self::validate_from(raw, &|_| None)
+    }
+
+    /// [`Config::validate`], with `source` telling where a key was set (for messages).
+    fn validate_from(
+        raw: FileConfig,
+        source: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let s = raw.stream;
         let emulator = s.emulator.unwrap_or(false);
         let base_url = present(s.base_url);
@@ -530,15 +617,39 @@ impl Config {
                 Some(text.trim_end_matches(['\r', '\n']).to_owned())
             }
         };
-        let api_secret =
-            match present(from_file.or(s.api_secret)) {
-                Some(v) => Secret::new(v),
-                None if emulator => Secret::new(random_hex(24)),
-                None => return Err(ConfigError::new(
+        let secret_key = if from_file.is_some() {
+            "stream.api_secret_file"
+        } else {
+            "stream.api_secret"
+        };
+        let api_secret = present(from_file.or(s.api_secret));
+        // The emulator's request log (unauthenticated, on loopback) shows the tokens the
+        // gateway signs; signed with a real secret, they would work against Stream.
+        if emulator
+            && api_secret
+                .as_deref()
+                .is_some_and(|v| !v.starts_with(EMULATOR_SECRET_PREFIX))
+        {
+            let from = source(secret_key).unwrap_or_else(|| "the configuration".into());
+            return Err(ConfigError::new(
+                secret_key,
+                format!(
+                    "with the emulator the secret must start with `{EMULATOR_SECRET_PREFIX}` \
+                     (this one, from {from}, does not): the emulator shows the tokens it \
+                     receives, and tokens signed with a real secret work against Stream"
+                ),
+            ));
+        }
+        let api_secret = match api_secret {
+            Some(v) => Secret::new(v),
+            None if emulator => Secret::new(format!("{EMULATOR_SECRET_PREFIX}{}", random_hex(24))),
+            None => {
+                return Err(ConfigError::new(
                     "stream.api_secret",
                     "missing (set STREAM_API_SECRET, STREAM_API_SECRET_FILE or stream.api_secret)",
-                )),
-            };
+                ))
+            }
+        };
         let region = s.region.unwrap_or_else(|| "us-east".into());
         let region_url = region::base_url(&region).ok_or_else(|| {
             ConfigError::new(
@@ -576,6 +687,12 @@ impl Config {
             max_concurrency: positive("server.max_concurrency", raw.server.max_concurrency)?,
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
             drain_delay: Duration::from_millis(raw.server.drain_delay_ms),
+            header_read_timeout: ms(
+                "server.header_read_timeout_ms",
+                raw.server.header_read_timeout_ms,
+            )?,
+            idle_timeout: ms("server.idle_timeout_ms", raw.server.idle_timeout_ms)?,
+            max_connections: positive("server.max_connections", raw.server.max_connections)?,
         };
 
         let u = raw.upstream;
@@ -588,6 +705,8 @@ impl Config {
             backoff_max: ms("upstream.backoff_max_ms", u.backoff_max_ms)?,
             retry_budget_percent: u.retry_budget_percent,
             pool_idle_timeout: ms("upstream.pool_idle_timeout_ms", u.pool_idle_timeout_ms)?,
+            max_response_bytes: positive("upstream.max_response_bytes", u.max_response_bytes)?,
+            proxy: present(u.proxy).map(|p| validate_proxy(&p)).transpose()?,
         };
         if upstream.backoff_base > upstream.backoff_max {
             return Err(ConfigError::new(
@@ -619,6 +738,25 @@ impl Config {
             tokens: TokensConfig::validate(raw.tokens)?,
             emulator: EmulatorSettings::validate(raw.emulator)?,
         })
+    }
+}
+
+/// Resident memory of a gateway serving nothing, rounded up (the soak's 23 MiB under load).
+pub const BASE_MEMORY_BYTES: u64 = 24 << 20;
+/// Memory an open connection may hold: hyper's read buffer (`server::MAX_BUF_BYTES`) and
+/// about 16 KiB of socket and task state.
+pub const CONNECTION_MEMORY_BYTES: u64 = 80 << 10;
+
+impl Config {
+    /// The most memory these limits let callers and Stream make the gateway hold, for sizing
+    /// a container: the base, every connection's buffers, and per request in flight a body
+    /// being received, a body being forwarded and Stream's answer.
+    pub fn memory_bound_bytes(&self) -> u64 {
+        let s = &self.server;
+        let per_request = 2 * s.max_body_bytes as u64 + self.upstream.max_response_bytes as u64;
+        BASE_MEMORY_BYTES
+            + s.max_connections as u64 * CONNECTION_MEMORY_BYTES
+            + s.max_concurrency as u64 * per_request
     }
 }
 
@@ -672,6 +810,24 @@ impl EmulatorSettings {
     }
 }
 
+/// `http://host:port`: a plain HTTP proxy (HTTPS calls go through it with `CONNECT`).
+fn validate_proxy(u: &str) -> Result<String, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            "upstream.proxy",
+            format!("{u:?} is not an HTTP proxy URL such as http://proxy.internal:3128"),
+        )
+    };
+    let authority = u.strip_prefix("http://").ok_or_else(bad)?;
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = !host.is_empty() && !host.contains(['/', '?', '#', '@', ' ', '%']);
+    if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad());
+    }
+    Ok(format!("http://{authority}"))
+}
+
 #[cfg(test)]
 // figment::Jail's closures return figment::Error, which is large; that is figment's type.
 #[allow(clippy::result_large_err)]
@@ -695,6 +851,9 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.server.max_body_bytes, 1_048_576);
         assert_eq!(c.server.max_concurrency, 1024);
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.server.max_connections, 4096);
         assert_eq!(c.stream.base_url, "https://us-east-api.stream-io-api.com");
         assert_eq!(c.stream.batch_auth, BatchAuth::Signature);
         assert_eq!(c.stream.token_ttl_s, 3600);
@@ -702,6 +861,7 @@ mod tests {
         assert_eq!(c.upstream.deadline, Duration::from_millis(10_000));
         assert_eq!(c.upstream.max_retries, 2);
         assert_eq!(c.upstream.pool_idle_timeout, Duration::from_millis(55_000));
+        assert_eq!(c.upstream.max_response_bytes, 8 * 1024 * 1024);
         assert_eq!(c.log_format, LogFormat::Text);
     }
 
@@ -747,6 +907,9 @@ mod tests {
     #[test]
     fn zero_timeouts_are_refused_by_name() {
         for key in [
+            "server.header_read_timeout_ms",
+            "server.idle_timeout_ms",
+            "server.max_connections",
             "upstream.timeout_ms",
             "upstream.connect_timeout_ms",
             "upstream.deadline_ms",
@@ -757,6 +920,31 @@ mod tests {
             err(base().merge(("server.max_concurrency", 0))).key,
             "server.max_concurrency"
         );
+    }
+
+    #[test]
+    fn an_upstream_proxy_is_an_http_host_and_port() {
+        assert_eq!(Config::from_figment(&base()).unwrap().upstream.proxy, None);
+        let c = Config::from_figment(&base().merge(("upstream.proxy", "http://10.0.0.1:3128/")));
+        assert_eq!(
+            c.unwrap().upstream.proxy.as_deref(),
+            Some("http://10.0.0.1:3128")
+        );
+        for bad in [
+            "10.0.0.1:3128",
+            "https://proxy:3128",
+            "socks5://proxy:1080",
+            "http://proxy",
+            "http://proxy:0",
+            "http://user:pass@proxy:3128",
+            "http://proxy:3128/path",
+        ] {
+            assert_eq!(
+                err(base().merge(("upstream.proxy", bad))).key,
+                "upstream.proxy",
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -783,6 +971,41 @@ mod tests {
         assert!(c.stream.api_key.starts_with("emu"));
         let e = err(f.merge(("stream.base_url", "http://127.0.0.1:1")));
         assert_eq!(e.key, "stream.base_url");
+    }
+
+    #[test]
+    fn the_emulator_refuses_a_secret_without_its_prefix_naming_where_it_came_from() {
+        Jail::expect_with(|jail| {
+            jail.create_file("gw.toml", "[stream]\napi_secret = \"real-from-file\"\n")?;
+            jail.create_file("secret.txt", "real-from-secret-file\n")?;
+            let emulated = |f: Figment| Config::from_figment(&f.merge(("stream.emulator", true)));
+            jail.set_env("STREAM_API_SECRET", "real-from-env");
+            let e = emulated(figment(None)).unwrap_err();
+            assert_eq!(e.key, "stream.api_secret");
+            assert!(e.problem.contains("STREAM_API_SECRET"), "{e}");
+            assert!(!e.to_string().contains("real-from-env"), "{e}");
+
+            jail.clear_env();
+            jail.set_env("STREAM_API_SECRET_FILE", "secret.txt");
+            let e = emulated(figment(None)).unwrap_err();
+            assert_eq!(e.key, "stream.api_secret_file");
+            assert!(e.problem.contains("STREAM_API_SECRET_FILE"), "{e}");
+            assert!(!e.to_string().contains("real-from-secret-file"), "{e}");
+
+            jail.clear_env();
+            let e = emulated(figment(Some(Path::new("gw.toml")))).unwrap_err();
+            assert_eq!(e.key, "stream.api_secret");
+            assert!(e.problem.contains("gw.toml"), "{e}");
+            assert!(!e.to_string().contains("real-from-file"), "{e}");
+
+            jail.set_env("STREAM_API_SECRET", "emulator-anything");
+            let c = emulated(figment(None)).unwrap();
+            assert_eq!(c.stream.api_secret.expose(), "emulator-anything");
+            // Without the emulator, any secret is taken.
+            jail.set_env("STREAM_API_SECRET", "real-from-env");
+            assert!(Config::from_figment(&figment(None).merge(("stream.api_key", "k"))).is_ok());
+            Ok(())
+        });
     }
 
     #[test]
@@ -901,6 +1124,15 @@ mod tests {
             "tokens.identity_header"
         );
         assert_eq!(
+            err(base().merge(("tokens.identity_header", "X-User-Id"))).key,
+            "tokens.feed_groups",
+            "an identity header needs the feed groups"
+        );
+        assert_eq!(
+            err(base().merge(("tokens.feed_groups", ["user", "no:colon"]))).key,
+            "tokens.feed_groups"
+        );
+        assert_eq!(
             err(base().merge(("tokens.max_ttl_s", 10))).key,
             "tokens.max_ttl_s"
         );
@@ -913,7 +1145,8 @@ mod tests {
                 "tokens.cors_origins",
                 ["https://app.example.com", "http://localhost:3000"],
             ))
-            .merge(("tokens.identity_header", "X-User-Id"));
+            .merge(("tokens.identity_header", "X-User-Id"))
+            .merge(("tokens.feed_groups", ["user", "timeline"]));
         let t = Config::from_figment(&ok).unwrap().tokens;
         assert_eq!(t.identity_header.unwrap().as_str(), "x-user-id");
         assert_eq!(t.cors_origins.len(), 2);
@@ -937,6 +1170,44 @@ mod tests {
         assert_eq!(e.key, "emulator.feed_groups.timeline");
         let e = err(base().merge(("emulator.feed_groups.bad-slug", "flat")));
         assert_eq!(e.key, "emulator.feed_groups.bad-slug");
+    }
+
+    #[test]
+    fn the_kubernetes_example_memory_limit_covers_the_sizing_formula() {
+        let readme = include_str!("../docs/deployment.md");
+        let start = readme
+            .find("kind: Deployment")
+            .expect("the Kubernetes example");
+        let example = &readme[start..];
+        let example = &example[..example.find("```").unwrap()];
+        let mut f = base();
+        for line in example.lines() {
+            let Some(rest) = line.trim().strip_prefix("- { name: GATEWAY_") else {
+                continue;
+            };
+            let (name, value) = rest.split_once(", value: ").unwrap();
+            let key = name.to_ascii_lowercase().replacen("__", ".", 1);
+            let value = value.trim_end_matches(" }").trim_matches('"');
+            f = match value.parse::<u64>() {
+                Ok(n) => f.merge((key, n)),
+                Err(_) => f.merge((key, value)),
+            };
+        }
+        let limit = example
+            .split("limits: { memory: ")
+            .nth(1)
+            .and_then(|l| l.split("Mi").next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("a memory limit in Mi");
+        let c = Config::from_figment(&f).unwrap();
+        assert!(
+            c.server.max_concurrency < 1024,
+            "the example sets its own limits"
+        );
+        let bound = c.memory_bound_bytes();
+        assert!(limit << 20 >= bound, "{limit} Mi < {} Mi", bound >> 20);
+        // The defaults need far more: a container limit needs the limits set down.
+        assert!(Config::from_figment(&base()).unwrap().memory_bound_bytes() > 8 << 30);
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub enum ApiError {
     /// 502, code 1: Stream could not be reached or closed the connection without answering.
     #[error("Stream could not be reached: {0}")]
     UpstreamUnavailable(String),
+    /// 502, code 1: Stream answered with what the gateway will not pass back (a status outside
+    /// 200-599, a body over `upstream.max_response_bytes`); the detail says which.
+    #[error("{0}")]
+    UpstreamUnusable(String),
     /// 504, code 1: attempts timed out until the retries or the deadline ran out.
     #[error("Stream did not answer in time: {0}")]
     UpstreamTimeout(String),
@@ -62,7 +66,9 @@ impl ApiError {
             ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, 4, "InputException"),
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, 17, "NotAllowedException"),
             ApiError::NotAllowed(_) => (StatusCode::FORBIDDEN, 17, "NotAllowedException"),
-            ApiError::UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, 1, "UpstreamUnavailable"),
+            ApiError::UpstreamUnavailable(_) | ApiError::UpstreamUnusable(_) => {
+                (StatusCode::BAD_GATEWAY, 1, "UpstreamUnavailable")
+            }
             ApiError::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, 1, "UpstreamTimeout"),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, 1, "Overloaded"),
         }
@@ -157,6 +163,12 @@ mod tests {
             ),
             (
                 ApiError::UpstreamUnavailable("x".into()),
+                502,
+                1,
+                "UpstreamUnavailable",
+            ),
+            (
+                ApiError::UpstreamUnusable("x".into()),
                 502,
                 1,
                 "UpstreamUnavailable",

@@ -9,6 +9,7 @@
 //! - [`tokens`]: `POST /tokens`, short-lived frontend tokens under a policy;
 //! - [`emulator`]: Stream's API in memory, served on its own port, verifying as Stream does;
 //! - [`app`]: binds, builds the router and serves until shutdown;
+//! - [`server`]: the accept loop: connection limit, head and idle timeouts, draining;
 //! - [`telemetry`]: the tracing subscriber.
 
 pub mod app;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod emulator;
 pub mod error;
 pub mod proxy;
+pub mod server;
 pub mod stream;
 pub mod telemetry;
 pub mod tokens;

@@ -139,6 +139,12 @@ impl Metrics {
             "Requests refused with 503 over server.max_concurrency.",
             'c',
         );
+        describe(
+            "gateway_connections_refused_total",
+            None,
+            "Connections closed at once over server.max_connections.",
+            'c',
+        );
         let in_flight =
             recorder.register_gauge(&Key::from_name("gateway_in_flight_requests"), &META);
         Self {
@@ -262,6 +268,30 @@ pub async fn access_log(State(gw): State<Arc<Gateway>>, req: Request, next: Next
     resp
 }
 
+/// Whether a caller's request id may be kept: `[A-Za-z0-9._:-]{1,128}`. Anything else
+/// could forge fields in text logs (spaces, `=`), or carry kilobytes or non-ASCII upstream.
+pub fn is_valid_request_id(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
+}
+
+/// Removes the caller's `x-request-id` unless it is one valid id, so the request-id layer
+/// that runs next makes a new one. Two ids are both dropped: neither is trusted over the other.
+pub fn screen_request_id<B>(mut req: http::Request<B>) -> http::Request<B> {
+    let headers = req.headers_mut();
+    let mut ids = headers.get_all("x-request-id").iter();
+    let keep = match (ids.next(), ids.next()) {
+        (Some(id), None) => is_valid_request_id(id.as_bytes()),
+        _ => false,
+    };
+    if !keep {
+        headers.remove("x-request-id");
+    }
+    req
+}
+
 /// Request ids for requests that arrive without one: 128 random bits from a thread-local
 /// generator, as hex. tower-http's UUID maker asks the kernel for randomness on every
 /// request (one `getrandom` syscall each, seen in the profile); an id needs to be unique,
@@ -276,5 +306,29 @@ impl tower_http::request_id::MakeRequestId for FastRequestId {
     ) -> Option<tower_http::request_id::RequestId> {
         let v = http::HeaderValue::from_str(&format!("{:032x}", fastrand::u128(..))).ok()?;
         Some(tower_http::request_id::RequestId::new(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_id_is_1_to_128_of_letters_digits_and_dot_underscore_colon_dash() {
+        assert!(is_valid_request_id(b"a"));
+        assert!(is_valid_request_id(b"Req-1.2_3:4"));
+        assert!(is_valid_request_id(&[b'x'; 128]));
+        assert!(!is_valid_request_id(&[b'x'; 129]));
+        assert!(!is_valid_request_id(b""));
+        for bad in [
+            &b"a b"[..],
+            b"a=b",
+            b"a\"b",
+            "\u{e9}".as_bytes(),
+            b"a/b",
+            b"a\tb",
+        ] {
+            assert!(!is_valid_request_id(bad), "{bad:?}");
+        }
     }
 }

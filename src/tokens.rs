@@ -10,13 +10,13 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::time::Instant;
 
 use crate::auth::jwt::{encode, Claims};
 use crate::config::{TokensConfig, TOKEN_ACTIONS, TOKEN_RESOURCES};
@@ -178,9 +178,25 @@ pub fn decide(
                     allowed.join(", ")
                 )));
             }
+            if let Some(f) = &feed {
+                let slug = f.slug().as_str();
+                if !cfg.feed_groups.is_empty() && !cfg.feed_groups.iter().any(|g| g == slug) {
+                    return Err(denied(&format!(
+                        "{slug} is not a feed group in tokens.feed_groups"
+                    )));
+                }
+            }
             if let Some(who) = who {
                 match &feed {
-                    Some(f) if f.user().as_str() == who => {}
+                    Some(f) if f.user().as_str() == who => {
+                        if let Some(other) = other_reading(f, who, &cfg.feed_groups) {
+                            return Err(denied(&format!(
+                                "the token's feed_id {} would also read {other}, \
+                                 which is not the caller's",
+                                f.claim()
+                            )));
+                        }
+                    }
                     Some(f) => {
                         return Err(denied(&format!(
                             "feed {f} belongs to user {}, not to the caller's identity",
@@ -225,9 +241,27 @@ pub fn decide(
     }
 }
 
-/// The `POST /tokens` handler.
-pub async fn mint(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
-    match mint_inner(&gw, &headers, &body) {
+/// A feed, other than the caller's, that `feed`'s claim also names: Stream's `feed_id` claim
+/// is slug and user id glued together, so `user` + `42` and `user4` + `2` are one claim.
+/// Found when a slug of `groups` is a prefix of the claim and the rest is a valid user id
+/// that is not `who`.
+fn other_reading(feed: &FeedId, who: &str, groups: &[String]) -> Option<String> {
+    let claim = feed.claim();
+    groups.iter().find_map(|g| {
+        let rest = claim.strip_prefix(g.as_str())?;
+        (rest != who && UserId::parse(rest).is_ok()).then(|| format!("{g}:{rest}"))
+    })
+}
+
+/// The `POST /tokens` handler. The body is bounded in size and time like a proxied one.
+pub async fn mint(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let deadline = Instant::now() + gw.config.upstream.deadline;
+    let (parts, body) = req.into_parts();
+    let minted = match gw.receive_body(&parts.headers, body, deadline).await {
+        Ok(body) => mint_inner(&gw, &parts.headers, &body),
+        Err(e) => Err(e),
+    };
+    match minted {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(status = e.parts().0.as_u16(), reason = %e, "token refused");
@@ -240,12 +274,22 @@ fn mint_inner(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Response
     let cfg = &gw.config.tokens;
     let req: TokenRequest = serde_json::from_slice(body)
         .map_err(|e| input("body", &format!("is not a token request: {e}")))?;
-    let identity = cfg.identity_header.as_ref().map(|h| {
-        headers
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-    });
+    let identity = match &cfg.identity_header {
+        None => None,
+        Some(h) => {
+            let mut values = headers.get_all(h).iter();
+            let first = values.next();
+            // Proxies disagree on which of two copies counts; decide on neither.
+            if values.next().is_some() {
+                return Err(input(h.as_str(), "must be given once"));
+            }
+            Some(
+                first
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty()),
+            )
+        }
+    };
     let grant = decide(&req, identity, cfg)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -303,6 +347,7 @@ mod tests {
             user_tokens: true,
             wildcards: false,
             identity_header: None,
+            feed_groups: vec![],
             cors_origins: vec![],
         }
     }
@@ -458,6 +503,46 @@ mod tests {
         assert_eq!(
             status(decide(&feed("*", "feed", "read"), Some(Some("42")), &w)),
             403
+        );
+    }
+
+    #[test]
+    fn feed_tokens_are_minted_only_for_the_configured_feed_groups() {
+        let mut c = cfg();
+        c.feed_groups = vec!["user".into(), "timeline".into()];
+        assert_eq!(
+            status(decide(&feed("user:42", "feed", "read"), None, &c)),
+            200
+        );
+        let e = decide(&feed("user4:2", "feed", "read"), None, &c).unwrap_err();
+        assert_eq!(e.parts().0.as_u16(), 403);
+        assert!(e.to_string().contains("tokens.feed_groups"), "{e}");
+    }
+
+    #[test]
+    fn a_claim_that_also_names_another_users_feed_is_refused() {
+        let mut c = cfg();
+        c.feed_groups = vec!["user".into(), "user4".into(), "timeline".into()];
+        let who = |w: &'static str| Some(Some(w));
+        // user4:2 -> "user42", which is also user:42.
+        assert_eq!(
+            status(decide(&feed("user4:2", "feed", "read"), who("2"), &c)),
+            403
+        );
+        // user:42 -> "user42", which is also user4:2.
+        assert_eq!(
+            status(decide(&feed("user:42", "feed", "read"), who("42"), &c)),
+            403
+        );
+        // user:2 -> "user2": no other reading.
+        assert_eq!(
+            status(decide(&feed("user:2", "feed", "read"), who("2"), &c)),
+            200
+        );
+        // timeline:42 -> "timeline42": no other group is a prefix.
+        assert_eq!(
+            status(decide(&feed("timeline:42", "feed", "read"), who("42"), &c)),
+            200
         );
     }
 

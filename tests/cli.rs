@@ -36,6 +36,21 @@ fn run(args: &[&str], env: &[(&str, String)]) -> Output {
     gateway(args, env).output().expect("the binary runs")
 }
 
+/// Like [`run`], for a command that should exit at once: killed after 10 s if it serves instead.
+fn run_expecting_exit(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut child = gateway(args, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -105,6 +120,122 @@ fn a_configuration_error_exits_2_naming_the_key_without_the_secret() {
     assert!(!stderr(&o).contains(secret));
     let o = run(&["--config", "/nonexistent/gateway.toml"], &[]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn the_emulator_refuses_a_real_looking_secret_and_names_where_it_came_from() {
+    let secret = "a-real-secret-never-printed";
+    let o = run_expecting_exit(&["--emulator"], &[("STREAM_API_SECRET", secret.into())]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("STREAM_API_SECRET"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("emulator-"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(secret), "{}", stderr(&o));
+
+    let file = std::env::temp_dir().join(format!("gw-real-secret-{}", free_port()));
+    std::fs::write(&file, secret).unwrap();
+    let o = run_expecting_exit(
+        &["--emulator"],
+        &[("STREAM_API_SECRET_FILE", file.display().to_string())],
+    );
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("STREAM_API_SECRET_FILE"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains(secret), "{}", stderr(&o));
+}
+
+/// A one-answer-per-connection HTTP server on a thread: answers `body` to every request and
+/// sends each request line it receives to the returned channel.
+fn canned_http(body: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line.trim_end().to_owned());
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn proxy_variables_in_the_environment_are_ignored() {
+    let (upstream, upstream_saw) = canned_http(r#"{"from":"upstream"}"#);
+    let (proxy, proxy_saw) = canned_http(r#"{"from":"proxy"}"#);
+    let proxy_url = format!("http://127.0.0.1:{proxy}");
+    let port = free_port();
+    let listen = ("GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}"));
+    let mut env = vec![
+        listen.clone(),
+        ("STREAM_API_KEY", "k".into()),
+        ("STREAM_API_SECRET", "s3cr3t".into()),
+        ("STREAM_BASE_URL", format!("http://127.0.0.1:{upstream}")),
+    ];
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        env.push((var, proxy_url.clone()));
+    }
+    let mut child = gateway(&[], &env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let t0 = Instant::now();
+    while !run(&["--healthcheck"], std::slice::from_ref(&listen))
+        .status
+        .success()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the gateway came up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answer = {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+    assert!(answer.contains(r#"{"from":"upstream"}"#), "{answer}");
+    assert!(
+        proxy_saw.try_recv().is_err(),
+        "nothing went through the proxy"
+    );
+    let line = upstream_saw
+        .try_recv()
+        .expect("the upstream got the request");
+    assert!(line.starts_with("GET /api/v1.0/feed/user/1/?"), "{line}");
 }
 
 #[test]

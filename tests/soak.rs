@@ -62,7 +62,7 @@ async fn fault_soak_then_sigterm() {
     // generator itself may be a debug build.
     let bin = std::env::var("SOAK_GATEWAY_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_stream-gateway").to_owned());
-    let (key, secret) = ("soak-key", "soak-secret-0123456789abcdef");
+    let (key, secret) = ("soak-key", "emulator-soak-secret-0123456789abcdef");
     let emu_log_path =
         std::env::temp_dir().join(format!("stream-gateway-soak-emu-{}.log", free_port()));
     let mut emu_host = Command::new(&bin)

@@ -1,11 +1,13 @@
 //! Any method, path and query: routing and the query check never panic; a routed path gets
 //! exactly its row's resource and action, `*` only where the row says, a path under its own
-//! feed, and its canonical path routes again to the same row and scope.
+//! feed, and its canonical path routes again to the same row and scope. The same bytes as a
+//! caller's `x-request-id`: kept only when they match `[A-Za-z0-9._:-]{1,128}`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use stream_gateway::stream::endpoint::FeedScope;
 use stream_gateway::stream::{query, route, FeedClaim, Method};
+use stream_gateway::telemetry::screen_request_id;
 
 const METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
@@ -13,6 +15,19 @@ fuzz_target!(|data: &[u8]| {
     let Some((&m, rest)) = data.split_first() else {
         return;
     };
+    if let Ok(id) = http::HeaderValue::from_bytes(rest) {
+        let mut req = http::Request::new(());
+        req.headers_mut().insert("x-request-id", id);
+        if let Some(kept) = screen_request_id(req).headers().get("x-request-id") {
+            let kept = kept.as_bytes();
+            assert!((1..=128).contains(&kept.len()), "{kept:?}");
+            assert!(
+                kept.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b)),
+                "{kept:?}"
+            );
+        }
+    }
     let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };

@@ -1,11 +1,13 @@
 //! Any `/tokens` body and identity: parsing and the policy never panic, and a grant never
 //! exceeds the policy: its lifetime is within the maximum, a feed token names an allowed
 //! resource/action pair and no `*` (wildcards are off), a user token only when enabled and
-//! only for the caller's own identity.
+//! only for the caller's own identity; a feed token's claim names no other user's feed in
+//! the configured feed groups (`user` + `42` is also `user4` + `2`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use stream_gateway::config::TokensConfig;
+use stream_gateway::stream::UserId;
 use stream_gateway::tokens::{decide, TokenRequest};
 
 fuzz_target!(|data: &[u8]| {
@@ -29,6 +31,9 @@ fuzz_target!(|data: &[u8]| {
         user_tokens: flags & 1 == 1,
         wildcards: false,
         identity_header: Some(http::HeaderName::from_static("x-user-id")),
+        feed_groups: ["user", "user4", "timeline", "timeline1", "t"]
+            .map(String::from)
+            .to_vec(),
         cors_origins: Vec::new(),
     };
     let identity = std::str::from_utf8(identity_raw).ok();
@@ -49,7 +54,14 @@ fuzz_target!(|data: &[u8]| {
                 claims["action"].as_str().unwrap_or_default().to_owned(),
             );
             assert!(cfg.allow.contains(&pair), "{claims}");
-            assert_ne!(claims["feed_id"].as_str(), Some("*"));
+            let claim = claims["feed_id"].as_str().unwrap_or_default();
+            assert_ne!(claim, "*");
+            let who = identity.flatten().expect("a feed grant has an identity");
+            for g in &cfg.feed_groups {
+                if let Some(rest) = claim.strip_prefix(g.as_str()) {
+                    assert!(rest == who || UserId::parse(rest).is_err(), "{claim} {g}");
+                }
+            }
         }
         "user" => {
             assert!(cfg.user_tokens);

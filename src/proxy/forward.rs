@@ -4,10 +4,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, DATE};
 
-use super::retry::Outcome;
+use super::retry::{Outcome, Unusable};
 use crate::auth::{httpsig, Secret};
 use crate::config::UpstreamConfig;
 
@@ -70,6 +70,7 @@ pub struct Upstream {
     api_key: String,
     api_key_header: HeaderValue,
     secret: Secret,
+    max_response_bytes: usize,
 }
 
 static STREAM_AUTH_TYPE: HeaderName = HeaderName::from_static("stream-auth-type");
@@ -85,7 +86,14 @@ impl Upstream {
         api_key: &str,
         secret: Secret,
     ) -> reqwest::Result<Self> {
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder();
+        // Every request carries a token or a signature: it goes through a proxy only when the
+        // configuration names one, never because of `HTTP_PROXY` in the environment.
+        let builder = match &cfg.proxy {
+            Some(url) => builder.proxy(reqwest::Proxy::all(url)?),
+            None => builder.no_proxy(),
+        };
+        let client = builder
             .connect_timeout(cfg.connect_timeout)
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .tcp_nodelay(true)
@@ -100,6 +108,7 @@ impl Upstream {
             api_key_header: HeaderValue::from_str(api_key)
                 .expect("api_key was validated as printable ASCII"),
             secret,
+            max_response_bytes: cfg.max_response_bytes,
         })
     }
 
@@ -148,15 +157,47 @@ impl Upstream {
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(body.clone());
         }
-        let resp = b.send().await.map_err(classify)?;
+        let mut resp = b.send().await.map_err(classify)?;
         let status = resp.status();
+        // Returning early drops `resp` unread, which closes its connection rather than pooling
+        // it: the rest of an unwanted answer is never read.
+        if status.is_informational() || status.as_u16() > 599 {
+            return Err(Outcome::Unusable(Unusable::Status(status.as_u16())));
+        }
+        let limit = self.max_response_bytes;
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(Outcome::Unusable(Unusable::TooLarge));
+        }
         let mut headers = HeaderMap::new();
         for name in PASSED_BACK {
             if let Some(v) = resp.headers().get(name) {
                 headers.insert(name, v.clone());
             }
         }
-        let body = resp.bytes().await.map_err(classify)?;
+        // Count while reading: a chunked or lying answer has no trustworthy length. The common
+        // one-chunk body is kept as it came, without a copy.
+        let mut first: Option<Bytes> = None;
+        let mut more = BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            let had = first.as_ref().map_or(0, Bytes::len) + more.len();
+            if had + chunk.len() > limit {
+                return Err(Outcome::Unusable(Unusable::TooLarge));
+            }
+            match &first {
+                None => first = Some(chunk),
+                Some(f) => {
+                    if more.is_empty() {
+                        more.extend_from_slice(f);
+                    }
+                    more.extend_from_slice(&chunk);
+                }
+            }
+        }
+        let body = if more.is_empty() {
+            first.unwrap_or_default()
+        } else {
+            more.freeze()
+        };
         Ok(Answer {
             status,
             headers,

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, request::Parts};
+use axum::http::{header, request::Parts, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -26,7 +26,7 @@ use crate::stream::endpoint::{AuthKind, BodyKind, Idempotency};
 use crate::stream::{body, query, route, Method, RouteError};
 use crate::telemetry::{Metrics, RequestInfo};
 use forward::{Credential, Prepared, Upstream};
-use retry::{Attempted, Backoff, Decision, Outcome, RetryBudget, Stop};
+use retry::{Attempted, Backoff, Decision, Outcome, RetryBudget, Stop, Unusable};
 
 /// Everything a proxied request needs, shared by all of them.
 #[derive(Debug)]
@@ -43,8 +43,12 @@ pub struct Gateway {
     pub backoff: Backoff,
     /// Metrics.
     pub metrics: Metrics,
-    /// `server.max_concurrency` permits; a request that finds none is refused at once.
+    /// `server.max_concurrency` permits for requests going upstream, taken once the body is
+    /// in; a request that finds none is refused at once.
     pub limiter: tokio::sync::Semaphore,
+    /// `server.max_concurrency` permits for bodies being received, apart from `limiter`, so
+    /// slow bodies cannot hold back requests that have none (or whose body is in).
+    pub body_limiter: tokio::sync::Semaphore,
     /// Set on SIGTERM: `/readyz` answers 503.
     pub draining: AtomicBool,
 }
@@ -64,6 +68,7 @@ impl Gateway {
         Ok(Self {
             metrics: Metrics::new(),
             limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
+            body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
             tokens: TokenCache::new(s.api_secret.clone(), s.token_ttl_s),
             budget: RetryBudget::new(config.upstream.retry_budget_percent),
@@ -71,6 +76,41 @@ impl Gateway {
             backoff,
             config,
         })
+    }
+
+    /// An `Overloaded` refusal, counted.
+    fn overloaded(&self, what: &str) -> ApiError {
+        self.metrics
+            .counter("gateway_overloaded_total", &[])
+            .increment(1);
+        ApiError::Overloaded(format!(
+            "more than {} {what} (server.max_concurrency); retry later",
+            self.config.server.max_concurrency
+        ))
+    }
+
+    /// Reads a request body: at most `server.max_body_bytes` (413), complete by `deadline`
+    /// (408), and only while one of `server.max_concurrency` body permits is free (503).
+    pub async fn receive_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        deadline: Instant,
+    ) -> Result<Bytes, ApiError> {
+        // A request without a body (most GETs) takes no body permit.
+        if http_body::Body::is_end_stream(&body) {
+            return Ok(Bytes::new());
+        }
+        let _receiving = self
+            .body_limiter
+            .try_acquire()
+            .map_err(|_| self.overloaded("request bodies being received"))?;
+        tokio::time::timeout_at(
+            deadline,
+            read_body(headers, body, self.config.server.max_body_bytes),
+        )
+        .await
+        .map_err(|_| ApiError::RequestTimeout(self.config.upstream.deadline.as_millis()))?
     }
 }
 
@@ -81,30 +121,16 @@ pub async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         endpoint: "unknown",
         attempts: 0,
     };
-    // Refuse at once beyond the limit rather than queue without bound.
-    let mut resp = match gw.limiter.try_acquire() {
-        Err(_) => {
-            gw.metrics
-                .counter("gateway_overloaded_total", &[])
-                .increment(1);
-            ApiError::Overloaded(format!(
-                "more than {} requests in flight (server.max_concurrency); retry later",
-                gw.config.server.max_concurrency
-            ))
-            .into_response()
-        }
-        Ok(_permit) => match proxy(&gw, &parts, body, &mut info).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        },
+    let mut resp = match proxy(&gw, &parts, body, &mut info).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
     };
     resp.extensions_mut().insert(info);
     resp
 }
 
-async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = parts
-        .headers
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -148,16 +174,11 @@ async fn proxy(
     trace.endpoint = ep.name;
     let pairs = query::check(ep, parts.uri.query())?;
 
-    // A body trickling in must not hold a concurrency permit for ever: reading it is part of
-    // the request, bounded by its deadline. A body on a GET or DELETE is read too, and dropped:
-    // left unread, the HTTP layer closes the connection after the answer, and a client's next
-    // request on it fails (stream-python sends `{}` with every DELETE).
-    let raw = tokio::time::timeout_at(
-        deadline,
-        read_body(parts, body, gw.config.server.max_body_bytes),
-    )
-    .await
-    .map_err(|_| ApiError::RequestTimeout(gw.config.upstream.deadline.as_millis()))??;
+    // Reading the body is part of the request, bounded by its deadline, and holds a body
+    // permit, not one of the permits below. A body on a GET or DELETE is read too, and
+    // dropped: left unread, the HTTP layer closes the connection after the answer, and a
+    // client's next request on it fails (stream-python sends `{}` with every DELETE).
+    let raw = gw.receive_body(&parts.headers, body, deadline).await?;
     let (body, keyed) = if ep.body == BodyKind::None {
         (None, false)
     } else {
@@ -184,6 +205,11 @@ async fn proxy(
             Credential::Jwt(gw.tokens.get(&route.scope(), now))
         }
     };
+    // Refuse at once beyond the limit rather than queue without bound.
+    let _permit = gw
+        .limiter
+        .try_acquire()
+        .map_err(|_| gw.overloaded("requests in flight"))?;
     let prepared = Prepared {
         method: parts.method.clone(),
         query_at: route.path.len(),
@@ -274,13 +300,20 @@ async fn send_with_retries(
                 if stop != Stop::Final {
                     tracing::debug!(attempt = trace.attempts, retryable = false, stop = ?stop, "not retrying");
                 }
-                return finish(result, trace.attempts);
+                if let Err(Outcome::Unusable(u)) = &result {
+                    tracing::warn!(attempt = trace.attempts, unusable = ?u, "Stream's answer refused");
+                }
+                return finish(result, trace.attempts, u.max_response_bytes);
             }
         }
     }
 }
 
-fn finish(result: Result<forward::Answer, Outcome>, attempts: u32) -> Result<Response, ApiError> {
+fn finish(
+    result: Result<forward::Answer, Outcome>,
+    attempts: u32,
+    max_response_bytes: usize,
+) -> Result<Response, ApiError> {
     match result {
         Ok(a) => {
             let mut resp = Response::new(Body::from(a.body));
@@ -288,6 +321,12 @@ fn finish(result: Result<forward::Answer, Outcome>, attempts: u32) -> Result<Res
             resp.headers_mut().extend(a.headers);
             Ok(resp)
         }
+        Err(Outcome::Unusable(Unusable::TooLarge)) => Err(ApiError::UpstreamUnusable(format!(
+            "Stream's answer is larger than {max_response_bytes} bytes (upstream.max_response_bytes)"
+        ))),
+        Err(Outcome::Unusable(Unusable::Status(s))) => Err(ApiError::UpstreamUnusable(format!(
+            "Stream answered with status {s}, which is not a final HTTP answer"
+        ))),
         Err(Outcome::Timeout) => Err(ApiError::UpstreamTimeout(format!(
             "no answer within the attempt timeout ({attempts} attempt(s))"
         ))),

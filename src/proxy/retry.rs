@@ -21,6 +21,9 @@ pub enum Outcome {
     Timeout,
     /// The connection broke after the request was written: Stream may have acted.
     Dropped,
+    /// Stream answered with what the gateway does not pass back: a status outside 200-599
+    /// or a body over `upstream.max_response_bytes`. Resending would get the same.
+    Unusable(Unusable),
     /// Stream answered. `wait` is when a 429 says to come back, if it says.
     Status {
         /// HTTP status.
@@ -28,6 +31,16 @@ pub enum Outcome {
         /// From `Retry-After` or `X-Ratelimit-Reset`.
         wait: Option<Duration>,
     },
+}
+
+/// What was wrong with an answer the gateway refuses to pass back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    /// An informational (1xx, 101 included) or out-of-range (above 599) status: a caller's
+    /// HTTP client cannot take it as the final answer (a 101 would end its connection).
+    Status(u16),
+    /// The body is larger than `upstream.max_response_bytes`.
+    TooLarge,
 }
 
 /// Why a retry happens, for logs and metrics.
@@ -147,7 +160,7 @@ pub fn decide(outcome: Outcome, a: Attempted, budget: impl FnOnce() -> bool) -> 
             status: 502..=504, ..
         } => (Reason::Unavailable, true),
         Outcome::Status { status: 429, .. } => (Reason::RateLimited, false),
-        Outcome::Status { .. } => return Decision::Stop(Stop::Final),
+        Outcome::Status { .. } | Outcome::Unusable(_) => return Decision::Stop(Stop::Final),
     };
     if needs_idempotent && !a.idempotent {
         return Decision::Stop(Stop::NotIdempotent);
@@ -307,6 +320,18 @@ mod tests {
                 Decision::Stop(Stop::NotIdempotent),
                 "{o:?}"
             );
+        }
+    }
+
+    #[test]
+    fn an_unusable_answer_is_final() {
+        for u in [
+            Unusable::Status(101),
+            Unusable::Status(600),
+            Unusable::TooLarge,
+        ] {
+            let d = decide(Outcome::Unusable(u), attempted(true), || true);
+            assert_eq!(d, Decision::Stop(Stop::Final), "{u:?}");
         }
     }
 

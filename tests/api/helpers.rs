@@ -235,3 +235,79 @@ pub async fn raw_http(addr: SocketAddr, bytes: &[u8]) -> String {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// What a [`raw_upstream`] writes back on each connection.
+#[derive(Clone)]
+pub enum RawAnswer {
+    /// These bytes, then it waits for the gateway to close the connection.
+    Bytes(Vec<u8>),
+    /// This head, then 16 KiB chunks of a chunked body until the connection breaks.
+    EndlessChunks(String),
+}
+
+/// A hostile or minimal HTTP server over plain TCP, for what the emulator cannot answer.
+pub struct RawUpstream {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The request heads received, in order.
+    pub heads: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Connections the gateway closed (read EOF or a failed write).
+    pub closed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub async fn raw_upstream(answer: RawAnswer) -> RawUpstream {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let (h, c) = (heads.clone(), closed.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let (heads, closed, answer) = (h.clone(), c.clone(), answer.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                heads
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                match answer {
+                    RawAnswer::Bytes(b) => {
+                        let _ = s.write_all(&b).await;
+                        let mut sink = [0u8; 1024];
+                        while s.read(&mut sink).await.unwrap_or(0) > 0 {}
+                    }
+                    RawAnswer::EndlessChunks(head) => {
+                        let _ = s.write_all(head.as_bytes()).await;
+                        let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+                        while s.write_all(chunk.as_bytes()).await.is_ok() {}
+                    }
+                }
+                closed.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    RawUpstream { url, heads, closed }
+}
+
+/// Waits (up to 10 s) until `f` holds.
+pub async fn wait_until(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}

@@ -153,3 +153,80 @@ async fn a_body_sent_with_a_get_or_delete_keeps_the_connection_usable() {
         conn.read_exact(&mut body).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn upstream_calls_go_through_the_configured_proxy() {
+    let proxy = raw_upstream(RawAnswer::Bytes(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 17\r\n\r\n{\"from\":\"proxy\"}\n"
+            .to_vec(),
+    ))
+    .await;
+    let url = proxy.url.clone();
+    let app = spawn_with(move |f| f.merge(("upstream.proxy", url))).await;
+    let r = app.get("/feed/user/1/").await;
+    assert_eq!((r.status, r.json["from"].as_str()), (200, Some("proxy")));
+    let heads = proxy.heads.lock().unwrap().clone();
+    let first = heads[0].lines().next().unwrap();
+    let target = format!("GET {}/api/v1.0/feed/user/1/?", app.emu.url());
+    assert!(first.starts_with(&target), "{first}");
+    assert!(app.received().is_empty(), "nothing went around the proxy");
+}
+
+#[tokio::test]
+async fn a_request_id_outside_the_pattern_is_replaced_by_a_new_one() {
+    let app = spawn_app().await;
+    let valid = |v: &str| {
+        (1..=128).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    };
+    let bad: [&[u8]; 5] = [
+        b"req 1 status=200 forged=yes",
+        &[b'a'; 129],
+        "r\u{e9}q".as_bytes(),
+        b"req/1",
+        b"",
+    ];
+    for (n, id) in bad.iter().enumerate() {
+        let v = reqwest::header::HeaderValue::from_bytes(id).unwrap();
+        let r = app
+            .send(
+                app.client
+                    .get(format!("{}/feed/user/1/", app.api))
+                    .header("x-request-id", v),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        let given = r.headers["x-request-id"].to_str().unwrap().to_owned();
+        assert!(valid(&given) && given.as_bytes() != *id, "{given:?}");
+        assert_eq!(
+            app.received()[n].header("x-request-id"),
+            Some(given.as_str())
+        );
+    }
+    // Two ids: neither is trusted over the other.
+    let r = app
+        .send(
+            app.client
+                .get(format!("{}/feed/user/1/", app.api))
+                .header("x-request-id", "first")
+                .header("x-request-id", "second"),
+        )
+        .await;
+    let given = r.headers["x-request-id"].to_str().unwrap();
+    assert!(
+        valid(given) && given != "first" && given != "second",
+        "{given}"
+    );
+    // The longest valid id is kept as it is.
+    let long = format!("{}{}", "Ab0._:-".repeat(18), "x".repeat(2));
+    assert_eq!(long.len(), 128);
+    let r = app
+        .send(
+            app.client
+                .get(format!("{}/feed/user/1/", app.api))
+                .header("x-request-id", &long),
+        )
+        .await;
+    assert_eq!(r.headers["x-request-id"].to_str().unwrap(), long);
+}

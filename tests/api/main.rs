@@ -2,6 +2,7 @@
 
 mod adversarial;
 mod concurrency;
+mod connections;
 mod emulator_activities;
 mod emulator_audit_logs;
 mod emulator_enrichment;

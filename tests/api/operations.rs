@@ -210,3 +210,62 @@ async fn readyz_is_503_while_draining_and_requests_are_still_served() {
         "the listener is closed after the delay"
     );
 }
+
+/// Opens a connection that sends a request head and part of its body, then nothing more.
+async fn stalled_body(app: &TestApp, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{\"actor\"");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn slow_bodies_do_not_hold_the_permits_of_requests_without_one() {
+    let app = spawn_with(|f| {
+        f.merge(("server.max_concurrency", 2))
+            .merge(("upstream.deadline_ms", 60_000))
+    })
+    .await;
+    let _stalled = [
+        stalled_body(&app, "/api/v1.0/feed/user/1/").await,
+        stalled_body(&app, "/api/v1.0/feed/user/2/").await,
+    ];
+    // Both are being received (the scrape itself is the third request in flight).
+    let mut seen = 0.0;
+    for _ in 0..1000 {
+        seen = sample(&metrics(&app).await, "gateway_in_flight_requests");
+        if seen >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, 3.0, "both stalled bodies reached the gateway");
+    let r = app.get("/feed/user/3/").await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    // Bodies have their own bound: a third is refused at once.
+    let mut third = stalled_body(&app, "/api/v1.0/feed/user/4/").await;
+    let answer = read_answer(&mut third).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("request bodies being received"), "{answer}");
+}
+
+/// What the gateway writes first on `s` (within 10 s).
+async fn read_answer(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut answer))
+        .await
+        .expect("an answer, not a connection held open")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_tokens_body_that_does_not_arrive_in_time_is_408() {
+    let app = spawn_with(|f| f.merge(("upstream.deadline_ms", 300))).await;
+    let mut s = stalled_body(&app, "/tokens").await;
+    let answer = read_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("upstream.deadline_ms"), "{answer}");
+}

@@ -205,3 +205,75 @@ async fn the_deadline_counts_from_the_start_of_the_request_body_included() {
         "{took:?}"
     );
 }
+
+/// A gateway whose upstream is `upstream`, with answers limited to 1000 bytes.
+async fn behind(upstream: &RawUpstream) -> TestApp {
+    let url = upstream.url.clone();
+    spawn_with(move |f| {
+        f.merge(("stream.base_url", url))
+            .merge(("upstream.max_response_bytes", 1000))
+    })
+    .await
+}
+
+fn assert_unusable(r: &Reply, detail: &str) {
+    assert_eq!(r.status, 502, "{:?}", r.json);
+    assert_eq!(r.json["exception"], "UpstreamUnavailable", "{:?}", r.json);
+    assert_eq!(r.json["code"], 1);
+    let d = r.json["detail"].as_str().unwrap_or_default();
+    assert!(d.contains(detail), "{d}");
+}
+
+#[tokio::test]
+async fn an_answer_declared_over_max_response_bytes_is_502_not_retried_and_dropped() {
+    // A huge answer: its head and the first bytes; the rest would take long to come.
+    let mut answer =
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500000000\r\n\r\n"
+            .to_vec();
+    answer.extend(std::iter::repeat_n(b' ', 1000));
+    let upstream = raw_upstream(RawAnswer::Bytes(answer)).await;
+    let app = behind(&upstream).await;
+    let r = app.get("/feed/user/1/").await;
+    assert_unusable(&r, "upstream.max_response_bytes");
+    assert_eq!(upstream.heads.lock().unwrap().len(), 1, "not retried");
+    let closed = upstream.closed.clone();
+    wait_until("the upstream connection is closed", || {
+        closed.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_endless_chunked_answer_is_cut_at_max_response_bytes() {
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    let upstream = raw_upstream(RawAnswer::EndlessChunks(head.into())).await;
+    let app = behind(&upstream).await;
+    let r = app.get("/feed/user/1/").await;
+    assert_unusable(&r, "upstream.max_response_bytes");
+    assert_eq!(upstream.heads.lock().unwrap().len(), 1, "not retried");
+    let closed = upstream.closed.clone();
+    wait_until("the upstream connection is closed", || {
+        closed.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn informational_and_out_of_range_statuses_are_502_and_not_retried() {
+    for head in [
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+        "HTTP/1.1 600 Beyond\r\ncontent-length: 2\r\n\r\n{}",
+        "HTTP/1.1 999 Beyond\r\ncontent-length: 2\r\n\r\n{}",
+    ] {
+        let upstream = raw_upstream(RawAnswer::Bytes(head.as_bytes().to_vec())).await;
+        let app = behind(&upstream).await;
+        let r = app.get("/feed/user/1/").await;
+        assert_unusable(&r, &head[9..12]);
+        assert_eq!(
+            upstream.heads.lock().unwrap().len(),
+            1,
+            "{head}: not retried"
+        );
+    }
+}

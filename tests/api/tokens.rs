@@ -213,7 +213,11 @@ async fn user_tokens_can_be_turned_off() {
 
 #[tokio::test]
 async fn with_an_identity_header_tokens_are_bound_to_the_caller() {
-    let app = spawn_with(|f| f.merge(("tokens.identity_header", "X-User-Id"))).await;
+    let app = spawn_with(|f| {
+        f.merge(("tokens.identity_header", "X-User-Id"))
+            .merge(("tokens.feed_groups", ["user", "timeline"]))
+    })
+    .await;
     let feed = json!({"feed": "user:42", "resource": "feed", "action": "read"});
     refused(
         tokens(&app, feed.clone(), &[]).await,
@@ -265,6 +269,75 @@ async fn with_an_identity_header_tokens_are_bound_to_the_caller() {
         "identity header",
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_identity_cannot_mint_a_claim_that_also_names_another_users_feed() {
+    let app = spawn_with(|f| {
+        f.merge(("tokens.identity_header", "X-User-Id"))
+            .merge(("tokens.feed_groups", ["user", "timeline", "timeline1"]))
+    })
+    .await;
+    let feed = |f: &str| json!({"feed": f, "resource": "feed", "action": "read"});
+    // `user4:2` would be the claim `user42`: user:42's feed. user4 is no feed group here.
+    refused(
+        tokens(&app, feed("user4:2"), &[("x-user-id", "2")]).await,
+        403,
+        17,
+        "tokens.feed_groups",
+    )
+    .await;
+    // `timeline1:42` is a feed group, but its claim `timeline142` also reads timeline:142.
+    refused(
+        tokens(&app, feed("timeline1:42"), &[("x-user-id", "42")]).await,
+        403,
+        17,
+        "timeline:142",
+    )
+    .await;
+    // The claim `timeline1` is the group timeline1 with nothing after it, which is no user
+    // id: it names only timeline:1.
+    assert_eq!(
+        tokens(&app, feed("timeline:1"), &[("x-user-id", "1")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        tokens(&app, feed("user:2"), &[("x-user-id", "2")])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_identity_header_is_400_naming_it() {
+    let app = spawn_with(|f| {
+        f.merge(("tokens.identity_header", "X-User-Id"))
+            .merge(("tokens.feed_groups", ["user"]))
+    })
+    .await;
+    let r = app
+        .send(
+            app.client
+                .post(format!("http://{}/tokens", app.addr))
+                .header("x-user-id", "42")
+                .header("x-user-id", "43")
+                .body(json!({"feed": "user:42", "resource": "feed", "action": "read"}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json["code"].as_u64()),
+        (400, Some(4)),
+        "{:?}",
+        r.json
+    );
+    assert!(
+        r.json["exception_fields"]["x-user-id"].is_array(),
+        "{:?}",
+        r.json
+    );
 }
 
 #[tokio::test]

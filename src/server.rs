@@ -1,0 +1,350 @@
+//! The HTTP/1 server: an accept loop that holds at most `server.max_connections` open,
+//! closes a connection whose request head is not complete `server.header_read_timeout_ms`
+//! after it began (or after the connection opened), closes a keep-alive connection idle for
+//! `server.idle_timeout_ms`, and drains on shutdown.
+//!
+//! axum's `serve` has no connection limit, and hyper's own header-read timeout also runs
+//! while a keep-alive connection waits for its next request, so the two timeouts would be
+//! one. Here each connection keeps its own clock: a head starts with the connection, or
+//! with the first byte read while no request is being served.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+/// hyper's read buffer per connection, and so the largest request head (default ~400 KiB).
+/// Heads need far less (8 KiB of target plus headers); this caps each connection's memory.
+pub const MAX_BUF_BYTES: usize = 64 * 1024;
+
+/// What bounds connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `server.max_connections`.
+    pub max_connections: usize,
+    /// `server.header_read_timeout_ms`.
+    pub header_read_timeout: Duration,
+    /// `server.idle_timeout_ms`.
+    pub idle_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `stop` resolves, then stops accepting, lets every
+/// open connection finish its request in flight, and returns once all are closed.
+/// `refused` counts connections closed at once over the limit.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    refused: metrics::Counter,
+    stop: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection holds a receiver; `closed()` resolves when the last one is gone.
+    let (open_tx, open_rx) = watch::channel(());
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some to close rather than
+                    // spin on the error.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refused.increment(1);
+            tracing::debug!(
+                max_connections = limits.max_connections,
+                "connection refused"
+            );
+            drop(stream);
+            continue;
+        };
+        // Small responses go out at once rather than waiting on Nagle and delayed ACKs.
+        let _ = stream.set_nodelay(true);
+        let conn = connection(stream, router.clone(), limits, stop_rx.clone(), slot);
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            conn.await;
+            drop(open);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(open_rx);
+    open_tx.closed().await;
+}
+
+/// One connection, from accept to close.
+async fn connection(
+    stream: TcpStream,
+    router: Router,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let clock = Arc::new(Clock::new());
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        clock: clock.clone(),
+    });
+    let service = {
+        let clock = clock.clone();
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            // Busy from the complete head until the response is handed to hyper; hyper then
+            // writes it, and a reader too slow to take it meets the idle timeout.
+            let busy = Busy::start(&clock);
+            let router = router.clone();
+            async move {
+                let resp = router.oneshot(req.map(Body::new)).await;
+                drop(busy);
+                resp.map_err(|never| -> Infallible { match never {} })
+            }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(MAX_BUF_BYTES)
+        // Off: the clock above does it, without cutting idle keep-alive connections.
+        .header_read_timeout(None)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stopping = *stop.borrow();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        let deadline = clock.deadline(limits);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = sleep_until(deadline) => {
+                if clock.deadline(limits).is_some_and(|d| d <= Instant::now()) {
+                    // Dropping the connection closes the socket.
+                    tracing::debug!(
+                        reading_head = clock.reading_head(),
+                        "connection closed: head not complete in time, or idle"
+                    );
+                    return;
+                }
+            }
+            () = clock.changed.notified() => {}
+            changed = stop.changed(), if !stopping => {
+                stopping = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// No value: the connection is not reading a head (or not idle).
+const NONE: u64 = u64::MAX;
+
+/// One connection's phases, in milliseconds since it was accepted: when the head being read
+/// began, or since when it has been idle; and how many requests are being served.
+#[derive(Debug)]
+struct Clock {
+    born: Instant,
+    head_since: AtomicU64,
+    idle_since: AtomicU64,
+    busy: AtomicUsize,
+    changed: Notify,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            born: Instant::now(),
+            // The first head starts with the connection: one that sends nothing is closed.
+            head_since: AtomicU64::new(0),
+            idle_since: AtomicU64::new(NONE),
+            busy: AtomicUsize::new(0),
+            changed: Notify::new(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.born + Duration::from_millis(ms)
+    }
+
+    fn reading_head(&self) -> bool {
+        self.head_since.load(Ordering::SeqCst) != NONE
+    }
+
+    /// Bytes arrived: when no request is being served and no head is under way, they start one.
+    fn read(&self) {
+        if self.busy.load(Ordering::SeqCst) == 0
+            && self
+                .head_since
+                .compare_exchange(NONE, self.now(), Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            self.idle_since.store(NONE, Ordering::SeqCst);
+            self.changed.notify_one();
+        }
+    }
+
+    /// When the connection is to be closed unless something happens first.
+    fn deadline(&self, limits: Limits) -> Option<Instant> {
+        let head = self.head_since.load(Ordering::SeqCst);
+        if head != NONE {
+            return Some(self.at(head) + limits.header_read_timeout);
+        }
+        let idle = self.idle_since.load(Ordering::SeqCst);
+        (idle != NONE && self.busy.load(Ordering::SeqCst) == 0)
+            .then(|| self.at(idle) + limits.idle_timeout)
+    }
+}
+
+/// A request being served: the head is complete; when the last one ends, idle time begins.
+struct Busy(Arc<Clock>);
+
+impl Busy {
+    fn start(clock: &Arc<Clock>) -> Self {
+        clock.busy.fetch_add(1, Ordering::SeqCst);
+        clock.head_since.store(NONE, Ordering::SeqCst);
+        clock.idle_since.store(NONE, Ordering::SeqCst);
+        clock.changed.notify_one();
+        Self(clock.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let clock = &self.0;
+        if clock.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+            clock.idle_since.store(clock.now(), Ordering::SeqCst);
+            clock.changed.notify_one();
+        }
+    }
+}
+
+/// The socket, telling the clock when bytes arrive.
+struct Watched {
+    inner: TcpStream,
+    clock: Arc<Clock>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.clock.read();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_runs_from_accept_then_idle_time_from_the_last_answer() {
+        let clock = Arc::new(Clock::new());
+        let t0 = clock.born;
+        assert_eq!(clock.deadline(limits()), Some(t0 + Duration::from_secs(10)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let busy = Busy::start(&clock);
+        clock.read(); // body bytes: no new head
+        assert_eq!(clock.deadline(limits()), None);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(busy);
+        let idle = t0 + Duration::from_secs(6);
+        assert_eq!(
+            clock.deadline(limits()),
+            Some(idle + Duration::from_secs(60))
+        );
+        tokio::time::advance(Duration::from_secs(30)).await;
+        clock.read(); // the next head begins
+        let head = t0 + Duration::from_secs(36);
+        assert_eq!(
+            clock.deadline(limits()),
+            Some(head + Duration::from_secs(10))
+        );
+        clock.read(); // more of the same head: the clock keeps running
+        assert_eq!(
+            clock.deadline(limits()),
+            Some(head + Duration::from_secs(10))
+        );
+    }
+}
