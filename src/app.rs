@@ -25,8 +25,9 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use crate::config::Config;
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::error::ApiError;
-use crate::proxy::{self, Gateway};
+use crate::proxy;
 use crate::server::Limits;
+use crate::state::AppState;
 use crate::telemetry;
 use crate::tokens;
 
@@ -35,7 +36,7 @@ use crate::tokens;
 pub struct App {
     listener: TcpListener,
     router: Router,
-    gateway: Arc<Gateway>,
+    state: Arc<AppState>,
     emulator: Option<Emulator>,
     upstream: String,
 }
@@ -83,12 +84,12 @@ impl App {
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
         let upstream = config.stream.base_url.clone();
-        let gateway = Arc::new(Gateway::new(config)?);
-        let router = router(gateway.clone());
+        let state = Arc::new(AppState::new(config)?);
+        let router = router(state.clone());
         Ok(Self {
             listener,
             router,
-            gateway,
+            state,
             emulator,
             upstream,
         })
@@ -117,8 +118,8 @@ impl App {
     }
 
     /// The shared state (metrics, configuration), for tests and embedding.
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
     }
 
     /// Serves until `shutdown` resolves; then `/readyz` answers 503, the listener closes after
@@ -128,8 +129,8 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
-        let gw = self.gateway.clone();
-        let server = &self.gateway.config.server;
+        let gw = self.state.clone();
+        let server = &self.state.config.server;
         let limits = Limits {
             max_connections: server.max_connections,
             header_read_timeout: server.header_read_timeout,
@@ -150,10 +151,10 @@ impl App {
             tracing::info!("shutting down: no new connections, letting in-flight requests finish");
             let _ = began_tx.send(());
         });
-        let grace = self.gateway.config.server.shutdown_grace;
+        let grace = self.state.config.server.shutdown_grace;
         // Histogram samples are drained into buckets every few seconds, scraped or not.
         let upkeep = {
-            let gw = self.gateway.clone();
+            let gw = self.state.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(5));
                 loop {
@@ -182,7 +183,7 @@ impl App {
 }
 
 /// `POST /tokens`, with CORS (preflight included) for the configured origins only.
-fn tokens_route(gw: &Gateway) -> MethodRouter<Arc<Gateway>> {
+fn tokens_route(gw: &AppState) -> MethodRouter<Arc<AppState>> {
     let route = post(tokens::mint);
     let origins = &gw.config.tokens.cors_origins;
     if origins.is_empty() {
@@ -198,7 +199,7 @@ fn tokens_route(gw: &Gateway) -> MethodRouter<Arc<Gateway>> {
 }
 
 /// The router: health, `/tokens`, the proxy under `/api/v1.0/`, Stream's 404 elsewhere.
-pub fn router(gw: Arc<Gateway>) -> Router {
+pub fn router(gw: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -222,13 +223,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 .layer(PropagateRequestIdLayer::x_request_id())
                 // ...and on the one log line (and the metrics) of every request.
                 .layer(axum::middleware::from_fn_with_state(
-                    gw,
+                    gw.metrics.clone(),
                     telemetry::access_log,
                 )),
         )
 }
 
-async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+async fn readyz(State(gw): State<Arc<AppState>>) -> impl IntoResponse {
     if gw.draining.load(Ordering::SeqCst) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -239,7 +240,7 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+async fn metrics(State(gw): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::auth::jwt::{encode, Claims};
 use crate::config::{TokensConfig, TOKEN_ACTIONS, TOKEN_RESOURCES};
 use crate::error::ApiError;
-use crate::proxy::Gateway;
+use crate::state::AppState;
 use crate::stream::{FeedId, InvalidInput, UserId};
 
 /// A token request as sent.
@@ -254,7 +254,7 @@ fn other_reading(feed: &FeedId, who: &str, groups: &[String]) -> Option<String> 
 }
 
 /// The `POST /tokens` handler. The body is bounded in size and time like a proxied one.
-pub async fn mint(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+pub async fn mint(State(gw): State<Arc<AppState>>, req: Request) -> Response {
     let deadline = Instant::now() + gw.config.upstream.deadline;
     let (parts, body) = req.into_parts();
     let minted = match gw.receive_body(&parts.headers, body, deadline).await {
@@ -270,7 +270,7 @@ pub async fn mint(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     }
 }
 
-fn mint_inner(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+fn mint_inner(gw: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
     let cfg = &gw.config.tokens;
     let req: TokenRequest = serde_json::from_slice(body)
         .map_err(|e| input("body", &format!("is not a token request: {e}")))?;

@@ -36,7 +36,7 @@ fn a_key_ending_in_api_key_is_not_a_second_api_key() {
 #[test]
 fn a_huge_rate_limit_reset_is_ignored_not_a_panic() {
     use std::time::{Duration, UNIX_EPOCH};
-    use stream_gateway::proxy::retry::retry_wait;
+    use stream_gateway::upstream::retry::retry_wait;
     let now = UNIX_EPOCH + Duration::from_secs(1_795_800_000);
     assert_eq!(retry_wait(None, Some("18446744073709551615"), now), None);
     // The value the fuzzer found.

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use stream_gateway::proxy::retry::{decide, Attempted, Backoff, Decision, Outcome};
 use stream_gateway::stream::endpoint::FeedScope;
 use stream_gateway::stream::{route, FeedClaim, FeedId, Method, RouteError, Slug, UserId};
+use stream_gateway::upstream::retry::{decide, Attempted, Backoff, Decision, Outcome};
 
 /// Path segments from an alphabet that includes the tricks: encoded slashes, NULs, dots,
 /// non-ASCII, colons, the reserved words of the table.

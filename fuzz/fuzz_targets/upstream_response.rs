@@ -6,7 +6,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
-use stream_gateway::proxy::retry::{decide, retry_wait, Attempted, Decision, Outcome};
+use stream_gateway::upstream::retry::{decide, retry_wait, Attempted, Decision, Outcome};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 8 {

@@ -1,13 +1,14 @@
 //! The upstream client: one pooled reqwest client (keep-alive, rustls, idle timeout below
-//! the 60 s of common load balancers), and one attempt at a time. The retry loop lives in
-//! [`super`]; this file only sends and classifies.
+//! the 60 s of common load balancers), one attempt at a time. The retry loop lives in
+//! [`super::RetryLoop`]; this file only sends and classifies.
 
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, DATE};
 
-use super::retry::{Outcome, Unusable};
+use super::retry::{retry_wait, Outcome, Unusable};
+use super::Transport;
 use crate::auth::{httpsig, Secret};
 use crate::config::UpstreamConfig;
 
@@ -35,15 +36,13 @@ pub enum Credential {
 /// A request ready to send, as many times as the policy allows.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// Method.
     pub method: reqwest::Method,
-    /// Path and query, as signed: `/api/v1.0/...?...&api_key=...`.
-    pub target: String,
-    /// Where the query starts in `target` (the index of `?`).
-    pub query_at: usize,
-    /// Body, already checked (and re-serialized if credentials were removed).
+    /// The canonical path: `/api/v1.0/...`.
+    pub path: String,
+    /// The query to send, `api_key` included, form-encoded (never empty).
+    pub query: String,
+    /// Already checked (and re-serialized if credentials were removed).
     pub body: Option<Bytes>,
-    /// Credential.
     pub credential: Credential,
     /// The caller's request id, forwarded for support tickets.
     pub request_id: Option<HeaderValue>,
@@ -52,12 +51,23 @@ pub struct Prepared {
 /// Stream's answer to one attempt.
 #[derive(Debug)]
 pub struct Answer {
-    /// Status.
     pub status: reqwest::StatusCode,
     /// The [`PASSED_BACK`] headers present.
     pub headers: HeaderMap,
-    /// Body.
     pub body: Bytes,
+}
+
+impl Answer {
+    /// What the retry policy makes of this answer at `now`: its status, and for a 429 when it
+    /// says to come back (`Retry-After`, else `X-Ratelimit-Reset`).
+    pub fn outcome(&self, now: SystemTime) -> Outcome {
+        let status = self.status.as_u16();
+        let header = |n: &str| self.headers.get(n).and_then(|v| v.to_str().ok());
+        let wait = (status == 429)
+            .then(|| retry_wait(header("retry-after"), header("x-ratelimit-reset"), now))
+            .flatten();
+        Outcome::Status { status, wait }
+    }
 }
 
 /// The pooled client and where it sends.
@@ -111,13 +121,14 @@ impl Upstream {
             max_response_bytes: cfg.max_response_bytes,
         })
     }
+}
 
+impl Transport for Upstream {
     /// Sends one attempt with `timeout` for the whole exchange, body included.
-    pub async fn send(&self, req: &Prepared, timeout: Duration) -> Result<Answer, Outcome> {
+    async fn send(&self, req: &Prepared, timeout: Duration) -> Result<Answer, Outcome> {
         let mut url = self.base.clone();
-        let (path, query) = req.target.split_at(req.query_at);
-        url.set_path(path);
-        url.set_query(Some(&query[1..]));
+        url.set_path(&req.path);
+        url.set_query(Some(&req.query));
         let mut b = self
             .client
             .request(req.method.clone(), url)
@@ -131,11 +142,13 @@ impl Upstream {
             }
             Credential::Signature => {
                 let date = httpsig::http_date(SystemTime::now());
+                // The signed request target is the path with its query.
+                let target = format!("{}?{}", req.path, req.query);
                 let auth = httpsig::authorization(
                     &self.api_key,
                     &self.secret,
                     req.method.as_str(),
-                    &req.target,
+                    &target,
                     &date,
                 );
                 let mut auth = HeaderValue::from_str(&auth).expect("signature header is ASCII");

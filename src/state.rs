@@ -1,0 +1,128 @@
+//! The application state: what every feature shares, built once from the configuration.
+//!
+//! Features (the proxy, `/tokens`, the operations routes) take `State<Arc<AppState>>`; the
+//! access log takes only the metrics. The state depends on the building blocks (config, auth,
+//! upstream, recorder), never on a feature, so no module cycle runs through it.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::time::Instant;
+
+use crate::auth::jwt::TokenCache;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::recorder::Metrics;
+use crate::upstream::client::Upstream;
+use crate::upstream::RetryLoop;
+
+/// Everything the features share.
+#[derive(Debug)]
+pub struct AppState {
+    pub(crate) config: Config,
+    /// One upstream token per scope.
+    pub(crate) tokens: TokenCache,
+    pub(crate) upstream: Upstream,
+    pub(crate) retries: RetryLoop,
+    pub(crate) metrics: Arc<Metrics>,
+    /// `server.max_concurrency` permits for requests going upstream, taken once the body is
+    /// in; a request that finds none is refused at once.
+    pub(crate) limiter: tokio::sync::Semaphore,
+    /// `server.max_concurrency` permits for bodies being received, apart from `limiter`, so
+    /// slow bodies cannot hold back requests that have none (or whose body is in).
+    pub(crate) body_limiter: tokio::sync::Semaphore,
+    /// Set on SIGTERM: `/readyz` answers 503.
+    pub(crate) draining: AtomicBool,
+}
+
+impl AppState {
+    /// Builds the shared state; fails only if the TLS client cannot be built.
+    pub fn new(config: Config) -> Result<Self, reqwest::Error> {
+        let s = &config.stream;
+        let upstream = Upstream::new(
+            &config.upstream,
+            &s.base_url,
+            &s.api_key,
+            s.api_secret.clone(),
+        )?;
+        Ok(Self {
+            metrics: Arc::new(Metrics::new()),
+            limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
+            body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
+            draining: AtomicBool::new(false),
+            tokens: TokenCache::new(s.api_secret.clone(), s.token_ttl_s),
+            retries: RetryLoop::new(&config.upstream),
+            upstream,
+            config,
+        })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The app's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// An `Overloaded` refusal, counted.
+    pub(crate) fn overloaded(&self, what: &str) -> ApiError {
+        self.metrics
+            .counter("gateway_overloaded_total", &[])
+            .increment(1);
+        ApiError::Overloaded(format!(
+            "more than {} {what} (server.max_concurrency); retry later",
+            self.config.server.max_concurrency
+        ))
+    }
+
+    /// Reads a request body: at most `server.max_body_bytes` (413), complete by `deadline`
+    /// (408), and only while one of `server.max_concurrency` body permits is free (503).
+    pub(crate) async fn receive_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        deadline: Instant,
+    ) -> Result<Bytes, ApiError> {
+        // A request without a body (most GETs) takes no body permit.
+        if http_body::Body::is_end_stream(&body) {
+            return Ok(Bytes::new());
+        }
+        let _receiving = self
+            .body_limiter
+            .try_acquire()
+            .map_err(|_| self.overloaded("request bodies being received"))?;
+        tokio::time::timeout_at(
+            deadline,
+            read_body(headers, body, self.config.server.max_body_bytes),
+        )
+        .await
+        .map_err(|_| ApiError::RequestTimeout(self.config.upstream.deadline.as_millis()))?
+    }
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge(limit))
+        }
+        Err(_) => Err(ApiError::InvalidInput(crate::stream::InvalidInput::new(
+            "body",
+            "could not be read",
+        ))),
+    }
+}

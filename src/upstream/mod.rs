@@ -1,0 +1,359 @@
+//! The way to Stream: the pooled client ([`client`]), the pure retry policy ([`retry`]), and the
+//! loop between them ([`RetryLoop`]).
+//!
+//! The loop reaches the client only through [`Transport`], one attempt at a time, so tests
+//! drive it with a scripted upstream on paused time, and the client behind it can change
+//! without touching the policy.
+
+pub mod client;
+pub mod retry;
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::config::UpstreamConfig;
+use crate::recorder::{Metrics, RequestInfo};
+use client::{Answer, Prepared};
+use retry::{Attempted, Backoff, Decision, Outcome, RetryBudget, Stop};
+
+/// One attempt against Stream: what the retry loop needs of an HTTP client.
+pub trait Transport {
+    /// Sends `req` once, with `timeout` for the whole exchange, and classifies what happened.
+    fn send(
+        &self,
+        req: &Prepared,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Answer, Outcome>> + Send;
+}
+
+/// The retry loop's settings and its shared budget.
+#[derive(Debug)]
+pub struct RetryLoop {
+    budget: RetryBudget,
+    backoff: Backoff,
+    timeout: Duration,
+    max_retries: u32,
+}
+
+impl RetryLoop {
+    /// The loop for these (validated) settings.
+    pub fn new(cfg: &UpstreamConfig) -> Self {
+        Self {
+            budget: RetryBudget::new(cfg.retry_budget_percent),
+            backoff: Backoff::try_new(cfg.backoff_base, cfg.backoff_max)
+                .expect("backoff settings were validated with the configuration"),
+            timeout: cfg.timeout,
+            max_retries: cfg.max_retries,
+        }
+    }
+
+    /// Sends `req` until an attempt's outcome is final for the policy, the retries or the
+    /// budget are spent, or `deadline` passes; returns the last attempt's result. Counts
+    /// attempts in `trace`, and records attempts, their durations and retries in `metrics`.
+    pub async fn run(
+        &self,
+        transport: &impl Transport,
+        metrics: &Metrics,
+        req: &Prepared,
+        idempotent: bool,
+        deadline: Instant,
+        trace: &mut RequestInfo,
+    ) -> Result<Answer, Outcome> {
+        self.budget.record_request(Instant::now());
+        let mut retries = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            trace.attempts += 1;
+            let sent = Instant::now();
+            let result = transport.send(req, self.timeout.min(remaining)).await;
+            let ep = [("endpoint", trace.endpoint)];
+            metrics
+                .counter("gateway_upstream_attempts_total", &ep)
+                .increment(1);
+            metrics
+                .histogram("gateway_upstream_duration_seconds", &ep)
+                .record(sent.elapsed().as_secs_f64());
+            let outcome = match &result {
+                Ok(a) => a.outcome(SystemTime::now()),
+                Err(o) => *o,
+            };
+            let attempted = Attempted {
+                retries,
+                max_retries: self.max_retries,
+                idempotent,
+                remaining: deadline.saturating_duration_since(Instant::now()),
+                backoff: self.backoff.delay(retries, fastrand::f64()),
+            };
+            match retry::decide(outcome, attempted, || self.budget.try_retry(Instant::now())) {
+                Decision::Retry { after, reason } => {
+                    metrics
+                        .counter(
+                            "gateway_retries_total",
+                            &[("endpoint", trace.endpoint), ("reason", reason.as_str())],
+                        )
+                        .increment(1);
+                    tracing::debug!(
+                        attempt = trace.attempts,
+                        retryable = true,
+                        reason = reason.as_str(),
+                        wait_ms = after.as_millis() as u64,
+                        "retrying"
+                    );
+                    tokio::time::sleep(after).await;
+                    retries += 1;
+                }
+                Decision::Stop(stop) => {
+                    stopped(metrics, stop, &result, trace);
+                    return result;
+                }
+            }
+        }
+    }
+}
+
+/// Records why the loop stopped.
+fn stopped(metrics: &Metrics, stop: Stop, result: &Result<Answer, Outcome>, trace: &RequestInfo) {
+    if stop == Stop::Budget {
+        metrics
+            .counter(
+                "gateway_retry_budget_exhausted_total",
+                &[("endpoint", trace.endpoint)],
+            )
+            .increment(1);
+    }
+    if stop != Stop::Final {
+        tracing::debug!(attempt = trace.attempts, retryable = false, stop = ?stop, "not retrying");
+    }
+    if let Err(Outcome::Unusable(u)) = result {
+        tracing::warn!(attempt = trace.attempts, unusable = ?u, "Stream's answer refused");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop against a scripted upstream, on paused time: every wait is exact and instant.
+
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use parking_lot::Mutex;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    use super::*;
+    use crate::upstream::client::Credential;
+
+    /// One scripted attempt: how long Stream takes, then what it answers (a status, with a
+    /// `Retry-After` for 429s) or how the attempt fails.
+    #[derive(Clone, Copy)]
+    struct Step {
+        takes: Duration,
+        answer: Result<(u16, Option<&'static str>), Outcome>,
+    }
+
+    fn status(s: u16) -> Step {
+        Step {
+            takes: Duration::from_millis(10),
+            answer: Ok((s, None)),
+        }
+    }
+
+    fn limited(after: &'static str) -> Step {
+        Step {
+            takes: Duration::from_millis(10),
+            answer: Ok((429, Some(after))),
+        }
+    }
+
+    fn failing(o: Outcome) -> Step {
+        Step {
+            takes: Duration::from_millis(10),
+            answer: Err(o),
+        }
+    }
+
+    fn slow(takes: Duration) -> Step {
+        Step {
+            takes,
+            answer: Ok((200, None)),
+        }
+    }
+
+    #[derive(Default)]
+    struct Script {
+        steps: Mutex<VecDeque<Step>>,
+        sent: AtomicUsize,
+    }
+
+    impl Script {
+        fn new(steps: &[Step]) -> Self {
+            Self {
+                steps: Mutex::new(steps.iter().copied().collect()),
+                sent: AtomicUsize::new(0),
+            }
+        }
+        fn sent(&self) -> usize {
+            self.sent.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Transport for Script {
+        async fn send(&self, _: &Prepared, timeout: Duration) -> Result<Answer, Outcome> {
+            self.sent.fetch_add(1, Ordering::SeqCst);
+            let step = self.steps.lock().pop_front().unwrap_or(status(200));
+            if step.takes > timeout {
+                tokio::time::sleep(timeout).await;
+                return Err(Outcome::Timeout);
+            }
+            tokio::time::sleep(step.takes).await;
+            let (code, retry_after) = step.answer?;
+            let mut headers = HeaderMap::new();
+            if let Some(v) = retry_after {
+                headers.insert("retry-after", HeaderValue::from_static(v));
+            }
+            Ok(Answer {
+                status: reqwest::StatusCode::from_u16(code).unwrap(),
+                headers,
+                body: bytes::Bytes::new(),
+            })
+        }
+    }
+
+    fn retry_loop(max_retries: u32) -> RetryLoop {
+        RetryLoop {
+            budget: RetryBudget::new(20),
+            backoff: Backoff::try_new(Duration::from_millis(50), Duration::from_secs(2)).unwrap(),
+            timeout: Duration::from_secs(3),
+            max_retries,
+        }
+    }
+
+    fn request() -> Prepared {
+        Prepared {
+            method: reqwest::Method::GET,
+            path: "/api/v1.0/feed/user/1/".into(),
+            query: "api_key=k".into(),
+            body: None,
+            credential: Credential::Signature,
+            request_id: None,
+        }
+    }
+
+    /// Runs the loop; returns the final status (or outcome), the attempts and the time taken.
+    async fn run(
+        l: &RetryLoop,
+        script: &Script,
+        idempotent: bool,
+        deadline: Duration,
+    ) -> (Result<u16, Outcome>, u32, Duration) {
+        let mut trace = RequestInfo {
+            endpoint: "test",
+            attempts: 0,
+        };
+        let started = Instant::now();
+        let r = l
+            .run(
+                script,
+                &Metrics::new(),
+                &request(),
+                idempotent,
+                started + deadline,
+                &mut trace,
+            )
+            .await;
+        (
+            r.map(|a| a.status.as_u16()),
+            trace.attempts,
+            started.elapsed(),
+        )
+    }
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idempotent_request_is_retried_after_503s_until_it_succeeds() {
+        let script = Script::new(&[status(503), failing(Outcome::Dropped), status(200)]);
+        let (r, attempts, _) = run(&retry_loop(2), &script, true, DEADLINE).await;
+        assert_eq!((r, attempts), (Ok(200), 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_is_not_idempotent_is_sent_once_after_a_503_or_a_timeout() {
+        let script = Script::new(&[status(503)]);
+        let (r, attempts, _) = run(&retry_loop(2), &script, false, DEADLINE).await;
+        assert_eq!(
+            (r, attempts),
+            (Ok(503), 1),
+            "Stream's 503 is returned as it is"
+        );
+        let script = Script::new(&[slow(Duration::from_secs(5))]);
+        let (r, attempts, took) = run(&retry_loop(2), &script, false, DEADLINE).await;
+        assert_eq!((r, attempts), (Err(Outcome::Timeout), 1));
+        assert_eq!(took, Duration::from_secs(3), "one attempt timeout");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_failed_before_sending_is_retried_even_when_not_idempotent() {
+        let script = Script::new(&[failing(Outcome::NotSent), status(201)]);
+        let (r, attempts, _) = run(&retry_loop(2), &script, false, DEADLINE).await;
+        assert_eq!((r, attempts), (Ok(201), 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_at_max_retries_and_the_last_answer_is_returned() {
+        let script = Script::new(&[status(502); 10]);
+        let (r, attempts, _) = run(&retry_loop(2), &script, true, DEADLINE).await;
+        assert_eq!((r, attempts, script.sent()), (Ok(502), 3, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_inside_the_deadline_is_waited_out_even_when_not_idempotent() {
+        let script = Script::new(&[limited("2"), status(201)]);
+        let (r, attempts, took) = run(&retry_loop(2), &script, false, DEADLINE).await;
+        assert_eq!((r, attempts), (Ok(201), 2));
+        assert!(
+            took >= Duration::from_secs(2),
+            "waited what it said: {took:?}"
+        );
+        assert!(took < Duration::from_secs(3), "and not much more: {took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_past_the_deadline_is_returned_at_once() {
+        let script = Script::new(&[limited("60")]);
+        let (r, attempts, took) = run(&retry_loop(2), &script, true, DEADLINE).await;
+        assert_eq!((r, attempts), (Ok(429), 1));
+        assert_eq!(took, Duration::from_millis(10), "no wait at all");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_that_time_out_are_retried_within_the_retries() {
+        let script = Script::new(&[slow(Duration::from_secs(5)); 5]);
+        let (r, attempts, took) = run(&retry_loop(2), &script, true, DEADLINE).await;
+        assert_eq!((r, attempts), (Err(Outcome::Timeout), 3));
+        assert!(
+            took >= Duration::from_secs(9),
+            "three 3 s timeouts: {took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_bounds_the_whole_request() {
+        let script = Script::new(&[slow(Duration::from_secs(5)); 10]);
+        let deadline = Duration::from_millis(600);
+        let (r, _, took) = run(&retry_loop(5), &script, true, deadline).await;
+        assert_eq!(r, Err(Outcome::Timeout));
+        // Each attempt alone would take 3 s (its timeout): the deadline cut it at 600 ms.
+        assert_eq!(took, deadline);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_between_attempts_is_at_most_its_ceiling() {
+        let script = Script::new(&[status(503), status(503), status(200)]);
+        let (r, _, took) = run(&retry_loop(2), &script, true, DEADLINE).await;
+        assert_eq!(r, Ok(200));
+        // Three 10 ms attempts and two full-jitter waits of at most 50 and 100 ms.
+        assert!(took <= Duration::from_millis(30 + 50 + 100), "{took:?}");
+    }
+}
