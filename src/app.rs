@@ -54,7 +54,7 @@ pub enum StartError {
     },
     /// The HTTP client could not be built.
     #[error("cannot build the upstream client: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(#[from] crate::upstream::client::ClientError),
 }
 
 impl App {

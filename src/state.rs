@@ -17,7 +17,7 @@ use crate::auth::jwt::TokenCache;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::recorder::Metrics;
-use crate::upstream::client::Upstream;
+use crate::upstream::client::{ClientError, Upstream};
 use crate::upstream::RetryLoop;
 
 /// Everything the features share.
@@ -41,7 +41,7 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the shared state; fails only if the TLS client cannot be built.
-    pub fn new(config: Config) -> Result<Self, reqwest::Error> {
+    pub fn new(config: Config) -> Result<Self, ClientError> {
         let s = &config.stream;
         let upstream = Upstream::new(
             &config.upstream,

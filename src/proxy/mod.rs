@@ -129,7 +129,7 @@ fn finish(
 ) -> Result<Response, ApiError> {
     match result {
         Ok(a) => {
-            let mut resp = Response::new(Body::from(a.body));
+            let mut resp = Response::new(a.body);
             *resp.status_mut() = a.status;
             resp.headers_mut().extend(a.headers);
             Ok(resp)

@@ -1,11 +1,35 @@
-//! The upstream client: one pooled reqwest client (keep-alive, rustls, idle timeout below
-//! the 60 s of common load balancers), one attempt at a time. The retry loop lives in
-//! [`super::RetryLoop`]; this file only sends and classifies.
+//! The upstream client: hyper's own pooled client (keep-alive, rustls with Mozilla's roots,
+//! hickory DNS, idle timeout below the 60 s of common load balancers), one attempt at a time.
+//! The retry loop lives in [`super::RetryLoop`]; this file only sends and classifies.
+//!
+//! hyper directly rather than reqwest: reqwest wraps this same client, and on the proxy's hot
+//! path its extra layers cost a third of the stack's throughput (docs/performance.md).
+//!
+//! Stream's answer is streamed back to the caller, not buffered: the attempt's timeout covers
+//! the body too, and `upstream.max_response_bytes` is checked against `Content-Length` before
+//! the head goes out and counted while the body streams (past it, the caller's response is cut).
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, DATE};
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, DATE, HOST};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tower::{Service, ServiceExt};
 
 use super::retry::{retry_wait, Outcome, Unusable};
 use super::Transport;
@@ -36,7 +60,7 @@ pub enum Credential {
 /// A request ready to send, as many times as the policy allows.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    pub method: reqwest::Method,
+    pub method: Method,
     /// The canonical path: `/api/v1.0/...`.
     pub path: String,
     /// The query to send, `api_key` included, form-encoded (never empty).
@@ -48,13 +72,13 @@ pub struct Prepared {
     pub request_id: Option<HeaderValue>,
 }
 
-/// Stream's answer to one attempt.
+/// Stream's answer to one attempt: the head read, the body still streaming.
 #[derive(Debug)]
 pub struct Answer {
-    pub status: reqwest::StatusCode,
+    pub status: StatusCode,
     /// The [`PASSED_BACK`] headers present.
     pub headers: HeaderMap,
-    pub body: Bytes,
+    pub body: Body,
 }
 
 impl Answer {
@@ -70,17 +94,33 @@ impl Answer {
     }
 }
 
+/// Why the upstream client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("upstream.proxy: {0}")]
+    Proxy(String),
+}
+
 /// The pooled client and where it sends.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Upstream {
-    client: reqwest::Client,
-    /// Parsed once; each request only sets its path and query (a full parse per request,
-    /// host and IDNA included, was 6% of the profile).
-    base: reqwest::Url,
+    client: Client<hyper_rustls::HttpsConnector<Connect>, Full<Bytes>>,
+    scheme: Scheme,
+    authority: Authority,
     api_key: String,
     api_key_header: HeaderValue,
     secret: Secret,
     max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
 }
 
 static STREAM_AUTH_TYPE: HeaderName = HeaderName::from_static("stream-auth-type");
@@ -89,31 +129,45 @@ static X_STREAM_CLIENT: HeaderName = HeaderName::from_static("x-stream-client");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 impl Upstream {
-    /// A client for `base` (scheme + host [+ port]).
+    /// A client for `base` (scheme + host [+ port], validated with the configuration).
     pub fn new(
         cfg: &UpstreamConfig,
         base: &str,
         api_key: &str,
         secret: Secret,
-    ) -> reqwest::Result<Self> {
-        let builder = reqwest::Client::builder();
+    ) -> Result<Self, ClientError> {
+        let base: Uri = base
+            .parse()
+            .expect("base_url was validated as scheme://host[:port]");
+        let mut http = HttpConnector::new_with_resolver(Dns::default());
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.connect_timeout));
         // Every request carries a token or a signature: it goes through a proxy only when the
         // configuration names one, never because of `HTTP_PROXY` in the environment.
-        let builder = match &cfg.proxy {
-            Some(url) => builder.proxy(reqwest::Proxy::all(url)?),
-            None => builder.no_proxy(),
+        let proxy = match &cfg.proxy {
+            Some(p) => Some(
+                p.parse::<Uri>()
+                    .map_err(|e| ClientError::Proxy(e.to_string()))?,
+            ),
+            None => None,
         };
-        let client = builder
-            .connect_timeout(cfg.connect_timeout)
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(Connect { http, proxy });
+        // No redirects are followed (hyper's client has none): a redirect would resend a
+        // signed request somewhere else, or lose its body.
+        let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)
-            .tcp_nodelay(true)
-            // A redirect would resend a signed request somewhere else, or lose its body.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
         Ok(Self {
             client,
-            base: reqwest::Url::parse(base)
-                .expect("base_url was validated as scheme://host[:port]"),
+            scheme: base.scheme().cloned().unwrap_or(Scheme::HTTPS),
+            authority: base.authority().cloned().expect("base_url has a host"),
             api_key: api_key.to_owned(),
             api_key_header: HeaderValue::from_str(api_key)
                 .expect("api_key was validated as printable ASCII"),
@@ -121,29 +175,23 @@ impl Upstream {
             max_response_bytes: cfg.max_response_bytes,
         })
     }
-}
 
-impl Transport for Upstream {
-    /// Sends one attempt with `timeout` for the whole exchange, body included.
-    async fn send(&self, req: &Prepared, timeout: Duration) -> Result<Answer, Outcome> {
-        let mut url = self.base.clone();
-        url.set_path(&req.path);
-        url.set_query(Some(&req.query));
-        let mut b = self
-            .client
-            .request(req.method.clone(), url)
-            .timeout(timeout)
+    /// The request for one attempt; a signature is made now, with a fresh `Date`.
+    fn request(&self, req: &Prepared) -> http::Request<Full<Bytes>> {
+        let target = format!("{}?{}", req.path, req.query);
+        let mut builder = http::Request::builder()
+            .method(req.method.clone())
+            .header(HOST, self.authority.as_str())
             .header(&X_STREAM_CLIENT, HeaderValue::from_static(CLIENT_NAME));
         match &req.credential {
             Credential::Jwt(token) => {
-                b = b
+                builder = builder
                     .header(AUTHORIZATION, token.clone())
                     .header(&STREAM_AUTH_TYPE, HeaderValue::from_static("jwt"));
             }
             Credential::Signature => {
                 let date = httpsig::http_date(SystemTime::now());
                 // The signed request target is the path with its query.
-                let target = format!("{}?{}", req.path, req.query);
                 let auth = httpsig::authorization(
                     &self.api_key,
                     &self.secret,
@@ -153,7 +201,7 @@ impl Transport for Upstream {
                 );
                 let mut auth = HeaderValue::from_str(&auth).expect("signature header is ASCII");
                 auth.set_sensitive(true);
-                b = b
+                builder = builder
                     .header(AUTHORIZATION, auth)
                     .header(
                         DATE,
@@ -163,22 +211,49 @@ impl Transport for Upstream {
             }
         }
         if let Some(id) = &req.request_id {
-            b = b.header(&X_REQUEST_ID, id.clone());
+            builder = builder.header(&X_REQUEST_ID, id.clone());
         }
-        if let Some(body) = &req.body {
-            b = b
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .body(body.clone());
-        }
-        let mut resp = b.send().await.map_err(classify)?;
+        let body = match &req.body {
+            Some(b) => {
+                builder =
+                    builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Full::new(b.clone())
+            }
+            None => Full::default(),
+        };
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(
+                PathAndQuery::from_maybe_shared(Bytes::from(target))
+                    .expect("the path and query were encoded by the gateway"),
+            )
+            .build()
+            .expect("scheme, authority and path are valid");
+        builder
+            .uri(uri)
+            .body(body)
+            .expect("every header was built valid")
+    }
+}
+
+impl Transport for Upstream {
+    /// Sends one attempt with `timeout` for the whole exchange: the head within it, the body
+    /// streaming within what is left of it.
+    async fn send(&self, req: &Prepared, timeout: Duration) -> Result<Answer, Outcome> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let resp = tokio::time::timeout_at(deadline, self.client.request(self.request(req)))
+            .await
+            .map_err(|_| Outcome::Timeout)?
+            .map_err(|e| classify(&e))?;
         let status = resp.status();
         // Returning early drops `resp` unread, which closes its connection rather than pooling
         // it: the rest of an unwanted answer is never read.
         if status.is_informational() || status.as_u16() > 599 {
             return Err(Outcome::Unusable(Unusable::Status(status.as_u16())));
         }
-        let limit = self.max_response_bytes;
-        if resp.content_length().is_some_and(|n| n > limit as u64) {
+        let limit = self.max_response_bytes as u64;
+        if hyper::body::Body::size_hint(resp.body()).lower() > limit {
             return Err(Outcome::Unusable(Unusable::TooLarge));
         }
         let mut headers = HeaderMap::new();
@@ -187,30 +262,11 @@ impl Transport for Upstream {
                 headers.insert(name, v.clone());
             }
         }
-        // Count while reading: a chunked or lying answer has no trustworthy length. The common
-        // one-chunk body is kept as it came, without a copy.
-        let mut first: Option<Bytes> = None;
-        let mut more = BytesMut::new();
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-            let had = first.as_ref().map_or(0, Bytes::len) + more.len();
-            if had + chunk.len() > limit {
-                return Err(Outcome::Unusable(Unusable::TooLarge));
-            }
-            match &first {
-                None => first = Some(chunk),
-                Some(f) => {
-                    if more.is_empty() {
-                        more.extend_from_slice(f);
-                    }
-                    more.extend_from_slice(&chunk);
-                }
-            }
-        }
-        let body = if more.is_empty() {
-            first.unwrap_or_default()
-        } else {
-            more.freeze()
-        };
+        let body = Body::new(Bounded {
+            inner: resp.into_body(),
+            left: limit,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        });
         Ok(Answer {
             status,
             headers,
@@ -219,14 +275,188 @@ impl Transport for Upstream {
     }
 }
 
-/// Connection failures before the request was written are [`Outcome::NotSent`]; timeouts are
-/// [`Outcome::Timeout`]; anything else broke after sending and is [`Outcome::Dropped`].
-fn classify(e: reqwest::Error) -> Outcome {
+/// Connection failures before the request was written are [`Outcome::NotSent`]; anything
+/// else broke after sending and is [`Outcome::Dropped`] (timeouts are the caller's).
+fn classify(e: &hyper_util::client::legacy::Error) -> Outcome {
     if e.is_connect() {
         Outcome::NotSent
-    } else if e.is_timeout() {
-        Outcome::Timeout
     } else {
         Outcome::Dropped
+    }
+}
+
+/// Why a streamed answer was cut.
+#[derive(Debug, thiserror::Error)]
+enum Cut {
+    #[error("Stream's answer passed upstream.max_response_bytes")]
+    TooLarge,
+    #[error("Stream's answer stalled past upstream.timeout_ms")]
+    Stalled,
+    #[error("Stream's answer broke off: {0}")]
+    Broken(hyper::Error),
+}
+
+/// Stream's body on its way to the caller: at most `left` more bytes, done by `deadline`.
+/// An error ends the caller's response early (the head has gone out).
+struct Bounded {
+    inner: Incoming,
+    left: u64,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for Bounded {
+    type Data = Bytes;
+    type Error = Cut;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Cut>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if n > this.left {
+                    return Poll::Ready(Some(Err(Cut::TooLarge)));
+                }
+                this.left -= n;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Cut::Broken(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Cut::Stalled))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The transport: a TCP connection to Stream, or to `upstream.proxy` (with `CONNECT` for
+/// https, absolute-form requests for plain http).
+#[derive(Clone)]
+struct Connect {
+    http: HttpConnector<Dns>,
+    proxy: Option<Uri>,
+}
+
+/// A connection, saying whether it goes to a proxy that takes absolute-form requests.
+struct Conn {
+    io: TokioIo<TcpStream>,
+    to_proxy: bool,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Service<Uri> for Connect {
+    type Response = Conn;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let http = self.http.clone();
+        let proxy = self.proxy.clone();
+        Box::pin(async move {
+            match proxy {
+                None => Ok(Conn {
+                    io: http.oneshot(dst).await?,
+                    to_proxy: false,
+                }),
+                Some(p) if dst.scheme() == Some(&Scheme::HTTP) => Ok(Conn {
+                    io: http.oneshot(p).await?,
+                    to_proxy: true,
+                }),
+                Some(p) => Ok(Conn {
+                    io: Tunnel::new(p, http).oneshot(dst).await?,
+                    to_proxy: false,
+                }),
+            }
+        })
+    }
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        self.io.connected().proxy(self.to_proxy)
+    }
+}
+
+impl hyper::rt::Read for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// DNS through hickory, which reads `/etc/resolv.conf` itself: no NSS, so the static
+/// `FROM scratch` image resolves. Built on first use, inside the runtime.
+#[derive(Clone, Default)]
+struct Dns(Arc<OnceLock<hickory_resolver::TokioResolver>>);
+
+impl Dns {
+    fn resolver(&self) -> Result<&hickory_resolver::TokioResolver, BoxError> {
+        if let Some(r) = self.0.get() {
+            return Ok(r);
+        }
+        let mut builder = hickory_resolver::TokioResolver::builder_tokio()?;
+        builder.options_mut().ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
+        Ok(self.0.get_or_init(|| builder.build()))
+    }
+}
+
+impl Service<Name> for Dns {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let dns = self.clone();
+        Box::pin(async move {
+            // An address needs no lookup (loopback upstreams, the emulator, tests).
+            if let Ok(ip) = name.as_str().parse::<std::net::IpAddr>() {
+                return Ok(vec![SocketAddr::new(ip, 0)].into_iter());
+            }
+            let found = dns.resolver()?.lookup_ip(name.as_str()).await?;
+            Ok(found
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect::<Vec<_>>()
+                .into_iter())
+        })
     }
 }

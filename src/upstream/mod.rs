@@ -138,8 +138,8 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use http::header::{HeaderMap, HeaderValue};
     use parking_lot::Mutex;
-    use reqwest::header::{HeaderMap, HeaderValue};
 
     use super::*;
     use crate::upstream::client::Credential;
@@ -213,9 +213,9 @@ mod tests {
                 headers.insert("retry-after", HeaderValue::from_static(v));
             }
             Ok(Answer {
-                status: reqwest::StatusCode::from_u16(code).unwrap(),
+                status: http::StatusCode::from_u16(code).unwrap(),
                 headers,
-                body: bytes::Bytes::new(),
+                body: axum::body::Body::empty(),
             })
         }
     }
@@ -231,7 +231,7 @@ mod tests {
 
     fn request() -> Prepared {
         Prepared {
-            method: reqwest::Method::GET,
+            method: http::Method::GET,
             path: "/api/v1.0/feed/user/1/".into(),
             query: "api_key=k".into(),
             body: None,
