@@ -16,7 +16,7 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
 
 pub use crate::auth::Secret;
-use crate::stream::region;
+use crate::stream::{region, Action, Resource};
 
 /// The file read when neither `--config` nor `$GATEWAY_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "config/gateway.toml";
@@ -253,40 +253,22 @@ pub struct Config {
     pub emulator: EmulatorSettings,
 }
 
-/// Resources a frontend token may name (Stream's, as the official clients use them).
-pub const TOKEN_RESOURCES: &[&str] = &[
-    "feed",
-    "follower",
-    "activities",
-    "feed_targets",
-    "reactions",
-    "collections",
-    "users",
-    "personalization",
-    "analytics",
-    "*",
-];
-/// Actions a frontend token may name.
-pub const TOKEN_ACTIONS: &[&str] = &["read", "write", "delete", "*"];
-
 /// `[tokens]`, validated.
 #[derive(Debug, Clone)]
 pub struct TokensConfig {
     /// TTL when the request names none.
     pub default_ttl_s: u64,
-    /// Longest TTL.
     pub max_ttl_s: u64,
-    /// Allowed `(resource, action)` pairs.
-    pub allow: Vec<(String, String)>,
-    /// Whether user tokens may be minted.
+    /// The `(resource, action)` pairs that may be minted.
+    pub allow: Vec<(Resource, Action)>,
     pub user_tokens: bool,
-    /// Whether `*` may appear.
+    /// Whether `*` may appear as feed, resource, action or user id.
     pub wildcards: bool,
-    /// The identity header, lower-case.
+    /// The header a trusted proxy sets to the caller's user id.
     pub identity_header: Option<http::HeaderName>,
     /// The app's feed group slugs (empty: any slug).
     pub feed_groups: Vec<String>,
-    /// Allowed browser origins.
+    /// Browser origins allowed to call `/tokens`.
     pub cors_origins: Vec<http::HeaderValue>,
 }
 
@@ -304,32 +286,12 @@ impl TokensConfig {
                 "must be at least tokens.default_ttl_s",
             ));
         }
-        let mut allow = Vec::new();
-        for a in &t.allow {
-            let pair = a
-                .split_once('/')
-                .filter(|(r, x)| TOKEN_RESOURCES.contains(r) && TOKEN_ACTIONS.contains(x));
-            let Some((r, x)) = pair else {
-                return Err(ConfigError::new(
-                    "tokens.allow",
-                    format!(
-                        "{a:?} is not resource/action with a resource in {} and an action in {}",
-                        TOKEN_RESOURCES.join(", "),
-                        TOKEN_ACTIONS.join(", ")
-                    ),
-                ));
-            };
-            allow.push((r.to_owned(), x.to_owned()));
-        }
-        let identity_header = match t.identity_header.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(h) => Some(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-                ConfigError::new(
-                    "tokens.identity_header",
-                    format!("{h:?} is not a header name"),
-                )
-            })?),
-        };
+        let allow = t
+            .allow
+            .iter()
+            .map(|a| parse_allowed_pair(a))
+            .collect::<Result<_, _>>()?;
+        let identity_header = parse_identity_header(t.identity_header.as_deref())?;
         for g in &t.feed_groups {
             crate::stream::Slug::parse(g).map_err(|e| {
                 ConfigError::new(
@@ -346,26 +308,13 @@ impl TokensConfig {
                 "must list the app's feed group slugs when tokens.identity_header is set",
             ));
         }
-        let mut cors_origins = Vec::new();
-        for o in &t.cors_origins {
-            if o == "*" {
-                return Err(ConfigError::new(
-                    "tokens.cors_origins",
-                    "list the origins explicitly: * would let any web site ask for tokens",
-                ));
-            }
-            let ok = validate_base_url(o).is_ok() && !o.ends_with('/');
-            let v = http::HeaderValue::from_str(o)
-                .ok()
-                .filter(|_| ok)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "tokens.cors_origins",
-                        format!("{o:?} is not an origin such as https://app.example.com"),
-                    )
-                })?;
-            cors_origins.push(v);
-        }
+        let cors_origins = t
+            .cors_origins
+            .iter()
+            .map(|o| {
+                parse_origin(o).map_err(|e| ConfigError::new("tokens.cors_origins", e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             default_ttl_s: t.default_ttl_s,
             max_ttl_s: t.max_ttl_s,
@@ -377,6 +326,64 @@ impl TokensConfig {
             cors_origins,
         })
     }
+}
+
+/// One entry of `tokens.allow`: `resource/action`, each a claim value Stream knows.
+fn parse_allowed_pair(a: &str) -> Result<(Resource, Action), ConfigError> {
+    a.split_once('/')
+        .and_then(|(r, x)| Some((Resource::parse(r)?, Action::parse(x)?)))
+        .ok_or_else(|| {
+            let names =
+                |v: &mut dyn Iterator<Item = &'static str>| v.collect::<Vec<_>>().join(", ");
+            ConfigError::new(
+                "tokens.allow",
+                format!(
+                    "{a:?} is not resource/action with a resource in {} and an action in {}",
+                    names(&mut Resource::ALL.iter().map(|r| r.as_str())),
+                    names(&mut Action::ALL.iter().map(|x| x.as_str())),
+                ),
+            )
+        })
+}
+
+/// `tokens.identity_header`: unset or blank is none; otherwise a header name (lower-cased).
+fn parse_identity_header(h: Option<&str>) -> Result<Option<http::HeaderName>, ConfigError> {
+    match h.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(h) => http::HeaderName::from_bytes(h.as_bytes())
+            .map(Some)
+            .map_err(|_| {
+                ConfigError::new(
+                    "tokens.identity_header",
+                    format!("{h:?} is not a header name"),
+                )
+            }),
+    }
+}
+
+/// Why an entry of `tokens.cors_origins` is not an origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    /// `*`: allowed nowhere, since any web site could then ask for tokens on a user's behalf.
+    #[error("list the origins explicitly: * would let any web site ask for tokens")]
+    Wildcard,
+    /// Not `scheme://host[:port]` with http or https, nothing after, as browsers send it.
+    #[error("{0:?} is not an origin such as https://app.example.com")]
+    NotAnOrigin(String),
+}
+
+/// A browser origin (`https://app.example.com`, `http://localhost:3000`), as the value the
+/// `Access-Control-Allow-Origin` header answers with.
+pub fn parse_origin(o: &str) -> Result<http::HeaderValue, OriginError> {
+    if o == "*" {
+        return Err(OriginError::Wildcard);
+    }
+    let not_an_origin = || OriginError::NotAnOrigin(o.to_owned());
+    split_http_url(o).map_err(|_| not_an_origin())?;
+    if o.ends_with('/') {
+        return Err(not_an_origin());
+    }
+    http::HeaderValue::from_str(o).map_err(|_| not_an_origin())
 }
 
 /// `[server]`, validated.
@@ -760,24 +767,29 @@ impl Config {
     }
 }
 
-/// `scheme://host[:port]`, http or https, nothing after the authority but an optional `/`.
-fn validate_base_url(u: &str) -> Result<String, ConfigError> {
-    let bad = |why: &str| ConfigError::new("stream.base_url", format!("{u:?} {why}"));
+/// `scheme://host[:port]`, http or https, nothing after the authority but an optional `/`:
+/// the scheme and the authority, or what is wrong, worded to follow the quoted value.
+fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
     let (scheme, rest) = u
         .split_once("://")
-        .ok_or_else(|| bad("has no scheme: write http://host:port or https://host"))?;
+        .ok_or("has no scheme: write http://host:port or https://host")?;
     if scheme != "http" && scheme != "https" {
-        return Err(bad("must use http or https"));
+        return Err("must use http or https");
     }
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.is_empty() {
-        return Err(bad("has no host"));
+        return Err("has no host");
     }
     if authority.contains(['/', '?', '#', '@', ' ']) {
-        return Err(bad(
-            "must be scheme + host [+ port], with no path, query or user info",
-        ));
+        return Err("must be scheme + host [+ port], with no path, query or user info");
     }
+    Ok((scheme, authority))
+}
+
+/// `stream.base_url`, without its trailing `/`.
+fn validate_base_url(u: &str) -> Result<String, ConfigError> {
+    let (scheme, authority) = split_http_url(u)
+        .map_err(|why| ConfigError::new("stream.base_url", format!("{u:?} {why}")))?;
     Ok(format!("{scheme}://{authority}"))
 }
 
@@ -1093,8 +1105,8 @@ mod tests {
         assert_eq!(
             t.allow,
             vec![
-                ("feed".into(), "read".into()),
-                ("follower".into(), "read".into())
+                (Resource::Feed, Action::Read),
+                (Resource::Follower, Action::Read)
             ]
         );
         assert!(t.user_tokens && !t.wildcards);
@@ -1150,6 +1162,86 @@ mod tests {
         let t = Config::from_figment(&ok).unwrap().tokens;
         assert_eq!(t.identity_header.unwrap().as_str(), "x-user-id");
         assert_eq!(t.cors_origins.len(), 2);
+    }
+
+    #[test]
+    fn every_resource_and_action_a_frontend_token_may_name_can_be_allowed() {
+        let resources = [
+            "feed",
+            "follower",
+            "activities",
+            "feed_targets",
+            "reactions",
+            "collections",
+            "users",
+            "personalization",
+            "analytics",
+            "*",
+        ];
+        let pairs: Vec<String> = resources
+            .iter()
+            .flat_map(|r| ["read", "write", "delete", "*"].map(|a| format!("{r}/{a}")))
+            .collect();
+        let t = Config::from_figment(&base().merge(("tokens.allow", &pairs)))
+            .unwrap()
+            .tokens;
+        let back: Vec<String> = t
+            .allow
+            .iter()
+            .map(|(r, a)| format!("{}/{}", r.as_str(), a.as_str()))
+            .collect();
+        assert_eq!(back, pairs);
+    }
+
+    #[test]
+    fn a_bad_allowed_pair_lists_what_may_be_named() {
+        let e = err(base().merge(("tokens.allow", ["feed/read", "url/read"])));
+        assert_eq!(
+            e.to_string(),
+            "configuration error: tokens.allow: \"url/read\" is not resource/action with a \
+             resource in feed, follower, activities, feed_targets, reactions, collections, users, \
+             personalization, analytics, * and an action in read, write, delete, *"
+        );
+        for bad in ["feed", "feed/", "/read", "feed/read/x", "Feed/read"] {
+            assert_eq!(
+                err(base().merge(("tokens.allow", [bad]))).key,
+                "tokens.allow"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cors_origin_is_a_scheme_and_host_with_nothing_after() {
+        for ok in ["https://app.example.com", "http://localhost:3000"] {
+            assert_eq!(parse_origin(ok).unwrap(), ok);
+        }
+        assert_eq!(parse_origin("*"), Err(OriginError::Wildcard));
+        for bad in [
+            "app.example.com",
+            "ftp://app.example.com",
+            "https://",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://user@app.example.com",
+            "https://app.example.com?x",
+            "https://app example.com",
+            "https://app.example.com\u{7f}",
+        ] {
+            assert_eq!(
+                parse_origin(bad),
+                Err(OriginError::NotAnOrigin(bad.to_owned())),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            err(base().merge(("tokens.cors_origins", ["https://a.example/"]))).to_string(),
+            "configuration error: tokens.cors_origins: \"https://a.example/\" is not an origin \
+             such as https://app.example.com"
+        );
+        assert_eq!(
+            err(base().merge(("tokens.cors_origins", ["*"]))).problem,
+            "list the origins explicitly: * would let any web site ask for tokens"
+        );
     }
 
     #[test]
