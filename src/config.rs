@@ -119,27 +119,25 @@ pub struct ServerFile {
 }
 
 /// `[stream]` as read.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamFile {
-    /// API key.
     pub api_key: Option<String>,
-    /// API secret (prefer `api_secret_file`).
+    /// Prefer `api_secret_file`.
     pub api_secret: Option<String>,
     /// A file holding the API secret.
     pub api_secret_file: Option<PathBuf>,
     /// App id, returned to frontends.
     pub app_id: Option<String>,
-    /// Region.
-    pub region: Option<String>,
+    pub region: String,
     /// Replaces the region's URL.
     pub base_url: Option<String>,
-    /// Batch call authentication.
-    pub batch_auth: Option<BatchAuth>,
+    /// How batch calls authenticate upstream.
+    pub batch_auth: BatchAuth,
     /// `exp` of upstream tokens, seconds (0: none).
-    pub token_ttl_s: Option<u64>,
+    pub token_ttl_s: u64,
     /// Serve with the embedded emulator as upstream.
-    pub emulator: Option<bool>,
+    pub emulator: bool,
 }
 
 /// `[upstream]` as read.
@@ -188,6 +186,22 @@ impl Default for ServerFile {
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_connections: 4096,
+        }
+    }
+}
+
+impl Default for StreamFile {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            api_secret: None,
+            api_secret_file: None,
+            app_id: None,
+            region: "us-east".into(),
+            base_url: None,
+            batch_auth: BatchAuth::Signature,
+            token_ttl_s: 3600,
+            emulator: false,
         }
     }
 }
@@ -542,6 +556,13 @@ fn ms(key: &str, v: u64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(v))
 }
 
+fn positive(key: &str, v: u64) -> Result<usize, ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::new(key, "must be greater than 0"));
+    }
+    Ok(v as usize)
+}
+
 fn present(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
@@ -572,7 +593,7 @@ impl Config {
 
     /// Validates a [`FileConfig`]; the first problem found is returned, naming its key.
     pub fn validate(raw: FileConfig) -> Result<Self, ConfigError> {
-        Self::validate_from(raw, &|_| None)
+        Self::validate_from(raw, &|_: &str| None)
     }
 
     /// [`Config::validate`], with `source` telling where a key was set (for messages).
@@ -580,89 +601,48 @@ impl Config {
         raw: FileConfig,
         source: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let s = raw.stream;
-        let emulator = s.emulator.unwrap_or(false);
+        // Section by section, in this order: the first problem found is the one reported.
+        let stream = StreamConfig::validate(raw.stream, source)?;
+        let server = ServerConfig::validate(raw.server)?;
+        let upstream = UpstreamConfig::validate(raw.upstream)?;
+        let tokens = TokensConfig::validate(raw.tokens)?;
+        let emulator = EmulatorSettings::validate(raw.emulator)?;
+        Ok(Config {
+            server,
+            stream,
+            upstream,
+            log_format: raw.log.format,
+            tokens,
+            emulator,
+        })
+    }
+}
+
+impl StreamConfig {
+    fn validate(
+        s: StreamFile,
+        source: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let base_url = present(s.base_url);
-        if emulator && base_url.is_some() {
+        if s.emulator && base_url.is_some() {
             return Err(ConfigError::new(
                 "stream.base_url",
                 "cannot be set together with stream.emulator: the emulator replaces Stream, \
                  and a configured base URL suggests you meant to talk to a real one",
             ));
         }
-        let api_key = match present(s.api_key) {
-            Some(k) => k,
-            None if emulator => format!("emu{}", random_hex(8)),
-            None => {
-                return Err(ConfigError::new(
-                    "stream.api_key",
-                    "missing (set STREAM_API_KEY or stream.api_key)",
-                ))
-            }
-        };
-        if !api_key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ConfigError::new(
-                "stream.api_key",
-                "must be printable ASCII without spaces",
-            ));
-        }
+        let api_key = api_key(present(s.api_key), s.emulator)?;
         let from_file = match &s.api_secret_file {
             None => None,
-            Some(path) => {
-                if present(s.api_secret.clone()).is_some() {
-                    return Err(ConfigError::new(
-                        "stream.api_secret_file",
-                        "set either stream.api_secret or stream.api_secret_file, not both",
-                    ));
-                }
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::new(
-                        "stream.api_secret_file",
-                        format!("cannot read {}: {}", path.display(), e.kind()),
-                    )
-                })?;
-                Some(text.trim_end_matches(['\r', '\n']).to_owned())
-            }
+            Some(path) => Some(read_secret_file(path, s.api_secret.as_deref())?),
         };
-        let secret_key = if from_file.is_some() {
-            "stream.api_secret_file"
-        } else {
-            "stream.api_secret"
-        };
-        let api_secret = present(from_file.or(s.api_secret));
-        // The emulator's request log (unauthenticated, on loopback) shows the tokens the
-        // gateway signs; signed with a real secret, they would work against Stream.
-        if emulator
-            && api_secret
-                .as_deref()
-                .is_some_and(|v| !v.starts_with(EMULATOR_SECRET_PREFIX))
-        {
-            let from = source(secret_key).unwrap_or_else(|| "the configuration".into());
-            return Err(ConfigError::new(
-                secret_key,
-                format!(
-                    "with the emulator the secret must start with `{EMULATOR_SECRET_PREFIX}` \
-                     (this one, from {from}, does not): the emulator shows the tokens it \
-                     receives, and tokens signed with a real secret work against Stream"
-                ),
-            ));
-        }
-        let api_secret = match api_secret {
-            Some(v) => Secret::new(v),
-            None if emulator => Secret::new(format!("{EMULATOR_SECRET_PREFIX}{}", random_hex(24))),
-            None => {
-                return Err(ConfigError::new(
-                    "stream.api_secret",
-                    "missing (set STREAM_API_SECRET, STREAM_API_SECRET_FILE or stream.api_secret)",
-                ))
-            }
-        };
-        let region = s.region.unwrap_or_else(|| "us-east".into());
-        let region_url = region::base_url(&region).ok_or_else(|| {
+        let api_secret = api_secret(from_file, s.api_secret, s.emulator, source)?;
+        let region_url = region::base_url(&s.region).ok_or_else(|| {
             ConfigError::new(
                 "stream.region",
                 format!(
-                    "unknown region {region:?}; known regions: {}",
+                    "unknown region {:?}; known regions: {}",
+                    s.region,
                     region::KNOWN_REGIONS.join(", ")
                 ),
             )
@@ -671,39 +651,126 @@ impl Config {
             None => region_url,
             Some(u) => validate_base_url(&u)?,
         };
+        Ok(Self {
+            api_key,
+            api_secret,
+            app_id: present(s.app_id),
+            region: s.region,
+            base_url,
+            batch_auth: s.batch_auth,
+            token_ttl_s: s.token_ttl_s,
+            emulator: s.emulator,
+        })
+    }
+}
 
-        let listen = raw.server.listen.parse().map_err(|_| {
+/// `stream.api_key`; the emulator makes one up when none is given.
+fn api_key(given: Option<String>, emulator: bool) -> Result<String, ConfigError> {
+    let api_key = match given {
+        Some(k) => k,
+        None if emulator => format!("emu{}", random_hex(8)),
+        None => {
+            return Err(ConfigError::new(
+                "stream.api_key",
+                "missing (set STREAM_API_KEY or stream.api_key)",
+            ))
+        }
+    };
+    if !api_key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            "stream.api_key",
+            "must be printable ASCII without spaces",
+        ));
+    }
+    Ok(api_key)
+}
+
+/// The secret in `stream.api_secret_file`, without its line ending; `inline` (the
+/// `stream.api_secret` key) must then be unset.
+fn read_secret_file(path: &Path, inline: Option<&str>) -> Result<String, ConfigError> {
+    if inline.is_some_and(|v| !v.trim().is_empty()) {
+        return Err(ConfigError::new(
+            "stream.api_secret_file",
+            "set either stream.api_secret or stream.api_secret_file, not both",
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            "stream.api_secret_file",
+            format!("cannot read {}: {}", path.display(), e.kind()),
+        )
+    })?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// The API secret, from the file when one was read, else from `stream.api_secret`; the
+/// emulator makes one up when none is given.
+fn api_secret(
+    from_file: Option<String>,
+    inline: Option<String>,
+    emulator: bool,
+    source: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, ConfigError> {
+    let secret_key = if from_file.is_some() {
+        "stream.api_secret_file"
+    } else {
+        "stream.api_secret"
+    };
+    let api_secret = present(from_file.or(inline));
+    // The emulator's request log (unauthenticated, on loopback) shows the tokens the
+    // gateway signs; signed with a real secret, they would work against Stream.
+    if emulator
+        && api_secret
+            .as_deref()
+            .is_some_and(|v| !v.starts_with(EMULATOR_SECRET_PREFIX))
+    {
+        let from = source(secret_key).unwrap_or_else(|| "the configuration".into());
+        return Err(ConfigError::new(
+            secret_key,
+            format!(
+                "with the emulator the secret must start with `{EMULATOR_SECRET_PREFIX}` \
+                 (this one, from {from}, does not): the emulator shows the tokens it \
+                 receives, and tokens signed with a real secret work against Stream"
+            ),
+        ));
+    }
+    match api_secret {
+        Some(v) => Ok(Secret::new(v)),
+        None if emulator => Ok(Secret::new(format!(
+            "{EMULATOR_SECRET_PREFIX}{}",
+            random_hex(24)
+        ))),
+        None => Err(ConfigError::new(
+            "stream.api_secret",
+            "missing (set STREAM_API_SECRET, STREAM_API_SECRET_FILE or stream.api_secret)",
+        )),
+    }
+}
+
+impl ServerConfig {
+    fn validate(sv: ServerFile) -> Result<Self, ConfigError> {
+        let listen = sv.listen.parse().map_err(|_| {
             ConfigError::new(
                 "server.listen",
-                format!(
-                    "{:?} is not an address such as 127.0.0.1:8080",
-                    raw.server.listen
-                ),
+                format!("{:?} is not an address such as 127.0.0.1:8080", sv.listen),
             )
         })?;
-        let positive = |key: &str, v: u64| {
-            if v == 0 {
-                Err(ConfigError::new(key, "must be greater than 0"))
-            } else {
-                Ok(v as usize)
-            }
-        };
-        let server = ServerConfig {
+        Ok(Self {
             listen,
-            max_body_bytes: positive("server.max_body_bytes", raw.server.max_body_bytes)?,
-            max_concurrency: positive("server.max_concurrency", raw.server.max_concurrency)?,
-            shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
-            drain_delay: Duration::from_millis(raw.server.drain_delay_ms),
-            header_read_timeout: ms(
-                "server.header_read_timeout_ms",
-                raw.server.header_read_timeout_ms,
-            )?,
-            idle_timeout: ms("server.idle_timeout_ms", raw.server.idle_timeout_ms)?,
-            max_connections: positive("server.max_connections", raw.server.max_connections)?,
-        };
+            max_body_bytes: positive("server.max_body_bytes", sv.max_body_bytes)?,
+            max_concurrency: positive("server.max_concurrency", sv.max_concurrency)?,
+            shutdown_grace: Duration::from_millis(sv.shutdown_grace_ms),
+            drain_delay: Duration::from_millis(sv.drain_delay_ms),
+            header_read_timeout: ms("server.header_read_timeout_ms", sv.header_read_timeout_ms)?,
+            idle_timeout: ms("server.idle_timeout_ms", sv.idle_timeout_ms)?,
+            max_connections: positive("server.max_connections", sv.max_connections)?,
+        })
+    }
+}
 
-        let u = raw.upstream;
-        let upstream = UpstreamConfig {
+impl UpstreamConfig {
+    fn validate(u: UpstreamFile) -> Result<Self, ConfigError> {
+        let upstream = Self {
             timeout: ms("upstream.timeout_ms", u.timeout_ms)?,
             connect_timeout: ms("upstream.connect_timeout_ms", u.connect_timeout_ms)?,
             deadline: ms("upstream.deadline_ms", u.deadline_ms)?,
@@ -727,24 +794,7 @@ impl Config {
                 "must be between 0 and 100",
             ));
         }
-
-        Ok(Config {
-            server,
-            stream: StreamConfig {
-                api_key,
-                api_secret,
-                app_id: present(s.app_id),
-                region,
-                base_url,
-                batch_auth: s.batch_auth.unwrap_or(BatchAuth::Signature),
-                token_ttl_s: s.token_ttl_s.unwrap_or(3600),
-                emulator,
-            },
-            upstream,
-            log_format: raw.log.format,
-            tokens: TokensConfig::validate(raw.tokens)?,
-            emulator: EmulatorSettings::validate(raw.emulator)?,
-        })
+        Ok(upstream)
     }
 }
 
