@@ -41,21 +41,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// The configuration as read: every key of CONTRACT section 2, with its default.
+/// The configuration as read: every key, with its default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
-    /// `[server]`
     pub server: ServerFile,
-    /// `[stream]`
     pub stream: StreamFile,
-    /// `[upstream]`
     pub upstream: UpstreamFile,
-    /// `[log]`
     pub log: LogFile,
-    /// `[tokens]`
     pub tokens: TokensFile,
-    /// `[emulator]`
     pub emulator: EmulatorFile,
 }
 
@@ -65,11 +59,9 @@ pub struct FileConfig {
 pub struct TokensFile {
     /// TTL when the request names none.
     pub default_ttl_s: u64,
-    /// Longest TTL a request may ask for.
     pub max_ttl_s: u64,
     /// `resource/action` pairs that may be minted.
     pub allow: Vec<String>,
-    /// Whether user tokens (`{"user_id": ...}`) may be minted.
     pub user_tokens: bool,
     /// Whether `*` may appear as feed, resource or action.
     pub wildcards: bool,
@@ -100,9 +92,7 @@ impl Default for TokensFile {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerFile {
-    /// Address to listen on.
     pub listen: String,
-    /// Largest request body.
     pub max_body_bytes: u64,
     /// In-flight proxied requests before 503.
     pub max_concurrency: u64,
@@ -148,9 +138,7 @@ pub struct UpstreamFile {
     pub timeout_ms: u64,
     /// TCP + TLS connect.
     pub connect_timeout_ms: u64,
-    /// The whole request.
     pub deadline_ms: u64,
-    /// Retries after the first attempt.
     pub max_retries: u32,
     /// First backoff ceiling.
     pub backoff_base_ms: u64,
@@ -171,7 +159,6 @@ pub struct UpstreamFile {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogFile {
-    /// `text` or `json`.
     pub format: LogFormat,
 }
 
@@ -253,17 +240,12 @@ impl ConfigError {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `[server]`
     pub server: ServerConfig,
-    /// `[stream]`
     pub stream: StreamConfig,
-    /// `[upstream]`
     pub upstream: UpstreamConfig,
-    /// `[log]`
+    /// `[log] format`.
     pub log_format: LogFormat,
-    /// `[tokens]`
     pub tokens: TokensConfig,
-    /// `[emulator]`
     pub emulator: EmulatorSettings,
 }
 
@@ -405,7 +387,6 @@ pub fn parse_origin(o: &str) -> Result<http::HeaderValue, OriginError> {
 pub struct ServerConfig {
     /// Listen address (port 0 picks one).
     pub listen: SocketAddr,
-    /// Largest request body.
     pub max_body_bytes: usize,
     /// In-flight proxied requests before 503.
     pub max_concurrency: usize,
@@ -424,13 +405,10 @@ pub struct ServerConfig {
 /// `[stream]`, validated.
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
-    /// API key.
     pub api_key: String,
-    /// API secret.
     pub api_secret: Secret,
-    /// App id.
+    /// Returned to frontends with their tokens.
     pub app_id: Option<String>,
-    /// Region name.
     pub region: String,
     /// Scheme + host [+ port], no trailing slash. With `emulator`, replaced at start.
     pub base_url: String,
@@ -447,11 +425,9 @@ pub struct StreamConfig {
 pub struct UpstreamConfig {
     /// One attempt.
     pub timeout: Duration,
-    /// Connect.
     pub connect_timeout: Duration,
     /// The whole request.
     pub deadline: Duration,
-    /// Retries after the first attempt.
     pub max_retries: u32,
     /// First backoff ceiling.
     pub backoff_base: Duration,
@@ -459,7 +435,6 @@ pub struct UpstreamConfig {
     pub backoff_max: Duration,
     /// Retry budget, percent of requests.
     pub retry_budget_percent: u32,
-    /// Pool idle timeout.
     pub pool_idle_timeout: Duration,
     /// Largest answer read from Stream.
     pub max_response_bytes: usize,

@@ -1,4 +1,4 @@
-//! The rest of the v1.0 surface (issue 7): every row beyond the REST docs' eight endpoints,
+//! The rest of the v1.0 surface: every row beyond the REST docs' eight endpoints,
 //! through the gateway to the strict emulator, which refuses a token narrower or wider than
 //! the row's scope. Semantics are checked by reading back what was written.
 
