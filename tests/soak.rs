@@ -73,29 +73,7 @@ async fn fault_soak_then_sigterm() {
         .build()
         .unwrap();
     wait_until_up(&http, &base).await;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let injector = inject_faults(http.clone(), emu.clone(), stop.clone());
-
-    let counts = Arc::new(Counts::default());
-    let rss_warm = Arc::new(AtomicU64::new(0));
-    let load = Load {
-        http: http.clone(),
-        base: base.clone(),
-        counts: counts.clone(),
-        rss_warm: rss_warm.clone(),
-        pid,
-        warmup: Instant::now() + Duration::from_secs(secs.min(10) / 2),
-        end: Instant::now() + Duration::from_secs(secs),
-    };
-    let tasks: Vec<_> = (0..WRITERS)
-        .map(|w| tokio::spawn(write(load.clone(), w)))
-        .collect();
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.expect("a writer task"));
-    }
-    stop.store(true, Ordering::SeqCst);
-    injector.await.unwrap();
+    let (results, counts, rss_warm) = run_load(&http, &base, &emu, pid, secs).await;
     let rss_end = rss_kib(pid);
     let _ = http.delete(format!("{emu}/_emulator/faults")).send().await;
 
@@ -122,7 +100,7 @@ async fn fault_soak_then_sigterm() {
         w.keyed_missing,
         w.unkeyed_acked,
         w.duplicates,
-        rss_warm.load(Ordering::SeqCst),
+        rss_warm,
         rss_end,
     );
     assert!(c.ok.load(Ordering::Relaxed) > 0, "the load got through");
@@ -143,16 +121,49 @@ async fn fault_soak_then_sigterm() {
         "requests in flight at SIGTERM are answered"
     );
     assert!(exit.success(), "exit 0 after SIGTERM: {exit}");
-    let warm = rss_warm.load(Ordering::SeqCst);
-    assert!(warm > 0, "warm-up RSS was read");
+    assert!(rss_warm > 0, "warm-up RSS was read");
     assert!(
-        rss_end <= warm + RSS_SLACK_KIB,
-        "RSS {rss_end} KiB after the load, {warm} KiB warmed up"
+        rss_end <= rss_warm + RSS_SLACK_KIB,
+        "RSS {rss_end} KiB after the load, {rss_warm} KiB warmed up"
     );
     let _ = emu_host.kill();
     let _ = emu_host.wait();
     let _ = std::fs::remove_file(&log_path);
     let _ = std::fs::remove_file(&emu_log_path);
+}
+
+/// The writers for `secs`, with faults injected throughout: each writer's objects acked (keyed,
+/// unkeyed), the counts, and the gateway's resident memory once warmed up.
+async fn run_load(
+    http: &reqwest::Client,
+    base: &str,
+    emu: &str,
+    pid: u32,
+    secs: u64,
+) -> (Vec<(Vec<String>, Vec<String>)>, Arc<Counts>, u64) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let injector = inject_faults(http.clone(), emu.to_owned(), stop.clone());
+    let counts = Arc::new(Counts::default());
+    let rss_warm = Arc::new(AtomicU64::new(0));
+    let load = Load {
+        http: http.clone(),
+        base: base.to_owned(),
+        counts: counts.clone(),
+        rss_warm: rss_warm.clone(),
+        pid,
+        warmup: Instant::now() + Duration::from_secs(secs.min(10) / 2),
+        end: Instant::now() + Duration::from_secs(secs),
+    };
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| tokio::spawn(write(load.clone(), w)))
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("a writer task"));
+    }
+    stop.store(true, Ordering::SeqCst);
+    injector.await.unwrap();
+    (results, counts, rss_warm.load(Ordering::SeqCst))
 }
 
 /// `stream-gateway --emulator` in its own process: the child, the emulator's URL (from its
