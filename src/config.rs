@@ -16,7 +16,7 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
 
 pub use crate::auth::Secret;
-use crate::stream::region;
+use crate::stream::{region, Action, Resource};
 
 /// The file read when neither `--config` nor `$GATEWAY_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "config/gateway.toml";
@@ -41,21 +41,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// The configuration as read: every key of CONTRACT section 2, with its default.
+/// The configuration as read: every key, with its default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
-    /// `[server]`
     pub server: ServerFile,
-    /// `[stream]`
     pub stream: StreamFile,
-    /// `[upstream]`
     pub upstream: UpstreamFile,
-    /// `[log]`
     pub log: LogFile,
-    /// `[tokens]`
     pub tokens: TokensFile,
-    /// `[emulator]`
     pub emulator: EmulatorFile,
 }
 
@@ -65,11 +59,9 @@ pub struct FileConfig {
 pub struct TokensFile {
     /// TTL when the request names none.
     pub default_ttl_s: u64,
-    /// Longest TTL a request may ask for.
     pub max_ttl_s: u64,
     /// `resource/action` pairs that may be minted.
     pub allow: Vec<String>,
-    /// Whether user tokens (`{"user_id": ...}`) may be minted.
     pub user_tokens: bool,
     /// Whether `*` may appear as feed, resource or action.
     pub wildcards: bool,
@@ -100,9 +92,7 @@ impl Default for TokensFile {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerFile {
-    /// Address to listen on.
     pub listen: String,
-    /// Largest request body.
     pub max_body_bytes: u64,
     /// In-flight proxied requests before 503.
     pub max_concurrency: u64,
@@ -119,27 +109,25 @@ pub struct ServerFile {
 }
 
 /// `[stream]` as read.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamFile {
-    /// API key.
     pub api_key: Option<String>,
-    /// API secret (prefer `api_secret_file`).
+    /// Prefer `api_secret_file`.
     pub api_secret: Option<String>,
     /// A file holding the API secret.
     pub api_secret_file: Option<PathBuf>,
     /// App id, returned to frontends.
     pub app_id: Option<String>,
-    /// Region.
-    pub region: Option<String>,
+    pub region: String,
     /// Replaces the region's URL.
     pub base_url: Option<String>,
-    /// Batch call authentication.
-    pub batch_auth: Option<BatchAuth>,
+    /// How batch calls authenticate upstream.
+    pub batch_auth: BatchAuth,
     /// `exp` of upstream tokens, seconds (0: none).
-    pub token_ttl_s: Option<u64>,
+    pub token_ttl_s: u64,
     /// Serve with the embedded emulator as upstream.
-    pub emulator: Option<bool>,
+    pub emulator: bool,
 }
 
 /// `[upstream]` as read.
@@ -150,9 +138,7 @@ pub struct UpstreamFile {
     pub timeout_ms: u64,
     /// TCP + TLS connect.
     pub connect_timeout_ms: u64,
-    /// The whole request.
     pub deadline_ms: u64,
-    /// Retries after the first attempt.
     pub max_retries: u32,
     /// First backoff ceiling.
     pub backoff_base_ms: u64,
@@ -173,7 +159,6 @@ pub struct UpstreamFile {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogFile {
-    /// `text` or `json`.
     pub format: LogFormat,
 }
 
@@ -188,6 +173,22 @@ impl Default for ServerFile {
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_connections: 4096,
+        }
+    }
+}
+
+impl Default for StreamFile {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            api_secret: None,
+            api_secret_file: None,
+            app_id: None,
+            region: "us-east".into(),
+            base_url: None,
+            batch_auth: BatchAuth::Signature,
+            token_ttl_s: 3600,
+            emulator: false,
         }
     }
 }
@@ -239,54 +240,31 @@ impl ConfigError {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `[server]`
     pub server: ServerConfig,
-    /// `[stream]`
     pub stream: StreamConfig,
-    /// `[upstream]`
     pub upstream: UpstreamConfig,
-    /// `[log]`
+    /// `[log] format`.
     pub log_format: LogFormat,
-    /// `[tokens]`
     pub tokens: TokensConfig,
-    /// `[emulator]`
     pub emulator: EmulatorSettings,
 }
-
-/// Resources a frontend token may name (Stream's, as the official clients use them).
-pub const TOKEN_RESOURCES: &[&str] = &[
-    "feed",
-    "follower",
-    "activities",
-    "feed_targets",
-    "reactions",
-    "collections",
-    "users",
-    "personalization",
-    "analytics",
-    "*",
-];
-/// Actions a frontend token may name.
-pub const TOKEN_ACTIONS: &[&str] = &["read", "write", "delete", "*"];
 
 /// `[tokens]`, validated.
 #[derive(Debug, Clone)]
 pub struct TokensConfig {
     /// TTL when the request names none.
     pub default_ttl_s: u64,
-    /// Longest TTL.
     pub max_ttl_s: u64,
-    /// Allowed `(resource, action)` pairs.
-    pub allow: Vec<(String, String)>,
-    /// Whether user tokens may be minted.
+    /// The `(resource, action)` pairs that may be minted.
+    pub allow: Vec<(Resource, Action)>,
     pub user_tokens: bool,
-    /// Whether `*` may appear.
+    /// Whether `*` may appear as feed, resource, action or user id.
     pub wildcards: bool,
-    /// The identity header, lower-case.
+    /// The header a trusted proxy sets to the caller's user id.
     pub identity_header: Option<http::HeaderName>,
     /// The app's feed group slugs (empty: any slug).
     pub feed_groups: Vec<String>,
-    /// Allowed browser origins.
+    /// Browser origins allowed to call `/tokens`.
     pub cors_origins: Vec<http::HeaderValue>,
 }
 
@@ -304,32 +282,12 @@ impl TokensConfig {
                 "must be at least tokens.default_ttl_s",
             ));
         }
-        let mut allow = Vec::new();
-        for a in &t.allow {
-            let pair = a
-                .split_once('/')
-                .filter(|(r, x)| TOKEN_RESOURCES.contains(r) && TOKEN_ACTIONS.contains(x));
-            let Some((r, x)) = pair else {
-                return Err(ConfigError::new(
-                    "tokens.allow",
-                    format!(
-                        "{a:?} is not resource/action with a resource in {} and an action in {}",
-                        TOKEN_RESOURCES.join(", "),
-                        TOKEN_ACTIONS.join(", ")
-                    ),
-                ));
-            };
-            allow.push((r.to_owned(), x.to_owned()));
-        }
-        let identity_header = match t.identity_header.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(h) => Some(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-                ConfigError::new(
-                    "tokens.identity_header",
-                    format!("{h:?} is not a header name"),
-                )
-            })?),
-        };
+        let allow = t
+            .allow
+            .iter()
+            .map(|a| parse_allowed_pair(a))
+            .collect::<Result<_, _>>()?;
+        let identity_header = parse_identity_header(t.identity_header.as_deref())?;
         for g in &t.feed_groups {
             crate::stream::Slug::parse(g).map_err(|e| {
                 ConfigError::new(
@@ -346,26 +304,13 @@ impl TokensConfig {
                 "must list the app's feed group slugs when tokens.identity_header is set",
             ));
         }
-        let mut cors_origins = Vec::new();
-        for o in &t.cors_origins {
-            if o == "*" {
-                return Err(ConfigError::new(
-                    "tokens.cors_origins",
-                    "list the origins explicitly: * would let any web site ask for tokens",
-                ));
-            }
-            let ok = validate_base_url(o).is_ok() && !o.ends_with('/');
-            let v = http::HeaderValue::from_str(o)
-                .ok()
-                .filter(|_| ok)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "tokens.cors_origins",
-                        format!("{o:?} is not an origin such as https://app.example.com"),
-                    )
-                })?;
-            cors_origins.push(v);
-        }
+        let cors_origins = t
+            .cors_origins
+            .iter()
+            .map(|o| {
+                parse_origin(o).map_err(|e| ConfigError::new("tokens.cors_origins", e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             default_ttl_s: t.default_ttl_s,
             max_ttl_s: t.max_ttl_s,
@@ -379,12 +324,69 @@ impl TokensConfig {
     }
 }
 
+/// One entry of `tokens.allow`: `resource/action`, each a claim value Stream knows.
+fn parse_allowed_pair(a: &str) -> Result<(Resource, Action), ConfigError> {
+    a.split_once('/')
+        .and_then(|(r, x)| Some((Resource::parse(r)?, Action::parse(x)?)))
+        .ok_or_else(|| {
+            let names =
+                |v: &mut dyn Iterator<Item = &'static str>| v.collect::<Vec<_>>().join(", ");
+            ConfigError::new(
+                "tokens.allow",
+                format!(
+                    "{a:?} is not resource/action with a resource in {} and an action in {}",
+                    names(&mut Resource::ALL.iter().map(|r| r.as_str())),
+                    names(&mut Action::ALL.iter().map(|x| x.as_str())),
+                ),
+            )
+        })
+}
+
+/// `tokens.identity_header`: unset or blank is none; otherwise a header name (lower-cased).
+fn parse_identity_header(h: Option<&str>) -> Result<Option<http::HeaderName>, ConfigError> {
+    match h.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(h) => http::HeaderName::from_bytes(h.as_bytes())
+            .map(Some)
+            .map_err(|_| {
+                ConfigError::new(
+                    "tokens.identity_header",
+                    format!("{h:?} is not a header name"),
+                )
+            }),
+    }
+}
+
+/// Why an entry of `tokens.cors_origins` is not an origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    /// `*`: allowed nowhere, since any web site could then ask for tokens on a user's behalf.
+    #[error("list the origins explicitly: * would let any web site ask for tokens")]
+    Wildcard,
+    /// Not `scheme://host[:port]` with http or https, nothing after, as browsers send it.
+    #[error("{0:?} is not an origin such as https://app.example.com")]
+    NotAnOrigin(String),
+}
+
+/// A browser origin (`https://app.example.com`, `http://localhost:3000`), as the value the
+/// `Access-Control-Allow-Origin` header answers with.
+pub fn parse_origin(o: &str) -> Result<http::HeaderValue, OriginError> {
+    if o == "*" {
+        return Err(OriginError::Wildcard);
+    }
+    let not_an_origin = || OriginError::NotAnOrigin(o.to_owned());
+    split_http_url(o).map_err(|_| not_an_origin())?;
+    if o.ends_with('/') {
+        return Err(not_an_origin());
+    }
+    http::HeaderValue::from_str(o).map_err(|_| not_an_origin())
+}
+
 /// `[server]`, validated.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Listen address (port 0 picks one).
     pub listen: SocketAddr,
-    /// Largest request body.
     pub max_body_bytes: usize,
     /// In-flight proxied requests before 503.
     pub max_concurrency: usize,
@@ -403,13 +405,10 @@ pub struct ServerConfig {
 /// `[stream]`, validated.
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
-    /// API key.
     pub api_key: String,
-    /// API secret.
     pub api_secret: Secret,
-    /// App id.
+    /// Returned to frontends with their tokens.
     pub app_id: Option<String>,
-    /// Region name.
     pub region: String,
     /// Scheme + host [+ port], no trailing slash. With `emulator`, replaced at start.
     pub base_url: String,
@@ -426,11 +425,9 @@ pub struct StreamConfig {
 pub struct UpstreamConfig {
     /// One attempt.
     pub timeout: Duration,
-    /// Connect.
     pub connect_timeout: Duration,
     /// The whole request.
     pub deadline: Duration,
-    /// Retries after the first attempt.
     pub max_retries: u32,
     /// First backoff ceiling.
     pub backoff_base: Duration,
@@ -438,7 +435,6 @@ pub struct UpstreamConfig {
     pub backoff_max: Duration,
     /// Retry budget, percent of requests.
     pub retry_budget_percent: u32,
-    /// Pool idle timeout.
     pub pool_idle_timeout: Duration,
     /// Largest answer read from Stream.
     pub max_response_bytes: usize,
@@ -535,6 +531,13 @@ fn ms(key: &str, v: u64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(v))
 }
 
+fn positive(key: &str, v: u64) -> Result<usize, ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::new(key, "must be greater than 0"));
+    }
+    Ok(v as usize)
+}
+
 fn present(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
@@ -565,7 +568,7 @@ impl Config {
 
     /// Validates a [`FileConfig`]; the first problem found is returned, naming its key.
     pub fn validate(raw: FileConfig) -> Result<Self, ConfigError> {
-        Self::validate_from(raw, &|_| None)
+        Self::validate_from(raw, &|_: &str| None)
     }
 
     /// [`Config::validate`], with `source` telling where a key was set (for messages).
@@ -573,89 +576,48 @@ impl Config {
         raw: FileConfig,
         source: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let s = raw.stream;
-        let emulator = s.emulator.unwrap_or(false);
+        // Section by section, in this order: the first problem found is the one reported.
+        let stream = StreamConfig::validate(raw.stream, source)?;
+        let server = ServerConfig::validate(raw.server)?;
+        let upstream = UpstreamConfig::validate(raw.upstream)?;
+        let tokens = TokensConfig::validate(raw.tokens)?;
+        let emulator = EmulatorSettings::validate(raw.emulator)?;
+        Ok(Config {
+            server,
+            stream,
+            upstream,
+            log_format: raw.log.format,
+            tokens,
+            emulator,
+        })
+    }
+}
+
+impl StreamConfig {
+    fn validate(
+        s: StreamFile,
+        source: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let base_url = present(s.base_url);
-        if emulator && base_url.is_some() {
+        if s.emulator && base_url.is_some() {
             return Err(ConfigError::new(
                 "stream.base_url",
                 "cannot be set together with stream.emulator: the emulator replaces Stream, \
                  and a configured base URL suggests you meant to talk to a real one",
             ));
         }
-        let api_key = match present(s.api_key) {
-            Some(k) => k,
-            None if emulator => format!("emu{}", random_hex(8)),
-            None => {
-                return Err(ConfigError::new(
-                    "stream.api_key",
-                    "missing (set STREAM_API_KEY or stream.api_key)",
-                ))
-            }
-        };
-        if !api_key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ConfigError::new(
-                "stream.api_key",
-                "must be printable ASCII without spaces",
-            ));
-        }
+        let api_key = api_key(present(s.api_key), s.emulator)?;
         let from_file = match &s.api_secret_file {
             None => None,
-            Some(path) => {
-                if present(s.api_secret.clone()).is_some() {
-                    return Err(ConfigError::new(
-                        "stream.api_secret_file",
-                        "set either stream.api_secret or stream.api_secret_file, not both",
-                    ));
-                }
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::new(
-                        "stream.api_secret_file",
-                        format!("cannot read {}: {}", path.display(), e.kind()),
-                    )
-                })?;
-                Some(text.trim_end_matches(['\r', '\n']).to_owned())
-            }
+            Some(path) => Some(read_secret_file(path, s.api_secret.as_deref())?),
         };
-        let secret_key = if from_file.is_some() {
-            "stream.api_secret_file"
-        } else {
-            "stream.api_secret"
-        };
-        let api_secret = present(from_file.or(s.api_secret));
-        // The emulator's request log (unauthenticated, on loopback) shows the tokens the
-        // gateway signs; signed with a real secret, they would work against Stream.
-        if emulator
-            && api_secret
-                .as_deref()
-                .is_some_and(|v| !v.starts_with(EMULATOR_SECRET_PREFIX))
-        {
-            let from = source(secret_key).unwrap_or_else(|| "the configuration".into());
-            return Err(ConfigError::new(
-                secret_key,
-                format!(
-                    "with the emulator the secret must start with `{EMULATOR_SECRET_PREFIX}` \
-                     (this one, from {from}, does not): the emulator shows the tokens it \
-                     receives, and tokens signed with a real secret work against Stream"
-                ),
-            ));
-        }
-        let api_secret = match api_secret {
-            Some(v) => Secret::new(v),
-            None if emulator => Secret::new(format!("{EMULATOR_SECRET_PREFIX}{}", random_hex(24))),
-            None => {
-                return Err(ConfigError::new(
-                    "stream.api_secret",
-                    "missing (set STREAM_API_SECRET, STREAM_API_SECRET_FILE or stream.api_secret)",
-                ))
-            }
-        };
-        let region = s.region.unwrap_or_else(|| "us-east".into());
-        let region_url = region::base_url(&region).ok_or_else(|| {
+        let api_secret = api_secret(from_file, s.api_secret, s.emulator, source)?;
+        let region_url = region::base_url(&s.region).ok_or_else(|| {
             ConfigError::new(
                 "stream.region",
                 format!(
-                    "unknown region {region:?}; known regions: {}",
+                    "unknown region {:?}; known regions: {}",
+                    s.region,
                     region::KNOWN_REGIONS.join(", ")
                 ),
             )
@@ -664,39 +626,126 @@ impl Config {
             None => region_url,
             Some(u) => validate_base_url(&u)?,
         };
+        Ok(Self {
+            api_key,
+            api_secret,
+            app_id: present(s.app_id),
+            region: s.region,
+            base_url,
+            batch_auth: s.batch_auth,
+            token_ttl_s: s.token_ttl_s,
+            emulator: s.emulator,
+        })
+    }
+}
 
-        let listen = raw.server.listen.parse().map_err(|_| {
+/// `stream.api_key`; the emulator makes one up when none is given.
+fn api_key(given: Option<String>, emulator: bool) -> Result<String, ConfigError> {
+    let api_key = match given {
+        Some(k) => k,
+        None if emulator => format!("emu{}", random_hex(8)),
+        None => {
+            return Err(ConfigError::new(
+                "stream.api_key",
+                "missing (set STREAM_API_KEY or stream.api_key)",
+            ))
+        }
+    };
+    if !api_key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            "stream.api_key",
+            "must be printable ASCII without spaces",
+        ));
+    }
+    Ok(api_key)
+}
+
+/// The secret in `stream.api_secret_file`, without its line ending; `inline` (the
+/// `stream.api_secret` key) must then be unset.
+fn read_secret_file(path: &Path, inline: Option<&str>) -> Result<String, ConfigError> {
+    if inline.is_some_and(|v| !v.trim().is_empty()) {
+        return Err(ConfigError::new(
+            "stream.api_secret_file",
+            "set either stream.api_secret or stream.api_secret_file, not both",
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            "stream.api_secret_file",
+            format!("cannot read {}: {}", path.display(), e.kind()),
+        )
+    })?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// The API secret, from the file when one was read, else from `stream.api_secret`; the
+/// emulator makes one up when none is given.
+fn api_secret(
+    from_file: Option<String>,
+    inline: Option<String>,
+    emulator: bool,
+    source: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, ConfigError> {
+    let secret_key = if from_file.is_some() {
+        "stream.api_secret_file"
+    } else {
+        "stream.api_secret"
+    };
+    let api_secret = present(from_file.or(inline));
+    // The emulator's request log (unauthenticated, on loopback) shows the tokens the
+    // gateway signs; signed with a real secret, they would work against Stream.
+    if emulator
+        && api_secret
+            .as_deref()
+            .is_some_and(|v| !v.starts_with(EMULATOR_SECRET_PREFIX))
+    {
+        let from = source(secret_key).unwrap_or_else(|| "the configuration".into());
+        return Err(ConfigError::new(
+            secret_key,
+            format!(
+                "with the emulator the secret must start with `{EMULATOR_SECRET_PREFIX}` \
+                 (this one, from {from}, does not): the emulator shows the tokens it \
+                 receives, and tokens signed with a real secret work against Stream"
+            ),
+        ));
+    }
+    match api_secret {
+        Some(v) => Ok(Secret::new(v)),
+        None if emulator => Ok(Secret::new(format!(
+            "{EMULATOR_SECRET_PREFIX}{}",
+            random_hex(24)
+        ))),
+        None => Err(ConfigError::new(
+            "stream.api_secret",
+            "missing (set STREAM_API_SECRET, STREAM_API_SECRET_FILE or stream.api_secret)",
+        )),
+    }
+}
+
+impl ServerConfig {
+    fn validate(sv: ServerFile) -> Result<Self, ConfigError> {
+        let listen = sv.listen.parse().map_err(|_| {
             ConfigError::new(
                 "server.listen",
-                format!(
-                    "{:?} is not an address such as 127.0.0.1:8080",
-                    raw.server.listen
-                ),
+                format!("{:?} is not an address such as 127.0.0.1:8080", sv.listen),
             )
         })?;
-        let positive = |key: &str, v: u64| {
-            if v == 0 {
-                Err(ConfigError::new(key, "must be greater than 0"))
-            } else {
-                Ok(v as usize)
-            }
-        };
-        let server = ServerConfig {
+        Ok(Self {
             listen,
-            max_body_bytes: positive("server.max_body_bytes", raw.server.max_body_bytes)?,
-            max_concurrency: positive("server.max_concurrency", raw.server.max_concurrency)?,
-            shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
-            drain_delay: Duration::from_millis(raw.server.drain_delay_ms),
-            header_read_timeout: ms(
-                "server.header_read_timeout_ms",
-                raw.server.header_read_timeout_ms,
-            )?,
-            idle_timeout: ms("server.idle_timeout_ms", raw.server.idle_timeout_ms)?,
-            max_connections: positive("server.max_connections", raw.server.max_connections)?,
-        };
+            max_body_bytes: positive("server.max_body_bytes", sv.max_body_bytes)?,
+            max_concurrency: positive("server.max_concurrency", sv.max_concurrency)?,
+            shutdown_grace: Duration::from_millis(sv.shutdown_grace_ms),
+            drain_delay: Duration::from_millis(sv.drain_delay_ms),
+            header_read_timeout: ms("server.header_read_timeout_ms", sv.header_read_timeout_ms)?,
+            idle_timeout: ms("server.idle_timeout_ms", sv.idle_timeout_ms)?,
+            max_connections: positive("server.max_connections", sv.max_connections)?,
+        })
+    }
+}
 
-        let u = raw.upstream;
-        let upstream = UpstreamConfig {
+impl UpstreamConfig {
+    fn validate(u: UpstreamFile) -> Result<Self, ConfigError> {
+        let upstream = Self {
             timeout: ms("upstream.timeout_ms", u.timeout_ms)?,
             connect_timeout: ms("upstream.connect_timeout_ms", u.connect_timeout_ms)?,
             deadline: ms("upstream.deadline_ms", u.deadline_ms)?,
@@ -720,24 +769,7 @@ impl Config {
                 "must be between 0 and 100",
             ));
         }
-
-        Ok(Config {
-            server,
-            stream: StreamConfig {
-                api_key,
-                api_secret,
-                app_id: present(s.app_id),
-                region,
-                base_url,
-                batch_auth: s.batch_auth.unwrap_or(BatchAuth::Signature),
-                token_ttl_s: s.token_ttl_s.unwrap_or(3600),
-                emulator,
-            },
-            upstream,
-            log_format: raw.log.format,
-            tokens: TokensConfig::validate(raw.tokens)?,
-            emulator: EmulatorSettings::validate(raw.emulator)?,
-        })
+        Ok(upstream)
     }
 }
 
@@ -760,24 +792,29 @@ impl Config {
     }
 }
 
-/// `scheme://host[:port]`, http or https, nothing after the authority but an optional `/`.
-fn validate_base_url(u: &str) -> Result<String, ConfigError> {
-    let bad = |why: &str| ConfigError::new("stream.base_url", format!("{u:?} {why}"));
+/// `scheme://host[:port]`, http or https, nothing after the authority but an optional `/`:
+/// the scheme and the authority, or what is wrong, worded to follow the quoted value.
+fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
     let (scheme, rest) = u
         .split_once("://")
-        .ok_or_else(|| bad("has no scheme: write http://host:port or https://host"))?;
+        .ok_or("has no scheme: write http://host:port or https://host")?;
     if scheme != "http" && scheme != "https" {
-        return Err(bad("must use http or https"));
+        return Err("must use http or https");
     }
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.is_empty() {
-        return Err(bad("has no host"));
+        return Err("has no host");
     }
     if authority.contains(['/', '?', '#', '@', ' ']) {
-        return Err(bad(
-            "must be scheme + host [+ port], with no path, query or user info",
-        ));
+        return Err("must be scheme + host [+ port], with no path, query or user info");
     }
+    Ok((scheme, authority))
+}
+
+/// `stream.base_url`, without its trailing `/`.
+fn validate_base_url(u: &str) -> Result<String, ConfigError> {
+    let (scheme, authority) = split_http_url(u)
+        .map_err(|why| ConfigError::new("stream.base_url", format!("{u:?} {why}")))?;
     Ok(format!("{scheme}://{authority}"))
 }
 
@@ -1093,8 +1130,8 @@ mod tests {
         assert_eq!(
             t.allow,
             vec![
-                ("feed".into(), "read".into()),
-                ("follower".into(), "read".into())
+                (Resource::Feed, Action::Read),
+                (Resource::Follower, Action::Read)
             ]
         );
         assert!(t.user_tokens && !t.wildcards);
@@ -1150,6 +1187,86 @@ mod tests {
         let t = Config::from_figment(&ok).unwrap().tokens;
         assert_eq!(t.identity_header.unwrap().as_str(), "x-user-id");
         assert_eq!(t.cors_origins.len(), 2);
+    }
+
+    #[test]
+    fn every_resource_and_action_a_frontend_token_may_name_can_be_allowed() {
+        let resources = [
+            "feed",
+            "follower",
+            "activities",
+            "feed_targets",
+            "reactions",
+            "collections",
+            "users",
+            "personalization",
+            "analytics",
+            "*",
+        ];
+        let pairs: Vec<String> = resources
+            .iter()
+            .flat_map(|r| ["read", "write", "delete", "*"].map(|a| format!("{r}/{a}")))
+            .collect();
+        let t = Config::from_figment(&base().merge(("tokens.allow", &pairs)))
+            .unwrap()
+            .tokens;
+        let back: Vec<String> = t
+            .allow
+            .iter()
+            .map(|(r, a)| format!("{}/{}", r.as_str(), a.as_str()))
+            .collect();
+        assert_eq!(back, pairs);
+    }
+
+    #[test]
+    fn a_bad_allowed_pair_lists_what_may_be_named() {
+        let e = err(base().merge(("tokens.allow", ["feed/read", "url/read"])));
+        assert_eq!(
+            e.to_string(),
+            "configuration error: tokens.allow: \"url/read\" is not resource/action with a \
+             resource in feed, follower, activities, feed_targets, reactions, collections, users, \
+             personalization, analytics, * and an action in read, write, delete, *"
+        );
+        for bad in ["feed", "feed/", "/read", "feed/read/x", "Feed/read"] {
+            assert_eq!(
+                err(base().merge(("tokens.allow", [bad]))).key,
+                "tokens.allow"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cors_origin_is_a_scheme_and_host_with_nothing_after() {
+        for ok in ["https://app.example.com", "http://localhost:3000"] {
+            assert_eq!(parse_origin(ok).unwrap(), ok);
+        }
+        assert_eq!(parse_origin("*"), Err(OriginError::Wildcard));
+        for bad in [
+            "app.example.com",
+            "ftp://app.example.com",
+            "https://",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://user@app.example.com",
+            "https://app.example.com?x",
+            "https://app example.com",
+            "https://app.example.com\u{7f}",
+        ] {
+            assert_eq!(
+                parse_origin(bad),
+                Err(OriginError::NotAnOrigin(bad.to_owned())),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            err(base().merge(("tokens.cors_origins", ["https://a.example/"]))).to_string(),
+            "configuration error: tokens.cors_origins: \"https://a.example/\" is not an origin \
+             such as https://app.example.com"
+        );
+        assert_eq!(
+            err(base().merge(("tokens.cors_origins", ["*"]))).problem,
+            "list the origins explicitly: * would let any web site ask for tokens"
+        );
     }
 
     #[test]

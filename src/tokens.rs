@@ -19,10 +19,10 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::auth::jwt::{encode, Claims};
-use crate::config::{TokensConfig, TOKEN_ACTIONS, TOKEN_RESOURCES};
+use crate::config::TokensConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::stream::{FeedId, InvalidInput, UserId};
+use crate::stream::{Action, FeedId, InvalidInput, Resource, UserId};
 
 /// A token request as sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -67,26 +67,48 @@ pub fn decide(
     cfg: &TokensConfig,
 ) -> Result<Grant, ApiError> {
     // Shape first (400), then identity (401), then policy (403).
-    let ttl_s = match req.expires_in {
-        None => cfg.default_ttl_s,
-        Some(0) => return Err(input("expires_in", "must be greater than 0")),
-        Some(n) if n > cfg.max_ttl_s => {
-            return Err(input(
-                "expires_in",
-                &format!("must be at most {} (tokens.max_ttl_s)", cfg.max_ttl_s),
-            ))
+    let (wanted, ttl_s) = parse_request(req, cfg)?;
+    let who = check_identity(identity)?;
+    let (claims, kind) = apply_policy(wanted, who, cfg)?;
+    Ok(Grant {
+        claims,
+        ttl_s,
+        kind,
+    })
+}
+
+/// What a well-formed request asks for, before the policy has looked at it.
+enum Wanted<'a> {
+    /// A feed token; `feed` is `None` for `*`.
+    Feed {
+        feed: Option<FeedId>,
+        resource: Resource,
+        action: Action,
+    },
+    /// A user token for this user id, or for `*`.
+    User(&'a str),
+}
+
+impl Wanted<'_> {
+    fn has_wildcard(&self) -> bool {
+        match self {
+            Wanted::Feed {
+                feed,
+                resource,
+                action,
+            } => feed.is_none() || *resource == Resource::All || *action == Action::All,
+            Wanted::User(u) => *u == "*",
         }
-        Some(n) => n,
-    };
-    enum Kind<'a> {
-        Feed {
-            feed: Option<FeedId>,
-            resource: &'a str,
-            action: &'a str,
-        },
-        User(&'a str),
     }
-    let kind = match (&req.feed, &req.user_id) {
+}
+
+/// The request's shape (400s): what it asks for, and the lifetime.
+fn parse_request<'a>(
+    req: &'a TokenRequest,
+    cfg: &TokensConfig,
+) -> Result<(Wanted<'a>, u64), ApiError> {
+    let ttl_s = parse_ttl(req.expires_in, cfg)?;
+    let wanted = match (&req.feed, &req.user_id) {
         (Some(_), Some(_)) => {
             return Err(input(
                 "body",
@@ -99,146 +121,171 @@ pub fn decide(
                 "give feed, resource and action for a feed token, or user_id for a user token",
             ))
         }
-        (Some(feed), None) => {
-            let resource = req
-                .resource
-                .as_deref()
-                .ok_or_else(|| input("resource", "is required for a feed token"))?;
-            let action = req
-                .action
-                .as_deref()
-                .ok_or_else(|| input("action", "is required for a feed token"))?;
-            if !TOKEN_RESOURCES.contains(&resource) {
-                return Err(input(
-                    "resource",
-                    &format!("must be one of {}", TOKEN_RESOURCES.join(", ")),
-                ));
-            }
-            if !TOKEN_ACTIONS.contains(&action) {
-                return Err(input(
-                    "action",
-                    &format!("must be one of {}", TOKEN_ACTIONS.join(", ")),
-                ));
-            }
-            let feed = if feed == "*" {
-                None
-            } else {
-                Some(FeedId::parse(feed).map_err(|e| input("feed", &e.to_string()))?)
-            };
-            Kind::Feed {
-                feed,
-                resource,
-                action,
-            }
-        }
-        (None, Some(user)) => {
-            if req.resource.is_some() || req.action.is_some() {
-                return Err(input(
-                    "body",
-                    "resource and action belong to feed tokens; a user token takes only user_id",
-                ));
-            }
-            if user != "*" {
-                UserId::parse(user).map_err(|e| input("user_id", &e.to_string()))?;
-            }
-            Kind::User(user)
-        }
+        (Some(feed), None) => parse_feed_request(feed, req)?,
+        (None, Some(user)) => parse_user_request(user, req)?,
     };
-    let who = match identity {
-        None => None,
-        Some(None) => {
-            return Err(ApiError::Unauthenticated(
-                "token refused: the identity header is missing (tokens.identity_header)".into(),
-            ))
-        }
-        Some(Some(v)) => Some(v),
+    Ok((wanted, ttl_s))
+}
+
+fn parse_ttl(expires_in: Option<u64>, cfg: &TokensConfig) -> Result<u64, ApiError> {
+    match expires_in {
+        None => Ok(cfg.default_ttl_s),
+        Some(0) => Err(input("expires_in", "must be greater than 0")),
+        Some(n) if n > cfg.max_ttl_s => Err(input(
+            "expires_in",
+            &format!("must be at most {} (tokens.max_ttl_s)", cfg.max_ttl_s),
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+fn parse_feed_request<'a>(feed: &str, req: &TokenRequest) -> Result<Wanted<'a>, ApiError> {
+    let resource = req
+        .resource
+        .as_deref()
+        .ok_or_else(|| input("resource", "is required for a feed token"))?;
+    let action = req
+        .action
+        .as_deref()
+        .ok_or_else(|| input("action", "is required for a feed token"))?;
+    let resource = Resource::parse(resource).ok_or_else(|| {
+        let names = Resource::ALL.map(Resource::as_str);
+        input("resource", &format!("must be one of {}", names.join(", ")))
+    })?;
+    let action = Action::parse(action).ok_or_else(|| {
+        let names = Action::ALL.map(Action::as_str);
+        input("action", &format!("must be one of {}", names.join(", ")))
+    })?;
+    let feed = if feed == "*" {
+        None
+    } else {
+        Some(FeedId::parse(feed).map_err(|e| input("feed", &e.to_string()))?)
     };
-    let wildcard = match &kind {
-        Kind::Feed {
-            feed,
-            resource,
-            action,
-        } => feed.is_none() || *resource == "*" || *action == "*",
-        Kind::User(u) => *u == "*",
-    };
-    if wildcard && !cfg.wildcards {
+    Ok(Wanted::Feed {
+        feed,
+        resource,
+        action,
+    })
+}
+
+fn parse_user_request<'a>(user: &'a str, req: &TokenRequest) -> Result<Wanted<'a>, ApiError> {
+    if req.resource.is_some() || req.action.is_some() {
+        return Err(input(
+            "body",
+            "resource and action belong to feed tokens; a user token takes only user_id",
+        ));
+    }
+    if user != "*" {
+        UserId::parse(user).map_err(|e| input("user_id", &e.to_string()))?;
+    }
+    Ok(Wanted::User(user))
+}
+
+/// The caller's user id when `tokens.identity_header` is configured (401 when the header
+/// is missing); `None` when it is not.
+fn check_identity(identity: Option<Option<&str>>) -> Result<Option<&str>, ApiError> {
+    match identity {
+        None => Ok(None),
+        Some(None) => Err(ApiError::Unauthenticated(
+            "token refused: the identity header is missing (tokens.identity_header)".into(),
+        )),
+        Some(Some(who)) => Ok(Some(who)),
+    }
+}
+
+/// The policy (403s): the claims to sign and the grant's kind.
+fn apply_policy(
+    wanted: Wanted<'_>,
+    who: Option<&str>,
+    cfg: &TokensConfig,
+) -> Result<(Claims, &'static str), ApiError> {
+    if wanted.has_wildcard() && !cfg.wildcards {
         return Err(denied("* is not allowed (tokens.wildcards = false)"));
     }
-    match kind {
-        Kind::Feed {
+    match wanted {
+        Wanted::Feed {
             feed,
             resource,
             action,
         } => {
-            if !cfg.allow.iter().any(|(r, a)| r == resource && a == action) {
-                let allowed: Vec<String> =
-                    cfg.allow.iter().map(|(r, a)| format!("{r}/{a}")).collect();
-                return Err(denied(&format!(
-                    "{resource}/{action} is not in tokens.allow ({})",
-                    allowed.join(", ")
-                )));
-            }
+            check_allowed(resource, action, cfg)?;
             if let Some(f) = &feed {
-                let slug = f.slug().as_str();
-                if !cfg.feed_groups.is_empty() && !cfg.feed_groups.iter().any(|g| g == slug) {
-                    return Err(denied(&format!(
-                        "{slug} is not a feed group in tokens.feed_groups"
-                    )));
-                }
+                check_feed_group(f, cfg)?;
             }
             if let Some(who) = who {
-                match &feed {
-                    Some(f) if f.user().as_str() == who => {
-                        if let Some(other) = other_reading(f, who, &cfg.feed_groups) {
-                            return Err(denied(&format!(
-                                "the token's feed_id {} would also read {other}, \
-                                 which is not the caller's",
-                                f.claim()
-                            )));
-                        }
-                    }
-                    Some(f) => {
-                        return Err(denied(&format!(
-                            "feed {f} belongs to user {}, not to the caller's identity",
-                            f.user().as_str()
-                        )))
-                    }
-                    None => {
-                        return Err(denied("a * feed cannot be bound to the caller's identity"))
-                    }
-                }
+                check_feed_owner(feed.as_ref(), who, cfg)?;
             }
-            Ok(Grant {
-                claims: Claims {
-                    resource: Some(resource.to_owned()),
-                    action: Some(action.to_owned()),
-                    feed_id: Some(feed.map_or_else(|| "*".to_owned(), |f| f.claim())),
-                    user_id: None,
-                    exp: None,
-                },
-                ttl_s,
-                kind: "feed",
-            })
+            let claims = Claims {
+                resource: Some(resource.as_str().to_owned()),
+                action: Some(action.as_str().to_owned()),
+                feed_id: Some(feed.map_or_else(|| "*".to_owned(), |f| f.claim())),
+                user_id: None,
+                exp: None,
+            };
+            Ok((claims, "feed"))
         }
-        Kind::User(user) => {
+        Wanted::User(user) => {
             if !cfg.user_tokens {
                 return Err(denied("user tokens are off (tokens.user_tokens = false)"));
             }
-            if let Some(who) = who {
-                if who != user {
-                    return Err(denied("user_id is not the caller's identity"));
-                }
+            if who.is_some_and(|who| who != user) {
+                return Err(denied("user_id is not the caller's identity"));
             }
-            Ok(Grant {
-                claims: Claims {
-                    user_id: Some(user.to_owned()),
-                    ..Claims::default()
-                },
-                ttl_s,
-                kind: "user",
-            })
+            let claims = Claims {
+                user_id: Some(user.to_owned()),
+                ..Claims::default()
+            };
+            Ok((claims, "user"))
         }
     }
+}
+
+fn check_allowed(resource: Resource, action: Action, cfg: &TokensConfig) -> Result<(), ApiError> {
+    if cfg.allow.contains(&(resource, action)) {
+        return Ok(());
+    }
+    let allowed: Vec<String> = cfg
+        .allow
+        .iter()
+        .map(|(r, a)| format!("{}/{}", r.as_str(), a.as_str()))
+        .collect();
+    Err(denied(&format!(
+        "{}/{} is not in tokens.allow ({})",
+        resource.as_str(),
+        action.as_str(),
+        allowed.join(", ")
+    )))
+}
+
+fn check_feed_group(feed: &FeedId, cfg: &TokensConfig) -> Result<(), ApiError> {
+    let slug = feed.slug().as_str();
+    if !cfg.feed_groups.is_empty() && !cfg.feed_groups.iter().any(|g| g == slug) {
+        return Err(denied(&format!(
+            "{slug} is not a feed group in tokens.feed_groups"
+        )));
+    }
+    Ok(())
+}
+
+/// A caller with an identity gets tokens for their own feeds only, and for none whose claim
+/// also reads as another user's feed.
+fn check_feed_owner(feed: Option<&FeedId>, who: &str, cfg: &TokensConfig) -> Result<(), ApiError> {
+    let Some(f) = feed else {
+        return Err(denied("a * feed cannot be bound to the caller's identity"));
+    };
+    if f.user().as_str() != who {
+        return Err(denied(&format!(
+            "feed {f} belongs to user {}, not to the caller's identity",
+            f.user().as_str()
+        )));
+    }
+    if let Some(other) = other_reading(f, who, &cfg.feed_groups) {
+        return Err(denied(&format!(
+            "the token's feed_id {} would also read {other}, which is not the caller's",
+            f.claim()
+        )));
+    }
+    Ok(())
 }
 
 /// A feed, other than the caller's, that `feed`'s claim also names: Stream's `feed_id` claim
@@ -341,8 +388,8 @@ mod tests {
             default_ttl_s: 3600,
             max_ttl_s: 86_400,
             allow: vec![
-                ("feed".into(), "read".into()),
-                ("follower".into(), "read".into()),
+                (Resource::Feed, Action::Read),
+                (Resource::Follower, Action::Read),
             ],
             user_tokens: true,
             wildcards: false,
@@ -422,7 +469,7 @@ mod tests {
             403
         );
         let mut c = cfg();
-        c.allow.push(("feed".into(), "write".into()));
+        c.allow.push((Resource::Feed, Action::Write));
         assert_eq!(
             status(decide(&feed("user:42", "feed", "write"), None, &c)),
             200
@@ -453,7 +500,7 @@ mod tests {
         );
         // `*` as an action still has to be in the allow list.
         assert_eq!(status(decide(&feed("user:42", "feed", "*"), None, &c)), 403);
-        c.allow.push(("feed".into(), "*".into()));
+        c.allow.push((Resource::Feed, Action::All));
         assert_eq!(status(decide(&feed("user:42", "feed", "*"), None, &c)), 200);
     }
 
@@ -543,6 +590,39 @@ mod tests {
         assert_eq!(
             status(decide(&feed("timeline:42", "feed", "read"), who("42"), &c)),
             200
+        );
+    }
+
+    #[test]
+    fn an_unknown_resource_or_action_lists_the_known_ones() {
+        let reason = |r: TokenRequest| match decide(&r, None, &cfg()) {
+            Err(ApiError::InvalidInput(i)) => i.reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            reason(feed("user:42", "url", "read")),
+            "must be one of feed, follower, activities, feed_targets, reactions, collections, \
+             users, personalization, analytics, *"
+        );
+        assert_eq!(
+            reason(feed("user:42", "feed", "READ")),
+            "must be one of read, write, delete, *"
+        );
+    }
+
+    #[test]
+    fn a_resource_without_a_route_may_still_be_minted_when_allowed() {
+        let mut c = cfg();
+        c.allow.push((Resource::Analytics, Action::Write));
+        let g = decide(&feed("user:42", "analytics", "write"), None, &c).unwrap();
+        assert_eq!(g.claims.resource.as_deref(), Some("analytics"));
+        assert_eq!(
+            status(decide(
+                &feed("user:42", "personalization", "read"),
+                None,
+                &c
+            )),
+            403
         );
     }
 

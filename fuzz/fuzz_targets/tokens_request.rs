@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use stream_gateway::config::TokensConfig;
-use stream_gateway::stream::UserId;
+use stream_gateway::stream::{Action, Resource, UserId};
 use stream_gateway::tokens::{decide, TokenRequest};
 
 fuzz_target!(|data: &[u8]| {
@@ -25,8 +25,8 @@ fuzz_target!(|data: &[u8]| {
         default_ttl_s: 600,
         max_ttl_s: 3600,
         allow: vec![
-            ("feed".into(), "read".into()),
-            ("follower".into(), "read".into()),
+            (Resource::Feed, Action::Read),
+            (Resource::Follower, Action::Read),
         ],
         user_tokens: flags & 1 == 1,
         wildcards: false,
@@ -50,10 +50,14 @@ fuzz_target!(|data: &[u8]| {
     match grant.kind {
         "feed" => {
             let pair = (
-                claims["resource"].as_str().unwrap_or_default().to_owned(),
-                claims["action"].as_str().unwrap_or_default().to_owned(),
+                Resource::parse(claims["resource"].as_str().unwrap_or_default()),
+                Action::parse(claims["action"].as_str().unwrap_or_default()),
             );
-            assert!(cfg.allow.contains(&pair), "{claims}");
+            let allowed = match pair {
+                (Some(r), Some(a)) => cfg.allow.contains(&(r, a)),
+                _ => false,
+            };
+            assert!(allowed, "{claims}");
             let claim = claims["feed_id"].as_str().unwrap_or_default();
             assert_ne!(claim, "*");
             let who = identity.flatten().expect("a feed grant has an identity");

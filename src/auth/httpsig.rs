@@ -52,11 +52,9 @@ pub fn authorization(
 pub struct Params {
     /// `keyId`.
     pub key_id: String,
-    /// `algorithm`.
     pub algorithm: String,
     /// `headers`, split on spaces; `["date"]` when absent, as the draft says.
     pub headers: Vec<String>,
-    /// `signature`.
     pub signature: String,
 }
 

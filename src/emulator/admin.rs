@@ -48,7 +48,6 @@ pub struct Fault {
 /// A request as the emulator received it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Received {
-    /// Method.
     pub method: String,
     /// Path and query.
     pub target: String,

@@ -19,11 +19,31 @@ pub enum Resource {
     Collections,
     /// `users`: `user/...` and `users/`.
     Users,
+    /// `personalization`: Stream's personalization API, on another host; no route here, but a
+    /// frontend token may name it.
+    Personalization,
+    /// `analytics`: Stream's analytics API, on another host; no route here, but a frontend
+    /// token may name it.
+    Analytics,
     /// `*`: every resource (never minted by the gateway for upstream calls).
     All,
 }
 
 impl Resource {
+    /// Every resource, in the order error messages list them.
+    pub const ALL: [Resource; 10] = [
+        Resource::Feed,
+        Resource::Follower,
+        Resource::Activities,
+        Resource::FeedTargets,
+        Resource::Reactions,
+        Resource::Collections,
+        Resource::Users,
+        Resource::Personalization,
+        Resource::Analytics,
+        Resource::All,
+    ];
+
     /// The claim value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -34,6 +54,8 @@ impl Resource {
             Resource::Reactions => "reactions",
             Resource::Collections => "collections",
             Resource::Users => "users",
+            Resource::Personalization => "personalization",
+            Resource::Analytics => "analytics",
             Resource::All => "*",
         }
     }
@@ -48,6 +70,8 @@ impl Resource {
             "reactions" => Resource::Reactions,
             "collections" => Resource::Collections,
             "users" => Resource::Users,
+            "personalization" => Resource::Personalization,
+            "analytics" => Resource::Analytics,
             "*" => Resource::All,
             _ => return None,
         })
@@ -68,6 +92,9 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order error messages list them.
+    pub const ALL: [Action; 4] = [Action::Read, Action::Write, Action::Delete, Action::All];
+
     /// The claim value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -198,19 +225,10 @@ mod tests {
 
     #[test]
     fn claim_values_round_trip() {
-        for r in [
-            Resource::Feed,
-            Resource::Follower,
-            Resource::Activities,
-            Resource::FeedTargets,
-            Resource::Reactions,
-            Resource::Collections,
-            Resource::Users,
-            Resource::All,
-        ] {
+        for r in Resource::ALL {
             assert_eq!(Resource::parse(r.as_str()), Some(r));
         }
-        for a in [Action::Read, Action::Write, Action::Delete, Action::All] {
+        for a in Action::ALL {
             assert_eq!(Action::parse(a.as_str()), Some(a));
         }
         assert_eq!(Resource::parse("url"), None);

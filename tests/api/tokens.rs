@@ -108,6 +108,7 @@ async fn refused(r: Reply, status: u16, code: u64, says: &str) {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // a table: one request per policy rule
 async fn every_policy_refusal_refuses_with_the_rule_that_refused() {
     let app = spawn_with(|f| f.merge(("tokens.max_ttl_s", 7200))).await;
     refused(

@@ -21,7 +21,6 @@ pub(super) struct AuditEntry {
 pub struct AuditFilter {
     /// `activity`, `reaction`, `user` or `collection_entry`.
     pub entity_type: Option<String>,
-    /// The entity's id.
     pub entity_id: Option<String>,
     /// Who made the change (an activity's actor, a reaction's or entry's user).
     pub user_id: Option<String>,
