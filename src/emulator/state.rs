@@ -2,7 +2,7 @@
 //! the one [`Store`], the injected faults and the request log.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use axum::http::Method;
 
@@ -42,33 +42,33 @@ impl EmulatorState {
     }
 
     /// Locks the store (tests read it directly).
-    pub fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().expect("emulator store lock")
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock()
     }
 
     /// Adds a fault.
     pub fn inject(&self, f: Fault) {
-        self.faults.lock().expect("faults lock").push(f);
+        self.faults.lock().push(f);
     }
 
     /// The faults not yet used up.
     pub fn faults(&self) -> Vec<Fault> {
-        self.faults.lock().expect("faults lock").clone()
+        self.faults.lock().clone()
     }
 
     /// Forgets every fault.
     pub fn clear_faults(&self) {
-        self.faults.lock().expect("faults lock").clear();
+        self.faults.lock().clear();
     }
 
     /// The requests received so far (the last 2000).
     pub fn received(&self) -> Vec<Received> {
-        self.log.lock().expect("log lock").iter().cloned().collect()
+        self.log.lock().iter().cloned().collect()
     }
 
     /// Records a request, dropping the oldest beyond [`LOG_CAPACITY`].
     pub fn record(&self, r: Received) {
-        let mut log = self.log.lock().expect("log lock");
+        let mut log = self.log.lock();
         if log.len() == LOG_CAPACITY {
             log.pop_front();
         }
@@ -82,13 +82,13 @@ impl EmulatorState {
             let groups = store.feed_groups().clone();
             *store = Store::new(groups);
         }
-        self.faults.lock().expect("faults lock").clear();
-        self.log.lock().expect("log lock").clear();
+        self.faults.lock().clear();
+        self.log.lock().clear();
     }
 
     /// Takes one use of the first fault matching the request, if any.
     pub fn take_fault(&self, method: &Method, path: &str) -> Option<Fault> {
-        let mut faults = self.faults.lock().expect("faults lock");
+        let mut faults = self.faults.lock();
         let i = faults.iter().position(|f| {
             f.times > 0
                 && path.starts_with(&f.path_prefix)
