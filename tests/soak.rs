@@ -59,9 +59,9 @@ async fn fault_soak_then_sigterm() {
         .unwrap_or(30);
     // Stream emulated in its own process (its memory holds every activity written), the
     // gateway under test in another, pointed at it, so the gateway's memory is its own.
-    // SOAK_GATEWAY_BIN: the release binary CI built once (scripts/soak passes it); the load
+    // SOAK_RELEASE_BIN: the release binary CI built once (scripts/soak passes it); the load
     // generator itself may be a debug build.
-    let bin = std::env::var("SOAK_GATEWAY_BIN")
+    let bin = std::env::var("SOAK_RELEASE_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_stream-gateway").to_owned());
     let (key, secret) = ("soak-key", "emulator-soak-secret-0123456789abcdef");
     let (mut emu_host, emu, emu_log_path) = start_emulator(&bin, key, secret).await;
