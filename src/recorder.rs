@@ -2,8 +2,12 @@
 //! several apps in one process, the tests, keep separate counts), and what a handler reports
 //! about a request to the access log. Labels are bounded: the endpoint table's names, never raw paths.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use parking_lot::RwLock;
 
 /// What a handler tells the access log about a request (in the response's extensions).
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +31,18 @@ pub struct Metrics {
     handle: PrometheusHandle,
     /// `gateway_in_flight_requests`, moved by the access log.
     pub(crate) in_flight: Gauge,
+    /// The handles every request records, registered once per endpoint (and status): building
+    /// a key and looking it up per request cost allocations and hashing on the hot path.
+    /// Endpoint names are the table's, so these stay small.
+    per_endpoint: RwLock<HashMap<&'static str, PerEndpoint>>,
+    requests: RwLock<HashMap<(&'static str, u16), Counter>>,
+}
+
+#[derive(Clone)]
+struct PerEndpoint {
+    request_duration: Histogram,
+    upstream_attempts: Counter,
+    upstream_duration: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -123,6 +139,8 @@ impl Metrics {
             recorder,
             handle,
             in_flight,
+            per_endpoint: RwLock::default(),
+            requests: RwLock::default(),
         }
     }
 
@@ -144,6 +162,46 @@ impl Metrics {
     pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
         self.recorder
             .register_histogram(&Self::key(name, labels), &META)
+    }
+
+    fn endpoint(&self, endpoint: &'static str) -> PerEndpoint {
+        if let Some(h) = self.per_endpoint.read().get(endpoint) {
+            return h.clone();
+        }
+        let ep = [("endpoint", endpoint)];
+        let h = PerEndpoint {
+            request_duration: self.histogram("gateway_request_duration_seconds", &ep),
+            upstream_attempts: self.counter("gateway_upstream_attempts_total", &ep),
+            upstream_duration: self.histogram("gateway_upstream_duration_seconds", &ep),
+        };
+        self.per_endpoint.write().insert(endpoint, h.clone());
+        h
+    }
+
+    /// Records a finished request: `gateway_requests_total` by endpoint and status, and its
+    /// duration.
+    pub fn request_done(&self, endpoint: &'static str, status: http::StatusCode, took: Duration) {
+        let key = (endpoint, status.as_u16());
+        let counter = self.requests.read().get(&key).cloned();
+        let counter = counter.unwrap_or_else(|| {
+            let c = self.counter(
+                "gateway_requests_total",
+                &[("endpoint", endpoint), ("status", status.as_str())],
+            );
+            self.requests.write().insert(key, c.clone());
+            c
+        });
+        counter.increment(1);
+        self.endpoint(endpoint)
+            .request_duration
+            .record(took.as_secs_f64());
+    }
+
+    /// Records one upstream attempt and how long it took.
+    pub fn upstream_attempt(&self, endpoint: &'static str, took: Duration) {
+        let h = self.endpoint(endpoint);
+        h.upstream_attempts.increment(1);
+        h.upstream_duration.record(took.as_secs_f64());
     }
 
     /// Drains the histograms' raw samples into their buckets. Until this runs, every

@@ -75,18 +75,7 @@ pub async fn access_log(State(metrics): State<Arc<Metrics>>, req: Request, next:
         });
     let took: Duration = started.elapsed();
     let status = resp.status();
-    metrics
-        .counter(
-            "gateway_requests_total",
-            &[("endpoint", info.endpoint), ("status", status.as_str())],
-        )
-        .increment(1);
-    metrics
-        .histogram(
-            "gateway_request_duration_seconds",
-            &[("endpoint", info.endpoint)],
-        )
-        .record(took.as_secs_f64());
+    metrics.request_done(info.endpoint, status, took);
     let duration_ms = took.as_secs_f64() * 1000.0;
     macro_rules! line {
         ($level:ident) => {

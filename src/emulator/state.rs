@@ -1,8 +1,8 @@
 //! [`EmulatorState`]: the one handle every handler shares (behind an `Arc`): the verifier,
 //! the one [`Store`], the injected faults and the request log.
 
-use std::collections::VecDeque;
 use parking_lot::{Mutex, MutexGuard};
+use std::collections::VecDeque;
 
 use axum::http::Method;
 

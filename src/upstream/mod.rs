@@ -68,13 +68,7 @@ impl RetryLoop {
             trace.attempts += 1;
             let sent = Instant::now();
             let result = transport.send(req, self.timeout.min(remaining)).await;
-            let ep = [("endpoint", trace.endpoint)];
-            metrics
-                .counter("gateway_upstream_attempts_total", &ep)
-                .increment(1);
-            metrics
-                .histogram("gateway_upstream_duration_seconds", &ep)
-                .record(sent.elapsed().as_secs_f64());
+            metrics.upstream_attempt(trace.endpoint, sent.elapsed());
             let outcome = match &result {
                 Ok(a) => a.outcome(SystemTime::now()),
                 Err(o) => *o,
