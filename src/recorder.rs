@@ -57,6 +57,21 @@ impl Default for Metrics {
     }
 }
 
+/// Every metric, described once: name, unit, help, kind (`c`ounter, `g`auge, `h`istogram).
+#[rustfmt::skip]
+const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
+    ("gateway_requests_total", None, "Requests answered, by endpoint and status.", 'c'),
+    ("gateway_upstream_attempts_total", None, "Attempts sent to Stream, by endpoint.", 'c'),
+    ("gateway_retries_total", None, "Retries, by endpoint and reason.", 'c'),
+    ("gateway_retry_budget_exhausted_total", None, "Retries refused because the retry budget was spent.", 'c'),
+    ("gateway_upstream_duration_seconds", Some(Unit::Seconds), "Duration of one upstream attempt.", 'h'),
+    ("gateway_request_duration_seconds", Some(Unit::Seconds), "Duration of a whole request at the gateway.", 'h'),
+    ("gateway_in_flight_requests", None, "Requests being handled now.", 'g'),
+    ("gateway_tokens_minted_total", None, "Tokens minted by POST /tokens, by kind, resource and action.", 'c'),
+    ("gateway_overloaded_total", None, "Requests refused with 503 over server.max_concurrency.", 'c'),
+    ("gateway_connections_refused_total", None, "Connections closed at once over server.max_connections.", 'c'),
+];
+
 impl Metrics {
     /// A fresh recorder with every metric described.
     pub fn new() -> Self {
@@ -65,74 +80,13 @@ impl Metrics {
             .expect("static buckets are valid")
             .build_recorder();
         let handle = recorder.handle();
-        let describe = |name: &'static str, unit: Option<Unit>, help: &'static str, kind: char| {
-            let k = name.into();
+        for &(name, unit, help, kind) in DESCRIBED {
             match kind {
-                'c' => recorder.describe_counter(k, unit, help.into()),
-                'g' => recorder.describe_gauge(k, unit, help.into()),
-                _ => recorder.describe_histogram(k, unit, help.into()),
+                'c' => recorder.describe_counter(name.into(), unit, help.into()),
+                'g' => recorder.describe_gauge(name.into(), unit, help.into()),
+                _ => recorder.describe_histogram(name.into(), unit, help.into()),
             }
-        };
-        describe(
-            "gateway_requests_total",
-            None,
-            "Requests answered, by endpoint and status.",
-            'c',
-        );
-        describe(
-            "gateway_upstream_attempts_total",
-            None,
-            "Attempts sent to Stream, by endpoint.",
-            'c',
-        );
-        describe(
-            "gateway_retries_total",
-            None,
-            "Retries, by endpoint and reason.",
-            'c',
-        );
-        describe(
-            "gateway_retry_budget_exhausted_total",
-            None,
-            "Retries refused because the retry budget was spent.",
-            'c',
-        );
-        describe(
-            "gateway_upstream_duration_seconds",
-            Some(Unit::Seconds),
-            "Duration of one upstream attempt.",
-            'h',
-        );
-        describe(
-            "gateway_request_duration_seconds",
-            Some(Unit::Seconds),
-            "Duration of a whole request at the gateway.",
-            'h',
-        );
-        describe(
-            "gateway_in_flight_requests",
-            None,
-            "Requests being handled now.",
-            'g',
-        );
-        describe(
-            "gateway_tokens_minted_total",
-            None,
-            "Tokens minted by POST /tokens, by kind, resource and action.",
-            'c',
-        );
-        describe(
-            "gateway_overloaded_total",
-            None,
-            "Requests refused with 503 over server.max_concurrency.",
-            'c',
-        );
-        describe(
-            "gateway_connections_refused_total",
-            None,
-            "Connections closed at once over server.max_connections.",
-            'c',
-        );
+        }
         let in_flight =
             recorder.register_gauge(&Key::from_name("gateway_in_flight_requests"), &META);
         Self {
