@@ -47,9 +47,7 @@ pub enum StartError {
     /// Binding or the emulator failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        /// The address.
         addr: SocketAddr,
-        /// The cause.
         source: std::io::Error,
     },
     /// The HTTP client could not be built.

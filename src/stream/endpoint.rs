@@ -184,27 +184,23 @@ pub enum EndpointId {
 /// One row of the endpoint table.
 #[derive(Debug)]
 pub struct Endpoint {
-    /// Which row.
     pub id: EndpointId,
     /// Stable name for logs and metrics (bounded cardinality).
     pub name: &'static str,
-    /// The method.
     pub method: Method,
-    /// The path under `/api/v1.0/`, for docs and errors.
+    /// The path under `/api/v1.0/`: literals, `a|b` aliases, `{name}` parameters named after
+    /// the field an error names, `{name:a|b}` a fixed set, `[{name}/]` an optional last one.
     pub pattern: &'static str,
-    /// `resource` claim.
+    /// The `resource` claim of the upstream token.
     pub resource: Resource,
-    /// `action` claim.
+    /// The `action` claim.
     pub action: Action,
-    /// `feed_id` claim.
+    /// Which feed the `feed_id` claim names.
     pub feed_scope: FeedScope,
-    /// Upstream authentication.
     pub auth: AuthKind,
-    /// Retry safety.
+    /// When a resend cannot duplicate an effect.
     pub idempotency: Idempotency,
-    /// Body shape.
     pub body: BodyKind,
-    /// Query checks.
     pub query: QueryRule,
 }
 
