@@ -106,6 +106,8 @@ pub struct ServerFile {
     pub idle_timeout_ms: u64,
     /// Open connections; beyond it, new ones are closed at once.
     pub max_connections: u64,
+    /// Runtime worker threads; none: one per CPU.
+    pub workers: Option<u64>,
 }
 
 /// `[stream]` as read.
@@ -173,6 +175,7 @@ impl Default for ServerFile {
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_connections: 4096,
+            workers: None,
         }
     }
 }
@@ -400,6 +403,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Open connections before new ones are closed at once.
     pub max_connections: usize,
+    /// Runtime worker threads (one per CPU unless set).
+    pub workers: usize,
 }
 
 /// `[stream]`, validated.
@@ -739,6 +744,10 @@ impl ServerConfig {
             header_read_timeout: ms("server.header_read_timeout_ms", sv.header_read_timeout_ms)?,
             idle_timeout: ms("server.idle_timeout_ms", sv.idle_timeout_ms)?,
             max_connections: positive("server.max_connections", sv.max_connections)?,
+            workers: match sv.workers {
+                Some(n) => positive("server.workers", n)?,
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
         })
     }
 }
@@ -1287,6 +1296,19 @@ mod tests {
         assert_eq!(e.key, "emulator.feed_groups.timeline");
         let e = err(base().merge(("emulator.feed_groups.bad-slug", "flat")));
         assert_eq!(e.key, "emulator.feed_groups.bad-slug");
+    }
+
+    #[test]
+    fn server_workers_default_to_one_per_cpu_and_zero_is_refused() {
+        let c = Config::from_figment(&base()).unwrap();
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(c.server.workers, cpus);
+        let c = Config::from_figment(&base().merge(("server.workers", 3))).unwrap();
+        assert_eq!(c.server.workers, 3);
+        assert_eq!(
+            err(base().merge(("server.workers", 0))).key,
+            "server.workers"
+        );
     }
 
     #[test]

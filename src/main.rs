@@ -32,8 +32,7 @@ struct Cli {
     healthcheck: Option<String>,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(path) = cli.healthcheck {
         return healthcheck(&path);
@@ -49,6 +48,22 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The runtime is built after the configuration is read: `server.workers` sets its threads.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.workers)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stream-gateway: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
     telemetry::init(config.log_format);
     let emulated = config.stream.emulator;
     let (api_key, region) = (config.stream.api_key.clone(), config.stream.region.clone());
