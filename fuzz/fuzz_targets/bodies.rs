@@ -9,6 +9,7 @@ use std::fmt;
 
 use libfuzzer_sys::fuzz_target;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use stream_gateway::stream::endpoint::BodyKind;
 use stream_gateway::stream::{body, ENDPOINTS};
 
 /// Whether some object in a JSON document repeats a key.
@@ -71,8 +72,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(checked) = body::check(ep.body, raw) else {
         return;
     };
-    if let Ok(Repeats(r)) = serde_json::from_slice::<Repeats>(raw) {
-        assert!(!r, "a body with a repeated key was accepted");
+    // A body an endpoint does not take is never forwarded, so it is not read at all.
+    if ep.body != BodyKind::None {
+        if let Ok(Repeats(r)) = serde_json::from_slice::<Repeats>(raw) {
+            assert!(!r, "a body with a repeated key was accepted");
+        }
     }
     if let Some(new) = checked.rewritten {
         let _: serde_json::Value = serde_json::from_slice(&new).expect("a rewrite is JSON");
