@@ -822,9 +822,25 @@ fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
 
 /// `stream.base_url`, without its trailing `/`.
 fn validate_base_url(u: &str) -> Result<String, ConfigError> {
-    let (scheme, authority) = split_http_url(u)
-        .map_err(|why| ConfigError::new("stream.base_url", format!("{u:?} {why}")))?;
-    Ok(format!("{scheme}://{authority}"))
+    let bad = |why: &str| ConfigError::new("stream.base_url", format!("{u:?} {why}"));
+    let (scheme, authority) = split_http_url(u).map_err(bad)?;
+    let url = format!("{scheme}://{authority}");
+    // What the upstream client will parse must parse here, with a port it can use.
+    let parsed: http::Uri = url.parse().map_err(|_| bad("is not a valid URL"))?;
+    // `http` reads an unparsable port as none; a `:` after the host (past any `]` of an IPv6
+    // address) must be followed by a port from 1 to 65535.
+    let port_ok = parsed.authority().is_some_and(|a| {
+        let s = a.as_str();
+        let after_host = s.rfind(']').map_or(0, |i| i + 1);
+        match s[after_host..].rfind(':') {
+            None => true,
+            Some(_) => a.port_u16().is_some_and(|p| p != 0),
+        }
+    });
+    if !port_ok {
+        return Err(bad("has a bad port"));
+    }
+    Ok(url)
 }
 
 /// `[emulator]` as read: settings of the embedded emulator only.
@@ -945,6 +961,20 @@ mod tests {
             err(base().merge(("stream.base_url", "http://x/api"))).key,
             "stream.base_url"
         );
+        // What the upstream client could not parse, or a port it could not use, stops start-up
+        // here instead of panicking later.
+        for bad in [
+            "https://a|b",
+            "https://[::1",
+            "https://host:abc",
+            "http://host:0",
+        ] {
+            assert_eq!(
+                err(base().merge(("stream.base_url", bad))).key,
+                "stream.base_url",
+                "{bad}"
+            );
+        }
         let c = Config::from_figment(&base().merge(("stream.base_url", "http://127.0.0.1:9/")))
             .unwrap();
         assert_eq!(c.stream.base_url, "http://127.0.0.1:9");

@@ -30,8 +30,9 @@ pub struct AppState {
     pub(crate) retries: RetryLoop,
     pub(crate) metrics: Arc<Metrics>,
     /// `server.max_concurrency` permits for requests going upstream, taken once the body is
-    /// in; a request that finds none is refused at once.
-    pub(crate) limiter: tokio::sync::Semaphore,
+    /// in and held until Stream's answer has streamed out; a request that finds none is
+    /// refused at once.
+    pub(crate) limiter: Arc<tokio::sync::Semaphore>,
     /// `server.max_concurrency` permits for bodies being received, apart from `limiter`, so
     /// slow bodies cannot hold back requests that have none (or whose body is in).
     pub(crate) body_limiter: tokio::sync::Semaphore,
@@ -51,7 +52,7 @@ impl AppState {
         )?;
         Ok(Self {
             metrics: Arc::new(Metrics::new()),
-            limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
+            limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
             tokens: TokenCache::new(s.api_secret.clone(), s.token_ttl_s),

@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::config::BatchAuth;
@@ -91,10 +92,12 @@ async fn proxy(
             Credential::Jwt(st.tokens.get(&route.scope(), now))
         }
     };
-    // Refuse at once beyond the limit rather than queue without bound.
-    let _permit = st
+    // Refuse at once beyond the limit rather than queue without bound. The permit goes with
+    // the answer's body: a request is in flight until its answer has streamed out.
+    let permit = st
         .limiter
-        .try_acquire()
+        .clone()
+        .try_acquire_owned()
         .map_err(|_| st.overloaded("requests in flight"))?;
     let prepared = Prepared {
         method: parts.method.clone(),
@@ -119,17 +122,48 @@ async fn proxy(
         result,
         trace.attempts,
         st.config.upstream.max_response_bytes,
+        permit,
     )
+}
+
+/// An answer's body that holds its request's concurrency permit until it is done or dropped.
+struct Holding {
+    body: Body,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Holding {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 fn finish(
     result: Result<Answer, Outcome>,
     attempts: u32,
     max_response_bytes: usize,
+    permit: OwnedSemaphorePermit,
 ) -> Result<Response, ApiError> {
     match result {
         Ok(a) => {
-            let mut resp = Response::new(a.body);
+            let mut resp = Response::new(Body::new(Holding {
+                body: a.body,
+                _permit: permit,
+            }));
             *resp.status_mut() = a.status;
             resp.headers_mut().extend(a.headers);
             Ok(resp)

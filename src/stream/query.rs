@@ -17,11 +17,15 @@ pub const MAX_FOLLOW_OFFSET: u64 = 400;
 /// Largest `activity_copy_limit` (REST docs: "max 1000").
 pub const MAX_COPY_LIMIT: u64 = 1000;
 
-/// A parameter name as a server might read it: lower-cased, everything but `[a-z0-9_]`
-/// removed.
+/// A parameter name as a server might read it: lower-cased, `-` read as `_`, everything but
+/// `[a-z0-9_]` removed.
 fn normalize(name: &str) -> String {
     name.chars()
-        .map(|c| c.to_ascii_lowercase())
+        .map(|c| match c.to_ascii_lowercase() {
+            // `api-key` and `stream_auth_type` name what `api_key` and `stream-auth-type` do.
+            '-' => '_',
+            c => c,
+        })
         .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
         .collect()
 }
@@ -344,7 +348,7 @@ mod tests {
     fn every_spelling_of_a_credential_is_dropped() {
         let out = q(
             EndpointId::FeedRead,
-            "api_key%00=a&api_key+=b&api_key[]=c&API_KEY=e&%61pi_key=f&auth_type=g&Stream-Auth-Type=h&limit=1",
+            "api_key%00=a&api_key+=b&api_key[]=c&API_KEY=e&%61pi_key=f&auth_type=g&Stream-Auth-Type=h&api-key=i&stream_auth_type=j&limit=1",
         )
         .unwrap();
         assert_eq!(out, vec![("limit".into(), "1".into())]);

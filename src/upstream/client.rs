@@ -5,9 +5,11 @@
 //! hyper directly rather than reqwest: reqwest wraps this same client, and on the proxy's hot
 //! path its extra layers cost a third of the stack's throughput (docs/performance.md).
 //!
-//! Stream's answer is streamed back to the caller, not buffered: the attempt's timeout covers
-//! the body too, and `upstream.max_response_bytes` is checked against `Content-Length` before
-//! the head goes out and counted while the body streams (past it, the caller's response is cut).
+//! Stream's answer is streamed back to the caller, not buffered: the head must come within the
+//! attempt's timeout, then the body may not stall longer than `upstream.timeout_ms` between two
+//! chunks nor take longer than `upstream.deadline_ms` in all (a stall cuts the caller's
+//! response); `upstream.max_response_bytes` is checked against `Content-Length` before the head
+//! goes out and counted while the body streams (past it, the caller's response is cut).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, DATE, HOST};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, DATE};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Method, StatusCode};
 use http_body_util::Full;
@@ -113,6 +115,10 @@ pub struct Upstream {
     api_key_header: HeaderValue,
     secret: Secret,
     max_response_bytes: usize,
+    /// Longest pause between two chunks of an answer's body (`upstream.timeout_ms`).
+    stall: Duration,
+    /// Longest time an answer's body may take in all (`upstream.deadline_ms`).
+    body_cap: Duration,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -173,6 +179,8 @@ impl Upstream {
                 .expect("api_key was validated as printable ASCII"),
             secret,
             max_response_bytes: cfg.max_response_bytes,
+            stall: cfg.timeout,
+            body_cap: cfg.deadline,
         })
     }
 
@@ -181,7 +189,7 @@ impl Upstream {
         let target = format!("{}?{}", req.path, req.query);
         let mut builder = http::Request::builder()
             .method(req.method.clone())
-            .header(HOST, self.authority.as_str())
+            // No Host here: hyper's client sets it from the URI, without a default port.
             .header(&X_STREAM_CLIENT, HeaderValue::from_static(CLIENT_NAME));
         match &req.credential {
             Credential::Jwt(token) => {
@@ -262,10 +270,15 @@ impl Transport for Upstream {
                 headers.insert(name, v.clone());
             }
         }
+        // The body's own clock starts with the head: a head that came late in its attempt
+        // must not leave its body no time (a 201 whose body is cut invites a resend).
+        let now = tokio::time::Instant::now();
         let body = Body::new(Bounded {
             inner: resp.into_body(),
             left: limit,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            stall: self.stall,
+            cap: now + self.body_cap,
+            deadline: Box::pin(tokio::time::sleep_until(now + self.stall)),
         });
         Ok(Answer {
             status,
@@ -296,11 +309,14 @@ enum Cut {
     Broken(hyper::Error),
 }
 
-/// Stream's body on its way to the caller: at most `left` more bytes, done by `deadline`.
-/// An error ends the caller's response early (the head has gone out).
+/// Stream's body on its way to the caller: at most `left` more bytes, no pause longer than
+/// `stall`, done by `cap`. An error ends the caller's response early (the head has gone out).
 struct Bounded {
     inner: Incoming,
     left: u64,
+    stall: Duration,
+    cap: tokio::time::Instant,
+    /// The next chunk's deadline: `stall` after the last one, never past `cap`.
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -320,6 +336,8 @@ impl hyper::body::Body for Bounded {
                     return Poll::Ready(Some(Err(Cut::TooLarge)));
                 }
                 this.left -= n;
+                let next = (tokio::time::Instant::now() + this.stall).min(this.cap);
+                this.deadline.as_mut().reset(next);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Cut::Broken(e)))),

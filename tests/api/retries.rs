@@ -242,3 +242,40 @@ async fn an_answer_that_stalls_past_the_attempt_timeout_is_cut_not_left_hanging(
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(upstream.heads.lock().unwrap().len(), 1, "not retried");
 }
+
+#[tokio::test]
+async fn a_request_is_in_flight_until_its_answer_has_streamed_out() {
+    // A head and the first bytes, then a stall: the first request's answer is still streaming.
+    let answer =
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"results\":"
+            .to_vec();
+    let upstream = raw_upstream(RawAnswer::Bytes(answer)).await;
+    let url = upstream.url.clone();
+    let app = spawn_with(move |f| {
+        f.merge(("stream.base_url", url))
+            .merge(("server.max_concurrency", 1))
+    })
+    .await;
+    let first = app
+        .client
+        .get(format!("{}/feed/user/1/", app.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200, "its head is out, its body is not");
+    let second = app.get("/feed/user/2/").await;
+    assert_eq!(
+        (second.status, second.json["exception"].as_str()),
+        (503, Some("Overloaded")),
+        "the streaming answer still holds the one permit"
+    );
+    // Once the first answer ends (cut at the stall), its permit is free again.
+    assert!(first.bytes().await.is_err());
+    let third = app
+        .client
+        .get(format!("{}/feed/user/3/", app.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 200, "proxied again (its answer stalls too)");
+}
