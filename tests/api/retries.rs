@@ -141,6 +141,11 @@ async fn the_deadline_counts_from_the_start_of_the_request_body_included() {
     );
 }
 
+/// A GET whose answer is still streaming when this returns: its head only.
+async fn streamed(app: &TestApp, path: &str) -> reqwest::Result<reqwest::Response> {
+    app.client.get(format!("{}{path}", app.api)).send().await
+}
+
 /// A gateway whose upstream is `upstream`, with answers limited to 1000 bytes.
 async fn behind(upstream: &RawUpstream) -> TestApp {
     let url = upstream.url.clone();
@@ -186,11 +191,7 @@ async fn an_endless_chunked_answer_is_cut_at_max_response_bytes() {
     let app = behind(&upstream).await;
     // The answer streams, so the limit passes after the gateway answered: the caller's
     // response is cut (before or after its head went out), never completed short.
-    let sent = app
-        .client
-        .get(format!("{}/feed/user/1/", app.api))
-        .send()
-        .await;
+    let sent = streamed(&app, "/feed/user/1/").await;
     if let Ok(resp) = sent {
         assert!(resp.bytes().await.is_err(), "the caller's response is cut");
     }
@@ -230,12 +231,7 @@ async fn an_answer_that_stalls_past_the_attempt_timeout_is_cut_not_left_hanging(
     let upstream = raw_upstream(RawAnswer::Bytes(answer)).await;
     let app = behind(&upstream).await;
     let started = std::time::Instant::now();
-    let resp = app
-        .client
-        .get(format!("{}/feed/user/1/", app.api))
-        .send()
-        .await
-        .unwrap();
+    let resp = streamed(&app, "/feed/user/1/").await.unwrap();
     assert_eq!(resp.status(), 200, "the head went out at once");
     assert!(resp.bytes().await.is_err(), "the stalled body is cut");
     // upstream.timeout_ms (400 ms in the tests) covers the body: far less than a hang.
@@ -256,12 +252,7 @@ async fn a_request_is_in_flight_until_its_answer_has_streamed_out() {
             .merge(("server.max_concurrency", 1))
     })
     .await;
-    let first = app
-        .client
-        .get(format!("{}/feed/user/1/", app.api))
-        .send()
-        .await
-        .unwrap();
+    let first = streamed(&app, "/feed/user/1/").await.unwrap();
     assert_eq!(first.status(), 200, "its head is out, its body is not");
     let second = app.get("/feed/user/2/").await;
     assert_eq!(
@@ -271,11 +262,6 @@ async fn a_request_is_in_flight_until_its_answer_has_streamed_out() {
     );
     // Once the first answer ends (cut at the stall), its permit is free again.
     assert!(first.bytes().await.is_err());
-    let third = app
-        .client
-        .get(format!("{}/feed/user/3/", app.api))
-        .send()
-        .await
-        .unwrap();
+    let third = streamed(&app, "/feed/user/3/").await.unwrap();
     assert_eq!(third.status(), 200, "proxied again (its answer stalls too)");
 }
