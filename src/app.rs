@@ -180,16 +180,15 @@ impl App {
     }
 }
 
-/// `POST /tokens`, with CORS (preflight included) for the configured origins only.
-fn tokens_route(gw: &AppState) -> MethodRouter<Arc<AppState>> {
-    let route = post(tokens::mint);
-    let origins = &gw.config.tokens.cors_origins;
-    if origins.is_empty() {
-        return route;
-    }
-    route.layer(
+/// `POST /tokens`, with CORS (preflight included) for the configured origins only. The origins
+/// are those of the policy in force, read per request, so a reload changes them.
+fn tokens_route(gw: &Arc<AppState>) -> MethodRouter<Arc<AppState>> {
+    let policy = gw.clone();
+    post(tokens::mint).layer(
         CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_origin(AllowOrigin::predicate(move |origin, _| {
+                policy.token_policy().cors_origins.contains(origin)
+            }))
             .allow_methods([axum::http::Method::POST])
             .allow_headers([axum::http::header::CONTENT_TYPE])
             .max_age(Duration::from_secs(600)),

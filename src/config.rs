@@ -674,12 +674,13 @@ fn read_secret_file(path: &Path, inline: Option<&str>) -> Result<String, ConfigE
             "set either stream.api_secret or stream.api_secret_file, not both",
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new(
-            "stream.api_secret_file",
-            format!("cannot read {}: {}", path.display(), e.kind()),
-        )
-    })?;
+    secret_from_file(path).map_err(|e| ConfigError::new("stream.api_secret_file", e))
+}
+
+/// The text of a secret file without its line ending, or what is wrong (never the content).
+pub fn secret_from_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 

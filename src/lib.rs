@@ -10,6 +10,7 @@
 //! - [`emulator`]: Stream's API in memory, served on its own port, verifying as Stream does;
 //! - [`app`]: binds, builds the router and serves until shutdown;
 //! - [`server`]: the accept loop: connection limit, head and idle timeouts, draining;
+//! - [`reload`]: the secret re-read when its file changes, the secret and `[tokens]` on SIGHUP;
 //! - [`telemetry`]: the tracing subscriber.
 
 pub mod app;
@@ -19,6 +20,7 @@ pub mod emulator;
 pub mod error;
 pub mod proxy;
 pub mod recorder;
+pub mod reload;
 pub mod server;
 pub mod state;
 pub mod stream;

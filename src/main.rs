@@ -1,13 +1,16 @@
 //! `stream-gateway [--config PATH] [--emulator]`: load config, init telemetry, build, serve
-//! until SIGTERM or SIGINT.
+//! until SIGTERM or SIGINT; SIGHUP reloads the secret and `[tokens]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
+use figment::Figment;
 use mimalloc::MiMalloc;
 use stream_gateway::app::App;
 use stream_gateway::config::{self, Config};
+use stream_gateway::reload::{Load, Reloads};
 use stream_gateway::telemetry;
 
 // malloc and free were a sixth of the gateway's CPU under load with glibc's allocator
@@ -37,10 +40,17 @@ fn main() -> ExitCode {
     if let Some(path) = cli.healthcheck {
         return healthcheck(&path);
     }
-    let mut figment = config::figment(cli.config.as_deref());
-    if cli.emulator {
-        figment = figment.merge(("stream.emulator", true));
-    }
+    // SIGHUP reads the configuration again, from the same file and flags.
+    let (file, emulator) = (cli.config, cli.emulator);
+    let load: Load = Arc::new(move || {
+        let figment = config::figment(file.as_deref());
+        if emulator {
+            figment.merge(("stream.emulator", true))
+        } else {
+            figment
+        }
+    });
+    let figment = load();
     let config = match Config::from_figment(&figment) {
         Ok(c) => c,
         Err(e) => {
@@ -60,10 +70,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, &figment, load))
 }
 
-async fn serve(config: Config) -> ExitCode {
+async fn serve(config: Config, figment: &Figment, load: Load) -> ExitCode {
     telemetry::init(config.log_format);
     let emulated = config.stream.emulator;
     let (api_key, region) = (config.stream.api_key.clone(), config.stream.region.clone());
@@ -82,6 +92,11 @@ async fn serve(config: Config) -> ExitCode {
             "EMULATOR MODE: requests go to an in-memory Stream emulator, not to Stream; \
              nothing is stored beyond this process (fault injection: {emu}/_emulator/faults)"
         );
+    }
+    let reloads = Reloads::start(app.state().clone(), figment, load);
+    #[cfg(unix)]
+    if let Err(e) = reloads.on_sighup() {
+        tracing::warn!(error = %e, "SIGHUP cannot be handled: reload by changing the secret file");
     }
     tracing::info!(listen = %app.local_addr(), upstream = %app.upstream(), region = %region, "stream-gateway serving");
     match app.run_until_stopped(shutdown_signal()).await {

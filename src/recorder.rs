@@ -70,6 +70,7 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_tokens_minted_total", None, "Tokens minted by POST /tokens, by kind, resource and action.", 'c'),
     ("gateway_overloaded_total", None, "Requests refused with 503 over server.max_concurrency.", 'c'),
     ("gateway_connections_refused_total", None, "Connections closed at once over server.max_connections.", 'c'),
+    ("gateway_config_reloads_total", None, "Reloads of the secret or the configuration, by result (ok, error).", 'c'),
 ];
 
 impl Metrics {

@@ -13,8 +13,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
 
-use crate::auth::jwt::TokenCache;
-use crate::config::Config;
+use arc_swap::ArcSwap;
+
+use crate::auth::Keys;
+use crate::config::{Config, TokensConfig};
 use crate::error::ApiError;
 use crate::recorder::Metrics;
 use crate::upstream::client::{ClientError, Upstream};
@@ -23,9 +25,13 @@ use crate::upstream::RetryLoop;
 /// Everything the features share.
 #[derive(Debug)]
 pub struct AppState {
+    /// As loaded at start-up. What a reload changes is held apart: the secret in `keys`, the
+    /// `[tokens]` policy in `token_policy`.
     pub(crate) config: Config,
-    /// One upstream token per scope.
-    pub(crate) tokens: TokenCache,
+    /// The secret in force and one upstream token per scope minted with it.
+    pub(crate) keys: Keys,
+    /// The `[tokens]` policy in force.
+    pub(crate) token_policy: ArcSwap<TokensConfig>,
     pub(crate) upstream: Upstream,
     pub(crate) retries: RetryLoop,
     pub(crate) metrics: Arc<Metrics>,
@@ -44,18 +50,14 @@ impl AppState {
     /// Builds the shared state; fails only if the TLS client cannot be built.
     pub fn new(config: Config) -> Result<Self, ClientError> {
         let s = &config.stream;
-        let upstream = Upstream::new(
-            &config.upstream,
-            &s.base_url,
-            &s.api_key,
-            s.api_secret.clone(),
-        )?;
+        let upstream = Upstream::new(&config.upstream, &s.base_url, &s.api_key)?;
         Ok(Self {
             metrics: Arc::new(Metrics::new()),
             limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
-            tokens: TokenCache::new(s.api_secret.clone(), s.token_ttl_s),
+            keys: Keys::new(s.api_secret.clone(), s.token_ttl_s),
+            token_policy: ArcSwap::from_pointee(config.tokens.clone()),
             retries: RetryLoop::new(&config.upstream),
             upstream,
             config,
@@ -70,6 +72,16 @@ impl AppState {
     /// The app's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The secret in force and its token cache.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The `[tokens]` policy in force.
+    pub fn token_policy(&self) -> Arc<TokensConfig> {
+        self.token_policy.load_full()
     }
 
     /// An `Overloaded` refusal, counted.

@@ -318,7 +318,8 @@ pub async fn mint(State(gw): State<Arc<AppState>>, req: Request) -> Response {
 }
 
 fn mint_inner(gw: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
-    let cfg = &gw.config.tokens;
+    let policy = gw.token_policy();
+    let cfg = &*policy;
     let req: TokenRequest = serde_json::from_slice(body)
         .map_err(|e| input("body", &format!("is not a token request: {e}")))?;
     let identity = match &cfg.identity_header {
@@ -347,7 +348,7 @@ fn mint_inner(gw: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respons
         exp: Some(expires_at),
         ..grant.claims.clone()
     };
-    let token = encode(&claims, &gw.config.stream.api_secret);
+    let token = encode(&claims, gw.keys.load().secret());
     let scope = match &claims.user_id {
         Some(u) => format!("user_id={u}"),
         None => format!(

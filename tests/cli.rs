@@ -1,5 +1,7 @@
 //! The binary itself: flags, configuration errors and exit codes, `--healthcheck`, the
-//! emulator banner, SIGTERM.
+//! emulator banner, SIGTERM, SIGHUP.
+// std locks are banned in src/ (they poison); in a test a poisoned lock only fails the test.
+#![allow(clippy::disallowed_types)]
 
 use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
@@ -284,5 +286,162 @@ fn the_json_banner_names_the_emulator_and_the_listener() {
             .iter()
             .any(|v| v["listen"] == format!("127.0.0.1:{port}")),
         "{err}"
+    );
+}
+
+/// One HTTP/1.1 request over a fresh connection: the status and the body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("an HTTP answer: {out:?}"));
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_owned())
+}
+
+fn wait_for(what: &str, f: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The gateway on `port` with JSON logs, once it serves; its stderr is collected as it comes.
+fn start_logging(
+    port: u16,
+    args: &[&str],
+) -> (
+    Child,
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::thread::JoinHandle<()>,
+) {
+    let listen = ("GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}"));
+    let env = [listen.clone(), ("GATEWAY_LOG__FORMAT", "json".into())];
+    let mut child = gateway(args, &env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (mut stderr, sink) = (child.stderr.take().unwrap(), log.clone());
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stderr.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    wait_for("the gateway serves", || {
+        run(&["--healthcheck"], std::slice::from_ref(&listen))
+            .status
+            .success()
+    });
+    (child, log, reader)
+}
+
+/// The emulator's port, from the JSON banner.
+fn emulator_port(log: &str) -> u16 {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["emulator"].as_str()?.rsplit(':').next()?.parse().ok())
+        .expect("the banner names the emulator")
+}
+
+#[test]
+fn sighup_reloads_the_secret_and_tokens_and_a_broken_file_keeps_them() {
+    let (old, new) = ("emulator-old-5c1f0e", "emulator-new-9d7e2a");
+    let toml = std::env::temp_dir().join(format!("gw-sighup-{}.toml", free_port()));
+    let write = |text: &str| std::fs::write(&toml, text).unwrap();
+    write(&format!("[stream]\napi_secret = \"{old}\"\n"));
+    let port = free_port();
+    let args = ["--emulator", "--config", toml.to_str().unwrap()];
+    let (mut child, log, reader) = start_logging(port, &args);
+    wait_for("the banner", || {
+        log.lock().unwrap().contains("\"emulator\"")
+    });
+    let emu = emulator_port(&log.lock().unwrap());
+    let read = || http(port, "GET", "/api/v1.0/feed/user/1/", "").0;
+    let long_token = || {
+        http(
+            port,
+            "POST",
+            "/tokens",
+            r#"{"user_id":"1","expires_in":90000}"#,
+        )
+        .0
+    };
+    let hup = |child: &Child| {
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    assert_eq!((read(), long_token()), (200, 400));
+
+    // Stream takes the new secret only; the file names it, a longer TTL and a start-up key.
+    let secrets = format!(r#"{{"secrets":["{new}"]}}"#);
+    assert_eq!(http(emu, "PUT", "/_emulator/secrets", &secrets).0, 204);
+    assert_eq!(read(), 403);
+    write(&format!(
+        "[stream]\napi_secret = \"{new}\"\n[tokens]\nmax_ttl_s = 100000\n\
+         [upstream]\ntimeout_ms = 1234\n"
+    ));
+    hup(&child);
+    wait_for("the new secret is in force", || read() == 200);
+    assert_eq!(long_token(), 200);
+
+    // A broken file: the reload fails, the secret and the policy in force stay.
+    write("[stream\n");
+    hup(&child);
+    let errors = r#"gateway_config_reloads_total{result="error"} 1"#;
+    wait_for("the reload failed", || {
+        http(port, "GET", "/metrics", "").1.contains(errors)
+    });
+    assert_eq!((read(), long_token()), (200, 200));
+    let metrics = http(port, "GET", "/metrics", "").1;
+    assert!(
+        metrics.contains(r#"gateway_config_reloads_total{result="ok"} 1"#),
+        "{metrics}"
+    );
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let ok = child.wait().unwrap().success();
+    reader.join().unwrap();
+    let _ = std::fs::remove_file(&toml);
+    let log = log.lock().unwrap().clone();
+    assert!(ok, "{log}");
+    let warned = log
+        .lines()
+        .find(|l| l.contains("upstream.timeout_ms"))
+        .unwrap_or_else(|| panic!("a warning names the start-up key: {log}"));
+    assert!(
+        warned.contains("WARN") && !warned.contains("tokens."),
+        "{warned}"
+    );
+    assert!(log.contains("configuration reload failed"), "{log}");
+    assert!(
+        !log.contains(old) && !log.contains(new),
+        "a secret is in the log"
     );
 }

@@ -1,4 +1,5 @@
-//! No secret, JWT or signature in any log line, while requests succeed and fail.
+//! No secret, JWT or signature in any log line, while requests succeed and fail and while
+//! the secret rotates.
 //!
 //! A test binary of its own: a thread-local subscriber (`set_default`) only sees every event
 //! when no other test in the process logs without one (tracing caches callsite interest
@@ -114,4 +115,61 @@ async fn the_secret_and_credentials_appear_in_no_log_line_text_or_json() {
     for line in text.lines() {
         serde_json::from_str::<serde_json::Value>(line).expect("one JSON object per line");
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn rotating_the_secret_logs_neither_the_old_nor_the_new_one() {
+    use stream_gateway::auth::Secret;
+    use stream_gateway::config::Config;
+    use stream_gateway::reload::Reloads;
+    const NEW: &str = "rotated-secret-for-the-log-test-31f7";
+    let cap = Capture::default();
+    let c2 = cap.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || c2.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(sub);
+    let dir = std::env::temp_dir().join(format!("gw-logs-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("api_secret");
+    std::fs::write(&file, SECRET).unwrap();
+    let emu = strict_emulator().await;
+    emu.state()
+        .accept_secrets(vec![Secret::new(SECRET), Secret::new(NEW)]);
+    let f = figment_without_secret(&emu).merge(("stream.api_secret_file", &file));
+    let app = start(Config::from_figment(&f).unwrap(), emu).await;
+    let again = f.clone();
+    let reloads = Reloads::start(app.state.clone(), &f, Arc::new(move || again.clone()));
+    let count = |result: &str| {
+        let line = format!("gateway_config_reloads_total{{result=\"{result}\"}} 1");
+        app.state.metrics().render().contains(&line)
+    };
+
+    std::fs::write(&file, NEW).unwrap();
+    wait_until("the secret rotated", || count("ok")).await;
+    exercise(&app).await;
+    std::fs::remove_file(&file).unwrap();
+    wait_until("the file watch failed", || count("error")).await;
+    reloads.request();
+    wait_until("the reload failed", || {
+        app.state
+            .metrics()
+            .render()
+            .contains("gateway_config_reloads_total{result=\"error\"} 2")
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    assert_clean(&app, &text);
+    assert!(!text.contains(NEW), "the new secret is in the logs");
+    assert!(text.contains("API secret rotated"), "{text}");
+    assert_eq!(
+        text.matches("cannot reload the API secret").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("configuration reload failed"), "{text}");
 }

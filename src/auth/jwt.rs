@@ -163,6 +163,11 @@ impl TokenCache {
         token
     }
 
+    /// The secret it mints with.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
     /// How many scopes are cached.
     pub fn len(&self) -> usize {
         self.map.read().len()

@@ -5,7 +5,9 @@
 //!   "times", "retry_after"?}`: the next `times` matching requests get that status, delay or a
 //!   dropped connection (a delay alone then serves the request normally);
 //! - `DELETE /_emulator/faults`: clears faults; `POST /_emulator/reset`: clears everything;
-//! - `GET /_emulator/requests`: the last requests received (method, target, headers, body).
+//! - `GET /_emulator/requests`: the last requests received (method, target, headers, body);
+//! - `PUT /_emulator/secrets` `{"secrets": ["..."]}`: the API secrets taken from now on (one,
+//!   or old and new during a rotation); anything signed otherwise is still refused. Never shown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::reply::stream_error;
 use super::state::EmulatorState;
+use crate::auth::Secret;
 
 /// A fault to inject into matching requests.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,6 +169,28 @@ pub async fn list_faults(State(st): State<Arc<EmulatorState>>) -> Json<Vec<Fault
 /// `GET /_emulator/requests`
 pub async fn list_requests(State(st): State<Arc<EmulatorState>>) -> Json<Vec<Received>> {
     Json(st.received())
+}
+
+/// The body of `PUT /_emulator/secrets`.
+#[derive(Deserialize)]
+pub struct Secrets {
+    /// Each a non-empty secret; at least one.
+    pub secrets: Vec<String>,
+}
+
+/// `PUT /_emulator/secrets`
+pub async fn set_secrets(State(st): State<Arc<EmulatorState>>, Json(s): Json<Secrets>) -> Response {
+    if s.secrets.is_empty() || s.secrets.iter().any(|v| v.is_empty()) {
+        return stream_error(
+            400,
+            4,
+            "InputException",
+            "secrets must list at least one non-empty secret",
+        )
+        .into_response();
+    }
+    st.accept_secrets(s.secrets.into_iter().map(Secret::new).collect());
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// `POST /_emulator/reset`

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use super::reply::stream_error;
@@ -33,7 +33,8 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
                 .get(admin::list_faults),
         )
         .route("/_emulator/requests", get(admin::list_requests))
-        .route("/_emulator/reset", post(admin::reset));
+        .route("/_emulator/reset", post(admin::reset))
+        .route("/_emulator/secrets", put(admin::set_secrets));
     api.merge(admin).with_state(state)
 }
 

@@ -1,7 +1,7 @@
 //! [`EmulatorState`]: the one handle every handler shares (behind an `Arc`): the verifier,
 //! the one [`Store`], the injected faults and the request log.
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::collections::VecDeque;
 
 use axum::http::Method;
@@ -13,6 +13,7 @@ use super::store::groups::FeedGroups;
 use super::store::Store;
 use super::verify::{Needed, Verifier};
 use super::EmulatorConfig;
+use crate::auth::Secret;
 
 /// Requests kept for `GET /_emulator/requests`.
 pub const LOG_CAPACITY: usize = 2000;
@@ -20,7 +21,7 @@ pub const LOG_CAPACITY: usize = 2000;
 /// The emulator's state, shared by its handlers.
 #[derive(Debug)]
 pub struct EmulatorState {
-    verifier: Verifier,
+    verifier: RwLock<Verifier>,
     store: Mutex<Store>,
     faults: Mutex<Vec<Fault>>,
     log: Mutex<VecDeque<Received>>,
@@ -30,11 +31,11 @@ impl EmulatorState {
     /// Empty data with these feed group kinds, no faults, credentials from `cfg`.
     pub fn new(cfg: EmulatorConfig, groups: FeedGroups) -> Self {
         Self {
-            verifier: Verifier {
+            verifier: RwLock::new(Verifier {
                 api_key: cfg.api_key,
-                secret: cfg.api_secret,
+                secrets: vec![cfg.api_secret],
                 strict_scopes: cfg.strict_scopes,
-            },
+            }),
             store: Mutex::new(Store::new(groups)),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(VecDeque::new()),
@@ -107,6 +108,13 @@ impl EmulatorState {
     /// Refuses the call unless its credentials are what `needed` asks for.
     pub fn authorize(&self, call: &Call, needed: Needed) -> Result<(), EmuError> {
         self.verifier
+            .read()
             .check(&call.method, &call.uri, &call.headers, &needed)
+    }
+
+    /// From now on, credentials made with one of `secrets` (and no other) are taken, as
+    /// Stream does when an app's secret is rotated. A reset keeps them.
+    pub fn accept_secrets(&self, secrets: Vec<Secret>) {
+        self.verifier.write().secrets = secrets;
     }
 }

@@ -27,8 +27,8 @@ pub enum Needed {
 pub struct Verifier {
     /// The API key it takes.
     pub api_key: String,
-    /// The API secret it verifies with.
-    pub secret: Secret,
+    /// The API secrets it takes: one, or two while a rotation is under way.
+    pub secrets: Vec<Secret>,
     /// Refuse tokens wider than the route needs (tests of least privilege). Stream itself
     /// accepts them.
     pub strict_scopes: bool,
@@ -104,8 +104,22 @@ impl Verifier {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let claims = jwt::verify(token, &self.secret, now)
-            .map_err(|e| stream_error(403, 17, "NotAllowedException", &e.to_string()))?;
+        // Any secret taken will do; otherwise the first refusal that is not a bad signature
+        // (expired, malformed) is the one to say.
+        let mut refusal = jwt::VerifyError::BadSignature;
+        let mut verified = None;
+        for secret in &self.secrets {
+            match jwt::verify(token, secret, now) {
+                Ok(c) => {
+                    verified = Some(c);
+                    break;
+                }
+                Err(jwt::VerifyError::BadSignature) => {}
+                Err(e) => refusal = e,
+            }
+        }
+        let claims = verified
+            .ok_or_else(|| stream_error(403, 17, "NotAllowedException", &refusal.to_string()))?;
         let denied = || {
             stream_error(
                 403,
@@ -182,7 +196,12 @@ impl Verifier {
                 lines.push(format!("{h}: {v}"));
             }
         }
-        if !httpsig::verify(&self.secret, &lines.join("\n"), &p.signature) {
+        let message = lines.join("\n");
+        if !self
+            .secrets
+            .iter()
+            .any(|s| httpsig::verify(s, &message, &p.signature))
+        {
             return Err(bad("signature is invalid"));
         }
         Ok(())

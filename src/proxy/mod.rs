@@ -83,13 +83,15 @@ async fn proxy(
 
     let s = &st.config.stream;
     let credential = match (ep.auth, s.batch_auth) {
-        (AuthKind::Application, BatchAuth::Signature) => Credential::Signature,
+        (AuthKind::Application, BatchAuth::Signature) => {
+            Credential::Signature(st.keys.load().secret().clone())
+        }
         _ => {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs();
-            Credential::Jwt(st.tokens.get(&route.scope(), now))
+            Credential::Jwt(st.keys.load().get(&route.scope(), now))
         }
     };
     // Refuse at once beyond the limit rather than queue without bound. The permit goes with

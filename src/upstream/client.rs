@@ -55,8 +55,9 @@ pub const PASSED_BACK: [&str; 5] = [
 pub enum Credential {
     /// A scoped JWT (`Authorization: <token>`, `Stream-Auth-Type: jwt`).
     Jwt(HeaderValue),
-    /// An HTTP Signature, made per attempt with a fresh `Date`.
-    Signature,
+    /// An HTTP Signature with this secret (the one in force when the request arrived, so a
+    /// rotation does not change it between attempts), made per attempt with a fresh `Date`.
+    Signature(Secret),
 }
 
 /// A request ready to send, as many times as the policy allows.
@@ -113,7 +114,6 @@ pub struct Upstream {
     authority: Authority,
     api_key: String,
     api_key_header: HeaderValue,
-    secret: Secret,
     max_response_bytes: usize,
     /// Longest pause between two chunks of an answer's body (`upstream.timeout_ms`).
     stall: Duration,
@@ -136,12 +136,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 impl Upstream {
     /// A client for `base` (scheme + host [+ port], validated with the configuration).
-    pub fn new(
-        cfg: &UpstreamConfig,
-        base: &str,
-        api_key: &str,
-        secret: Secret,
-    ) -> Result<Self, ClientError> {
+    pub fn new(cfg: &UpstreamConfig, base: &str, api_key: &str) -> Result<Self, ClientError> {
         let base: Uri = base
             .parse()
             .expect("base_url was validated as scheme://host[:port]");
@@ -177,7 +172,6 @@ impl Upstream {
             api_key: api_key.to_owned(),
             api_key_header: HeaderValue::from_str(api_key)
                 .expect("api_key was validated as printable ASCII"),
-            secret,
             max_response_bytes: cfg.max_response_bytes,
             stall: cfg.timeout,
             body_cap: cfg.deadline,
@@ -197,12 +191,12 @@ impl Upstream {
                     .header(AUTHORIZATION, token.clone())
                     .header(&STREAM_AUTH_TYPE, HeaderValue::from_static("jwt"));
             }
-            Credential::Signature => {
+            Credential::Signature(secret) => {
                 let date = httpsig::http_date(SystemTime::now());
                 // The signed request target is the path with its query.
                 let auth = httpsig::authorization(
                     &self.api_key,
-                    &self.secret,
+                    secret,
                     req.method.as_str(),
                     &target,
                     &date,

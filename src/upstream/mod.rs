@@ -229,7 +229,7 @@ mod tests {
             path: "/api/v1.0/feed/user/1/".into(),
             query: "api_key=k".into(),
             body: None,
-            credential: Credential::Signature,
+            credential: Credential::Signature(crate::auth::Secret::new("s")),
             request_id: None,
         }
     }

@@ -10,6 +10,7 @@ use stream_gateway::app::App;
 use stream_gateway::auth::{jwt, Secret};
 use stream_gateway::config::{Config, FileConfig};
 use stream_gateway::emulator::{Emulator, EmulatorConfig, EmulatorState, Fault, Received};
+use stream_gateway::state::AppState;
 use stream_gateway::stream::Scope;
 
 pub const KEY: &str = "test-api-key";
@@ -20,6 +21,8 @@ pub struct TestApp {
     pub api: String,
     pub emu: Emulator,
     pub client: reqwest::Client,
+    /// The gateway's shared state (metrics, the secret in force).
+    pub state: Arc<AppState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -32,10 +35,14 @@ pub struct Reply {
 
 /// The figment every test starts from: the strict emulator as upstream, short timeouts.
 pub fn base_figment(emu: &Emulator) -> Figment {
+    figment_without_secret(emu).merge(("stream.api_secret", SECRET))
+}
+
+/// [`base_figment`] before the secret is set, for tests that take it from a file.
+pub fn figment_without_secret(emu: &Emulator) -> Figment {
     Figment::from(Serialized::defaults(FileConfig::default()))
         .merge(("server.listen", "127.0.0.1:0"))
         .merge(("stream.api_key", KEY))
-        .merge(("stream.api_secret", SECRET))
         .merge(("stream.base_url", emu.url()))
         .merge(("upstream.timeout_ms", 400))
         .merge(("upstream.deadline_ms", 3000))
@@ -69,6 +76,7 @@ pub async fn spawn_with(tweak: impl FnOnce(Figment) -> Figment) -> TestApp {
 pub async fn start(config: Config, emu: Emulator) -> TestApp {
     let app = App::build(config).await.expect("app builds");
     let addr = app.local_addr();
+    let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
@@ -78,6 +86,7 @@ pub async fn start(config: Config, emu: Emulator) -> TestApp {
         api: format!("http://{addr}/api/v1.0"),
         emu,
         client: reqwest::Client::new(),
+        state,
         stop: Some(tx),
         server: Some(server),
     }

@@ -18,6 +18,7 @@ mod hygiene;
 mod lifecycle;
 mod operations;
 mod retries;
+mod rotation;
 mod surface;
 mod tokens;
 mod validation;

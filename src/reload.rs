@@ -1,0 +1,495 @@
+//! Reloading while serving: the API secret when its file changes, and on request (SIGHUP) the
+//! secret and the `[tokens]` policy from the whole configuration, read again as at start-up.
+//!
+//! One task owns the reload state. Every [`POLL`] it re-reads `stream.api_secret_file`:
+//! re-reading the path follows symlinks, so a rewrite in place (compose, an editor) and the
+//! `..data` symlink swap of a Kubernetes secret volume are both seen, with no inotify. A read is
+//! acted on once the next read agrees with it, so a file caught half-written is never put in
+//! force, and a change is in force within two polls (about a second).
+//!
+//! A missing, empty or unreadable file keeps the secret in force: one error per failure episode
+//! (not one per poll), counted in `gateway_config_reloads_total{result="error"}`; a reload that
+//! puts something in force counts `result="ok"`. Nothing here logs a secret: paths, key names and
+//! the kind of an I/O error only.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::Figment;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::auth::Secret;
+use crate::config::{self, Config, ConfigError, FileConfig, EMULATOR_SECRET_PREFIX};
+use crate::state::AppState;
+
+/// How often the secret file is read.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// Builds the configuration's figment anew, as at start-up (the file and the environment).
+pub type Load = Arc<dyn Fn() -> Figment + Send + Sync>;
+
+/// What one read of the secret file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Read {
+    Secret(Secret),
+    /// Why there is no usable secret (never the content).
+    Failed(String),
+}
+
+/// What a read calls for.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Nothing new, or not yet confirmed by a second read.
+    Wait,
+    /// This secret should be in force; `recovered` after a failure episode.
+    Secret { secret: Secret, recovered: bool },
+    /// A failure episode begins: report it, once.
+    Fail(String),
+}
+
+/// Decides on each read of the secret file: a read counts once the next one agrees, and a
+/// failure is reported once per episode.
+#[derive(Debug, Default)]
+struct FileWatch {
+    last: Option<Read>,
+    failing: bool,
+}
+
+impl FileWatch {
+    fn observe(&mut self, read: Read) -> Step {
+        let settled = self.last.as_ref() == Some(&read);
+        self.last = Some(read.clone());
+        match read {
+            _ if !settled => Step::Wait,
+            Read::Failed(_) if self.failing => Step::Wait,
+            Read::Failed(why) => {
+                self.failing = true;
+                Step::Fail(why)
+            }
+            Read::Secret(secret) => Step::Secret {
+                secret,
+                recovered: std::mem::take(&mut self.failing),
+            },
+        }
+    }
+}
+
+/// The running reload task; dropping this stops it.
+#[derive(Debug)]
+pub struct Reloads {
+    requests: mpsc::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Reloads {
+    /// Starts watching the secret file named in `started` (the figment the gateway started
+    /// from) and serving reload requests, which read the configuration from `load`.
+    pub fn start(gw: Arc<AppState>, started: &Figment, load: Load) -> Self {
+        // `started` gave the running configuration, so it extracts.
+        let running: FileConfig = started.extract().unwrap_or_default();
+        let (requests, rx) = mpsc::channel(1);
+        let reloader = Reloader {
+            secret_file: running.stream.api_secret_file.clone(),
+            gw,
+            load,
+            running,
+            watch: FileWatch::default(),
+        };
+        let task = tokio::spawn(reloader.run(rx));
+        Self { requests, task }
+    }
+
+    /// Reloads the whole configuration, as SIGHUP does (requests made while one is pending
+    /// count once).
+    pub fn request(&self) {
+        let _ = self.requests.try_send(());
+    }
+
+    /// From now on SIGHUP asks for a reload (and no longer ends the process).
+    #[cfg(unix)]
+    pub fn on_sighup(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        let requests = self.requests.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = requests.try_send(());
+                if requests.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+impl Drop for Reloads {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Reloader {
+    gw: Arc<AppState>,
+    load: Load,
+    /// The configuration as read at start-up, with what reloads have put in force since.
+    running: FileConfig,
+    /// The file the secret in force came from, if it came from one.
+    secret_file: Option<PathBuf>,
+    watch: FileWatch,
+}
+
+impl Reloader {
+    async fn run(mut self, mut requests: mpsc::Receiver<()>) {
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(()) = requests.recv() => self.reload_all().await,
+                _ = tick.tick() => self.poll_secret_file().await,
+            }
+        }
+    }
+
+    fn count(&self, result: &'static str) {
+        self.gw
+            .metrics
+            .counter("gateway_config_reloads_total", &[("result", result)])
+            .increment(1);
+    }
+
+    async fn poll_secret_file(&mut self) {
+        let Some(path) = self.secret_file.clone() else {
+            return;
+        };
+        let shown = path.display().to_string();
+        let read = read_secret(path, self.gw.config.stream.emulator).await;
+        match self.watch.observe(read) {
+            Step::Wait => {}
+            Step::Fail(why) => {
+                tracing::error!(path = %shown, error = %why, "cannot reload the API secret from its file; keeping the one in force");
+                self.count("error");
+            }
+            Step::Secret { secret, recovered } => {
+                if self.gw.keys.rotate(secret) {
+                    tracing::info!(path = %shown, "API secret rotated from its file: new tokens and signatures use it");
+                    self.count("ok");
+                } else if recovered {
+                    tracing::info!(path = %shown, "the API secret file is readable again and unchanged");
+                }
+            }
+        }
+    }
+
+    async fn reload_all(&mut self) {
+        let load = self.load.clone();
+        let read = tokio::task::spawn_blocking(move || read_config(&load))
+            .await
+            .unwrap_or_else(|_| Err(config_error("the configuration could not be read")));
+        match read {
+            Ok((config, raw)) => self.apply(config, raw),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+                self.count("error");
+            }
+        }
+    }
+
+    /// Puts the secret and `[tokens]` of a valid configuration in force, and warns about every
+    /// other changed key, which keeps its running value.
+    fn apply(&mut self, config: Config, raw: FileConfig) {
+        // With the emulator and no secret named, validation makes one up: not a change.
+        let named = raw.stream.api_secret_file.is_some()
+            || raw
+                .stream
+                .api_secret
+                .as_deref()
+                .is_some_and(|s| !s.trim().is_empty());
+        let rotated = named && self.gw.keys.rotate(config.stream.api_secret);
+        if named {
+            self.secret_file.clone_from(&raw.stream.api_secret_file);
+            self.watch = FileWatch::default();
+        }
+        self.gw.token_policy.store(Arc::new(config.tokens));
+        // [callers]: the callers' policy in force is replaced here, as [tokens] just above.
+
+        let mut ignored = Vec::new();
+        changed_keys(&to_value(&self.running), &to_value(&raw), "", &mut ignored);
+        ignored.retain(|k| !reloaded(k));
+        if !ignored.is_empty() {
+            tracing::warn!(keys = %ignored.join(", "), "changed in the configuration, but only read at start-up: keeping the running values until a restart");
+        }
+        self.running.stream.api_secret = raw.stream.api_secret;
+        self.running.stream.api_secret_file = raw.stream.api_secret_file;
+        self.running.tokens = raw.tokens;
+        tracing::info!(
+            secret_rotated = rotated,
+            "configuration reloaded: the secret and [tokens] in force are the configured ones"
+        );
+        self.count("ok");
+    }
+}
+
+/// The keys a reload puts in force.
+fn reloaded(key: &str) -> bool {
+    key == "stream.api_secret" || key == "stream.api_secret_file" || key.starts_with("tokens.")
+}
+
+fn config_error(problem: &str) -> ConfigError {
+    ConfigError {
+        key: "config".into(),
+        problem: problem.into(),
+    }
+}
+
+/// The configuration from `load`, validated, and as read (to compare keys).
+fn read_config(load: &Load) -> Result<(Config, FileConfig), ConfigError> {
+    let f = load();
+    let config = Config::from_figment(&f)?;
+    let raw = f.extract().map_err(|e| config_error(&e.to_string()))?;
+    Ok((config, raw))
+}
+
+/// Reads the secret file off the runtime's threads; the same rules as at start-up.
+async fn read_secret(path: PathBuf, emulator: bool) -> Read {
+    let text = tokio::task::spawn_blocking(move || config::secret_from_file(&path))
+        .await
+        .unwrap_or_else(|_| Err("the file could not be read".into()));
+    match text {
+        Err(why) => Read::Failed(why),
+        Ok(s) if s.trim().is_empty() => Read::Failed("the file is empty".into()),
+        Ok(s) if emulator && !s.starts_with(EMULATOR_SECRET_PREFIX) => Read::Failed(format!(
+            "with the emulator the secret must start with `{EMULATOR_SECRET_PREFIX}`"
+        )),
+        Ok(s) => Read::Secret(Secret::new(s)),
+    }
+}
+
+fn to_value(c: &FileConfig) -> Value {
+    serde_json::to_value(c).unwrap_or(Value::Null)
+}
+
+/// The dotted keys whose values differ between `a` and `b` (`upstream.timeout_ms`).
+fn changed_keys(a: &Value, b: &Value, prefix: &str, out: &mut Vec<String>) {
+    if let (Value::Object(x), Value::Object(y)) = (a, b) {
+        let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            let null = Value::Null;
+            changed_keys(
+                x.get(k).unwrap_or(&null),
+                y.get(k).unwrap_or(&null),
+                &key,
+                out,
+            );
+        }
+    } else if a != b {
+        out.push(prefix.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::{Format, Serialized, Toml};
+
+    fn secret(s: &str) -> Read {
+        Read::Secret(Secret::new(s))
+    }
+
+    #[test]
+    fn a_read_counts_once_the_next_one_agrees() {
+        let mut w = FileWatch::default();
+        assert_eq!(w.observe(secret("old")), Step::Wait);
+        assert!(matches!(w.observe(secret("old")), Step::Secret { .. }));
+        // Caught half-written, then whole: only the whole one counts.
+        assert_eq!(w.observe(secret("ne")), Step::Wait);
+        assert_eq!(w.observe(secret("new")), Step::Wait);
+        assert_eq!(
+            w.observe(secret("new")),
+            Step::Secret {
+                secret: Secret::new("new"),
+                recovered: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_failure_is_reported_once_per_episode() {
+        let mut w = FileWatch::default();
+        w.observe(secret("s"));
+        let gone = || Read::Failed("cannot read f: not found".into());
+        assert_eq!(w.observe(gone()), Step::Wait);
+        assert_eq!(
+            w.observe(gone()),
+            Step::Fail("cannot read f: not found".into())
+        );
+        for _ in 0..10 {
+            assert_eq!(w.observe(gone()), Step::Wait);
+        }
+        // Empty now: still the same episode.
+        w.observe(Read::Failed("the file is empty".into()));
+        assert_eq!(
+            w.observe(Read::Failed("the file is empty".into())),
+            Step::Wait
+        );
+        w.observe(secret("s"));
+        assert_eq!(
+            w.observe(secret("s")),
+            Step::Secret {
+                secret: Secret::new("s"),
+                recovered: true
+            }
+        );
+        w.observe(gone());
+        assert!(matches!(w.observe(gone()), Step::Fail(_)), "a new episode");
+    }
+
+    #[test]
+    fn changed_keys_are_named_with_dots() {
+        let mut a = FileConfig::default();
+        let mut b = FileConfig::default();
+        b.server.listen = "0.0.0.0:9".into();
+        b.stream.region = "tokyo".into();
+        b.tokens.max_ttl_s = 5;
+        b.emulator
+            .feed_groups
+            .insert("timeline".into(), crate::emulator::FeedKind::Aggregated);
+        a.stream.api_secret = Some("x".into());
+        let mut out = Vec::new();
+        changed_keys(&to_value(&a), &to_value(&b), "", &mut out);
+        assert_eq!(
+            out,
+            [
+                "emulator.feed_groups.timeline",
+                "server.listen",
+                "stream.api_secret",
+                "stream.region",
+                "tokens.max_ttl_s"
+            ]
+        );
+        out.retain(|k| !reloaded(k));
+        assert_eq!(
+            out,
+            [
+                "emulator.feed_groups.timeline",
+                "server.listen",
+                "stream.region"
+            ]
+        );
+    }
+
+    /// A directory of its own under the system's temporary directory.
+    fn temp_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("gw-reload-{}", crate::config::random_hex(8)));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn reloads(gw: &AppState, result: &str) -> u64 {
+        let line = format!("gateway_config_reloads_total{{result=\"{result}\"}} ");
+        gw.metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(&line)?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn gateway(f: &Figment) -> Arc<AppState> {
+        Arc::new(AppState::new(Config::from_figment(f).unwrap()).unwrap())
+    }
+
+    fn base(dir: &std::path::Path) -> Figment {
+        Figment::from(Serialized::defaults(FileConfig::default()))
+            .merge(("stream.api_key", "key"))
+            .merge(("stream.api_secret_file", dir.join("secret")))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rewritten_file_is_in_force_within_two_seconds_and_a_missing_one_fails_once() {
+        let dir = temp_dir();
+        let file = dir.join("secret");
+        std::fs::write(&file, "old-secret\n").unwrap();
+        let f = base(&dir);
+        let gw = gateway(&f);
+        let again = f.clone();
+        let _reloads = Reloads::start(gw.clone(), &f, Arc::new(move || again.clone()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(reloads(&gw, "ok"), 0, "an unchanged file is no reload");
+
+        std::fs::write(&file, "new-secret\n").unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(gw.keys.load().secret().expose(), "new-secret");
+        assert_eq!(reloads(&gw, "ok"), 1);
+
+        std::fs::remove_file(&file).unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(gw.keys.load().secret().expose(), "new-secret");
+        assert_eq!(reloads(&gw, "error"), 1, "one error for twenty polls");
+        std::fs::write(&file, "").unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            reloads(&gw, "error"),
+            1,
+            "empty after missing: the same episode"
+        );
+
+        std::fs::write(&file, "newer-secret").unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(gw.keys.load().secret().expose(), "newer-secret");
+        assert_eq!((reloads(&gw, "ok"), reloads(&gw, "error")), (2, 1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_request_applies_tokens_and_the_secret_and_keeps_other_keys() {
+        let dir = temp_dir();
+        std::fs::write(dir.join("secret"), "old-secret").unwrap();
+        let toml = dir.join("gw.toml");
+        std::fs::write(&toml, "[tokens]\nmax_ttl_s = 7200\n").unwrap();
+        let (b, t) = (base(&dir), toml.clone());
+        let load: Load = Arc::new(move || b.clone().merge(Toml::file_exact(&t)));
+        let f = load();
+        let gw = gateway(&f);
+        let reloads_ = Reloads::start(gw.clone(), &f, load);
+
+        std::fs::write(
+            &toml,
+            "[tokens]\nmax_ttl_s = 9000\n[upstream]\ntimeout_ms = 1234\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("secret"), "new-secret").unwrap();
+        reloads_.request();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(gw.token_policy().max_ttl_s, 9000);
+        assert_eq!(gw.keys.load().secret().expose(), "new-secret");
+        assert_eq!(gw.config.upstream.timeout, Duration::from_millis(3000));
+        assert_eq!(reloads(&gw, "ok"), 1);
+
+        // A broken file keeps everything in force.
+        std::fs::write(&toml, "[tokens\n").unwrap();
+        reloads_.request();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(reloads(&gw, "error"), 1);
+        std::fs::write(&toml, "[tokens]\nmax_ttl_s = 9000\n").unwrap();
+        std::fs::write(dir.join("secret"), "").unwrap();
+        reloads_.request();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            reloads(&gw, "error"),
+            2,
+            "an empty secret file fails the reload"
+        );
+        assert_eq!(gw.keys.load().secret().expose(), "new-secret");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
