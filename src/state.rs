@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
 
 use crate::auth::jwt::TokenCache;
+use crate::callers::Callers;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::recorder::Metrics;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub(crate) body_limiter: tokio::sync::Semaphore,
     /// Set on SIGTERM: `/readyz` answers 503.
     pub(crate) draining: AtomicBool,
+    /// Who may call what, how fast, and Stream's rate-limit window (`[callers]`).
+    pub(crate) callers: Callers,
 }
 
 impl AppState {
@@ -50,8 +53,10 @@ impl AppState {
             &s.api_key,
             s.api_secret.clone(),
         )?;
+        let metrics = Arc::new(Metrics::new());
         Ok(Self {
-            metrics: Arc::new(Metrics::new()),
+            callers: Callers::new(config.callers.as_ref(), metrics.clone()),
+            metrics,
             limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
@@ -65,6 +70,11 @@ impl AppState {
     /// The validated configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The caller policy, to replace it at run time.
+    pub fn callers(&self) -> &Callers {
+        &self.callers
     }
 
     /// The app's metrics.
