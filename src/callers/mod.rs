@@ -9,13 +9,14 @@
 //!   time ([`Callers::replace`]); the window is Stream's and outlives a policy.
 //!
 //! Without `[callers]` nothing is identified, limited or tracked: [`Callers::admit`] reads one
-//! pointer and answers at once.
+//! flag and answers at once.
 
 pub mod bucket;
 pub mod settings;
 pub mod window;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -75,6 +76,8 @@ pub struct Admission {
 /// The handle the proxy asks: the current policy (replaceable) and Stream's window.
 #[derive(Debug)]
 pub struct Callers {
+    /// Whether a policy is in force: without `[callers]`, one relaxed load is the whole cost.
+    on: AtomicBool,
     policy: ArcSwapOption<Policy>,
     window: Window,
     /// `gateway_upstream_ratelimit_remaining`, per endpoint, registered on first report.
@@ -86,6 +89,7 @@ impl Callers {
     /// The handle for `settings` (`None`: no `[callers]` section).
     pub fn new(settings: Option<&Settings>, metrics: Arc<Metrics>) -> Self {
         let callers = Self {
+            on: AtomicBool::new(false),
             policy: ArcSwapOption::empty(),
             window: Window::new(ENDPOINTS.len()),
             remaining: (0..ENDPOINTS.len()).map(|_| OnceLock::new()).collect(),
@@ -99,7 +103,9 @@ impl Callers {
     /// affected. Buckets start full.
     pub fn replace(&self, settings: Option<&Settings>) {
         let policy = settings.map(|s| Arc::new(Policy::compile(s, Instant::now())));
+        let on = policy.is_some();
         self.policy.store(policy);
+        self.on.store(on, Ordering::Release);
     }
 
     /// Whether this caller may make this call now: identifies the caller from the identity
@@ -111,8 +117,8 @@ impl Callers {
         peer: Option<SocketAddr>,
         endpoint: &'static Endpoint,
     ) -> Admission {
-        let guard = self.policy.load();
-        let Some(policy) = guard.as_ref() else {
+        let guard = self.on.load(Ordering::Acquire).then(|| self.policy.load());
+        let Some(policy) = guard.as_ref().and_then(|g| g.as_ref()) else {
             return Admission {
                 caller: None,
                 refused: None,
@@ -138,7 +144,7 @@ impl Callers {
         endpoint: &'static Endpoint,
         caller: &mut Option<Arc<str>>,
     ) -> Result<(), ApiError> {
-        if self.policy.load().is_none() {
+        if !self.on.load(Ordering::Acquire) {
             return Ok(());
         }
         let peer = parts
