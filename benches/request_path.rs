@@ -57,5 +57,39 @@ fn request_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, request_path);
+/// The caller policy's cost per request: none configured, and a caller with an allow list
+/// and a bucket that never runs dry.
+fn callers(c: &mut Criterion) {
+    use futures_util::FutureExt;
+    use stream_gateway::callers::{Callers, CallersFile, Settings};
+    use stream_gateway::recorder::Metrics;
+    use stream_gateway::stream::endpoint::{Endpoint, EndpointId};
+
+    let feed = Endpoint::get(EndpointId::FeedRead);
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-caller", http::HeaderValue::from_static("indexer"));
+    let peer = Some(([10, 1, 0, 7], 40000).into());
+    let off = Callers::new(None, metrics.clone());
+    c.bench_function("callers: admit without [callers]", |b| {
+        b.iter(|| black_box(off.admit(&headers, peer, feed).now_or_never()))
+    });
+    let mut file = CallersFile {
+        identity_header: Some("X-Caller".into()),
+        ..Default::default()
+    };
+    let indexer = stream_gateway::callers::settings::ServiceFile {
+        allow: Some(vec!["feed.read".into(), "reactions.*".into()]),
+        rate: Some(1e12),
+        cidrs: vec!["10.1.0.0/16".into()],
+        ..Default::default()
+    };
+    file.service.insert("indexer".into(), indexer);
+    let on = Callers::new(Some(&Settings::validate(file).unwrap()), metrics);
+    c.bench_function("callers: admit by header, allow list and bucket", |b| {
+        b.iter(|| black_box(on.admit(&headers, peer, feed).now_or_never()))
+    });
+}
+
+criterion_group!(benches, request_path, callers);
 criterion_main!(benches);

@@ -133,6 +133,7 @@ impl App {
             max_connections: server.max_connections,
             header_read_timeout: server.header_read_timeout,
             idle_timeout: server.idle_timeout,
+            peer_addr: self.state.config.callers.is_some(),
         };
         let refused = gw.metrics.counter("gateway_connections_refused_total", &[]);
         let serve = crate::server::serve(self.listener, self.router, limits, refused, async move {

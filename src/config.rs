@@ -51,6 +51,9 @@ pub struct FileConfig {
     pub log: LogFile,
     pub tokens: TokensFile,
     pub emulator: EmulatorFile,
+    /// `[callers]`: absent, no caller policy at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callers: Option<crate::callers::CallersFile>,
 }
 
 /// `[tokens]` as read: the policy of `POST /tokens`.
@@ -250,6 +253,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub tokens: TokensConfig,
     pub emulator: EmulatorSettings,
+    /// `[callers]`, when the section is there.
+    pub callers: Option<crate::callers::Settings>,
 }
 
 /// `[tokens]`, validated.
@@ -587,6 +592,11 @@ impl Config {
         let upstream = UpstreamConfig::validate(raw.upstream)?;
         let tokens = TokensConfig::validate(raw.tokens)?;
         let emulator = EmulatorSettings::validate(raw.emulator)?;
+        let callers = raw
+            .callers
+            .map(crate::callers::Settings::validate)
+            .transpose()
+            .map_err(|e| ConfigError::new(&e.key, e.problem))?;
         Ok(Config {
             server,
             stream,
@@ -594,6 +604,7 @@ impl Config {
             log_format: raw.log.format,
             tokens,
             emulator,
+            callers,
         })
     }
 }
@@ -1378,6 +1389,48 @@ mod tests {
         assert!(limit << 20 >= bound, "{limit} Mi < {} Mi", bound >> 20);
         // The defaults need far more: a container limit needs the limits set down.
         assert!(Config::from_figment(&base()).unwrap().memory_bound_bytes() > 8 << 30);
+    }
+
+    #[test]
+    fn callers_are_off_without_the_section_and_read_from_file_and_env() {
+        assert!(Config::from_figment(&base()).unwrap().callers.is_none());
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "gw.toml",
+                "[stream]\napi_key = \"k\"\napi_secret = \"s\"\n[callers]\n",
+            )?;
+            let c = Config::load(Some(Path::new("gw.toml"))).unwrap();
+            assert!(
+                c.callers.unwrap().services.is_empty(),
+                "an empty section is on"
+            );
+            jail.set_env("GATEWAY_CALLERS__IDENTITY_HEADER", "X-Caller");
+            jail.set_env("GATEWAY_CALLERS__SERVICE__BATCH__RATE", "5");
+            jail.set_env(
+                "GATEWAY_CALLERS__SERVICE__INDEXER__ALLOW",
+                "[feed.read, reactions.*]",
+            );
+            let c = Config::load(Some(Path::new("gw.toml"))).unwrap();
+            let callers = c.callers.unwrap();
+            assert_eq!(callers.identity_header.unwrap().as_str(), "x-caller");
+            assert_eq!(callers.services[0].name, "batch");
+            assert_eq!(callers.services[0].rate, Some((5.0, 5)));
+            let allowed = callers.services[1].allow.iter().filter(|a| **a).count();
+            assert!(allowed > 1, "feed.read and the reactions");
+            jail.set_env("GATEWAY_CALLERS__SERVICE__BATCH__RATE", "0");
+            let e = Config::load(Some(Path::new("gw.toml"))).unwrap_err();
+            assert_eq!(
+                e.to_string().split(':').nth(1).unwrap().trim(),
+                "callers.service.batch.rate"
+            );
+            Ok(())
+        });
+        let e = err(base().merge(("callers.service.web.allow", ["feed.raed"])));
+        assert_eq!(e.key, "callers.service.web.allow");
+        let e = err(base().merge(("callers.service.web.cidrs", ["10.0.0.0/99"])));
+        assert_eq!(e.key, "callers.service.web.cidrs");
+        let e = err(base().merge(("callers.service.web.speed", 3)));
+        assert!(e.key.starts_with("callers"), "{e}");
     }
 
     #[test]

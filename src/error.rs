@@ -48,6 +48,21 @@ pub enum ApiError {
     /// 503, code 1: over `server.max_concurrency`, or draining.
     #[error("{0}")]
     Overloaded(String),
+    /// A caller over its rate, or Stream's window spent: 429, with `Retry-After`.
+    #[error("{}", .0.detail)]
+    RateLimited(RateLimited),
+}
+
+/// A 429 the gateway answers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimited {
+    /// What is limited, and by which key.
+    pub detail: String,
+    /// `Retry-After`, whole seconds.
+    pub retry_after_s: u64,
+    /// Stream's window as it last reported it (limit, remaining, reset), sent back as its
+    /// `X-Ratelimit-*` headers when the refusal is Stream's window's.
+    pub window: Option<(u64, u64, u64)>,
 }
 
 fn allow_list(m: &[Method]) -> String {
@@ -71,6 +86,7 @@ impl ApiError {
             }
             ApiError::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, 1, "UpstreamTimeout"),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, 1, "Overloaded"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, 9, "RateLimitReached"),
         }
     }
 }
@@ -95,6 +111,15 @@ impl IntoResponse for ApiError {
             body["exception_fields"] = json!({ i.field.as_str(): [i.reason.as_str()] });
         }
         let mut resp = (status, axum::Json(body)).into_response();
+        if let ApiError::RateLimited(r) = &self {
+            let h = resp.headers_mut();
+            h.insert(header::RETRY_AFTER, HeaderValue::from(r.retry_after_s));
+            if let Some((limit, remaining, reset)) = r.window {
+                h.insert("x-ratelimit-limit", HeaderValue::from(limit));
+                h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+                h.insert("x-ratelimit-reset", HeaderValue::from(reset));
+            }
+        }
         if let ApiError::MethodNotAllowed(m) = &self {
             if let Ok(v) = HeaderValue::from_str(&allow_list(m)) {
                 resp.headers_mut().insert(header::ALLOW, v);
@@ -200,5 +225,36 @@ mod tests {
         let (_, v, resp) = body(ApiError::MethodNotAllowed(vec![Method::Get, Method::Post])).await;
         assert_eq!(resp.headers()[header::ALLOW], "GET, POST");
         assert!(v["detail"].as_str().unwrap().contains("GET, POST"));
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_is_streams_429_with_retry_after_and_the_window_when_known() {
+        let own = RateLimited {
+            detail: "caller batch is over its rate".into(),
+            retry_after_s: 2,
+            window: None,
+        };
+        let (s, v, resp) = body(ApiError::RateLimited(own.clone())).await;
+        assert_eq!(
+            (s.as_u16(), &v["code"], &v["exception"]),
+            (429, &9.into(), &"RateLimitReached".into())
+        );
+        assert_eq!(v["detail"], "caller batch is over its rate");
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+        assert!(resp.headers().get("x-ratelimit-remaining").is_none());
+        let stream = RateLimited {
+            window: Some((300, 0, 1_700_000_030)),
+            ..own
+        };
+        let (_, _, resp) = body(ApiError::RateLimited(stream)).await;
+        let h = resp.headers();
+        assert_eq!(
+            (&h["x-ratelimit-limit"], &h["x-ratelimit-remaining"]),
+            (
+                &"300".parse::<HeaderValue>().unwrap(),
+                &"0".parse::<HeaderValue>().unwrap()
+            )
+        );
+        assert_eq!(h["x-ratelimit-reset"], "1700000030");
     }
 }

@@ -7,6 +7,7 @@
 //! - [`error`]: the one HTTP error type, rendered as Stream's error body;
 //! - [`proxy`]: the `/api/v1.0/` handler, forwarding and the retry policy;
 //! - [`tokens`]: `POST /tokens`, short-lived frontend tokens under a policy;
+//! - [`callers`]: which service calls, what it may call and how fast; Stream's window respected;
 //! - [`emulator`]: Stream's API in memory, served on its own port, verifying as Stream does;
 //! - [`app`]: binds, builds the router and serves until shutdown;
 //! - [`server`]: the accept loop: connection limit, head and idle timeouts, draining;
@@ -15,6 +16,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod callers;
 pub mod config;
 pub mod emulator;
 pub mod error;

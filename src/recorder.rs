@@ -18,6 +18,11 @@ pub struct RequestInfo {
     pub attempts: u32,
 }
 
+/// The caller a request came from, when `[callers]` is configured (in the response's
+/// extensions, for the access log).
+#[derive(Debug, Clone)]
+pub struct CallerName(pub std::sync::Arc<str>);
+
 /// Latency buckets, seconds.
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -71,6 +76,8 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_overloaded_total", None, "Requests refused with 503 over server.max_concurrency.", 'c'),
     ("gateway_connections_refused_total", None, "Connections closed at once over server.max_connections.", 'c'),
     ("gateway_config_reloads_total", None, "Reloads of the secret or the configuration, by result (ok, error).", 'c'),
+    ("gateway_caller_requests_total", None, "Requests by caller ([callers]), endpoint and outcome: allowed, forbidden, rate_limited, upstream_limited.", 'c'),
+    ("gateway_upstream_ratelimit_remaining", None, "Calls left in Stream's rate-limit window, by endpoint, as Stream last reported ([callers]).", 'g'),
 ];
 
 impl Metrics {
@@ -111,6 +118,12 @@ impl Metrics {
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
         self.recorder
             .register_counter(&Self::key(name, labels), &META)
+    }
+
+    /// A gauge with these labels.
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        self.recorder
+            .register_gauge(&Self::key(name, labels), &META)
     }
 
     /// A histogram with these labels.

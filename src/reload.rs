@@ -214,7 +214,11 @@ impl Reloader {
             self.watch = FileWatch::default();
         }
         self.gw.token_policy.store(Arc::new(config.tokens));
-        // [callers]: the callers' policy in force is replaced here, as [tokens] just above.
+        self.gw.callers.replace(config.callers.as_ref());
+        if self.running.callers.is_none() && raw.callers.is_some() {
+            // The server records source addresses only when [callers] is there at start-up.
+            tracing::warn!("[callers] added by a reload: callers are known by their header only (not by `cidrs`) until a restart");
+        }
 
         let mut ignored = Vec::new();
         changed_keys(&to_value(&self.running), &to_value(&raw), "", &mut ignored);
@@ -225,9 +229,10 @@ impl Reloader {
         self.running.stream.api_secret = raw.stream.api_secret;
         self.running.stream.api_secret_file = raw.stream.api_secret_file;
         self.running.tokens = raw.tokens;
+        self.running.callers = raw.callers;
         tracing::info!(
             secret_rotated = rotated,
-            "configuration reloaded: the secret and [tokens] in force are the configured ones"
+            "configuration reloaded: the secret, [tokens] and [callers] in force are the configured ones"
         );
         self.count("ok");
     }
@@ -235,7 +240,11 @@ impl Reloader {
 
 /// The keys a reload puts in force.
 fn reloaded(key: &str) -> bool {
-    key == "stream.api_secret" || key == "stream.api_secret_file" || key.starts_with("tokens.")
+    key == "stream.api_secret"
+        || key == "stream.api_secret_file"
+        || key.starts_with("tokens.")
+        || key == "callers"
+        || key.starts_with("callers.")
 }
 
 fn config_error(problem: &str) -> ConfigError {
@@ -490,6 +499,60 @@ mod tests {
             "an empty secret file fails the reload"
         );
         assert_eq!(gw.keys.load().secret().expose(), "new-secret");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_request_puts_the_callers_policy_in_force() {
+        let dir = temp_dir();
+        std::fs::write(dir.join("secret"), "a-secret").unwrap();
+        let toml = dir.join("gw.toml");
+        std::fs::write(&toml, "").unwrap();
+        let (b, t) = (base(&dir), toml.clone());
+        let load: Load = Arc::new(move || b.clone().merge(Toml::file_exact(&t)));
+        let f = load();
+        let gw = gateway(&f);
+        let reloads_ = Reloads::start(gw.clone(), &f, load);
+        let endpoint = |name: &str| {
+            crate::stream::endpoint::ENDPOINTS
+                .iter()
+                .find(|e| e.name == name)
+                .unwrap()
+        };
+        let refused = |gw: Arc<AppState>, name: &'static str| async move {
+            let headers = axum::http::HeaderMap::new();
+            gw.callers
+                .admit(&headers, None, endpoint(name))
+                .await
+                .refused
+                .is_some()
+        };
+        assert!(
+            !refused(gw.clone(), "feed.add").await,
+            "no [callers]: all allowed"
+        );
+
+        std::fs::write(
+            &toml,
+            "[callers.service.default]\nallow = [\"feed.read\"]\n",
+        )
+        .unwrap();
+        reloads_.request();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(reloads(&gw, "ok"), 1);
+        assert!(
+            refused(gw.clone(), "feed.add").await,
+            "the reloaded allow list is in force"
+        );
+        assert!(!refused(gw.clone(), "feed.read").await);
+
+        std::fs::write(&toml, "").unwrap();
+        reloads_.request();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            !refused(gw.clone(), "feed.add").await,
+            "[callers] removed: all allowed again"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

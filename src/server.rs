@@ -40,6 +40,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// `server.idle_timeout_ms`.
     pub idle_timeout: Duration,
+    /// Put the peer's address in each request's extensions (`ConnectInfo`): `[callers]` needs it.
+    pub peer_addr: bool,
 }
 
 /// Serves `router` on `listener` until `stop` resolves, then stops accepting, lets every
@@ -58,9 +60,9 @@ pub async fn serve(
     let (open_tx, open_rx) = watch::channel(());
     tokio::pin!(stop);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, most likely: wait for some to close rather than
                     // spin on the error.
@@ -82,7 +84,7 @@ pub async fn serve(
         };
         // Small responses go out at once rather than waiting on Nagle and delayed ACKs.
         let _ = stream.set_nodelay(true);
-        let conn = connection(stream, router.clone(), limits, stop_rx.clone(), slot);
+        let conn = connection(stream, peer, router.clone(), limits, stop_rx.clone(), slot);
         let open = open_rx.clone();
         tokio::spawn(async move {
             conn.await;
@@ -98,6 +100,7 @@ pub async fn serve(
 /// One connection, from accept to close.
 async fn connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     router: Router,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
@@ -116,7 +119,12 @@ async fn connection(
             let busy = Busy::start(&clock);
             let router = router.clone();
             async move {
-                let resp = router.oneshot(req.map(Body::new)).await;
+                let mut req = req.map(Body::new);
+                if limits.peer_addr {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                }
+                let resp = router.oneshot(req).await;
                 drop(busy);
                 resp.map_err(|never| -> Infallible { match never {} })
             }
@@ -315,6 +323,7 @@ mod tests {
             max_connections: 1,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            peer_addr: false,
         }
     }
 

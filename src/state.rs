@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::auth::Keys;
+use crate::callers::Callers;
 use crate::config::{Config, TokensConfig};
 use crate::error::ApiError;
 use crate::recorder::Metrics;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub(crate) body_limiter: tokio::sync::Semaphore,
     /// Set on SIGTERM: `/readyz` answers 503.
     pub(crate) draining: AtomicBool,
+    /// Who may call what, how fast, and Stream's rate-limit window (`[callers]`).
+    pub(crate) callers: Callers,
 }
 
 impl AppState {
@@ -51,8 +54,10 @@ impl AppState {
     pub fn new(config: Config) -> Result<Self, ClientError> {
         let s = &config.stream;
         let upstream = Upstream::new(&config.upstream, &s.base_url, &s.api_key)?;
+        let metrics = Arc::new(Metrics::new());
         Ok(Self {
-            metrics: Arc::new(Metrics::new()),
+            callers: Callers::new(config.callers.as_ref(), metrics.clone()),
+            metrics,
             limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
@@ -67,6 +72,11 @@ impl AppState {
     /// The validated configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The caller policy, to replace it at run time.
+    pub fn callers(&self) -> &Callers {
+        &self.callers
     }
 
     /// The app's metrics.

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-use crate::recorder::{Metrics, RequestInfo};
+use crate::recorder::{CallerName, Metrics, RequestInfo};
 
 /// Installs the global subscriber; a second call is a no-op (tests build several apps).
 pub fn init(format: LogFormat) {
@@ -73,6 +73,7 @@ pub async fn access_log(State(metrics): State<Arc<Metrics>>, req: Request, next:
             endpoint: fixed_route(&path),
             attempts: 0,
         });
+    let caller: Option<&str> = resp.extensions().get::<CallerName>().map(|c| &*c.0);
     let took: Duration = started.elapsed();
     let status = resp.status();
     metrics.request_done(info.endpoint, status, took);
@@ -84,6 +85,7 @@ pub async fn access_log(State(metrics): State<Arc<Metrics>>, req: Request, next:
                 method = %method,
                 path = %path,
                 endpoint = info.endpoint,
+                caller,
                 status = status.as_u16(),
                 attempts = info.attempts,
                 duration_ms,

@@ -8,6 +8,10 @@
 //! - `GET /_emulator/requests`: the last requests received (method, target, headers, body);
 //! - `PUT /_emulator/secrets` `{"secrets": ["..."]}`: the API secrets taken from now on (one,
 //!   or old and new during a rotation); anything signed otherwise is still refused. Never shown.
+//! - `POST /_emulator/ratelimit` `{"method"?, "path_prefix", "limit", "reset_in_s"}`: Stream's
+//!   rate limit on matching requests: a window opens with the first one and lasts
+//!   `reset_in_s`; its first `limit` requests are served, the rest answered 429 (code 9), all
+//!   with `X-Ratelimit-Limit/Remaining/Reset` counting down; `DELETE` removes it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +50,20 @@ pub struct Fault {
     pub retry_after: Option<String>,
     /// How many matching requests it applies to.
     pub times: u32,
+}
+
+/// Stream's rate limit on matching requests, windows of `reset_in_s` from the first request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RateRule {
+    /// Only this method (any when absent).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Paths starting with this.
+    pub path_prefix: String,
+    /// Requests served per window.
+    pub limit: u64,
+    /// Length of a window, seconds.
+    pub reset_in_s: u64,
 }
 
 /// A request as the emulator received it.
@@ -125,28 +143,51 @@ pub async fn faults_and_log(
             return resp;
         }
     }
-    let mut resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    // Stream sends its rate-limit state on every response.
-    let reset = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
-        .as_secs()
-        / 60
-        * 60
-        + 60;
+        .as_secs();
+    let counted = st.count_call(&parts.method, parts.uri.path(), now);
+    let mut resp = match counted {
+        Some(w) if w.over => stream_error(
+            429,
+            9,
+            "RateLimitReached",
+            "emulator: rate limit reached for this window",
+        )
+        .into_response(),
+        _ => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+    };
+    // Stream sends its rate-limit state on every response; without a rule, a constant one.
+    let (limit, remaining, reset) = counted.map_or((1000, 999, now / 60 * 60 + 60), |w| {
+        (w.limit, w.remaining, w.reset)
+    });
     let h = resp.headers_mut();
-    h.insert(
-        "x-ratelimit-limit",
-        axum::http::HeaderValue::from_static("1000"),
-    );
+    h.insert("x-ratelimit-limit", axum::http::HeaderValue::from(limit));
     h.insert(
         "x-ratelimit-remaining",
-        axum::http::HeaderValue::from_static("999"),
+        axum::http::HeaderValue::from(remaining),
     );
     h.insert("x-ratelimit-reset", axum::http::HeaderValue::from(reset));
     resp
+}
+
+/// `POST /_emulator/ratelimit`
+pub async fn set_rate_limit(
+    State(st): State<Arc<EmulatorState>>,
+    Json(r): Json<RateRule>,
+) -> StatusCode {
+    st.set_rate_rule(Some(r));
+    StatusCode::CREATED
+}
+
+/// `DELETE /_emulator/ratelimit`
+pub async fn clear_rate_limit(State(st): State<Arc<EmulatorState>>) -> StatusCode {
+    st.set_rate_rule(None);
+    StatusCode::NO_CONTENT
 }
 
 /// `POST /_emulator/faults`

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::auth::Secret;
-pub use admin::{Fault, Received};
+pub use admin::{Fault, RateRule, Received};
 pub use routes::router;
 pub use state::EmulatorState;
 pub use store::groups::{FeedGroups, FeedKind};

@@ -33,8 +33,12 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
                 .get(admin::list_faults),
         )
         .route("/_emulator/requests", get(admin::list_requests))
-        .route("/_emulator/reset", post(admin::reset))
-        .route("/_emulator/secrets", put(admin::set_secrets));
+        .route("/_emulator/secrets", put(admin::set_secrets))
+        .route(
+            "/_emulator/ratelimit",
+            post(admin::set_rate_limit).delete(admin::clear_rate_limit),
+        )
+        .route("/_emulator/reset", post(admin::reset));
     api.merge(admin).with_state(state)
 }
 

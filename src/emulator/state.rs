@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use axum::http::Method;
 
-use super::admin::{Fault, Received};
+use super::admin::{Fault, RateRule, Received};
 use super::call::Call;
 use super::reply::EmuError;
 use super::store::groups::FeedGroups;
@@ -25,6 +25,22 @@ pub struct EmulatorState {
     store: Mutex<Store>,
     faults: Mutex<Vec<Fault>>,
     log: Mutex<VecDeque<Received>>,
+    /// Stream's rate limit, when set: the rule, and the current window (its end, unix
+    /// seconds, and the requests counted in it).
+    rate: Mutex<Option<(RateRule, u64, u64)>>,
+}
+
+/// Where a rate-limited request stands in its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowState {
+    /// Requests per window.
+    pub limit: u64,
+    /// Left after this one.
+    pub remaining: u64,
+    /// The window's end, unix seconds.
+    pub reset: u64,
+    /// This request is over the limit: 429.
+    pub over: bool,
 }
 
 impl EmulatorState {
@@ -39,6 +55,7 @@ impl EmulatorState {
             store: Mutex::new(Store::new(groups)),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(VecDeque::new()),
+            rate: Mutex::new(None),
         }
     }
 
@@ -85,6 +102,38 @@ impl EmulatorState {
         }
         self.faults.lock().clear();
         self.log.lock().clear();
+        *self.rate.lock() = None;
+    }
+
+    /// Sets (or with `None` removes) Stream's rate limit.
+    pub fn set_rate_rule(&self, rule: Option<RateRule>) {
+        *self.rate.lock() = rule.map(|r| (r, 0, 0));
+    }
+
+    /// Counts a request against the rate limit, if one is set and matches it, at `now`
+    /// (unix seconds).
+    pub fn count_call(&self, method: &Method, path: &str, now: u64) -> Option<WindowState> {
+        let mut rate = self.rate.lock();
+        let (rule, end, used) = rate.as_mut()?;
+        let applies = path.starts_with(&rule.path_prefix)
+            && rule
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()));
+        if !applies {
+            return None;
+        }
+        if now >= *end {
+            *end = now + rule.reset_in_s.max(1);
+            *used = 0;
+        }
+        *used += 1;
+        Some(WindowState {
+            limit: rule.limit,
+            remaining: rule.limit.saturating_sub(*used),
+            reset: *end,
+            over: *used > rule.limit,
+        })
     }
 
     /// Takes one use of the first fault matching the request, if any.

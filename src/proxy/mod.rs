@@ -14,12 +14,13 @@ use tokio::time::Instant;
 
 use crate::config::BatchAuth;
 use crate::error::ApiError;
-use crate::recorder::RequestInfo;
+use crate::recorder::{CallerName, RequestInfo};
 use crate::state::AppState;
 use crate::stream::endpoint::{AuthKind, BodyKind, Idempotency};
 use crate::stream::{body, query, route, Method, RouteError};
 use crate::upstream::client::{Answer, Credential, Prepared};
 use crate::upstream::retry::{Outcome, Unusable};
+use crate::upstream::Tapped;
 
 /// The handler for every path under `/api/v1.0/`.
 pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
@@ -28,11 +29,15 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
         endpoint: "unknown",
         attempts: 0,
     };
-    let mut resp = match proxy(&st, &parts, body, &mut info).await {
+    let mut caller = None;
+    let mut resp = match proxy(&st, &parts, body, &mut info, &mut caller).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
     resp.extensions_mut().insert(info);
+    if let Some(c) = caller {
+        resp.extensions_mut().insert(CallerName(c));
+    }
     resp
 }
 
@@ -44,6 +49,7 @@ async fn proxy(
     parts: &Parts,
     body: Body,
     trace: &mut RequestInfo,
+    caller: &mut Option<Arc<str>>,
 ) -> Result<Response, ApiError> {
     // One deadline for the whole request: reading the body, every attempt, every backoff.
     let deadline = Instant::now() + st.config.upstream.deadline;
@@ -66,6 +72,9 @@ async fn proxy(
     // dropped: left unread, the HTTP layer closes the connection after the answer, and a
     // client's next request on it fails (stream-python sends `{}` with every DELETE).
     let raw = st.receive_body(&parts.headers, body, deadline).await?;
+    // The caller's policy, once the body is in (a refusal with the body unread would close
+    // the caller's connection) and before it is checked or anything goes upstream.
+    st.callers.admit_request(parts, ep, caller).await?;
     let (body, keyed) = if ep.body == BodyKind::None {
         (None, false)
     } else {
@@ -112,7 +121,13 @@ async fn proxy(
     let result = st
         .retries
         .run(
-            &st.upstream,
+            // With callers configured, every answer tells the window tracker what Stream says.
+            &Tapped {
+                inner: &st.upstream,
+                tap: caller.is_some().then_some(|a: &Answer| {
+                    st.callers.observe(ep, a.status.as_u16(), &a.headers);
+                }),
+            },
             &st.metrics,
             &prepared,
             idempotent,

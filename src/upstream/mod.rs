@@ -28,6 +28,25 @@ pub trait Transport {
     ) -> impl Future<Output = Result<Answer, Outcome>> + Send;
 }
 
+/// A transport that shows each of Stream's answers to `tap` (when there is one) before the
+/// retry loop sees it: every attempt's headers, not only the last one's.
+pub struct Tapped<'a, T, F> {
+    /// The transport that sends.
+    pub inner: &'a T,
+    /// What sees each answer.
+    pub tap: Option<F>,
+}
+
+impl<T: Transport + Sync, F: Fn(&Answer) + Sync> Transport for Tapped<'_, T, F> {
+    async fn send(&self, req: &Prepared, timeout: Duration) -> Result<Answer, Outcome> {
+        let result = self.inner.send(req, timeout).await;
+        if let (Ok(a), Some(tap)) = (&result, &self.tap) {
+            tap(a);
+        }
+        result
+    }
+}
+
 /// The retry loop's settings and its shared budget.
 #[derive(Debug)]
 pub struct RetryLoop {
@@ -340,6 +359,33 @@ mod tests {
         assert_eq!(r, Err(Outcome::Timeout));
         // Each attempt alone would take 3 s (its timeout): the deadline cut it at 600 ms.
         assert_eq!(took, deadline);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tap_sees_every_answer_retries_included() {
+        let script = Script::new(&[limited("1"), status(201)]);
+        let seen = Mutex::new(Vec::new());
+        let tapped = Tapped {
+            inner: &script,
+            tap: Some(|a: &Answer| seen.lock().push(a.status.as_u16())),
+        };
+        let mut trace = RequestInfo {
+            endpoint: "test",
+            attempts: 0,
+        };
+        let deadline = Instant::now() + DEADLINE;
+        let r = retry_loop(2)
+            .run(
+                &tapped,
+                &Metrics::new(),
+                &request(),
+                false,
+                deadline,
+                &mut trace,
+            )
+            .await;
+        assert_eq!(r.unwrap().status, 201);
+        assert_eq!(*seen.lock(), [429, 201]);
     }
 
     #[tokio::test(start_paused = true)]

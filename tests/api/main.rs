@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod adversarial;
+mod callers;
 mod concurrency;
 mod connections;
 mod emulator_activities;

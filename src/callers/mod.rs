@@ -1,0 +1,342 @@
+//! Callers: which service is calling, what it may call and how fast, and Stream's own
+//! rate-limit window, respected, so one service's flood cannot spend every other's share.
+//!
+//! - [`settings`]: `[callers]` as read and validated;
+//! - [`bucket`]: a token bucket per caller (`rate`, `burst`);
+//! - [`window`]: Stream's `X-Ratelimit-*` window per endpoint, and the reserve kept for callers;
+//! - here: [`Callers`], the one handle the proxy asks ([`Callers::admit`]) before anything goes
+//!   upstream, and tells ([`Callers::observe`]) what Stream answered. Its policy can be replaced at run
+//!   time ([`Callers::replace`]); the window is Stream's and outlives a policy.
+//!
+//! Without `[callers]` nothing is identified, limited or tracked: [`Callers::admit`] reads one
+//! flag and answers at once.
+
+pub mod bucket;
+pub mod settings;
+pub mod window;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwapOption;
+use http::HeaderMap;
+use metrics::{Counter, Gauge};
+use tokio::time::Instant;
+
+use crate::error::{ApiError, RateLimited};
+use crate::recorder::Metrics;
+use crate::stream::endpoint::{Endpoint, ENDPOINTS};
+use bucket::{whole_seconds, Bucket};
+pub use settings::{CallersFile, Settings, SettingsError, DEFAULT_CALLER};
+use window::{Report, Window};
+
+/// What became of a caller's request, the `outcome` label of `gateway_caller_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Sent on.
+    Allowed = 0,
+    /// Not in the caller's `allow` list: 403.
+    Forbidden = 1,
+    /// The caller's bucket is empty: 429.
+    RateLimited = 2,
+    /// Stream's window is spent, or what is left is kept for other callers: 429.
+    UpstreamLimited = 3,
+}
+
+impl Verdict {
+    const ALL: [Verdict; 4] = [
+        Verdict::Allowed,
+        Verdict::Forbidden,
+        Verdict::RateLimited,
+        Verdict::UpstreamLimited,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Forbidden => "forbidden",
+            Verdict::RateLimited => "rate_limited",
+            Verdict::UpstreamLimited => "upstream_limited",
+        }
+    }
+}
+
+/// What [`Callers::admit`] decided.
+#[derive(Debug)]
+pub struct Admission {
+    /// The caller's name, when `[callers]` is configured (for the access log).
+    pub caller: Option<Arc<str>>,
+    /// Why the request is refused, if it is.
+    pub refused: Option<ApiError>,
+}
+
+/// The handle the proxy asks: the current policy (replaceable) and Stream's window.
+#[derive(Debug)]
+pub struct Callers {
+    /// Whether a policy is in force: without `[callers]`, one relaxed load is the whole cost.
+    on: AtomicBool,
+    policy: ArcSwapOption<Policy>,
+    window: Window,
+    /// `gateway_upstream_ratelimit_remaining`, per endpoint, registered on first report.
+    remaining: Box<[OnceLock<Gauge>]>,
+    metrics: Arc<Metrics>,
+}
+
+impl Callers {
+    /// The handle for `settings` (`None`: no `[callers]` section).
+    pub fn new(settings: Option<&Settings>, metrics: Arc<Metrics>) -> Self {
+        let callers = Self {
+            on: AtomicBool::new(false),
+            policy: ArcSwapOption::empty(),
+            window: Window::new(ENDPOINTS.len()),
+            remaining: (0..ENDPOINTS.len()).map(|_| OnceLock::new()).collect(),
+            metrics,
+        };
+        callers.replace(settings);
+        callers
+    }
+
+    /// Puts a new policy in force (`None`: none at all); requests already admitted are not
+    /// affected. Buckets start full.
+    pub fn replace(&self, settings: Option<&Settings>) {
+        let policy = settings.map(|s| Arc::new(Policy::compile(s, Instant::now())));
+        let on = policy.is_some();
+        self.policy.store(policy);
+        self.on.store(on, Ordering::Release);
+    }
+
+    /// Whether this caller may make this call now: identifies the caller from the identity
+    /// header and the peer address, checks its allow list, Stream's window (and the reserve
+    /// kept for others), then takes from its bucket. Counted in `gateway_caller_requests_total`.
+    pub async fn admit(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        endpoint: &'static Endpoint,
+    ) -> Admission {
+        let guard = self.on.load(Ordering::Acquire).then(|| self.policy.load());
+        let Some(policy) = guard.as_ref().and_then(|g| g.as_ref()) else {
+            return Admission {
+                caller: None,
+                refused: None,
+            };
+        };
+        let i = endpoint.id as usize;
+        let caller = policy.identify(headers, peer.map(|p| p.ip().to_canonical()));
+        let (verdict, refused) = self.decide(policy, caller, endpoint, Instant::now());
+        caller
+            .counter(&self.metrics, endpoint, i, verdict)
+            .increment(1);
+        Admission {
+            caller: Some(caller.name.clone()),
+            refused,
+        }
+    }
+
+    /// [`Callers::admit`] for a request: the peer's address from its `ConnectInfo`; the
+    /// caller's name goes into `caller`, admitted or not.
+    pub async fn admit_request(
+        &self,
+        parts: &http::request::Parts,
+        endpoint: &'static Endpoint,
+        caller: &mut Option<Arc<str>>,
+    ) -> Result<(), ApiError> {
+        if !self.on.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let admission = self.admit(&parts.headers, peer, endpoint).await;
+        *caller = admission.caller;
+        admission.refused.map_or(Ok(()), Err)
+    }
+
+    fn decide(
+        &self,
+        policy: &Policy,
+        caller: &Compiled,
+        endpoint: &'static Endpoint,
+        now: Instant,
+    ) -> (Verdict, Option<ApiError>) {
+        let (i, name) = (endpoint.id as usize, &*caller.name);
+        if !caller.allow[i] {
+            let detail = format!(
+                "caller {name} may not call {} (callers.service.{name}.allow)",
+                endpoint.name
+            );
+            return (Verdict::Forbidden, Some(ApiError::NotAllowed(detail)));
+        }
+        let others = (policy.reserved - caller.reserve).max(0.0);
+        if let Err(spent) = self.window.check(i, others, now) {
+            let detail = if spent.reserved {
+                format!(
+                    "what is left of Stream's rate limit for {} is kept for other callers; \
+                     retry after the reset",
+                    endpoint.name
+                )
+            } else {
+                format!(
+                    "Stream's rate limit for {} is spent until its reset; not sent",
+                    endpoint.name
+                )
+            };
+            let r = spent.report;
+            let refusal = RateLimited {
+                detail,
+                retry_after_s: whole_seconds(spent.wait),
+                window: Some((r.limit, r.remaining, r.reset)),
+            };
+            return (
+                Verdict::UpstreamLimited,
+                Some(ApiError::RateLimited(refusal)),
+            );
+        }
+        if let Some(bucket) = &caller.bucket {
+            if let Err(wait) = bucket.take(now) {
+                let refusal = RateLimited {
+                    detail: format!(
+                        "caller {name} is over its rate (callers.service.{name}.rate); \
+                         retry later"
+                    ),
+                    retry_after_s: whole_seconds(wait),
+                    window: None,
+                };
+                return (Verdict::RateLimited, Some(ApiError::RateLimited(refusal)));
+            }
+        }
+        (Verdict::Allowed, None)
+    }
+
+    /// Records what an answer from Stream says of its endpoint's window.
+    pub fn observe(&self, endpoint: &'static Endpoint, status: u16, headers: &HeaderMap) {
+        let Some(report) = Report::parse(status, headers) else {
+            return;
+        };
+        let i = endpoint.id as usize;
+        let left = self
+            .window
+            .record(i, report, Instant::now(), SystemTime::now());
+        self.remaining[i]
+            .get_or_init(|| {
+                self.metrics.gauge(
+                    "gateway_upstream_ratelimit_remaining",
+                    &[("endpoint", endpoint.name)],
+                )
+            })
+            .set(left as f64);
+    }
+}
+
+/// The compiled policy: callers by name and network, each with its bucket.
+#[derive(Debug)]
+struct Policy {
+    identity_header: Option<http::HeaderName>,
+    callers: Vec<Compiled>,
+    /// The index of `default` in `callers` (added, unlimited, when not configured).
+    default: usize,
+    /// The reserves of all callers, added.
+    reserved: f64,
+}
+
+#[derive(Debug)]
+struct Compiled {
+    name: Arc<str>,
+    allow: Vec<bool>,
+    bucket: Option<Bucket>,
+    cidrs: Vec<ipnet::IpNet>,
+    reserve: f64,
+    /// `gateway_caller_requests_total` handles by endpoint and outcome, registered on first use.
+    counters: Box<[OnceLock<Counter>]>,
+}
+
+impl Compiled {
+    fn new(s: &settings::Service, now: Instant) -> Self {
+        Self {
+            name: Arc::from(s.name.as_str()),
+            allow: s.allow.clone(),
+            bucket: s.rate.map(|(rate, burst)| Bucket::new(rate, burst, now)),
+            cidrs: s.cidrs.clone(),
+            reserve: s.reserve,
+            counters: (0..ENDPOINTS.len() * Verdict::ALL.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+        }
+    }
+
+    fn counter(&self, m: &Metrics, endpoint: &'static Endpoint, i: usize, v: Verdict) -> &Counter {
+        self.counters[i * Verdict::ALL.len() + v as usize].get_or_init(|| {
+            m.counter(
+                "gateway_caller_requests_total",
+                &[
+                    ("caller", &self.name),
+                    ("endpoint", endpoint.name),
+                    ("outcome", v.as_str()),
+                ],
+            )
+        })
+    }
+
+    fn knows(&self, ip: IpAddr) -> bool {
+        self.cidrs.iter().any(|n| n.contains(&ip))
+    }
+}
+
+impl Policy {
+    fn compile(s: &Settings, now: Instant) -> Self {
+        let mut callers: Vec<Compiled> = s.services.iter().map(|c| Compiled::new(c, now)).collect();
+        let default = match callers.iter().position(|c| &*c.name == DEFAULT_CALLER) {
+            Some(i) => i,
+            None => {
+                let everything = settings::Service {
+                    name: DEFAULT_CALLER.into(),
+                    allow: vec![true; ENDPOINTS.len()],
+                    rate: None,
+                    cidrs: Vec::new(),
+                    reserve: 0.0,
+                };
+                callers.push(Compiled::new(&everything, now));
+                callers.len() - 1
+            }
+        };
+        Self {
+            identity_header: s.identity_header.clone(),
+            reserved: callers.iter().map(|c| c.reserve).sum(),
+            callers,
+            default,
+        }
+    }
+
+    /// The caller the identity header names (from inside its networks, when it has any);
+    /// else the caller whose network holds the peer most narrowly; else `default`.
+    fn identify(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> &Compiled {
+        let named = self
+            .identity_header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .and_then(|v| self.callers.iter().find(|c| c.name.eq_ignore_ascii_case(v)));
+        if let Some(c) = named {
+            if c.cidrs.is_empty() || peer.is_some_and(|p| c.knows(p)) {
+                return c;
+            }
+        }
+        let by_address = peer.and_then(|p| {
+            self.callers
+                .iter()
+                .flat_map(|c| c.cidrs.iter().map(move |n| (c, n)))
+                .filter(|(_, n)| n.contains(&p))
+                .max_by_key(|(_, n)| n.prefix_len())
+                .map(|(c, _)| c)
+        });
+        by_address.unwrap_or(&self.callers[self.default])
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,367 @@
+//! `[callers]` as read ([`CallersFile`]) and validated ([`Settings`]): who a caller is, what
+//! it may call, at what rate, and what share of Stream's window is kept for it. A problem
+//! names its key (`callers.service.batch.rate`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::stream::endpoint::ENDPOINTS;
+
+/// The caller that covers everyone not otherwise known.
+pub const DEFAULT_CALLER: &str = "default";
+
+/// `[callers]` as read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallersFile {
+    /// The header naming the caller (set by the mesh or the service itself).
+    pub identity_header: Option<String>,
+    /// `[callers.service.<name>]`.
+    pub service: BTreeMap<String, ServiceFile>,
+}
+
+/// `[callers.service.<name>]` as read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceFile {
+    /// Endpoint names, `family.*` or `*`; none: every endpoint.
+    pub allow: Option<Vec<String>>,
+    /// Requests per second; none: no limit.
+    pub rate: Option<f64>,
+    /// Bucket size; none: `ceil(rate)`.
+    pub burst: Option<u64>,
+    /// Source networks the caller is known by (and the only ones its header is taken from).
+    pub cidrs: Vec<String>,
+    /// Share (0 to 1) of each Stream window kept for this caller.
+    pub reserve: Option<f64>,
+}
+
+/// Why `[callers]` is refused: the dotted key and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    /// The dotted key.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn problem(key: String, problem: impl Into<String>) -> SettingsError {
+    SettingsError {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// `[callers]`, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The header naming the caller, if callers are known by one.
+    pub identity_header: Option<http::HeaderName>,
+    /// Every configured caller, `default` included when configured, by name.
+    pub services: Vec<Service>,
+}
+
+/// One caller, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    /// Lower-case letters, digits, `_` and `-`.
+    pub name: String,
+    /// By the endpoint table's index: whether the caller may call it.
+    pub allow: Vec<bool>,
+    /// Requests per second and bucket size.
+    pub rate: Option<(f64, u32)>,
+    /// Networks the caller is known by.
+    pub cidrs: Vec<IpNet>,
+    /// Share of each Stream window kept for this caller.
+    pub reserve: f64,
+}
+
+impl Settings {
+    /// Validates `[callers]`; the first problem names its key.
+    pub fn validate(f: CallersFile) -> Result<Self, SettingsError> {
+        let identity_header = match f.identity_header.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(h) => Some(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                problem(
+                    "callers.identity_header".into(),
+                    format!("{h:?} is not a header name"),
+                )
+            })?),
+        };
+        let mut services = Vec::with_capacity(f.service.len());
+        let mut reserved = 0.0;
+        for (name, s) in f.service {
+            let service = Service::validate(name, s)?;
+            reserved += service.reserve;
+            if reserved > 1.0 + 1e-9 {
+                return Err(problem(
+                    format!("callers.service.{}.reserve", service.name),
+                    "the reserves of all callers add up to more than 1",
+                ));
+            }
+            services.push(service);
+        }
+        Ok(Self {
+            identity_header,
+            services,
+        })
+    }
+}
+
+impl Service {
+    fn validate(name: String, s: ServiceFile) -> Result<Self, SettingsError> {
+        let key = |k: &str| format!("callers.service.{name}.{k}");
+        let name_ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !name_ok {
+            return Err(problem(
+                format!("callers.service.{name}"),
+                "a caller's name is 1 to 64 lower-case letters, digits, `_` or `-`",
+            ));
+        }
+        let allow = match &s.allow {
+            None => vec![true; ENDPOINTS.len()],
+            Some(patterns) => allowed(patterns).map_err(|p| problem(key("allow"), p))?,
+        };
+        let rate = match (s.rate, s.burst) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(problem(key("burst"), format!("needs {}", key("rate"))));
+            }
+            (Some(r), _) if !(r.is_finite() && r > 0.0) => {
+                return Err(problem(
+                    key("rate"),
+                    "must be greater than 0 (requests per second)",
+                ));
+            }
+            (Some(_), Some(0)) => return Err(problem(key("burst"), "must be greater than 0")),
+            (Some(r), burst) => {
+                let burst = burst.unwrap_or(r.ceil() as u64).min(u64::from(u32::MAX));
+                Some((r, burst as u32))
+            }
+        };
+        let cidrs = s
+            .cidrs
+            .iter()
+            .map(|c| {
+                parse_cidr(c).ok_or_else(|| {
+                    problem(
+                        key("cidrs"),
+                        format!("{c:?} is not a network such as 10.1.0.0/16"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let reserve = s.reserve.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&reserve) {
+            return Err(problem(key("reserve"), "must be between 0 and 1"));
+        }
+        Ok(Self {
+            name,
+            allow,
+            rate,
+            cidrs,
+            reserve,
+        })
+    }
+}
+
+/// The endpoints a list of names, `family.*` and `*` allows, by the table's index.
+fn allowed(patterns: &[String]) -> Result<Vec<bool>, String> {
+    let mut allow = vec![false; ENDPOINTS.len()];
+    for p in patterns {
+        let matches = |name: &str| match p.strip_suffix(".*") {
+            _ if p == "*" => true,
+            Some(family) => name
+                .strip_prefix(family)
+                .is_some_and(|r| r.starts_with('.')),
+            None => name == p,
+        };
+        let mut any = false;
+        for (i, e) in ENDPOINTS.iter().enumerate() {
+            if matches(e.name) {
+                allow[i] = true;
+                any = true;
+            }
+        }
+        if !any {
+            return Err(format!(
+                "{p:?} names no endpoint: use a name from docs/endpoints.md (`feed.read`), a \
+                 family (`reactions.*`) or `*`"
+            ));
+        }
+    }
+    Ok(allow)
+}
+
+/// `10.1.0.0/16`, `fd00::/8`, or one address.
+fn parse_cidr(c: &str) -> Option<IpNet> {
+    let c = c.trim();
+    c.parse::<IpNet>()
+        .ok()
+        .or_else(|| c.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(f: ServiceFile) -> Result<Service, SettingsError> {
+        Service::validate("svc".into(), f)
+    }
+
+    fn names(allow: &[bool]) -> Vec<&'static str> {
+        ENDPOINTS
+            .iter()
+            .zip(allow)
+            .filter(|(_, a)| **a)
+            .map(|(e, _)| e.name)
+            .collect()
+    }
+
+    #[test]
+    fn a_caller_with_no_keys_may_call_everything_without_a_limit() {
+        let s = service(ServiceFile::default()).unwrap();
+        assert!(s.allow.iter().all(|a| *a));
+        assert_eq!((s.rate, s.reserve), (None, 0.0));
+    }
+
+    #[test]
+    fn allow_takes_names_families_and_a_star() {
+        let s = service(ServiceFile {
+            allow: Some(vec!["feed.read".into(), "reactions.*".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+        let n = names(&s.allow);
+        assert!(n.contains(&"feed.read") && n.contains(&"reactions.add"));
+        assert!(!n.contains(&"feed.read_enriched") && !n.contains(&"feed.add"));
+        assert!(n
+            .iter()
+            .all(|e| *e == "feed.read" || e.starts_with("reactions.")));
+        let all = service(ServiceFile {
+            allow: Some(vec!["*".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(names(&all.allow).len(), ENDPOINTS.len());
+        let none = service(ServiceFile {
+            allow: Some(vec![]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            names(&none.allow).is_empty(),
+            "an empty list allows nothing"
+        );
+    }
+
+    #[test]
+    fn an_unknown_endpoint_or_family_names_the_allow_key() {
+        for bad in ["feed.raed", "reaction.*", "feed", "feed.*x", ""] {
+            let e = service(ServiceFile {
+                allow: Some(vec![bad.into()]),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(e.key, "callers.service.svc.allow", "{bad}");
+            assert!(e.problem.contains(&format!("{bad:?}")), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn burst_defaults_to_the_rate_rounded_up() {
+        let rated = |rate, burst| {
+            service(ServiceFile {
+                rate: Some(rate),
+                burst,
+                ..Default::default()
+            })
+        };
+        assert_eq!(rated(5.0, None).unwrap().rate, Some((5.0, 5)));
+        assert_eq!(rated(0.5, None).unwrap().rate, Some((0.5, 1)));
+        assert_eq!(rated(2.5, None).unwrap().rate, Some((2.5, 3)));
+        assert_eq!(rated(5.0, Some(10)).unwrap().rate, Some((5.0, 10)));
+        assert_eq!(
+            rated(0.0, None).unwrap_err().key,
+            "callers.service.svc.rate"
+        );
+        assert_eq!(
+            rated(-1.0, None).unwrap_err().key,
+            "callers.service.svc.rate"
+        );
+        assert_eq!(
+            rated(f64::NAN, None).unwrap_err().key,
+            "callers.service.svc.rate"
+        );
+        assert_eq!(
+            rated(1.0, Some(0)).unwrap_err().key,
+            "callers.service.svc.burst"
+        );
+        let burst_alone = service(ServiceFile {
+            burst: Some(3),
+            ..Default::default()
+        });
+        assert_eq!(burst_alone.unwrap_err().key, "callers.service.svc.burst");
+    }
+
+    #[test]
+    fn cidrs_are_networks_or_addresses() {
+        let s = service(ServiceFile {
+            cidrs: vec!["10.1.0.0/16".into(), "fd00::/8".into(), "192.0.2.7".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.cidrs.len(), 3);
+        assert!(s.cidrs[2].contains(&"192.0.2.7".parse::<IpAddr>().unwrap()));
+        for bad in ["10.1.0.0/33", "10.1.0/16", "somewhere", "10.1.0.0/"] {
+            let e = service(ServiceFile {
+                cidrs: vec![bad.into()],
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(e.key, "callers.service.svc.cidrs", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_name_reserve_or_header_is_named() {
+        let e = Service::validate("Web".into(), ServiceFile::default()).unwrap_err();
+        assert_eq!(e.key, "callers.service.Web");
+        let e = service(ServiceFile {
+            reserve: Some(1.5),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.key, "callers.service.svc.reserve");
+        let mut f = CallersFile::default();
+        f.service.insert(
+            "a".into(),
+            ServiceFile {
+                reserve: Some(0.6),
+                ..Default::default()
+            },
+        );
+        f.service.insert(
+            "b".into(),
+            ServiceFile {
+                reserve: Some(0.6),
+                ..Default::default()
+            },
+        );
+        let e = Settings::validate(f.clone()).unwrap_err();
+        assert_eq!(e.key, "callers.service.b.reserve");
+        f.service.get_mut("b").unwrap().reserve = Some(0.4);
+        assert!(Settings::validate(f.clone()).is_ok());
+        f.identity_header = Some("bad header".into());
+        assert_eq!(
+            Settings::validate(f).unwrap_err().key,
+            "callers.identity_header"
+        );
+    }
+}
