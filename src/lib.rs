@@ -10,13 +10,16 @@
 //! - [`emulator`]: Stream's API in memory, served on its own port, verifying as Stream does;
 //! - [`app`]: binds, builds the router and serves until shutdown;
 //! - [`server`]: the accept loop: connection limit, head and idle timeouts, draining;
-//! - [`telemetry`]: the tracing subscriber.
+//! - [`telemetry`]: the tracing subscriber and the access log;
+//! - [`trace`]: W3C trace context, the request and attempt spans, OTLP export;
+//! - [`net`]: name resolution for the HTTP clients.
 
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod emulator;
 pub mod error;
+pub mod net;
 pub mod proxy;
 pub mod recorder;
 pub mod server;
@@ -24,4 +27,5 @@ pub mod state;
 pub mod stream;
 pub mod telemetry;
 pub mod tokens;
+pub mod trace;
 pub mod upstream;

@@ -17,6 +17,7 @@ use crate::auth::jwt::TokenCache;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::recorder::Metrics;
+use crate::trace::Tracer;
 use crate::upstream::client::{ClientError, Upstream};
 use crate::upstream::RetryLoop;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub(crate) upstream: Upstream,
     pub(crate) retries: RetryLoop,
     pub(crate) metrics: Arc<Metrics>,
+    /// Where finished spans go (nowhere unless `telemetry.otlp_endpoint` is set).
+    pub(crate) tracer: Tracer,
     /// `server.max_concurrency` permits for requests going upstream, taken once the body is
     /// in and held until Stream's answer has streamed out; a request that finds none is
     /// refused at once.
@@ -41,7 +44,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the shared state; fails only if the TLS client cannot be built.
+    /// Builds the shared state, and starts the span exporter when one is configured (so it
+    /// runs inside a runtime); fails only if a TLS client cannot be built.
     pub fn new(config: Config) -> Result<Self, ClientError> {
         let s = &config.stream;
         let upstream = Upstream::new(
@@ -50,13 +54,16 @@ impl AppState {
             &s.api_key,
             s.api_secret.clone(),
         )?;
+        let metrics = Arc::new(Metrics::new());
+        let tracer = Tracer::start(&config.telemetry, &metrics)?;
         Ok(Self {
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
             tokens: TokenCache::new(s.api_secret.clone(), s.token_ttl_s),
-            retries: RetryLoop::new(&config.upstream),
+            retries: RetryLoop::new(&config.upstream, tracer.clone()),
+            tracer,
             upstream,
             config,
         })

@@ -106,6 +106,11 @@ async fn proxy(
         body,
         credential,
         request_id: parts.headers.get("x-request-id").cloned(),
+        // The access log made the request's context; without it (a router built without
+        // that layer), one from the caller's headers.
+        trace: crate::trace::current().unwrap_or_else(|| {
+            crate::trace::Context::from_headers(&parts.headers, st.tracer.exporting())
+        }),
     };
     let result = st
         .retries

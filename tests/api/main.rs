@@ -20,5 +20,6 @@ mod operations;
 mod retries;
 mod surface;
 mod tokens;
+mod tracing;
 mod validation;
 mod walkthrough;
