@@ -101,12 +101,14 @@ pub async fn access_log(
             )
         };
     }
-    if matches!(info.endpoint, "healthz" | "readyz" | "metrics") {
+    // Probes and scrapes: quiet in the logs, and no span.
+    let probe = matches!(info.endpoint, "healthz" | "readyz" | "metrics");
+    if probe {
         line!(debug);
     } else {
         line!(info);
     }
-    if let Some(start) = wall {
+    if let Some(start) = wall.filter(|_| !probe) {
         tracer.record(SpanRecord {
             trace_id: ctx.trace_id,
             span_id: ctx.span_id,

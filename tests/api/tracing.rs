@@ -335,7 +335,15 @@ async fn a_trace_the_caller_does_not_sample_is_continued_but_not_exported() {
         "{tp}"
     );
 
-    // A sampled request after it: once its spans are in, the first request's would be too.
+    // A probe, a scrape and a sampled request after them: once the last one's spans are in,
+    // the first request's and the probes' would be too.
+    assert_eq!(
+        app.send(app.client.get(format!("http://{}/healthz", app.addr)))
+            .await
+            .status,
+        200
+    );
+    assert!(counter(&app, "gateway_otlp_spans_dropped_total").await == 0.0);
     let r = app
         .send(
             app.client
@@ -346,6 +354,11 @@ async fn a_trace_the_caller_does_not_sample_is_continued_but_not_exported() {
     assert_eq!(r.status, 200);
     collector.wait_for(2, TRACE).await;
     assert!(collector.wait_for(0, unsampled).await.is_empty());
+    let spans = collector.spans.lock().unwrap().clone();
+    assert!(
+        spans.iter().all(|s| s.trace_id == TRACE),
+        "no span for the unsampled request, /healthz or /metrics: {spans:#?}"
+    );
 
     // Without a traceparent, a new trace, sampled since spans are exported.
     assert_eq!(app.get("/feed/user/4/").await.status, 200);
