@@ -70,6 +70,9 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_tokens_minted_total", None, "Tokens minted by POST /tokens, by kind, resource and action.", 'c'),
     ("gateway_overloaded_total", None, "Requests refused with 503 over server.max_concurrency.", 'c'),
     ("gateway_connections_refused_total", None, "Connections closed at once over server.max_connections.", 'c'),
+    ("gateway_otlp_spans_exported_total", None, "Spans the OTLP collector accepted.", 'c'),
+    ("gateway_otlp_spans_failed_total", None, "Spans in exports that failed (collector down, slow or refusing).", 'c'),
+    ("gateway_otlp_spans_dropped_total", None, "Spans dropped because the export queue was full.", 'c'),
 ];
 
 impl Metrics {
