@@ -7,6 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use stream_gateway::auth::jwt::{encode, Claims, TokenCache};
 use stream_gateway::auth::{httpsig, Secret};
 use stream_gateway::stream::{body, query, route, Method};
+use stream_gateway::trace::{Context, SpanId};
 
 fn request_path(c: &mut Criterion) {
     c.bench_function("parse+validate GET feed/user/42/?limit=5", |b| {
@@ -36,6 +37,27 @@ fn request_path(c: &mut Criterion) {
         .unwrap()
         .scope();
     cache.get(&scope, now);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "traceparent",
+        http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    );
+    c.bench_function(
+        "trace context from a traceparent + one attempt's header",
+        |b| {
+            b.iter(|| {
+                let ctx = Context::from_headers(black_box(&headers), false);
+                black_box(ctx.traceparent(SpanId::random()))
+            })
+        },
+    );
+    let none = http::HeaderMap::new();
+    c.bench_function("trace context, new trace + one attempt's header", |b| {
+        b.iter(|| {
+            let ctx = Context::from_headers(black_box(&none), false);
+            black_box(ctx.traceparent(SpanId::random()))
+        })
+    });
     c.bench_function("token from cache", |b| {
         b.iter(|| black_box(cache.get(black_box(&scope), now)))
     });

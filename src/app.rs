@@ -219,9 +219,10 @@ pub fn router(gw: Arc<AppState>) -> Router {
                 .layer(SetRequestIdLayer::x_request_id(telemetry::FastRequestId))
                 // ...returned in the response...
                 .layer(PropagateRequestIdLayer::x_request_id())
-                // ...and on the one log line (and the metrics) of every request.
+                // ...and on the one log line (and the metrics) of every request, which also
+                // takes up the caller's trace (or starts one) and records the request's span.
                 .layer(axum::middleware::from_fn_with_state(
-                    gw.metrics.clone(),
+                    (gw.metrics.clone(), gw.tracer.clone()),
                     telemetry::access_log,
                 )),
         )

@@ -54,6 +54,7 @@ pub struct FileConfig {
     /// `[callers]`: absent, no caller policy at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callers: Option<crate::callers::CallersFile>,
+    pub telemetry: TelemetryFile,
 }
 
 /// `[tokens]` as read: the policy of `POST /tokens`.
@@ -255,6 +256,7 @@ pub struct Config {
     pub emulator: EmulatorSettings,
     /// `[callers]`, when the section is there.
     pub callers: Option<crate::callers::Settings>,
+    pub telemetry: TelemetryConfig,
 }
 
 /// `[tokens]`, validated.
@@ -597,6 +599,7 @@ impl Config {
             .map(crate::callers::Settings::validate)
             .transpose()
             .map_err(|e| ConfigError::new(&e.key, e.problem))?;
+        let telemetry = TelemetryConfig::validate(raw.telemetry)?;
         Ok(Config {
             server,
             stream,
@@ -605,6 +608,7 @@ impl Config {
             tokens,
             emulator,
             callers,
+            telemetry,
         })
     }
 }
@@ -900,6 +904,92 @@ fn validate_proxy(u: &str) -> Result<String, ConfigError> {
         return Err(bad());
     }
     Ok(format!("http://{authority}"))
+}
+
+/// `[telemetry]` as read: trace export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryFile {
+    /// The collector's OTLP/HTTP traces URL (`http://collector:4318/v1/traces`); none: no export.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// One export's timeout, connecting included.
+    pub otlp_timeout_ms: u64,
+    /// Longest wait for a batch to fill before it is sent.
+    pub batch_delay_ms: u64,
+    pub max_batch_spans: u64,
+    /// Spans waiting for export; beyond it new ones are dropped and counted.
+    pub max_queue_spans: u64,
+}
+
+impl Default for TelemetryFile {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "stream-gateway".into(),
+            otlp_timeout_ms: 2000,
+            batch_delay_ms: 1000,
+            max_batch_spans: 512,
+            max_queue_spans: 2048,
+        }
+    }
+}
+
+/// `[telemetry]`, validated.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Where spans are posted; none: export is off.
+    pub otlp_endpoint: Option<http::Uri>,
+    pub service_name: String,
+    pub otlp_timeout: Duration,
+    pub batch_delay: Duration,
+    pub max_batch_spans: usize,
+    pub max_queue_spans: usize,
+}
+
+impl TelemetryConfig {
+    fn validate(t: TelemetryFile) -> Result<Self, ConfigError> {
+        let cfg = Self {
+            otlp_endpoint: present(t.otlp_endpoint)
+                .map(|u| validate_otlp_endpoint(&u))
+                .transpose()?,
+            service_name: present(Some(t.service_name))
+                .ok_or_else(|| ConfigError::new("telemetry.service_name", "must not be empty"))?,
+            otlp_timeout: ms("telemetry.otlp_timeout_ms", t.otlp_timeout_ms)?,
+            batch_delay: ms("telemetry.batch_delay_ms", t.batch_delay_ms)?,
+            max_batch_spans: positive("telemetry.max_batch_spans", t.max_batch_spans)?,
+            max_queue_spans: positive("telemetry.max_queue_spans", t.max_queue_spans)?,
+        };
+        if cfg.max_batch_spans > cfg.max_queue_spans {
+            return Err(ConfigError::new(
+                "telemetry.max_batch_spans",
+                "must not exceed telemetry.max_queue_spans",
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+/// `telemetry.otlp_endpoint`: an http(s) URL with the path spans are posted to.
+fn validate_otlp_endpoint(u: &str) -> Result<http::Uri, ConfigError> {
+    let bad = |why: &str| ConfigError::new("telemetry.otlp_endpoint", format!("{u:?} {why}"));
+    let uri: http::Uri = u.parse().map_err(|_| bad("is not a valid URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(bad("must be an http or https URL"));
+    }
+    if uri
+        .authority()
+        .is_none_or(|a| a.host().is_empty() || a.as_str().contains('@'))
+    {
+        return Err(bad("must name a host, without user info"));
+    }
+    if matches!(uri.path(), "" | "/") {
+        return Err(bad(
+            "must be the full traces URL, such as http://collector:4318/v1/traces",
+        ));
+    }
+    Ok(uri)
 }
 
 #[cfg(test)]
@@ -1439,5 +1529,38 @@ mod tests {
         assert!(!format!("{e} {e:?}").contains("s3cr3t-value"));
         let c = Config::from_figment(&base()).unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn telemetry_is_off_by_default_and_a_bad_otlp_endpoint_is_named() {
+        let c = Config::from_figment(&base()).unwrap();
+        assert!(c.telemetry.otlp_endpoint.is_none());
+        assert_eq!(c.telemetry.service_name, "stream-gateway");
+        let url = "http://127.0.0.1:4318/v1/traces";
+        let c = Config::from_figment(&base().merge(("telemetry.otlp_endpoint", url))).unwrap();
+        assert_eq!(c.telemetry.otlp_endpoint.unwrap().to_string(), url);
+        for bad in [
+            "collector:4318/v1/traces",
+            "ftp://collector/v1/traces",
+            "http://collector:4318",
+            "http://collector:4318/",
+            "http://user:pw@collector/v1/traces",
+            "http://[::1/v1/traces",
+        ] {
+            let e = err(base().merge(("telemetry.otlp_endpoint", bad)));
+            assert_eq!(e.key, "telemetry.otlp_endpoint", "{bad}");
+        }
+        for key in [
+            "telemetry.otlp_timeout_ms",
+            "telemetry.batch_delay_ms",
+            "telemetry.max_batch_spans",
+            "telemetry.max_queue_spans",
+        ] {
+            assert_eq!(err(base().merge((key, 0))).key, key);
+        }
+        let e = err(base().merge(("telemetry.max_batch_spans", 4096)));
+        assert_eq!(e.key, "telemetry.max_batch_spans");
+        let e = err(base().merge(("telemetry.service_name", " ")));
+        assert_eq!(e.key, "telemetry.service_name");
     }
 }

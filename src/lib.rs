@@ -12,7 +12,9 @@
 //! - [`app`]: binds, builds the router and serves until shutdown;
 //! - [`server`]: the accept loop: connection limit, head and idle timeouts, draining;
 //! - [`reload`]: the secret re-read when its file changes, the secret and `[tokens]` on SIGHUP;
-//! - [`telemetry`]: the tracing subscriber.
+//! - [`telemetry`]: the tracing subscriber and the access log;
+//! - [`trace`]: W3C trace context, the request and attempt spans, OTLP export;
+//! - [`net`]: name resolution for the HTTP clients.
 
 pub mod app;
 pub mod auth;
@@ -20,6 +22,7 @@ pub mod callers;
 pub mod config;
 pub mod emulator;
 pub mod error;
+pub mod net;
 pub mod proxy;
 pub mod recorder;
 pub mod reload;
@@ -28,4 +31,5 @@ pub mod state;
 pub mod stream;
 pub mod telemetry;
 pub mod tokens;
+pub mod trace;
 pub mod upstream;

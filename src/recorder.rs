@@ -78,6 +78,9 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_config_reloads_total", None, "Reloads of the secret or the configuration, by result (ok, error).", 'c'),
     ("gateway_caller_requests_total", None, "Requests by caller ([callers]), endpoint and outcome: allowed, forbidden, rate_limited, upstream_limited.", 'c'),
     ("gateway_upstream_ratelimit_remaining", None, "Calls left in Stream's rate-limit window, by endpoint, as Stream last reported ([callers]).", 'g'),
+    ("gateway_otlp_spans_exported_total", None, "Spans the OTLP collector accepted.", 'c'),
+    ("gateway_otlp_spans_failed_total", None, "Spans in exports that failed (collector down, slow or refusing).", 'c'),
+    ("gateway_otlp_spans_dropped_total", None, "Spans dropped because the export queue was full.", 'c'),
 ];
 
 impl Metrics {

@@ -20,6 +20,7 @@ use crate::callers::Callers;
 use crate::config::{Config, TokensConfig};
 use crate::error::ApiError;
 use crate::recorder::Metrics;
+use crate::trace::Tracer;
 use crate::upstream::client::{ClientError, Upstream};
 use crate::upstream::RetryLoop;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub(crate) upstream: Upstream,
     pub(crate) retries: RetryLoop,
     pub(crate) metrics: Arc<Metrics>,
+    /// Where finished spans go (nowhere unless `telemetry.otlp_endpoint` is set).
+    pub(crate) tracer: Tracer,
     /// `server.max_concurrency` permits for requests going upstream, taken once the body is
     /// in and held until Stream's answer has streamed out; a request that finds none is
     /// refused at once.
@@ -50,11 +53,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the shared state; fails only if the TLS client cannot be built.
+    /// Builds the shared state, and starts the span exporter when one is configured (so it
+    /// runs inside a runtime); fails only if a TLS client cannot be built.
     pub fn new(config: Config) -> Result<Self, ClientError> {
         let s = &config.stream;
         let upstream = Upstream::new(&config.upstream, &s.base_url, &s.api_key)?;
         let metrics = Arc::new(Metrics::new());
+        let tracer = Tracer::start(&config.telemetry, &metrics)?;
         Ok(Self {
             callers: Callers::new(config.callers.as_ref(), metrics.clone()),
             metrics,
@@ -63,7 +68,8 @@ impl AppState {
             draining: AtomicBool::new(false),
             keys: Keys::new(s.api_secret.clone(), s.token_ttl_s),
             token_policy: ArcSwap::from_pointee(config.tokens.clone()),
-            retries: RetryLoop::new(&config.upstream),
+            retries: RetryLoop::new(&config.upstream, tracer.clone()),
+            tracer,
             upstream,
             config,
         })

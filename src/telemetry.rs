@@ -1,9 +1,10 @@
 //! Telemetry: the tracing subscriber, request ids, and the access-log middleware that writes
-//! one line and records the request metrics for every request. It needs only the metrics
-//! ([`crate::recorder`]), not the rest of the application state.
+//! one line and records the request metrics (and, when exported, the request's span) for
+//! every request. It needs only the metrics ([`crate::recorder`]) and the tracer
+//! ([`crate::trace`]), not the rest of the application state.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -14,6 +15,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 use crate::recorder::{CallerName, Metrics, RequestInfo};
+use crate::trace::{self, Context, SpanKind, SpanRecord, Tracer};
 
 /// Installs the global subscriber; a second call is a no-op (tests build several apps).
 pub fn init(format: LogFormat) {
@@ -50,9 +52,16 @@ fn fixed_route(path: &str) -> &'static str {
 }
 
 /// One log line and the request metrics for every request. Runs inside the request-id
-/// layer, so `x-request-id` is always set.
-pub async fn access_log(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+/// layer, so `x-request-id` is always set. The request's trace context is made here, from
+/// the caller's `traceparent` or new, and the rest of the request runs in it.
+pub async fn access_log(
+    State((metrics, tracer)): State<(Arc<Metrics>, Tracer)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
+    let ctx = Context::from_headers(req.headers(), tracer.exporting());
+    let wall = tracer.recording(&ctx).then(SystemTime::now);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let request_id = req
@@ -63,7 +72,7 @@ pub async fn access_log(State(metrics): State<Arc<Metrics>>, req: Request, next:
         .to_owned();
     metrics.in_flight.increment(1.0);
     let guard = InFlight(&metrics.in_flight);
-    let resp = next.run(req).await;
+    let resp = trace::scope(ctx.clone(), next.run(req)).await;
     drop(guard);
     let info = resp
         .extensions()
@@ -82,6 +91,7 @@ pub async fn access_log(State(metrics): State<Arc<Metrics>>, req: Request, next:
         ($level:ident) => {
             tracing::$level!(
                 request_id = %request_id,
+                trace_id = %ctx.trace_id,
                 method = %method,
                 path = %path,
                 endpoint = info.endpoint,
@@ -93,10 +103,30 @@ pub async fn access_log(State(metrics): State<Arc<Metrics>>, req: Request, next:
             )
         };
     }
-    if matches!(info.endpoint, "healthz" | "readyz" | "metrics") {
+    // Probes and scrapes: quiet in the logs, and no span.
+    let probe = matches!(info.endpoint, "healthz" | "readyz" | "metrics");
+    if probe {
         line!(debug);
     } else {
         line!(info);
+    }
+    if let Some(start) = wall.filter(|_| !probe) {
+        tracer.record(SpanRecord {
+            trace_id: ctx.trace_id,
+            span_id: ctx.span_id,
+            parent: ctx.parent,
+            tracestate: ctx.tracestate,
+            start,
+            end: start + took,
+            kind: SpanKind::Request {
+                method,
+                path,
+                endpoint: info.endpoint,
+                status: status.as_u16(),
+                attempts: info.attempts,
+                request_id,
+            },
+        });
     }
     resp
 }

@@ -180,9 +180,10 @@ fn canned_http(body: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
 }
 
 #[test]
-fn proxy_variables_in_the_environment_are_ignored() {
+fn proxy_variables_in_the_environment_are_ignored_by_the_upstream_and_the_otlp_clients() {
     let (upstream, upstream_saw) = canned_http(r#"{"from":"upstream"}"#);
     let (proxy, proxy_saw) = canned_http(r#"{"from":"proxy"}"#);
+    let (collector, collector_saw) = canned_http("");
     let proxy_url = format!("http://127.0.0.1:{proxy}");
     let port = free_port();
     let listen = ("GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}"));
@@ -191,6 +192,11 @@ fn proxy_variables_in_the_environment_are_ignored() {
         ("STREAM_API_KEY", "k".into()),
         ("STREAM_API_SECRET", "s3cr3t".into()),
         ("STREAM_BASE_URL", format!("http://127.0.0.1:{upstream}")),
+        (
+            "GATEWAY_TELEMETRY__OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{collector}/v1/traces"),
+        ),
+        ("GATEWAY_TELEMETRY__BATCH_DELAY_MS", "10".into()),
     ];
     for var in [
         "HTTP_PROXY",
@@ -227,7 +233,13 @@ fn proxy_variables_in_the_environment_are_ignored() {
         let _ = s.read_to_string(&mut out);
         out
     };
+    let export = collector_saw.recv_timeout(Duration::from_secs(10));
     let (ok, err) = sigterm(&mut child);
+    assert_eq!(
+        export.as_deref(),
+        Ok("POST /v1/traces HTTP/1.1"),
+        "the spans went to the collector"
+    );
     assert!(ok, "{err}");
     assert!(answer.contains(r#"{"from":"upstream"}"#), "{answer}");
     assert!(

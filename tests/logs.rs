@@ -1,5 +1,5 @@
 //! No secret, JWT or signature in any log line, while requests succeed and fail and while
-//! the secret rotates.
+//! the secret rotates; and every request's line carries its trace id.
 //!
 //! A test binary of its own: a thread-local subscriber (`set_default`) only sees every event
 //! when no other test in the process logs without one (tracing caches callsite interest
@@ -36,7 +36,8 @@ async fn exercise(app: &TestApp) {
         .send(
             app.client
                 .get(format!("{}/feed/user/1/", app.api))
-                .header("x-request-id", "trace-me-1234"),
+                .header("x-request-id", "trace-me-1234")
+                .header("traceparent", CALLER_TRACEPARENT),
         )
         .await;
     assert_eq!(r.status, 200);
@@ -69,6 +70,32 @@ async fn exercise(app: &TestApp) {
     assert_eq!(app.post("/feed/user/3/", &activity(1)).await.status, 502);
 }
 
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// Every request line (`request_id` on it) has a `trace_id` of 32 lowercase hex digits, and
+/// the request that came with a `traceparent` has the caller's.
+fn assert_traced(lines: &[(String, Option<String>)]) {
+    assert!(lines.len() >= 7, "a line per request: {lines:?}");
+    for (request_id, trace_id) in lines {
+        let t = trace_id.as_deref().unwrap_or_default();
+        assert!(
+            t.len() == 32
+                && t.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "request {request_id} has no trace id: {trace_id:?}"
+        );
+    }
+    let caller = lines.iter().find(|(r, _)| r == "trace-me-1234").unwrap();
+    assert_eq!(caller.1.as_deref(), Some(CALLER_TRACE));
+}
+
+/// `key=value` of a text line.
+fn text_field(line: &str, key: &str) -> Option<String> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    Some(line[at..].split(' ').next()?.to_owned())
+}
+
 fn assert_clean(app: &TestApp, text: &str) {
     assert!(
         text.contains("request"),
@@ -99,6 +126,11 @@ async fn the_secret_and_credentials_appear_in_no_log_line_text_or_json() {
     drop(guard);
     let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
     assert_clean(&app, &text);
+    let lines: Vec<_> = text
+        .lines()
+        .filter_map(|l| Some((text_field(l, "request_id")?, text_field(l, "trace_id"))))
+        .collect();
+    assert_traced(&lines);
 
     let cap = Capture::default();
     let c2 = cap.clone();
@@ -112,9 +144,15 @@ async fn the_secret_and_credentials_appear_in_no_log_line_text_or_json() {
     exercise(&app).await;
     let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
     assert_clean(&app, &text);
+    let mut lines = Vec::new();
     for line in text.lines() {
-        serde_json::from_str::<serde_json::Value>(line).expect("one JSON object per line");
+        let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
+        let field = |k: &str| v["fields"][k].as_str().map(str::to_owned);
+        if let Some(request_id) = field("request_id") {
+            lines.push((request_id, field("trace_id")));
+        }
     }
+    assert_traced(&lines);
 }
 
 #[tokio::test(flavor = "current_thread")]

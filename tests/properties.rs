@@ -251,3 +251,50 @@ fn the_path_generator_reaches_every_endpoint() {
         "{reached:?}"
     );
 }
+
+/// A `traceparent` near a valid one: each part from a mix of valid and broken spellings.
+fn near_traceparent() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![6 => "[0-9a-f]{2}", 1 => Just("ff".to_owned()), 1 => "[0-9A-Fa-z]{1,3}"],
+        prop_oneof![6 => "[0-9a-f]{32}", 1 => Just("0".repeat(32)), 1 => "[0-9A-Fa-f]{31,33}"],
+        prop_oneof![6 => "[0-9a-f]{16}", 1 => Just("0".repeat(16)), 1 => "[0-9A-Fa-f]{15,17}"],
+        prop_oneof![6 => "[0-9a-f]{2}", 1 => "[0-9A-Fa-z]{1,3}"],
+        prop_oneof![4 => Just(String::new()), 1 => "-[ -~]{0,8}", 1 => "[ -~]{1,4}"],
+        prop_oneof![6 => Just("-".to_owned()), 1 => "[_ ]"],
+    )
+        .prop_map(|(v, t, s, f, tail, sep)| format!("{v}-{t}{sep}{s}-{f}{tail}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Whatever the caller sends, the `traceparent` that goes upstream is a valid version-00
+    /// one; it continues the caller's trace exactly when the caller's value was valid, and a
+    /// valid version-00 value with flags 00 or 01 comes back as sent when its span is reused.
+    #[test]
+    fn the_traceparent_sent_on_is_always_valid_and_continues_only_a_valid_one(
+        tp in prop_oneof![near_traceparent(), "[ -~]{0,70}"],
+    ) {
+        use stream_gateway::trace::context::parse_traceparent;
+        use stream_gateway::trace::Context;
+        let mut headers = http::HeaderMap::new();
+        let Ok(value) = http::HeaderValue::from_str(&tp) else { return Ok(()) };
+        headers.insert("traceparent", value);
+        let ctx = Context::from_headers(&headers, true);
+        let parsed = parse_traceparent(tp.as_bytes());
+        let sent = ctx.traceparent(ctx.span_id);
+        let back = parse_traceparent(sent.as_bytes()).expect("the gateway's traceparent is valid");
+        prop_assert_eq!(sent.len(), 55);
+        prop_assert_eq!(back.trace_id, ctx.trace_id);
+        match parsed {
+            Some(p) => {
+                prop_assert_eq!(p.trace_id, ctx.trace_id);
+                if tp.len() == 55 && tp.starts_with("00-") && p.flags <= 1 {
+                    let again = ctx.traceparent(p.parent_id);
+                    prop_assert_eq!(again.to_str().unwrap(), tp.as_str());
+                }
+            }
+            None => prop_assert!(!tp.contains(&ctx.trace_id.to_string())),
+        }
+    }
+}

@@ -16,6 +16,7 @@ use crate::config::BatchAuth;
 use crate::error::ApiError;
 use crate::recorder::{CallerName, RequestInfo};
 use crate::state::AppState;
+use crate::stream::endpoint::Route;
 use crate::stream::endpoint::{AuthKind, BodyKind, Idempotency};
 use crate::stream::{body, query, route, Method, RouteError};
 use crate::upstream::client::{Answer, Credential, Prepared};
@@ -39,6 +40,23 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
         resp.extensions_mut().insert(CallerName(c));
     }
     resp
+}
+
+/// The upstream credential for this call: an HTTP Signature for the batch calls when so
+/// configured, else the narrowest token, both with the secret in force.
+fn credential(st: &AppState, route: &Route) -> Credential {
+    match (route.endpoint.auth, st.config.stream.batch_auth) {
+        (AuthKind::Application, BatchAuth::Signature) => {
+            Credential::Signature(st.keys.load().secret().clone())
+        }
+        _ => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            Credential::Jwt(st.keys.load().get(&route.scope(), now))
+        }
+    }
 }
 
 /// Longest path and query the gateway forwards (nginx's default header buffer is 8 KiB).
@@ -91,18 +109,7 @@ async fn proxy(
     };
 
     let s = &st.config.stream;
-    let credential = match (ep.auth, s.batch_auth) {
-        (AuthKind::Application, BatchAuth::Signature) => {
-            Credential::Signature(st.keys.load().secret().clone())
-        }
-        _ => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            Credential::Jwt(st.keys.load().get(&route.scope(), now))
-        }
-    };
+    let credential = credential(st, &route);
     // Refuse at once beyond the limit rather than queue without bound. The permit goes with
     // the answer's body: a request is in flight until its answer has streamed out.
     let permit = st
@@ -117,6 +124,11 @@ async fn proxy(
         body,
         credential,
         request_id: parts.headers.get("x-request-id").cloned(),
+        // The access log made the request's context; without it (a router built without
+        // that layer), one from the caller's headers.
+        trace: crate::trace::current().unwrap_or_else(|| {
+            crate::trace::Context::from_headers(&parts.headers, st.tracer.exporting())
+        }),
     };
     let result = st
         .retries

@@ -12,9 +12,7 @@
 //! goes out and counted while the body streams (past it, the caller's response is cut).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -25,7 +23,6 @@ use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Method, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
@@ -37,6 +34,8 @@ use super::retry::{retry_wait, Outcome, Unusable};
 use super::Transport;
 use crate::auth::{httpsig, Secret};
 use crate::config::UpstreamConfig;
+use crate::net::Dns;
+use crate::trace::{SpanId, TRACEPARENT, TRACESTATE};
 
 /// `X-Stream-Client`, as the official clients name themselves.
 pub const CLIENT_NAME: &str = concat!("stream-gateway-", env!("CARGO_PKG_VERSION"));
@@ -73,6 +72,9 @@ pub struct Prepared {
     pub credential: Credential,
     /// The caller's request id, forwarded for support tickets.
     pub request_id: Option<HeaderValue>,
+    /// The request's trace: each attempt sends a `traceparent` naming its own span, and the
+    /// caller's `tracestate` when it was kept.
+    pub trace: crate::trace::Context,
 }
 
 /// Stream's answer to one attempt: the head read, the body still streaming.
@@ -178,8 +180,8 @@ impl Upstream {
         })
     }
 
-    /// The request for one attempt; a signature is made now, with a fresh `Date`.
-    fn request(&self, req: &Prepared) -> http::Request<Full<Bytes>> {
+    /// The request for attempt `span`; a signature is made now, with a fresh `Date`.
+    fn request(&self, req: &Prepared, span: SpanId) -> http::Request<Full<Bytes>> {
         let target = format!("{}?{}", req.path, req.query);
         let mut builder = http::Request::builder()
             .method(req.method.clone())
@@ -215,6 +217,10 @@ impl Upstream {
         if let Some(id) = &req.request_id {
             builder = builder.header(&X_REQUEST_ID, id.clone());
         }
+        builder = builder.header(&TRACEPARENT, req.trace.traceparent(span));
+        if let Some(state) = &req.trace.tracestate {
+            builder = builder.header(&TRACESTATE, state.clone());
+        }
         let body = match &req.body {
             Some(b) => {
                 builder =
@@ -242,9 +248,14 @@ impl Upstream {
 impl Transport for Upstream {
     /// Sends one attempt with `timeout` for the whole exchange: the head within it, the body
     /// streaming within what is left of it.
-    async fn send(&self, req: &Prepared, timeout: Duration) -> Result<Answer, Outcome> {
+    async fn send(
+        &self,
+        req: &Prepared,
+        span: SpanId,
+        timeout: Duration,
+    ) -> Result<Answer, Outcome> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let resp = tokio::time::timeout_at(deadline, self.client.request(self.request(req)))
+        let resp = tokio::time::timeout_at(deadline, self.client.request(self.request(req, span)))
             .await
             .map_err(|_| Outcome::Timeout)?
             .map_err(|e| classify(&e))?;
@@ -366,7 +377,7 @@ struct Conn {
     to_proxy: bool,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BoxError = crate::net::BoxError;
 
 impl Service<Uri> for Connect {
     type Response = Conn;
@@ -428,47 +439,5 @@ impl hyper::rt::Write for Conn {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// DNS through hickory, which reads `/etc/resolv.conf` itself: no NSS, so the static
-/// `FROM scratch` image resolves. Built on first use, inside the runtime.
-#[derive(Clone, Default)]
-struct Dns(Arc<OnceLock<hickory_resolver::TokioResolver>>);
-
-impl Dns {
-    fn resolver(&self) -> Result<&hickory_resolver::TokioResolver, BoxError> {
-        if let Some(r) = self.0.get() {
-            return Ok(r);
-        }
-        let mut builder = hickory_resolver::TokioResolver::builder_tokio()?;
-        builder.options_mut().ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
-        Ok(self.0.get_or_init(|| builder.build()))
-    }
-}
-
-impl Service<Name> for Dns {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let dns = self.clone();
-        Box::pin(async move {
-            // An address needs no lookup (loopback upstreams, the emulator, tests).
-            if let Ok(ip) = name.as_str().parse::<std::net::IpAddr>() {
-                return Ok(vec![SocketAddr::new(ip, 0)].into_iter());
-            }
-            let found = dns.resolver()?.lookup_ip(name.as_str()).await?;
-            Ok(found
-                .into_iter()
-                .map(|ip| SocketAddr::new(ip, 0))
-                .collect::<Vec<_>>()
-                .into_iter())
-        })
     }
 }

@@ -15,15 +15,18 @@ use tokio::time::Instant;
 
 use crate::config::UpstreamConfig;
 use crate::recorder::{Metrics, RequestInfo};
+use crate::trace::{SpanId, SpanKind, SpanRecord, Tracer};
 use client::{Answer, Prepared};
 use retry::{Attempted, Backoff, Decision, Outcome, RetryBudget, Stop};
 
 /// One attempt against Stream: what the retry loop needs of an HTTP client.
 pub trait Transport {
-    /// Sends `req` once, with `timeout` for the whole exchange, and classifies what happened.
+    /// Sends `req` once as the attempt whose span is `span` (its `traceparent` names it), with
+    /// `timeout` for the whole exchange, and classifies what happened.
     fn send(
         &self,
         req: &Prepared,
+        span: SpanId,
         timeout: Duration,
     ) -> impl Future<Output = Result<Answer, Outcome>> + Send;
 }
@@ -38,8 +41,13 @@ pub struct Tapped<'a, T, F> {
 }
 
 impl<T: Transport + Sync, F: Fn(&Answer) + Sync> Transport for Tapped<'_, T, F> {
-    async fn send(&self, req: &Prepared, timeout: Duration) -> Result<Answer, Outcome> {
-        let result = self.inner.send(req, timeout).await;
+    async fn send(
+        &self,
+        req: &Prepared,
+        span: SpanId,
+        timeout: Duration,
+    ) -> Result<Answer, Outcome> {
+        let result = self.inner.send(req, span, timeout).await;
         if let (Ok(a), Some(tap)) = (&result, &self.tap) {
             tap(a);
         }
@@ -54,12 +62,15 @@ pub struct RetryLoop {
     backoff: Backoff,
     timeout: Duration,
     max_retries: u32,
+    /// Where each attempt's span goes.
+    tracer: Tracer,
 }
 
 impl RetryLoop {
-    /// The loop for these (validated) settings.
-    pub fn new(cfg: &UpstreamConfig) -> Self {
+    /// The loop for these (validated) settings, recording attempts' spans with `tracer`.
+    pub fn new(cfg: &UpstreamConfig, tracer: Tracer) -> Self {
         Self {
+            tracer,
             budget: RetryBudget::new(cfg.retry_budget_percent),
             backoff: Backoff::try_new(cfg.backoff_base, cfg.backoff_max)
                 .expect("backoff settings were validated with the configuration"),
@@ -70,7 +81,8 @@ impl RetryLoop {
 
     /// Sends `req` until an attempt's outcome is final for the policy, the retries or the
     /// budget are spent, or `deadline` passes; returns the last attempt's result. Counts
-    /// attempts in `trace`, and records attempts, their durations and retries in `metrics`.
+    /// attempts in `trace`, records attempts, their durations and retries in `metrics`, and
+    /// each attempt's span, a child of the request's, when its trace is recorded.
     pub async fn run(
         &self,
         transport: &impl Transport,
@@ -86,12 +98,19 @@ impl RetryLoop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             trace.attempts += 1;
             let sent = Instant::now();
-            let result = transport.send(req, self.timeout.min(remaining)).await;
-            metrics.upstream_attempt(trace.endpoint, sent.elapsed());
+            let span = SpanId::random();
+            let wall = self.tracer.recording(&req.trace).then(SystemTime::now);
+            let result = transport.send(req, span, self.timeout.min(remaining)).await;
+            let took = sent.elapsed();
+            metrics.upstream_attempt(trace.endpoint, took);
             let outcome = match &result {
                 Ok(a) => a.outcome(SystemTime::now()),
                 Err(o) => *o,
             };
+            if let Some(start) = wall {
+                let span = attempt_span(req, span, trace, outcome, start, took);
+                self.tracer.record(span);
+            }
             let attempted = Attempted {
                 retries,
                 max_retries: self.max_retries,
@@ -123,6 +142,39 @@ impl RetryLoop {
                 }
             }
         }
+    }
+}
+
+/// The span of one attempt, a child of the request's.
+fn attempt_span(
+    req: &Prepared,
+    span_id: SpanId,
+    trace: &RequestInfo,
+    outcome: Outcome,
+    start: SystemTime,
+    took: Duration,
+) -> SpanRecord {
+    let (outcome, status) = match outcome {
+        Outcome::Status { status, .. } => ("answered", Some(status)),
+        Outcome::Timeout => ("timeout", None),
+        Outcome::NotSent => ("not_sent", None),
+        Outcome::Dropped => ("dropped", None),
+        Outcome::Unusable(_) => ("unusable", None),
+    };
+    SpanRecord {
+        trace_id: req.trace.trace_id,
+        span_id,
+        parent: Some(req.trace.span_id),
+        tracestate: req.trace.tracestate.clone(),
+        start,
+        end: start + took,
+        kind: SpanKind::Attempt {
+            method: req.method.clone(),
+            endpoint: trace.endpoint,
+            attempt: trace.attempts,
+            outcome,
+            status,
+        },
     }
 }
 
@@ -212,7 +264,12 @@ mod tests {
     }
 
     impl Transport for Script {
-        async fn send(&self, _: &Prepared, timeout: Duration) -> Result<Answer, Outcome> {
+        async fn send(
+            &self,
+            _: &Prepared,
+            _: SpanId,
+            timeout: Duration,
+        ) -> Result<Answer, Outcome> {
             self.sent.fetch_add(1, Ordering::SeqCst);
             let step = self.steps.lock().pop_front().unwrap_or(status(200));
             if step.takes > timeout {
@@ -239,6 +296,7 @@ mod tests {
             backoff: Backoff::try_new(Duration::from_millis(50), Duration::from_secs(2)).unwrap(),
             timeout: Duration::from_secs(3),
             max_retries,
+            tracer: Tracer::off(),
         }
     }
 
@@ -250,6 +308,7 @@ mod tests {
             body: None,
             credential: Credential::Signature(crate::auth::Secret::new("s")),
             request_id: None,
+            trace: crate::trace::Context::new(true),
         }
     }
 

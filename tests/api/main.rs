@@ -22,5 +22,6 @@ mod retries;
 mod rotation;
 mod surface;
 mod tokens;
+mod tracing;
 mod validation;
 mod walkthrough;
