@@ -121,7 +121,8 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves; then `/readyz` answers 503, the listener closes after
-    /// `server.drain_delay_ms`, and in-flight requests get up to `server.shutdown_grace_ms`.
+    /// `server.drain_delay_ms`, and in-flight requests get up to `server.shutdown_grace_ms`;
+    /// last, spans waiting for export are sent (at most `telemetry.otlp_timeout_ms`).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -176,6 +177,8 @@ impl App {
             }
         }
         upkeep.abort();
+        // Spans still waiting for their batch go out now (bounded by the export timeout).
+        self.state.tracer.flush().await;
         drop(self.emulator);
         Ok(())
     }

@@ -120,7 +120,7 @@ pub async fn access_log(
             end: start + took,
             kind: SpanKind::Request {
                 method,
-                path,
+                path: capped(path, MAX_SPAN_PATH_BYTES),
                 endpoint: info.endpoint,
                 status: status.as_u16(),
                 attempts: info.attempts,
@@ -129,6 +129,22 @@ pub async fn access_log(
         });
     }
     resp
+}
+
+/// The most of a request's path a span keeps: paths up to hyper's 64 KiB head would make the
+/// export queue (`telemetry.max_queue_spans` spans) hold far more than its size suggests.
+pub const MAX_SPAN_PATH_BYTES: usize = 512;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn capped(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
 }
 
 /// Whether a caller's request id may be kept: `[A-Za-z0-9._:-]{1,128}`. Anything else
@@ -175,6 +191,13 @@ impl tower_http::request_id::MakeRequestId for FastRequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_keeps_at_most_512_bytes_of_the_path_cut_on_a_character() {
+        assert_eq!(capped("/a".into(), 512), "/a");
+        assert_eq!(capped("x".repeat(600), MAX_SPAN_PATH_BYTES).len(), 512);
+        assert_eq!(capped("ab\u{e9}".into(), 3), "ab");
+    }
 
     #[test]
     fn a_request_id_is_1_to_128_of_letters_digits_and_dot_underscore_colon_dash() {

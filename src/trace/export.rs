@@ -5,7 +5,8 @@
 //! on. The exporter's own task takes up to `telemetry.max_batch_spans` spans at a time, waits at
 //! most `telemetry.batch_delay_ms` for a batch to fill, and posts it with its own timeout. A
 //! failed batch is counted and dropped, not retried: traces are worth less than the memory and
-//! the connections a backlog would hold.
+//! the connections a backlog would hold. On shutdown, [`Tracer::flush`] sends what is waiting at
+//! once, bounded by `telemetry.otlp_timeout_ms`.
 //!
 //! Its own small client (hyper's, as for Stream, with rustls and hickory DNS), not the OpenTelemetry
 //! SDK: the SDK and its OTLP exporter add several crates and a second HTTP stack to a build that
@@ -23,7 +24,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use metrics::Counter;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{otlp, Context, SpanRecord};
@@ -39,8 +40,16 @@ pub struct Tracer {
 
 #[derive(Debug)]
 struct Queue {
-    tx: mpsc::Sender<SpanRecord>,
+    tx: mpsc::Sender<Item>,
     dropped: Counter,
+    timeout: Duration,
+}
+
+/// What the exporter's queue carries: spans, and requests to send what is before them now.
+#[derive(Debug)]
+enum Item {
+    Span(SpanRecord),
+    Flush(oneshot::Sender<()>),
 }
 
 impl Tracer {
@@ -63,10 +72,26 @@ impl Tracer {
     /// Hands a finished span to the exporter, or drops and counts it when the queue is full.
     pub fn record(&self, span: SpanRecord) {
         if let Some(q) = &self.queue {
-            if q.tx.try_send(span).is_err() {
+            if q.tx.try_send(Item::Span(span)).is_err() {
                 q.dropped.increment(1);
             }
         }
+    }
+
+    /// Sends every span recorded so far without waiting for its batch to fill, and returns
+    /// once the collector has answered, or after `telemetry.otlp_timeout_ms` at most (twice
+    /// that when the queue is full and a batch is being posted). For shutdown.
+    pub async fn flush(&self) {
+        let Some(q) = &self.queue else {
+            return;
+        };
+        let (done, answered) = oneshot::channel();
+        let _ = tokio::time::timeout(q.timeout * 2, async {
+            if q.tx.send(Item::Flush(done)).await.is_ok() {
+                let _ = answered.await;
+            }
+        })
+        .await;
     }
 
     /// Starts the exporter's task (on the current runtime) for `cfg.otlp_endpoint`; off when
@@ -91,6 +116,7 @@ impl Tracer {
             queue: Some(Arc::new(Queue {
                 tx,
                 dropped: metrics.counter("gateway_otlp_spans_dropped_total", &[]),
+                timeout: cfg.otlp_timeout,
             })),
         })
     }
@@ -129,35 +155,54 @@ struct Exporter {
 const MAX_ANSWER_BYTES: usize = 64 << 10;
 
 impl Exporter {
-    /// Sends batches until every [`Tracer`] is gone and the queue is empty.
-    async fn run(self, mut rx: mpsc::Receiver<SpanRecord>) {
-        let mut batch = Vec::with_capacity(self.max_batch);
+    /// Sends batches until every [`Tracer`] is gone and the queue is empty; a flush request
+    /// sends what is before it at once.
+    async fn run(self, mut rx: mpsc::Receiver<Item>) {
+        let mut items = Vec::with_capacity(self.max_batch);
         let mut failing = false;
-        while rx.recv_many(&mut batch, self.max_batch).await > 0 {
+        while rx.recv_many(&mut items, self.max_batch).await > 0 {
             let until = Instant::now() + self.batch_delay;
-            while batch.len() < self.max_batch {
-                let more = self.max_batch - batch.len();
-                match tokio::time::timeout_at(until, rx.recv_many(&mut batch, more)).await {
+            while items.len() < self.max_batch && !items.iter().any(|i| matches!(i, Item::Flush(_)))
+            {
+                let more = self.max_batch - items.len();
+                match tokio::time::timeout_at(until, rx.recv_many(&mut items, more)).await {
                     Ok(n) if n > 0 => {}
                     _ => break,
                 }
             }
-            let n = batch.len() as u64;
-            let body = otlp::export_request(&self.service_name, &batch);
-            batch.clear();
-            match self.post(body).await {
-                Ok(()) => {
-                    self.exported.increment(n);
-                    failing = false;
+            let mut batch = Vec::with_capacity(items.len());
+            let mut flushed = Vec::new();
+            for item in items.drain(..) {
+                match item {
+                    Item::Span(s) => batch.push(s),
+                    Item::Flush(done) => flushed.push(done),
                 }
-                Err(why) => {
-                    self.failed.increment(n);
-                    // One warning when export starts failing, not one per batch.
-                    if !failing {
-                        tracing::warn!(endpoint = %self.endpoint, error = %why, spans = n, "span export failed; dropping spans until it works again");
-                    }
-                    failing = true;
+            }
+            if !batch.is_empty() {
+                failing = self.send(&batch, failing).await;
+            }
+            for done in flushed {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Posts one batch and counts it; returns whether export is failing now.
+    async fn send(&self, batch: &[SpanRecord], failing: bool) -> bool {
+        let n = batch.len() as u64;
+        let body = otlp::export_request(&self.service_name, batch);
+        match self.post(body).await {
+            Ok(()) => {
+                self.exported.increment(n);
+                false
+            }
+            Err(why) => {
+                self.failed.increment(n);
+                // One warning when export starts failing, not one per batch.
+                if !failing {
+                    tracing::warn!(endpoint = %self.endpoint, error = %why, spans = n, "span export failed; dropping spans until it works again");
                 }
+                true
             }
         }
     }

@@ -2,8 +2,8 @@
 //! gateway records (one per request, one per upstream attempt), and their optional export
 //! over OTLP/HTTP ([`export`], encoded by [`otlp`]).
 //!
-//! With export off, a request costs two random ids and one `traceparent` header: no span is
-//! recorded. With it on, a finished span is a small record handed to a bounded queue; the
+//! With export off, a request costs a few random ids (its trace and span, one per attempt) and
+//! one `traceparent` header per attempt: no span is recorded. With it on, a finished span is a small record handed to a bounded queue; the
 //! exporter's own task encodes and sends batches, so a slow or absent collector never holds a
 //! request back.
 

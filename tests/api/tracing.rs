@@ -494,3 +494,34 @@ async fn spans_a_collector_refuses_are_counted_as_failed() {
         0.0
     );
 }
+
+#[tokio::test]
+async fn spans_waiting_for_their_batch_are_sent_on_shutdown() {
+    let collector = Collector::start(StatusCode::OK).await;
+    // A batch that would wait a minute to fill: only the flush on shutdown sends it in time.
+    let mut app = spawn_with(|f| {
+        f.merge(("telemetry.otlp_endpoint", collector.url.as_str()))
+            .merge(("telemetry.batch_delay_ms", 60_000))
+    })
+    .await;
+    let r = app
+        .send(
+            app.client
+                .get(format!("{}/feed/user/1/", app.api))
+                .header("traceparent", traceparent(TRACE, "01")),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        collector.spans.lock().unwrap().is_empty(),
+        "nothing sent before the batch delay"
+    );
+    app.stop().await.unwrap();
+    let spans = collector.wait_for(2, TRACE).await;
+    assert_eq!(
+        spans.len(),
+        2,
+        "the request's span and its attempt's: {spans:#?}"
+    );
+}
