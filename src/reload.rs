@@ -214,7 +214,13 @@ impl Reloader {
             self.watch = FileWatch::default();
         }
         self.gw.token_policy.store(Arc::new(config.tokens));
-        self.gw.callers.replace(config.callers.as_ref());
+        // Only a changed [callers] is replaced: a new policy starts its buckets full, and a
+        // SIGHUP for a secret rotation alone must not hand every caller a fresh burst.
+        let callers_changed = serde_json::to_value(&self.running.callers).ok()
+            != serde_json::to_value(&raw.callers).ok();
+        if callers_changed {
+            self.gw.callers.replace(config.callers.as_ref());
+        }
         if self.running.callers.is_none() && raw.callers.is_some() {
             // The server records source addresses only when [callers] is there at start-up.
             tracing::warn!("[callers] added by a reload: callers are known by their header only (not by `cidrs`) until a restart");
@@ -545,6 +551,26 @@ mod tests {
             "the reloaded allow list is in force"
         );
         assert!(!refused(gw.clone(), "feed.read").await);
+
+        // A reload that leaves [callers] as it was keeps its buckets: no fresh burst.
+        std::fs::write(
+            &toml,
+            "[callers.service.default]\nrate = 0.001\nburst = 1\n",
+        )
+        .unwrap();
+        reloads_.request();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!refused(gw.clone(), "feed.read").await);
+        assert!(
+            refused(gw.clone(), "feed.read").await,
+            "the bucket is empty"
+        );
+        reloads_.request();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            refused(gw.clone(), "feed.read").await,
+            "not refilled by a reload"
+        );
 
         std::fs::write(&toml, "").unwrap();
         reloads_.request();

@@ -37,6 +37,7 @@ async fn exercise(app: &TestApp) {
             app.client
                 .get(format!("{}/feed/user/1/", app.api))
                 .header("x-request-id", "trace-me-1234")
+                .header("x-caller", "web")
                 .header("traceparent", CALLER_TRACEPARENT),
         )
         .await;
@@ -126,6 +127,10 @@ async fn the_secret_and_credentials_appear_in_no_log_line_text_or_json() {
     drop(guard);
     let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
     assert_clean(&app, &text);
+    assert!(
+        !text.contains(" caller="),
+        "without [callers] no caller field:\n{text}"
+    );
     let lines: Vec<_> = text
         .lines()
         .filter_map(|l| Some((text_field(l, "request_id")?, text_field(l, "trace_id"))))
@@ -140,19 +145,28 @@ async fn the_secret_and_credentials_appear_in_no_log_line_text_or_json() {
         .with_writer(move || c2.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(sub);
-    let app = spawn_app().await;
+    // With [callers], proxied requests' lines name the caller.
+    let app = spawn_with(|f| {
+        f.merge(("callers.identity_header", "X-Caller"))
+            .merge(("callers.service.web.rate", 1000.0))
+    })
+    .await;
     exercise(&app).await;
     let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
     assert_clean(&app, &text);
     let mut lines = Vec::new();
+    let mut callers = Vec::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
         let field = |k: &str| v["fields"][k].as_str().map(str::to_owned);
         if let Some(request_id) = field("request_id") {
+            callers.push((request_id.clone(), field("caller")));
             lines.push((request_id, field("trace_id")));
         }
     }
     assert_traced(&lines);
+    let web = callers.iter().find(|(r, _)| r == "trace-me-1234").unwrap();
+    assert_eq!(web.1.as_deref(), Some("web"), "the caller is on the line");
 }
 
 #[tokio::test(flavor = "current_thread")]

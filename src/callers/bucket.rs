@@ -3,8 +3,10 @@
 
 use parking_lot::Mutex;
 use std::time::Duration;
-
 use tokio::time::Instant;
+
+/// The longest wait a refusal names: a day.
+const LONGEST_WAIT: Duration = Duration::from_secs(86_400);
 
 /// One caller's bucket.
 #[derive(Debug)]
@@ -48,7 +50,9 @@ impl Bucket {
             s.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - s.tokens) / self.rate))
+            // A rate so small the wait overflows a Duration waits a day (Retry-After stays sane).
+            Err(Duration::try_from_secs_f64((1.0 - s.tokens) / self.rate)
+                .map_or(LONGEST_WAIT, |d| d.min(LONGEST_WAIT)))
         }
     }
 }
@@ -56,7 +60,9 @@ impl Bucket {
 /// A wait in whole seconds, rounded up, for `Retry-After` (at least 1: a client that reads 0
 /// would come straight back).
 pub fn whole_seconds(wait: Duration) -> u64 {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = wait
+        .as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0));
     secs.max(1)
 }
 
@@ -137,5 +143,14 @@ mod tests {
         assert_eq!(whole_seconds(Duration::from_secs(1)), 1);
         assert_eq!(whole_seconds(1001 * MS), 2);
         assert_eq!(whole_seconds(Duration::from_secs(59)), 59);
+        assert_eq!(whole_seconds(Duration::MAX), u64::MAX, "no overflow");
+    }
+
+    #[test]
+    fn a_rate_too_small_for_a_duration_waits_a_day_and_does_not_panic() {
+        let now = Instant::now();
+        let b = Bucket::new(1e-20, 1, now);
+        assert!(b.take(now).is_ok());
+        assert_eq!(b.take(now), Err(LONGEST_WAIT));
     }
 }

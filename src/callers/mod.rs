@@ -311,21 +311,24 @@ impl Policy {
         }
     }
 
-    /// The caller the identity header names (from inside its networks, when it has any);
-    /// else the caller whose network holds the peer most narrowly; else `default`.
+    /// Who is calling. A peer inside some caller's networks is that caller (the narrowest
+    /// network wins), and its header counts only when it names a caller whose networks also
+    /// hold the peer: a service known by its address cannot name itself out of its policy.
+    /// Otherwise the header names the caller (one value, a caller without networks, never
+    /// `default`); else `default`. A repeated header names no one: a mesh that appends its own
+    /// value after the caller's must not let the caller's win.
     fn identify(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> &Compiled {
-        let named = self
-            .identity_header
-            .as_ref()
-            .and_then(|h| headers.get(h))
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .and_then(|v| self.callers.iter().find(|c| c.name.eq_ignore_ascii_case(v)));
-        if let Some(c) = named {
-            if c.cidrs.is_empty() || peer.is_some_and(|p| c.knows(p)) {
-                return c;
+        let named = self.identity_header.as_ref().and_then(|h| {
+            let mut values = headers.get_all(h).iter();
+            match (values.next(), values.next()) {
+                (Some(v), None) => v.to_str().ok(),
+                _ => None,
             }
-        }
+        });
+        let named = named
+            .map(str::trim)
+            .filter(|v| !v.eq_ignore_ascii_case(DEFAULT_CALLER))
+            .and_then(|v| self.callers.iter().find(|c| c.name.eq_ignore_ascii_case(v)));
         let by_address = peer.and_then(|p| {
             self.callers
                 .iter()
@@ -334,7 +337,13 @@ impl Policy {
                 .max_by_key(|(_, n)| n.prefix_len())
                 .map(|(c, _)| c)
         });
-        by_address.unwrap_or(&self.callers[self.default])
+        match (named, by_address, peer) {
+            // Known by address: the header may only name another caller of that address.
+            (Some(c), Some(_), Some(p)) if c.knows(p) => c,
+            (_, Some(c), _) => c,
+            (Some(c), None, _) if c.cidrs.is_empty() => c,
+            _ => &self.callers[self.default],
+        }
     }
 }
 

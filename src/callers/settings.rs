@@ -202,9 +202,20 @@ fn allowed(patterns: &[String]) -> Result<Vec<bool>, String> {
 /// `10.1.0.0/16`, `fd00::/8`, or one address.
 fn parse_cidr(c: &str) -> Option<IpNet> {
     let c = c.trim();
-    c.parse::<IpNet>()
+    let net = c
+        .parse::<IpNet>()
         .ok()
-        .or_else(|| c.parse::<IpAddr>().ok().map(IpNet::from))
+        .or_else(|| c.parse::<IpAddr>().ok().map(IpNet::from))?;
+    // Peers are compared in their plain form (`::ffff:10.1.2.3` is 10.1.2.3), so networks too.
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .ok()
+                .map(IpNet::V4),
+            None => Some(net),
+        },
+        _ => Some(net),
+    }
 }
 
 #[cfg(test)]

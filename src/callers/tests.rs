@@ -80,6 +80,37 @@ fn a_caller_is_known_by_its_header_by_its_network_or_is_default() {
     // An IPv4 peer seen on an IPv6 socket.
     let mapped = "::ffff:10.1.0.9".parse::<IpAddr>().unwrap().to_canonical();
     assert_eq!(who(None, Some(mapped)), "indexer");
+    // A service known by its address cannot name itself out of its policy (review finding):
+    // not as a caller without networks, not as `default`.
+    assert_eq!(who(Some("web"), ip("10.1.3.4")), "indexer");
+    assert_eq!(who(Some("default"), ip("10.1.3.4")), "indexer");
+    assert_eq!(who(Some("default"), ip("192.0.2.1")), "default");
+    // A repeated header names no one: a mesh appending its value cannot be outvoted.
+    let mut twice = headers(Some("web"));
+    twice.append("x-caller", "batch".parse().unwrap());
+    assert_eq!(
+        p.identify(&twice, ip("192.0.2.1")).name.to_string(),
+        "default"
+    );
+}
+
+#[test]
+fn a_network_written_as_ipv4_mapped_ipv6_matches_ipv4_peers() {
+    let p = Policy::compile(
+        &settings(
+            r#"
+            [service.mapped]
+            cidrs = ["::ffff:10.1.0.0/112"]
+            "#,
+        ),
+        Instant::now(),
+    );
+    assert_eq!(
+        p.identify(&HeaderMap::new(), ip("10.1.2.3"))
+            .name
+            .to_string(),
+        "mapped"
+    );
 }
 
 #[test]

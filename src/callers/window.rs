@@ -104,6 +104,12 @@ impl Window {
     /// window (the same reset) the lowest count wins: answers can arrive out of order.
     pub fn record(&self, i: usize, report: Report, now: Instant, wall: SystemTime) -> u64 {
         let mut slot = self.slots[i].lock();
+        // A late answer from an earlier window does not replace the current one's report.
+        if let Some(h) = *slot {
+            if report.reset < h.report.reset && now < h.until {
+                return h.report.remaining;
+            }
+        }
         let remaining = match *slot {
             Some(h) if h.report.reset == report.reset && now < h.until => {
                 h.report.remaining.min(report.remaining)
@@ -226,6 +232,15 @@ mod tests {
         tokio::time::advance(19 * S).await;
         assert_eq!(w.check(0, 0.0, Instant::now()).unwrap_err().wait, S);
         tokio::time::advance(S).await;
+        assert!(w.check(0, 0.0, Instant::now()).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_answer_from_an_earlier_window_does_not_replace_the_current_report() {
+        let w = Window::new(1);
+        w.record(0, report(99, 30), Instant::now(), wall());
+        // An answer from the window before, arriving late, says it was spent.
+        assert_eq!(w.record(0, report(0, 5), Instant::now(), wall()), 99);
         assert!(w.check(0, 0.0, Instant::now()).is_ok());
     }
 

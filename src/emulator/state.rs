@@ -124,7 +124,7 @@ impl EmulatorState {
             return None;
         }
         if now >= *end {
-            *end = now + rule.reset_in_s.max(1);
+            *end = now.saturating_add(rule.reset_in_s.max(1));
             *used = 0;
         }
         *used += 1;

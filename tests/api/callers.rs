@@ -111,16 +111,23 @@ async fn a_call_outside_the_allow_list_is_403_naming_caller_and_endpoint_and_goe
         )
         .await;
     assert_ne!(r.status, 403, "reactions.* is allowed: {}", r.json);
-    // The mesh's header names another caller; the address does not decide then.
-    let r = app
-        .send(
-            app.client
-                .post(format!("{}/feed/user/1/", app.api))
-                .header("X-Caller", "web")
-                .body(activity(2).to_string()),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.json);
+    // A service known by its address cannot name itself out of its policy with the header:
+    // not as a caller without networks, not as `default`.
+    for claimed in ["web", "default"] {
+        let r = app
+            .send(
+                app.client
+                    .post(format!("{}/feed/user/1/", app.api))
+                    .header("X-Caller", claimed)
+                    .body(activity(2).to_string()),
+            )
+            .await;
+        assert_eq!(r.status, 403, "claiming {claimed}: {}", r.json);
+    }
+    assert!(app
+        .received()
+        .iter()
+        .all(|r| !(r.method == "POST" && r.target.starts_with("/api/v1.0/feed/"))));
 }
 
 #[tokio::test]
