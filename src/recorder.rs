@@ -78,6 +78,8 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_config_reloads_total", None, "Reloads of the secret or the configuration, by result (ok, error).", 'c'),
     ("gateway_caller_requests_total", None, "Requests by caller ([callers]), endpoint and outcome: allowed, forbidden, rate_limited, upstream_limited.", 'c'),
     ("gateway_upstream_ratelimit_remaining", None, "Calls left in Stream's rate-limit window, by endpoint, as Stream last reported ([callers]).", 'g'),
+    ("gateway_callers_redis_fallback_total", None, "Caller decisions made by this instance's bucket because Redis (callers.redis_url) was down or slow.", 'c'),
+    ("gateway_callers_redis_up", None, "1 while caller decisions go to Redis (callers.redis_url), 0 while they fall back.", 'g'),
 ];
 
 impl Metrics {

@@ -18,6 +18,7 @@ mod helpers;
 mod hygiene;
 mod lifecycle;
 mod operations;
+mod redis;
 mod retries;
 mod rotation;
 mod surface;
