@@ -19,6 +19,7 @@ mod hygiene;
 mod lifecycle;
 mod operations;
 mod redis;
+mod redis_server;
 mod retries;
 mod rotation;
 mod surface;

@@ -2,7 +2,6 @@
 //! package; CI installs it), and answer from their own buckets while it is gone.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use figment::Figment;
@@ -10,78 +9,7 @@ use stream_gateway::callers::shared::{gcra, interval_us, ADMIT_LUA, KEY_PREFIX};
 use stream_gateway::emulator::RateRule;
 
 use crate::helpers::*;
-
-/// A `redis-server` of its own on a free loopback port, without persistence; killed on drop.
-struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = Self { port, child: None };
-        server.restart().await;
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts it (again) on its port and waits until it answers.
-    async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(std::env::temp_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}): these tests need it; install it with \
-                     `apt-get install -y redis-server` (.ci/run does)"
-                )
-            });
-        self.child = Some(child);
-        for _ in 0..500 {
-            if self.connect().await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!(
-            "redis-server did not answer on port {} within 5 s",
-            self.port
-        );
-    }
-
-    /// Kills it at once, as a crash would.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    async fn connect(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        let client = redis::Client::open(self.url())?;
-        let mut c = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut c).await?;
-        Ok(c)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use crate::redis_server::RedisServer;
 
 /// Two callers: `batch` (a burst of 3, then one per 100 s: however slow the machine, the burst
 /// is all that gets through) and `bulk` (never limited in these tests).
