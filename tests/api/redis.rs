@@ -325,3 +325,25 @@ async fn the_admission_script_refuses_a_spent_or_reserved_window_before_charging
     }
     assert_eq!(admit(0.0).await[0], 2, "the burst of 5 is spent");
 }
+
+#[tokio::test]
+async fn a_rediss_url_speaks_tls_with_the_one_crypto_provider_and_fails_cleanly_on_plain_tcp() {
+    // A listener that answers like no TLS server: the handshake must fail as an error (a
+    // missing or ambiguous rustls provider would panic in the connecting task instead).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            use tokio::io::AsyncWriteExt;
+            let _ = s.write_all(b"-ERR not TLS\r\n").await;
+        }
+    });
+    let client = redis::Client::open(format!("rediss://127.0.0.1:{port}/0")).unwrap();
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .expect("the handshake ends");
+    assert!(attempt.is_err());
+}
