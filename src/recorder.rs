@@ -81,6 +81,8 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_otlp_spans_exported_total", None, "Spans the OTLP collector accepted.", 'c'),
     ("gateway_otlp_spans_failed_total", None, "Spans in exports that failed (collector down, slow or refusing).", 'c'),
     ("gateway_otlp_spans_dropped_total", None, "Spans dropped because the export queue was full.", 'c'),
+    ("gateway_callers_redis_fallback_total", None, "Caller decisions made by this instance's bucket because Redis (callers.redis_url) was down or slow.", 'c'),
+    ("gateway_callers_redis_up", None, "1 while caller decisions go to Redis (callers.redis_url), 0 while they fall back.", 'g'),
 ];
 
 impl Metrics {

@@ -10,6 +10,9 @@
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "api/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
 
 use std::sync::{Arc, Mutex};
 
@@ -224,4 +227,46 @@ async fn rotating_the_secret_logs_neither_the_old_nor_the_new_one() {
         "{text}"
     );
     assert!(text.contains("configuration reload failed"), "{text}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_redis_outage_is_logged_once_and_its_end_once_without_the_password() {
+    const PASSWORD: &str = "redis-password-for-the-log-test-9c2e";
+    let cap = Capture::default();
+    let c2 = cap.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || c2.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(sub);
+    let mut redis = redis_server::RedisServer::start_with(&["--requirepass", PASSWORD]).await;
+    let url = redis.url();
+    let app = spawn_with(|f| {
+        f.merge(("callers.redis_url", &url))
+            .merge(("callers.service.web.rate", 1000.0))
+    })
+    .await;
+    let up = |want: bool| {
+        let state = app.state.clone();
+        move || state.callers().redis_up() == want
+    };
+    wait_until("Redis reached", up(true)).await;
+    redis.kill();
+    for _ in 0..10 {
+        assert_eq!(app.get("/feed/user/1/").await.status, 200);
+    }
+    redis.restart().await;
+    wait_until("Redis reached again", up(true)).await;
+    assert_eq!(app.get("/feed/user/1/").await.status, 200);
+
+    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.matches("Redis is out of reach").count(), 1, "{text}");
+    assert_eq!(text.matches("Redis reached").count(), 2, "{text}");
+    assert_eq!(text.matches("after_outage=true").count(), 1, "{text}");
+    assert!(
+        !text.contains(PASSWORD),
+        "the Redis password is in the logs"
+    );
+    assert_clean(&app, &text);
 }

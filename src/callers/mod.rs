@@ -4,6 +4,8 @@
 //! - [`settings`]: `[callers]` as read and validated;
 //! - [`bucket`]: a token bucket per caller (`rate`, `burst`);
 //! - [`window`]: Stream's `X-Ratelimit-*` window per endpoint, and the reserve kept for callers;
+//! - [`shared`]: buckets and windows kept in Redis (`callers.redis_url`) for every replica, with
+//!   the per-instance ones as the fallback;
 //! - here: [`Callers`], the one handle the proxy asks ([`Callers::admit`]) before anything goes
 //!   upstream, and tells ([`Callers::observe`]) what Stream answered. Its policy can be replaced at run
 //!   time ([`Callers::replace`]); the window is Stream's and outlives a policy.
@@ -13,6 +15,7 @@
 
 pub mod bucket;
 pub mod settings;
+pub mod shared;
 pub mod window;
 
 use std::net::{IpAddr, SocketAddr};
@@ -29,8 +32,9 @@ use crate::error::{ApiError, RateLimited};
 use crate::recorder::Metrics;
 use crate::stream::endpoint::{Endpoint, ENDPOINTS};
 use bucket::{whole_seconds, Bucket};
-pub use settings::{CallersFile, Settings, SettingsError, DEFAULT_CALLER};
-use window::{Report, Window};
+pub use settings::{CallersFile, RedisUrl, Settings, SettingsError, DEFAULT_CALLER};
+use shared::{Ask, Decision, Shared};
+use window::{Report, Spent, Window};
 
 /// What became of a caller's request, the `outcome` label of `gateway_caller_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,12 +87,21 @@ pub struct Callers {
     /// `gateway_upstream_ratelimit_remaining`, per endpoint, registered on first report.
     remaining: Box<[OnceLock<Gauge>]>,
     metrics: Arc<Metrics>,
+    /// The store every replica shares (`callers.redis_url` at start-up), if there is one.
+    shared: Option<Arc<Shared>>,
 }
 
 impl Callers {
     /// The handle for `settings` (`None`: no `[callers]` section).
     pub fn new(settings: Option<&Settings>, metrics: Arc<Metrics>) -> Self {
+        let shared = settings
+            .and_then(|s| s.redis_url.as_ref())
+            .map(|url| Shared::new(url, &metrics));
+        if let Some(s) = &shared {
+            s.start();
+        }
         let callers = Self {
+            shared,
             on: AtomicBool::new(false),
             policy: ArcSwapOption::empty(),
             window: Window::new(ENDPOINTS.len()),
@@ -100,8 +113,12 @@ impl Callers {
     }
 
     /// Puts a new policy in force (`None`: none at all); requests already admitted are not
-    /// affected. Buckets start full.
+    /// affected. Buckets start full. The Redis store is the one of start-up.
     pub fn replace(&self, settings: Option<&Settings>) {
+        let url = settings.and_then(|s| s.redis_url.as_ref());
+        if settings.is_some() && url != self.shared.as_ref().map(|s| s.url()) {
+            tracing::warn!("callers.redis_url changed: it is read at start-up only, the running store stays until a restart");
+        }
         let policy = settings.map(|s| Arc::new(Policy::compile(s, Instant::now())));
         let on = policy.is_some();
         self.policy.store(policy);
@@ -126,7 +143,10 @@ impl Callers {
         };
         let i = endpoint.id as usize;
         let caller = policy.identify(headers, peer.map(|p| p.ip().to_canonical()));
-        let (verdict, refused) = self.decide(policy, caller, endpoint, Instant::now());
+        let (verdict, refused) = match self.decide(policy, caller, endpoint).await {
+            Ok(()) => (Verdict::Allowed, None),
+            Err((verdict, refusal)) => (verdict, Some(refusal)),
+        };
         caller
             .counter(&self.metrics, endpoint, i, verdict)
             .increment(1);
@@ -156,60 +176,51 @@ impl Callers {
         admission.refused.map_or(Ok(()), Err)
     }
 
-    fn decide(
+    /// The allow list and this replica's view of Stream's window, then the caller's bucket:
+    /// in Redis when there is a store and it answers, else this replica's.
+    async fn decide(
         &self,
         policy: &Policy,
         caller: &Compiled,
         endpoint: &'static Endpoint,
-        now: Instant,
-    ) -> (Verdict, Option<ApiError>) {
+    ) -> Result<(), (Verdict, ApiError)> {
         let (i, name) = (endpoint.id as usize, &*caller.name);
         if !caller.allow[i] {
             let detail = format!(
                 "caller {name} may not call {} (callers.service.{name}.allow)",
                 endpoint.name
             );
-            return (Verdict::Forbidden, Some(ApiError::NotAllowed(detail)));
+            return Err((Verdict::Forbidden, ApiError::NotAllowed(detail)));
         }
         let others = (policy.reserved - caller.reserve).max(0.0);
-        if let Err(spent) = self.window.check(i, others, now) {
-            let detail = if spent.reserved {
-                format!(
-                    "what is left of Stream's rate limit for {} is kept for other callers; \
-                     retry after the reset",
-                    endpoint.name
-                )
-            } else {
-                format!(
-                    "Stream's rate limit for {} is spent until its reset; not sent",
-                    endpoint.name
-                )
+        self.window
+            .check(i, others, Instant::now())
+            .map_err(|spent| window_refusal(endpoint, spent))?;
+        if let Some(shared) = &self.shared {
+            let ask = Ask {
+                caller: name,
+                endpoint: endpoint.name,
+                others_reserve: others,
+                rate: caller.rate,
             };
-            let r = spent.report;
-            let refusal = RateLimited {
-                detail,
-                retry_after_s: whole_seconds(spent.wait),
-                window: Some((r.limit, r.remaining, r.reset)),
-            };
-            return (
-                Verdict::UpstreamLimited,
-                Some(ApiError::RateLimited(refusal)),
-            );
-        }
-        if let Some(bucket) = &caller.bucket {
-            if let Err(wait) = bucket.take(now) {
-                let refusal = RateLimited {
-                    detail: format!(
-                        "caller {name} is over its rate (callers.service.{name}.rate); \
-                         retry later"
-                    ),
-                    retry_after_s: whole_seconds(wait),
-                    window: None,
-                };
-                return (Verdict::RateLimited, Some(ApiError::RateLimited(refusal)));
+            match shared.admit(&ask).await {
+                Some(Decision::Allowed) => return Ok(()),
+                Some(Decision::Spent(spent)) => return Err(window_refusal(endpoint, spent)),
+                Some(Decision::OverRate(wait)) => return Err(rate_refusal(name, wait)),
+                None => {} // counted: this replica's bucket decides
             }
         }
-        (Verdict::Allowed, None)
+        match &caller.bucket {
+            Some(bucket) => bucket
+                .take(Instant::now())
+                .map_err(|wait| rate_refusal(name, wait)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether decisions go to the Redis store now (`false` without one).
+    pub fn redis_up(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.is_up())
     }
 
     /// Records what an answer from Stream says of its endpoint's window.
@@ -218,9 +229,9 @@ impl Callers {
             return;
         };
         let i = endpoint.id as usize;
-        let left = self
-            .window
-            .record(i, report, Instant::now(), SystemTime::now());
+        let wall = SystemTime::now();
+        let left = self.window.record(i, report, Instant::now(), wall);
+        self.share(endpoint, report, wall);
         self.remaining[i]
             .get_or_init(|| {
                 self.metrics.gauge(
@@ -230,6 +241,58 @@ impl Callers {
             })
             .set(left as f64);
     }
+}
+
+impl Callers {
+    /// Puts a report in Redis for the other replicas when it can refuse a call there: the
+    /// window spent, or what is left within the callers' reserves. Other reports change no
+    /// decision, so they cost Redis nothing.
+    fn share(&self, endpoint: &'static Endpoint, report: Report, wall: SystemTime) {
+        let Some(shared) = self.shared.as_ref().filter(|s| s.is_up()) else {
+            return;
+        };
+        let reserved = self.policy.load().as_ref().map_or(0.0, |p| p.reserved);
+        if report.remaining as f64 > (reserved * report.limit as f64).ceil() {
+            return;
+        }
+        let shared = shared.clone();
+        let hold = report.hold(wall);
+        tokio::spawn(async move { shared.record(endpoint.name, report, hold).await });
+    }
+}
+
+fn window_refusal(endpoint: &'static Endpoint, spent: Spent) -> (Verdict, ApiError) {
+    let detail = if spent.reserved {
+        format!(
+            "what is left of Stream's rate limit for {} is kept for other callers; \
+             retry after the reset",
+            endpoint.name
+        )
+    } else {
+        format!(
+            "Stream's rate limit for {} is spent until its reset; not sent",
+            endpoint.name
+        )
+    };
+    let r = spent.report;
+    let refusal = RateLimited {
+        detail,
+        retry_after_s: whole_seconds(spent.wait),
+        window: Some((r.limit, r.remaining, r.reset)),
+    };
+    (Verdict::UpstreamLimited, ApiError::RateLimited(refusal))
+}
+
+fn rate_refusal(name: &str, wait: std::time::Duration) -> (Verdict, ApiError) {
+    let refusal = RateLimited {
+        detail: format!(
+            "caller {name} is over its rate (callers.service.{name}.rate); \
+             retry later"
+        ),
+        retry_after_s: whole_seconds(wait),
+        window: None,
+    };
+    (Verdict::RateLimited, ApiError::RateLimited(refusal))
 }
 
 /// The compiled policy: callers by name and network, each with its bucket.
@@ -248,6 +311,8 @@ struct Compiled {
     name: Arc<str>,
     allow: Vec<bool>,
     bucket: Option<Bucket>,
+    /// Rate and burst, for the shared store.
+    rate: Option<(f64, u32)>,
     cidrs: Vec<ipnet::IpNet>,
     reserve: f64,
     /// `gateway_caller_requests_total` handles by endpoint and outcome, registered on first use.
@@ -260,6 +325,7 @@ impl Compiled {
             name: Arc::from(s.name.as_str()),
             allow: s.allow.clone(),
             bucket: s.rate.map(|(rate, burst)| Bucket::new(rate, burst, now)),
+            rate: s.rate,
             cidrs: s.cidrs.clone(),
             reserve: s.reserve,
             counters: (0..ENDPOINTS.len() * Verdict::ALL.len())

@@ -21,6 +21,8 @@ pub struct CallersFile {
     pub identity_header: Option<String>,
     /// `[callers.service.<name>]`.
     pub service: BTreeMap<String, ServiceFile>,
+    /// `redis://host:port/db` or `rediss://`: buckets and Stream's window shared by replicas.
+    pub redis_url: Option<String>,
 }
 
 /// `[callers.service.<name>]` as read.
@@ -62,6 +64,62 @@ pub struct Settings {
     pub identity_header: Option<http::HeaderName>,
     /// Every configured caller, `default` included when configured, by name.
     pub services: Vec<Service>,
+    /// Where buckets and Stream's window are shared, if they are.
+    pub redis_url: Option<RedisUrl>,
+}
+
+/// `callers.redis_url`, checked, with its client (which only parses: nothing connects yet). Its
+/// `Debug` and [`RedisUrl::redacted`] leave out user and password.
+#[derive(Clone)]
+pub struct RedisUrl {
+    url: String,
+    client: redis::Client,
+}
+
+impl RedisUrl {
+    /// A `redis://` or `rediss://` URL the client takes.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err("must be redis://host:port/db, or rediss://host:port/db for TLS".into());
+        }
+        // The client's own reading; its error would quote the URL, password and all.
+        let client = redis::Client::open(url)
+            .map_err(|_| "is not a Redis URL: redis://[user:password@]host[:port][/db]")?;
+        Ok(Self {
+            url: url.to_owned(),
+            client,
+        })
+    }
+
+    /// The URL as configured, password included.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+
+    /// The client for this URL.
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The URL without user and password, for logs.
+    pub fn redacted(&self) -> String {
+        let (scheme, rest) = self.url.split_once("://").unwrap_or(("redis", &self.url));
+        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        format!("{scheme}://{host}")
+    }
+}
+
+impl PartialEq for RedisUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 /// One caller, validated.
@@ -104,9 +162,16 @@ impl Settings {
             }
             services.push(service);
         }
+        let redis_url = match f.redis_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) => {
+                Some(RedisUrl::parse(u).map_err(|p| problem("callers.redis_url".into(), p))?)
+            }
+        };
         Ok(Self {
             identity_header,
             services,
+            redis_url,
         })
     }
 }
@@ -374,5 +439,32 @@ mod tests {
             Settings::validate(f).unwrap_err().key,
             "callers.identity_header"
         );
+    }
+
+    #[test]
+    fn a_redis_url_is_redis_or_rediss_and_its_password_stays_out_of_debug() {
+        let with = |u: &str| {
+            Settings::validate(CallersFile {
+                redis_url: Some(u.into()),
+                ..Default::default()
+            })
+        };
+        let s = with("redis://:hunter2@cache.internal:6380/2").unwrap();
+        let url = s.redis_url.unwrap();
+        assert_eq!(url.expose(), "redis://:hunter2@cache.internal:6380/2");
+        assert_eq!(url.redacted(), "redis://cache.internal:6380/2");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert!(with("rediss://cache.internal:6380/0").is_ok());
+        assert!(with("").unwrap().redis_url.is_none(), "empty: none");
+        for bad in [
+            "http://cache:6379",
+            "cache:6379",
+            "redis://cache:port/0",
+            "redis://",
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.key, "callers.redis_url", "{bad}");
+            assert!(!e.problem.contains("hunter2"));
+        }
     }
 }

@@ -18,6 +18,8 @@ mod helpers;
 mod hygiene;
 mod lifecycle;
 mod operations;
+mod redis;
+mod redis_server;
 mod retries;
 mod rotation;
 mod surface;
