@@ -95,8 +95,8 @@ impl Callers {
     /// The handle for `settings` (`None`: no `[callers]` section).
     pub fn new(settings: Option<&Settings>, metrics: Arc<Metrics>) -> Self {
         let shared = settings
-            .and_then(|s| s.redis_url.as_ref())
-            .map(|url| Shared::new(url, &metrics));
+            .and_then(|s| Some((s.redis_url.as_ref()?, s.redis_timeout)))
+            .map(|(url, timeout)| Shared::new(url, timeout, &metrics));
         if let Some(s) = &shared {
             s.start();
         }

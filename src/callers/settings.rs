@@ -12,6 +12,8 @@ use crate::stream::endpoint::ENDPOINTS;
 
 /// The caller that covers everyone not otherwise known.
 pub const DEFAULT_CALLER: &str = "default";
+/// `callers.redis_timeout_ms` by default: the 50 ms the issue sets.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 50;
 
 /// `[callers]` as read.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -23,6 +25,8 @@ pub struct CallersFile {
     pub service: BTreeMap<String, ServiceFile>,
     /// `redis://host:port/db` or `rediss://`: buckets and Stream's window shared by replicas.
     pub redis_url: Option<String>,
+    /// How long a decision waits for Redis before the instance's own bucket decides (ms).
+    pub redis_timeout_ms: Option<u64>,
 }
 
 /// `[callers.service.<name>]` as read.
@@ -66,6 +70,8 @@ pub struct Settings {
     pub services: Vec<Service>,
     /// Where buckets and Stream's window are shared, if they are.
     pub redis_url: Option<RedisUrl>,
+    /// `callers.redis_timeout_ms`: the longest a decision waits for Redis.
+    pub redis_timeout: std::time::Duration,
 }
 
 /// `callers.redis_url`, checked, with its client (which only parses: nothing connects yet). Its
@@ -168,10 +174,20 @@ impl Settings {
                 Some(RedisUrl::parse(u).map_err(|p| problem("callers.redis_url".into(), p))?)
             }
         };
+        let redis_timeout = match f.redis_timeout_ms.unwrap_or(DEFAULT_REDIS_TIMEOUT_MS) {
+            ms @ 1..=1000 => std::time::Duration::from_millis(ms),
+            _ => {
+                return Err(problem(
+                    "callers.redis_timeout_ms".into(),
+                    "must be 1 to 1000 (milliseconds)",
+                ))
+            }
+        };
         Ok(Self {
             identity_header,
             services,
             redis_url,
+            redis_timeout,
         })
     }
 }
@@ -465,6 +481,25 @@ mod tests {
             let e = with(bad).unwrap_err();
             assert_eq!(e.key, "callers.redis_url", "{bad}");
             assert!(!e.problem.contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn the_redis_timeout_is_50_ms_unless_set_between_1_and_1000() {
+        let with = |ms: Option<u64>| {
+            Settings::validate(CallersFile {
+                redis_timeout_ms: ms,
+                ..Default::default()
+            })
+        };
+        use std::time::Duration;
+        assert_eq!(with(None).unwrap().redis_timeout, Duration::from_millis(50));
+        assert_eq!(
+            with(Some(1000)).unwrap().redis_timeout,
+            Duration::from_secs(1)
+        );
+        for bad in [0, 1001] {
+            assert_eq!(with(Some(bad)).unwrap_err().key, "callers.redis_timeout_ms");
         }
     }
 }

@@ -7,11 +7,15 @@
 //! Keys expire once they say nothing a missing key would not, so idle callers cost nothing.
 //!
 //! Redis is the gateway's own infrastructure, so it never refuses a request: a call that does not
-//! answer within [`CALL_TIMEOUT`], or a connection that is down, makes that decision fall back
-//! to the per-instance bucket (counted in `gateway_callers_redis_fallback_total`). The first
-//! failure of an outage takes the connection down and is logged; until a background task has
-//! a new one (with backoff, never on the request path), decisions fall back at once instead of
-//! each waiting out the timeout.
+//! answer within `callers.redis_timeout_ms` (50 ms), a connection that is down, or an error reply
+//! (a read-only replica, a full Redis, a user without `EVALSHA`) makes that decision fall back to
+//! the per-instance bucket (counted in `gateway_callers_redis_fallback_total`). The first failure
+//! of an outage is logged, and its end (the first decision Redis makes again) once. A timeout or
+//! a broken connection takes the connection down; until a background task has a new one (with
+//! backoff, never on the request path), decisions fall back at once instead of each waiting out
+//! the timeout. The backoff keeps growing until a decision succeeds, so a Redis that accepts
+//! connections but cannot decide is not reconnected to once per request. An error reply keeps the
+//! connection: reconnecting would not change the answer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,8 +33,6 @@ use crate::recorder::Metrics;
 
 /// Every key the gateway writes starts with this.
 pub const KEY_PREFIX: &str = "stream-gateway:";
-/// The longest a decision waits for Redis before it falls back.
-pub const CALL_TIMEOUT: Duration = Duration::from_millis(50);
 /// The longest one attempt to connect (and `PING`) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The first wait between attempts to reconnect; it doubles up to [`BACKOFF_MAX`].
@@ -64,6 +66,10 @@ local interval = tonumber(ARGV[2])
 if interval > 0 then
   local tat = tonumber(redis.call('GET', KEYS[2]) or now)
   if tat < now then tat = now end
+  -- A key written under another rate (a reload, replicas mid-deploy) owes at most a full
+  -- bucket of this one: never a lock-out of the old rate's length.
+  local most = now + tonumber(ARGV[3]) * interval
+  if tat > most then tat = most end
   local new_tat = tat + interval
   local allow_at = new_tat - tonumber(ARGV[3]) * interval
   if allow_at > now then
@@ -77,10 +83,14 @@ return {0}
 
 /// What an answer from Stream said of its window, recorded for every replica. `KEYS[1]`: the
 /// window; `ARGV`: limit, remaining, reset, how long it holds (ms). Within one window (the same
-/// reset) the lowest count wins, as in [`super::window::Window::record`].
+/// reset) the lowest count wins, and a late report of an earlier window (an older reset) does
+/// not replace the one held, as in [`super::window::Window::record`].
 pub const RECORD_LUA: &str = r"
 local remaining = tonumber(ARGV[2])
 local held = redis.call('HMGET', KEYS[1], 'remaining', 'reset')
+if held[2] and tonumber(ARGV[3]) < tonumber(held[2]) then
+  return tonumber(held[1])
+end
 if held[2] == ARGV[3] and tonumber(held[1]) < remaining then
   remaining = tonumber(held[1])
 end
@@ -93,7 +103,10 @@ return remaining
 /// arrival time `tat` (if any), at `now`, for one request every `interval` and `burst` at once
 /// (all in microseconds), the new arrival time and the key's TTL in ms, or the wait in µs.
 pub fn gcra(tat: Option<i64>, now: i64, interval: i64, burst: i64) -> Result<(i64, i64), i64> {
-    let tat = tat.unwrap_or(now).max(now);
+    let tat = tat
+        .unwrap_or(now)
+        .max(now)
+        .min(now.saturating_add(burst.saturating_mul(interval)));
     let new_tat = tat.saturating_add(interval);
     let allow_at = new_tat.saturating_sub(burst.saturating_mul(interval));
     if allow_at > now {
@@ -138,11 +151,15 @@ pub struct Ask<'a> {
 pub struct Shared {
     url: RedisUrl,
     conn: ArcSwapOption<MultiplexedConnection>,
+    /// `callers.redis_timeout_ms`.
+    timeout: Duration,
     /// Wakes the connecting task when the connection is lost.
     lost: Notify,
     started: AtomicBool,
     /// An outage has been logged and its end is not yet.
     outage: AtomicBool,
+    /// Redis has decided something since the connection was last lost: the backoff starts over.
+    decided: AtomicBool,
     admit: Script,
     record: Script,
     fallbacks: Counter,
@@ -151,15 +168,17 @@ pub struct Shared {
 
 impl Shared {
     /// A store for `url`, not connected yet: [`Shared::start`] connects.
-    pub fn new(url: &RedisUrl, metrics: &Metrics) -> Arc<Self> {
+    pub fn new(url: &RedisUrl, timeout: Duration, metrics: &Metrics) -> Arc<Self> {
         let up = metrics.gauge("gateway_callers_redis_up", &[]);
         up.set(0.0);
         Arc::new(Self {
             url: url.clone(),
             conn: ArcSwapOption::empty(),
+            timeout,
             lost: Notify::new(),
             started: AtomicBool::new(false),
             outage: AtomicBool::new(false),
+            decided: AtomicBool::new(false),
             admit: Script::new(ADMIT_LUA),
             record: Script::new(RECORD_LUA),
             fallbacks: metrics.counter("gateway_callers_redis_fallback_total", &[]),
@@ -205,15 +224,25 @@ impl Shared {
             .arg("");
         let mut c = (*conn).clone();
         let answer =
-            tokio::time::timeout(CALL_TIMEOUT, call.invoke_async::<Vec<i64>>(&mut c)).await;
+            tokio::time::timeout(self.timeout, call.invoke_async::<Vec<i64>>(&mut c)).await;
         let decision = match answer {
-            Ok(Ok(v)) => decision(&v),
+            Ok(Ok(v)) => {
+                let d = decision(&v);
+                match d {
+                    Some(_) => self.answered(),
+                    None => self.failed(
+                        &conn,
+                        Failure::Reply("an answer the script never gives".into()),
+                    ),
+                }
+                d
+            }
             Ok(Err(e)) => {
-                self.lose(&conn, &e.to_string());
+                self.failed(&conn, Failure::from(&e));
                 None
             }
             Err(_) => {
-                self.lose(&conn, "no answer within 50 ms");
+                self.failed(&conn, Failure::Timeout(self.timeout));
                 None
             }
         };
@@ -235,50 +264,73 @@ impl Shared {
             .arg(report.reset)
             .arg(hold.as_millis().max(1) as u64);
         let mut c = (*conn).clone();
-        match tokio::time::timeout(CALL_TIMEOUT, call.invoke_async::<i64>(&mut c)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => self.lose(&conn, &e.to_string()),
-            Err(_) => self.lose(&conn, "no answer within 50 ms"),
+        match tokio::time::timeout(self.timeout, call.invoke_async::<i64>(&mut c)).await {
+            Ok(Ok(_)) => self.answered(),
+            Ok(Err(e)) => self.failed(&conn, Failure::from(&e)),
+            Err(_) => self.failed(&conn, Failure::Timeout(self.timeout)),
         }
     }
 
-    /// Takes `seen` down (unless a newer connection replaced it already): logged once an outage.
-    fn lose(&self, seen: &Arc<MultiplexedConnection>, why: &str) {
+    /// Redis decided: the end of an outage is logged, once.
+    fn answered(&self) {
+        self.decided.store(true, Ordering::Release);
+        if self.outage.swap(false, Ordering::AcqRel) {
+            tracing::info!(redis = %self.url.redacted(), after_outage = true, "Redis reached again: callers' buckets are shared");
+        }
+    }
+
+    /// Redis did not decide: logged once an outage; a broken or silent connection is taken
+    /// down, an error reply keeps it.
+    fn failed(&self, seen: &Arc<MultiplexedConnection>, why: Failure) {
+        if !self.outage.swap(true, Ordering::AcqRel) {
+            tracing::warn!(redis = %self.url.redacted(), error = %why, "Redis is out of reach: callers' buckets are per instance until it is back");
+        }
+        if !matches!(why, Failure::Reply(_)) {
+            self.lose(seen);
+        }
+    }
+
+    /// Takes `seen` down (unless a newer connection replaced it already).
+    fn lose(&self, seen: &Arc<MultiplexedConnection>) {
         let was = self.conn.compare_and_swap(seen, None);
         let took_it_down = was.as_ref().is_some_and(|c| Arc::ptr_eq(c, seen));
-        if !took_it_down {
-            return;
+        if took_it_down {
+            self.up.set(0.0);
+            self.lost.notify_one();
         }
-        self.up.set(0.0);
-        if !self.outage.swap(true, Ordering::AcqRel) {
-            tracing::warn!(redis = %self.url.redacted(), error = why, "Redis is out of reach: callers' buckets are per instance until it is back");
-        }
-        self.lost.notify_one();
     }
 
     /// Connects, and connects again whenever the connection is lost, with backoff.
     async fn keep_connected(self: Arc<Self>) {
         let mut backoff = BACKOFF_MIN;
+        // Jitter over the upper half, so replicas do not reconnect in step.
+        let pause = |b: Duration| b / 2 + b.mul_f64(fastrand::f64() / 2.0);
         loop {
             if self.conn.load().is_some() {
                 self.lost.notified().await;
+                // A connection that decided nothing (connects and PINGs, then times out) is not
+                // worth reconnecting to at once: the backoff grows until a decision succeeds.
+                if self.decided.swap(false, Ordering::AcqRel) {
+                    backoff = BACKOFF_MIN;
+                }
+                tokio::time::sleep(pause(backoff)).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
             match self.connect().await {
                 Ok(c) => {
                     self.conn.store(Some(Arc::new(c)));
                     self.up.set(1.0);
-                    backoff = BACKOFF_MIN;
-                    let after_outage = self.outage.swap(false, Ordering::AcqRel);
-                    tracing::info!(redis = %self.url.redacted(), after_outage, "Redis reached: callers' buckets are shared");
+                    // The end of an outage is logged by the first decision (`answered`).
+                    if !self.outage.load(Ordering::Acquire) {
+                        tracing::info!(redis = %self.url.redacted(), after_outage = false, "Redis reached: callers' buckets are shared");
+                    }
                 }
                 Err(why) => {
                     if !self.outage.swap(true, Ordering::AcqRel) {
                         tracing::warn!(redis = %self.url.redacted(), error = %why, "Redis is out of reach: callers' buckets are per instance until it is back");
                     }
-                    // Full jitter over the upper half, so replicas do not reconnect in step.
-                    let wait = backoff / 2 + backoff.mul_f64(fastrand::f64() / 2.0);
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(pause(backoff)).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
@@ -302,6 +354,41 @@ impl Shared {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("no answer within 1 s".into()),
+        }
+    }
+}
+
+/// Why Redis did not decide.
+enum Failure {
+    /// No answer in time: the connection is taken down.
+    Timeout(Duration),
+    /// The connection broke: taken down.
+    Connection(String),
+    /// Redis answered with an error (read-only, out of memory, no permission): the connection
+    /// stays, reconnecting would not change the answer.
+    Reply(String),
+}
+
+impl From<&redis::RedisError> for Failure {
+    fn from(e: &redis::RedisError) -> Self {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_unrecoverable_error()
+        {
+            Failure::Connection(e.to_string())
+        } else {
+            Failure::Reply(e.code().unwrap_or("an error reply").to_owned())
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Timeout(t) => write!(f, "no answer within {} ms", t.as_millis()),
+            Failure::Connection(e) => f.write_str(e),
+            Failure::Reply(code) => write!(f, "Redis answered with an error ({code})"),
         }
     }
 }

@@ -20,12 +20,8 @@ impl RedisServer {
 
     /// With more `redis-server` arguments (`--requirepass`, ...), kept for restarts.
     pub async fn start_with(args: &[&str]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
         let mut server = Self {
-            port,
+            port: 0,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             password: args
                 .iter()
@@ -33,8 +29,18 @@ impl RedisServer {
                 .map(|i| args[i + 1].to_owned()),
             child: None,
         };
-        server.restart().await;
-        server
+        // A free port can be taken by a parallel test before redis-server binds it: then the
+        // server exits, and another port is tried.
+        for _ in 0..5 {
+            server.port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            if server.launch().await {
+                return server;
+            }
+        }
+        panic!("redis-server could not start on 5 free ports in a row");
     }
 
     /// The URL a gateway is given, password included.
@@ -45,8 +51,19 @@ impl RedisServer {
         }
     }
 
-    /// Starts it (again) on its port and waits until it answers.
+    /// Starts it again on its port and waits until it answers.
     pub async fn restart(&mut self) {
+        assert!(
+            self.launch().await,
+            "redis-server could not start again on port {}",
+            self.port
+        );
+    }
+
+    /// Starts it on its port; true once it answers as this very process (not another test's
+    /// server on the same port), false if it exited (the port was taken).
+    async fn launch(&mut self) -> bool {
+        self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -62,10 +79,24 @@ impl RedisServer {
                      `apt-get install -y redis-server` (.ci/run does)"
                 )
             });
+        let pid = child.id();
         self.child = Some(child);
         for _ in 0..500 {
-            if self.connect().await.is_ok() {
-                return;
+            if let Some(c) = self.child.as_mut() {
+                if c.try_wait().ok().flatten().is_some() {
+                    self.child = None;
+                    return false;
+                }
+            }
+            if let Ok(mut c) = self.connect().await {
+                let info: String = redis::cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap_or_default();
+                if info.contains(&format!("process_id:{pid}\r\n")) {
+                    return true;
+                }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
