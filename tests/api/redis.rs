@@ -437,3 +437,44 @@ async fn a_redis_that_answers_with_errors_keeps_its_connection_and_every_request
         "decided in Redis again"
     );
 }
+
+#[tokio::test]
+async fn a_hung_redis_costs_a_request_at_most_the_timeout_and_sharing_resumes_after_it() {
+    let redis = RedisServer::start().await;
+    // The default 50 ms: a frozen Redis holds its connections open and answers nothing.
+    let app = spawn_with(|f| shared(f, &redis.url()).merge(("callers.redis_timeout_ms", 50))).await;
+    wait_up(&app, true).await;
+    assert_eq!(get_as(&app, "bulk", "/feed/user/1/").await.status, 200);
+    redis.pause();
+    // Without the 50 ms timeout the first request would wait for the client's own response
+    // timeout (1 s). The bound is generous for a slow machine (18 times the timeout) and still
+    // under that second, so passing shows the gateway's timeout fired.
+    const BOUND: Duration = Duration::from_millis(900);
+    for i in 0..10 {
+        let started = std::time::Instant::now();
+        let r = get_as(&app, "bulk", &format!("/feed/user/{i}/")).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        assert!(
+            started.elapsed() < BOUND,
+            "request {i} took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        metric(&app, "gateway_callers_redis_fallback_total").await,
+        10.0,
+        "each decision fell back, and was counted"
+    );
+    assert!(
+        !app.state.callers().redis_up(),
+        "the silent connection was taken down"
+    );
+    redis.resume();
+    wait_up(&app, true).await;
+    assert_eq!(get_as(&app, "bulk", "/feed/user/1/").await.status, 200);
+    assert_eq!(
+        metric(&app, "gateway_callers_redis_fallback_total").await,
+        10.0,
+        "decided in Redis again"
+    );
+}

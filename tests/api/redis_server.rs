@@ -106,6 +106,25 @@ impl RedisServer {
         );
     }
 
+    /// Freezes it (SIGSTOP): connections stay open and nothing answers, as a hung server.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("a running redis-server").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     /// Kills it at once, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
