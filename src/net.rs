@@ -1,5 +1,6 @@
-//! Name resolution for the HTTP clients (Stream's and the OTLP exporter's): hickory, which
-//! reads `/etc/resolv.conf` itself, so the static `FROM scratch` image resolves without NSS.
+//! Name resolution and TCP connecting for the HTTP clients (Stream's and the OTLP exporter's):
+//! hickory, which reads `/etc/resolv.conf` itself, so the static `FROM scratch` image resolves
+//! without NSS.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,7 +9,19 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::HttpConnector;
 use tower::Service;
+
+/// The TCP connector both clients start from: hickory DNS, `https://` allowed through (TLS is
+/// layered on top), no Nagle, and `connect_timeout` per connection. Neither reads
+/// `HTTP_PROXY`/`HTTPS_PROXY`.
+pub fn http_connector(connect_timeout: std::time::Duration) -> HttpConnector<Dns> {
+    let mut http = HttpConnector::new_with_resolver(Dns::default());
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http
+}
 
 /// The error type hyper-util's connectors take.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -214,11 +214,14 @@ impl Reloader {
             self.watch = FileWatch::default();
         }
         self.gw.token_policy.store(Arc::new(config.tokens));
+        let mut changed = Vec::new();
+        changed_keys(&to_value(&self.running), &to_value(&raw), "", &mut changed);
         // Only a changed [callers] is replaced: a new policy starts its buckets full, and a
         // SIGHUP for a secret rotation alone must not hand every caller a fresh burst.
-        let callers_changed = serde_json::to_value(&self.running.callers).ok()
-            != serde_json::to_value(&raw.callers).ok();
-        if callers_changed {
+        if changed
+            .iter()
+            .any(|k| k == "callers" || k.starts_with("callers."))
+        {
             self.gw.callers.replace(config.callers.as_ref());
         }
         if self.running.callers.is_none() && raw.callers.is_some() {
@@ -226,8 +229,7 @@ impl Reloader {
             tracing::warn!("[callers] added by a reload: callers are known by their header only (not by `cidrs`) until a restart");
         }
 
-        let mut ignored = Vec::new();
-        changed_keys(&to_value(&self.running), &to_value(&raw), "", &mut ignored);
+        let mut ignored = changed;
         ignored.retain(|k| !reloaded(k));
         if !ignored.is_empty() {
             tracing::warn!(keys = %ignored.join(", "), "changed in the configuration, but only read at start-up: keeping the running values until a restart");
@@ -465,17 +467,38 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_reload_request_applies_tokens_and_the_secret_and_keeps_other_keys() {
+    /// A gateway whose secret file holds `secret` and whose configuration file (`gw.toml` in a
+    /// fresh directory) holds `toml`, with its reloads started.
+    fn reloading(
+        secret: &str,
+        toml: &str,
+    ) -> (
+        std::path::PathBuf,
+        std::path::PathBuf,
+        Arc<AppState>,
+        Reloads,
+    ) {
         let dir = temp_dir();
-        std::fs::write(dir.join("secret"), "old-secret").unwrap();
-        let toml = dir.join("gw.toml");
-        std::fs::write(&toml, "[tokens]\nmax_ttl_s = 7200\n").unwrap();
-        let (b, t) = (base(&dir), toml.clone());
+        std::fs::write(dir.join("secret"), secret).unwrap();
+        let file = dir.join("gw.toml");
+        std::fs::write(&file, toml).unwrap();
+        let (b, t) = (base(&dir), file.clone());
         let load: Load = Arc::new(move || b.clone().merge(Toml::file_exact(&t)));
         let f = load();
         let gw = gateway(&f);
-        let reloads_ = Reloads::start(gw.clone(), &f, load);
+        let reloads = Reloads::start(gw.clone(), &f, load);
+        (dir, file, gw, reloads)
+    }
+
+    /// Asks for a reload (as SIGHUP does) and lets it run.
+    async fn reload(reloads: &Reloads) {
+        reloads.request();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_request_applies_tokens_and_the_secret_and_keeps_other_keys() {
+        let (dir, toml, gw, reloads_) = reloading("old-secret", "[tokens]\nmax_ttl_s = 7200\n");
 
         std::fs::write(
             &toml,
@@ -483,8 +506,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("secret"), "new-secret").unwrap();
-        reloads_.request();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        reload(&reloads_).await;
         assert_eq!(gw.token_policy().max_ttl_s, 9000);
         assert_eq!(gw.keys.load().secret().expose(), "new-secret");
         assert_eq!(gw.config.upstream.timeout, Duration::from_millis(3000));
@@ -492,13 +514,11 @@ mod tests {
 
         // A broken file keeps everything in force.
         std::fs::write(&toml, "[tokens\n").unwrap();
-        reloads_.request();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        reload(&reloads_).await;
         assert_eq!(reloads(&gw, "error"), 1);
         std::fs::write(&toml, "[tokens]\nmax_ttl_s = 9000\n").unwrap();
         std::fs::write(dir.join("secret"), "").unwrap();
-        reloads_.request();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        reload(&reloads_).await;
         assert_eq!(
             reloads(&gw, "error"),
             2,
@@ -510,15 +530,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reload_request_puts_the_callers_policy_in_force() {
-        let dir = temp_dir();
-        std::fs::write(dir.join("secret"), "a-secret").unwrap();
-        let toml = dir.join("gw.toml");
-        std::fs::write(&toml, "").unwrap();
-        let (b, t) = (base(&dir), toml.clone());
-        let load: Load = Arc::new(move || b.clone().merge(Toml::file_exact(&t)));
-        let f = load();
-        let gw = gateway(&f);
-        let reloads_ = Reloads::start(gw.clone(), &f, load);
+        let (dir, toml, gw, reloads_) = reloading("a-secret", "");
         let endpoint = |name: &str| {
             crate::stream::endpoint::ENDPOINTS
                 .iter()
@@ -543,8 +555,7 @@ mod tests {
             "[callers.service.default]\nallow = [\"feed.read\"]\n",
         )
         .unwrap();
-        reloads_.request();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        reload(&reloads_).await;
         assert_eq!(reloads(&gw, "ok"), 1);
         assert!(
             refused(gw.clone(), "feed.add").await,
@@ -558,23 +569,20 @@ mod tests {
             "[callers.service.default]\nrate = 0.001\nburst = 1\n",
         )
         .unwrap();
-        reloads_.request();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        reload(&reloads_).await;
         assert!(!refused(gw.clone(), "feed.read").await);
         assert!(
             refused(gw.clone(), "feed.read").await,
             "the bucket is empty"
         );
-        reloads_.request();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        reload(&reloads_).await;
         assert!(
             refused(gw.clone(), "feed.read").await,
             "not refilled by a reload"
         );
 
         std::fs::write(&toml, "").unwrap();
-        reloads_.request();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        reload(&reloads_).await;
         assert!(
             !refused(gw.clone(), "feed.add").await,
             "[callers] removed: all allowed again"

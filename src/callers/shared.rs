@@ -202,6 +202,11 @@ impl Shared {
         &self.url
     }
 
+    /// `callers.redis_timeout_ms` of this store.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Whether decisions go to Redis now.
     pub fn is_up(&self) -> bool {
         self.conn.load().is_some()

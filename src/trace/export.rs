@@ -125,10 +125,7 @@ impl Tracer {
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector<Dns>>, Full<Bytes>>;
 
 fn client(timeout: Duration) -> Result<HttpClient, rustls::Error> {
-    let mut http = HttpConnector::new_with_resolver(Dns::default());
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(timeout));
+    let http = crate::net::http_connector(timeout);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
         .https_or_http()

@@ -142,10 +142,7 @@ impl Upstream {
         let base: Uri = base
             .parse()
             .expect("base_url was validated as scheme://host[:port]");
-        let mut http = HttpConnector::new_with_resolver(Dns::default());
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(cfg.connect_timeout));
+        let http = crate::net::http_connector(cfg.connect_timeout);
         // Every request carries a token or a signature: it goes through a proxy only when the
         // configuration names one, never because of `HTTP_PROXY` in the environment.
         let proxy = match &cfg.proxy {
