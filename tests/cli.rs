@@ -396,10 +396,10 @@ fn sighup_reloads_the_secret_and_tokens_and_a_broken_file_keeps_them() {
         )
         .0
     };
-    let hup = |child: &Child| {
+    let signal = |child: &Child, sig: &str| {
         let pid = child.id().to_string();
         assert!(Command::new("kill")
-            .args(["-HUP", &pid])
+            .args([sig, &pid])
             .status()
             .unwrap()
             .success());
@@ -414,13 +414,13 @@ fn sighup_reloads_the_secret_and_tokens_and_a_broken_file_keeps_them() {
         "[stream]\napi_secret = \"{new}\"\n[tokens]\nmax_ttl_s = 100000\n\
          [upstream]\ntimeout_ms = 1234\n"
     ));
-    hup(&child);
+    signal(&child, "-HUP");
     wait_for("the new secret is in force", || read() == 200);
     assert_eq!(long_token(), 200);
 
     // A broken file: the reload fails, the secret and the policy in force stay.
     write("[stream\n");
-    hup(&child);
+    signal(&child, "-HUP");
     let errors = r#"gateway_config_reloads_total{result="error"} 1"#;
     wait_for("the reload failed", || {
         http(port, "GET", "/metrics", "").1.contains(errors)
@@ -432,12 +432,7 @@ fn sighup_reloads_the_secret_and_tokens_and_a_broken_file_keeps_them() {
         "{metrics}"
     );
 
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal(&child, "-TERM");
     let ok = child.wait().unwrap().success();
     reader.join().unwrap();
     let _ = std::fs::remove_file(&toml);

@@ -24,6 +24,37 @@ use helpers::*;
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
 
+impl Capture {
+    /// Every event at every level, as text lines, captured on this thread until the guard drops.
+    fn text() -> (Self, tracing::subscriber::DefaultGuard) {
+        let cap = Self::default();
+        let c2 = cap.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || c2.clone())
+            .finish();
+        (cap, tracing::subscriber::set_default(sub))
+    }
+
+    /// The same as JSON lines.
+    fn json() -> (Self, tracing::subscriber::DefaultGuard) {
+        let cap = Self::default();
+        let c2 = cap.clone();
+        let sub = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(Level::TRACE)
+            .with_writer(move || c2.clone())
+            .finish();
+        (cap, tracing::subscriber::set_default(sub))
+    }
+
+    /// What was written so far.
+    fn text_so_far(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 impl std::io::Write for Capture {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(b);
@@ -117,18 +148,11 @@ fn assert_clean(app: &TestApp, text: &str) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_secret_and_credentials_appear_in_no_log_line_text_or_json() {
-    let cap = Capture::default();
-    let c2 = cap.clone();
-    let sub = tracing_subscriber::fmt()
-        .with_max_level(Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || c2.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(sub);
+    let (cap, guard) = Capture::text();
     let app = spawn_app().await;
     exercise(&app).await;
     drop(guard);
-    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    let text = cap.text_so_far();
     assert_clean(&app, &text);
     assert!(
         !text.contains(" caller="),
@@ -140,14 +164,7 @@ async fn the_secret_and_credentials_appear_in_no_log_line_text_or_json() {
         .collect();
     assert_traced(&lines);
 
-    let cap = Capture::default();
-    let c2 = cap.clone();
-    let sub = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(Level::TRACE)
-        .with_writer(move || c2.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(sub);
+    let (cap, _guard) = Capture::json();
     // With [callers], proxied requests' lines name the caller.
     let app = spawn_with(|f| {
         f.merge(("callers.identity_header", "X-Caller"))
@@ -155,7 +172,7 @@ async fn the_secret_and_credentials_appear_in_no_log_line_text_or_json() {
     })
     .await;
     exercise(&app).await;
-    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    let text = cap.text_so_far();
     assert_clean(&app, &text);
     let mut lines = Vec::new();
     let mut callers = Vec::new();
@@ -178,14 +195,7 @@ async fn rotating_the_secret_logs_neither_the_old_nor_the_new_one() {
     use stream_gateway::config::Config;
     use stream_gateway::reload::Reloads;
     const NEW: &str = "rotated-secret-for-the-log-test-31f7";
-    let cap = Capture::default();
-    let c2 = cap.clone();
-    let sub = tracing_subscriber::fmt()
-        .with_max_level(Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || c2.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(sub);
+    let (cap, _guard) = Capture::text();
     let dir = std::env::temp_dir().join(format!("gw-logs-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("api_secret");
@@ -217,7 +227,7 @@ async fn rotating_the_secret_logs_neither_the_old_nor_the_new_one() {
     .await;
     let _ = std::fs::remove_dir_all(&dir);
 
-    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    let text = cap.text_so_far();
     assert_clean(&app, &text);
     assert!(!text.contains(NEW), "the new secret is in the logs");
     assert!(text.contains("API secret rotated"), "{text}");
@@ -232,14 +242,7 @@ async fn rotating_the_secret_logs_neither_the_old_nor_the_new_one() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_redis_outage_is_logged_once_and_its_end_once_without_the_password() {
     const PASSWORD: &str = "redis-password-for-the-log-test-9c2e";
-    let cap = Capture::default();
-    let c2 = cap.clone();
-    let sub = tracing_subscriber::fmt()
-        .with_max_level(Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || c2.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(sub);
+    let (cap, _guard) = Capture::text();
     let mut redis = redis_server::RedisServer::start_with(&["--requirepass", PASSWORD]).await;
     let url = redis.url();
     let app = spawn_with(|f| {
@@ -260,7 +263,7 @@ async fn a_redis_outage_is_logged_once_and_its_end_once_without_the_password() {
     wait_until("Redis reached again", up(true)).await;
     assert_eq!(app.get("/feed/user/1/").await.status, 200);
 
-    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    let text = cap.text_so_far();
     assert_eq!(text.matches("Redis is out of reach").count(), 1, "{text}");
     assert_eq!(text.matches("Redis reached").count(), 2, "{text}");
     assert_eq!(text.matches("after_outage=true").count(), 1, "{text}");

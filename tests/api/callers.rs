@@ -19,26 +19,6 @@ fn example(f: Figment, batch_rate: f64, indexer_cidr: &str) -> Figment {
         .merge(("callers.service.indexer.cidrs", [indexer_cidr]))
 }
 
-async fn get_as(app: &TestApp, caller: &str, path: &str) -> Reply {
-    app.send(
-        app.client
-            .get(format!("{}{path}", app.api))
-            .header("X-Caller", caller),
-    )
-    .await
-}
-
-async fn metrics(app: &TestApp) -> String {
-    app.client
-        .get(format!("http://{}/metrics", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn spent_window(app: &TestApp, limit: u64) {
     app.emu().set_rate_rule(Some(RateRule {
         method: None,
@@ -54,8 +34,8 @@ async fn a_flooding_caller_gets_429_with_retry_after_and_the_other_caller_is_una
     let app = spawn_with(|f| example(f, 0.01, "192.0.2.0/24")).await;
     let mut batch = Vec::new();
     for i in 0..20 {
-        batch.push(get_as(&app, "batch", "/feed/user/1/").await);
-        let web = get_as(&app, "web", &format!("/feed/user/{i}/")).await;
+        batch.push(app.get_as("batch", "/feed/user/1/").await);
+        let web = app.get_as("web", &format!("/feed/user/{i}/")).await;
         assert_eq!(web.status, 200, "web request {i}: {}", web.json);
     }
     let ok = batch.iter().filter(|r| r.status == 200).count();
@@ -78,7 +58,7 @@ async fn a_flooding_caller_gets_429_with_retry_after_and_the_other_caller_is_una
         3 + 1,
         "batch's three and web's one; no refusal reached Stream"
     );
-    let m = metrics(&app).await;
+    let m = app.metrics_text().await;
     for line in [
         r#"gateway_caller_requests_total{caller="batch",endpoint="feed.read",outcome="allowed"} 3"#,
         r#"gateway_caller_requests_total{caller="batch",endpoint="feed.read",outcome="rate_limited"} 17"#,
@@ -143,7 +123,7 @@ async fn a_callers_header_counts_only_from_inside_its_networks() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.json);
-    let m = metrics(&app).await;
+    let m = app.metrics_text().await;
     assert!(
         m.contains(r#"gateway_caller_requests_total{caller="default",endpoint="feed.add",outcome="allowed"} 1"#),
         "{m}"
@@ -178,7 +158,7 @@ async fn once_stream_reports_the_window_spent_the_gateway_sends_nothing_upstream
         "the emulator answered"
     );
     assert_eq!(app.received().len(), 4);
-    let m = metrics(&app).await;
+    let m = app.metrics_text().await;
     for line in [
         r#"gateway_caller_requests_total{caller="default",endpoint="feed.read",outcome="upstream_limited"} 5"#,
         r#"gateway_upstream_ratelimit_remaining{endpoint="feed.read"} 0"#,
@@ -213,7 +193,7 @@ async fn without_callers_every_call_goes_to_stream_as_before() {
         assert_eq!(app.get("/feed/user/1/").await.status, 429);
     }
     assert_eq!(app.received().len(), 4);
-    let m = metrics(&app).await;
+    let m = app.metrics_text().await;
     assert!(!m.contains("gateway_caller_requests_total{"), "{m}");
     assert!(!m.contains("gateway_upstream_ratelimit_remaining{"), "{m}");
 }

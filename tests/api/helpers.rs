@@ -133,6 +133,43 @@ impl TestApp {
             .await
     }
 
+    /// A GET naming its caller in `X-Caller` (`[callers]` with that identity header).
+    pub async fn get_as(&self, caller: &str, path: &str) -> Reply {
+        self.send(
+            self.client
+                .get(format!("{}{path}", self.api))
+                .header("X-Caller", caller),
+        )
+        .await
+    }
+
+    /// `/metrics`, as text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("http://{}/metrics", self.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// One series' value: its name and labels as `/metrics` writes them (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
         self.send(
             self.client

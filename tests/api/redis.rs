@@ -45,35 +45,10 @@ async fn wait_up(app: &TestApp, up: bool) {
     );
 }
 
-async fn get_as(app: &TestApp, caller: &str, path: &str) -> Reply {
-    app.send(
-        app.client
-            .get(format!("{}{path}", app.api))
-            .header("X-Caller", caller),
-    )
-    .await
-}
-
-/// A metric's value, labels and all (0 when absent).
-async fn metric(app: &TestApp, name_and_labels: &str) -> f64 {
-    let text = app
-        .client
-        .get(format!("http://{}/metrics", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 async fn fallbacks(apps: &[&TestApp]) -> f64 {
     let mut n = 0.0;
     for app in apps {
-        n += metric(app, "gateway_callers_redis_fallback_total").await;
+        n += app.metric("gateway_callers_redis_fallback_total").await;
     }
     n
 }
@@ -83,7 +58,7 @@ async fn batch_through(a: &TestApp, b: &TestApp, calls: usize) -> usize {
     let mut ok = 0;
     for i in 0..calls {
         let app = if i % 2 == 0 { a } else { b };
-        let r = get_as(app, "batch", "/feed/user/1/").await;
+        let r = app.get_as("batch", "/feed/user/1/").await;
         assert!(
             r.status == 200 || r.status == 429,
             "{}: {}",
@@ -127,7 +102,7 @@ async fn stopping_redis_mid_load_loses_no_request_and_restarting_it_shares_again
         tokio::spawn(async move {
             let mut statuses = Vec::new();
             for i in 0..30 {
-                statuses.push(get_as(&b, "bulk", &format!("/feed/user/{i}/")).await.status);
+                statuses.push(b.get_as("bulk", &format!("/feed/user/{i}/")).await.status);
             }
             statuses
         })
@@ -137,20 +112,20 @@ async fn stopping_redis_mid_load_loses_no_request_and_restarting_it_shares_again
         if i == 10 {
             redis.kill();
         }
-        statuses.push(get_as(&a, "bulk", &format!("/feed/user/{i}/")).await.status);
+        statuses.push(a.get_as("bulk", &format!("/feed/user/{i}/")).await.status);
     }
     statuses.extend(other.await.unwrap());
     assert_eq!(statuses.len(), 60);
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     // Every call `a` made after the kill was decided by its own bucket, and counted.
-    assert!(metric(&a, "gateway_callers_redis_fallback_total").await >= 20.0);
-    assert_eq!(metric(&a, "gateway_callers_redis_up").await, 0.0);
+    assert!(a.metric("gateway_callers_redis_fallback_total").await >= 20.0);
+    assert_eq!(a.metric("gateway_callers_redis_up").await, 0.0);
     assert!(!a.state.callers().redis_up());
 
     redis.restart().await;
     wait_up(&a, true).await;
     wait_up(&b, true).await;
-    assert_eq!(metric(&a, "gateway_callers_redis_up").await, 1.0);
+    assert_eq!(a.metric("gateway_callers_redis_up").await, 1.0);
     let before = fallbacks(&[&a, &b]).await;
     let ok = batch_through(&a, &b, 12).await;
     assert_eq!(fallbacks(&[&a, &b]).await, before, "decided in Redis again");
@@ -168,7 +143,7 @@ async fn a_window_one_replica_hears_is_spent_holds_for_the_other_replica() {
         reset_in_s: 30,
     }));
     for _ in 0..2 {
-        assert_eq!(get_as(&a, "bulk", "/feed/user/1/").await.status, 200);
+        assert_eq!(a.get_as("bulk", "/feed/user/1/").await.status, 200);
     }
     // The second answer said nothing is left; `a` tells Redis in the background.
     let mut c = redis.connect().await.unwrap();
@@ -184,16 +159,16 @@ async fn a_window_one_replica_hears_is_spent_holds_for_the_other_replica() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let r = get_as(&b, "bulk", "/feed/user/2/").await;
+    let r = b.get_as("bulk", "/feed/user/2/").await;
     assert_eq!(r.status, 429, "{}", r.json);
     assert_eq!(r.json["exception"], "RateLimitReached");
     assert_eq!(r.headers["x-ratelimit-remaining"], "0");
     assert_eq!(r.headers["x-ratelimit-limit"], "2");
     assert!(b.received().is_empty(), "b's Stream never saw the call");
     let outcome = r#"gateway_caller_requests_total{caller="bulk",endpoint="feed.read",outcome="upstream_limited"}"#;
-    assert_eq!(metric(&b, outcome).await, 1.0);
+    assert_eq!(b.metric(outcome).await, 1.0);
     // Another endpoint's window is its own.
-    assert_eq!(get_as(&b, "bulk", "/user/u1/").await.status, 404);
+    assert_eq!(b.get_as("bulk", "/user/u1/").await.status, 404);
 }
 
 #[tokio::test]
@@ -206,16 +181,16 @@ async fn a_replica_whose_redis_is_not_there_serves_from_its_own_buckets() {
     let app = spawn_with(|f| shared(f, &format!("redis://127.0.0.1:{port}/0"))).await;
     let mut ok = 0;
     for _ in 0..6 {
-        let r = get_as(&app, "batch", "/feed/user/1/").await;
+        let r = app.get_as("batch", "/feed/user/1/").await;
         assert!(r.status == 200 || r.status == 429, "{}", r.json);
         ok += usize::from(r.status == 200);
     }
     assert_eq!(ok, 3, "its own bucket of 3");
     assert_eq!(
-        metric(&app, "gateway_callers_redis_fallback_total").await,
+        app.metric("gateway_callers_redis_fallback_total").await,
         6.0
     );
-    assert_eq!(metric(&app, "gateway_callers_redis_up").await, 0.0);
+    assert_eq!(app.metric("gateway_callers_redis_up").await, 0.0);
 }
 
 #[tokio::test]
@@ -410,11 +385,11 @@ async fn a_redis_that_answers_with_errors_keeps_its_connection_and_every_request
         .await
         .unwrap();
     for i in 0..10 {
-        let r = get_as(&app, "bulk", &format!("/feed/user/{i}/")).await;
+        let r = app.get_as("bulk", &format!("/feed/user/{i}/")).await;
         assert_eq!(r.status, 200, "{}", r.json);
     }
     assert_eq!(
-        metric(&app, "gateway_callers_redis_fallback_total").await,
+        app.metric("gateway_callers_redis_fallback_total").await,
         10.0,
         "each decision fell back, and was counted"
     );
@@ -430,9 +405,9 @@ async fn a_redis_that_answers_with_errors_keeps_its_connection_and_every_request
         .query_async(&mut c)
         .await
         .unwrap();
-    assert_eq!(get_as(&app, "bulk", "/feed/user/1/").await.status, 200);
+    assert_eq!(app.get_as("bulk", "/feed/user/1/").await.status, 200);
     assert_eq!(
-        metric(&app, "gateway_callers_redis_fallback_total").await,
+        app.metric("gateway_callers_redis_fallback_total").await,
         10.0,
         "decided in Redis again"
     );
@@ -444,7 +419,7 @@ async fn a_hung_redis_costs_a_request_at_most_the_timeout_and_sharing_resumes_af
     // The default 50 ms: a frozen Redis holds its connections open and answers nothing.
     let app = spawn_with(|f| shared(f, &redis.url()).merge(("callers.redis_timeout_ms", 50))).await;
     wait_up(&app, true).await;
-    assert_eq!(get_as(&app, "bulk", "/feed/user/1/").await.status, 200);
+    assert_eq!(app.get_as("bulk", "/feed/user/1/").await.status, 200);
     redis.pause();
     // Without the 50 ms timeout the first request would wait for the client's own response
     // timeout (1 s). The bound is generous for a slow machine (18 times the timeout) and still
@@ -452,7 +427,7 @@ async fn a_hung_redis_costs_a_request_at_most_the_timeout_and_sharing_resumes_af
     const BOUND: Duration = Duration::from_millis(900);
     for i in 0..10 {
         let started = std::time::Instant::now();
-        let r = get_as(&app, "bulk", &format!("/feed/user/{i}/")).await;
+        let r = app.get_as("bulk", &format!("/feed/user/{i}/")).await;
         assert_eq!(r.status, 200, "{}", r.json);
         assert!(
             started.elapsed() < BOUND,
@@ -461,7 +436,7 @@ async fn a_hung_redis_costs_a_request_at_most_the_timeout_and_sharing_resumes_af
         );
     }
     assert_eq!(
-        metric(&app, "gateway_callers_redis_fallback_total").await,
+        app.metric("gateway_callers_redis_fallback_total").await,
         10.0,
         "each decision fell back, and was counted"
     );
@@ -471,9 +446,9 @@ async fn a_hung_redis_costs_a_request_at_most_the_timeout_and_sharing_resumes_af
     );
     redis.resume();
     wait_up(&app, true).await;
-    assert_eq!(get_as(&app, "bulk", "/feed/user/1/").await.status, 200);
+    assert_eq!(app.get_as("bulk", "/feed/user/1/").await.status, 200);
     assert_eq!(
-        metric(&app, "gateway_callers_redis_fallback_total").await,
+        app.metric("gateway_callers_redis_fallback_total").await,
         10.0,
         "decided in Redis again"
     );

@@ -228,26 +228,10 @@ fn exporting_to(url: &str) -> impl FnOnce(figment::Figment) -> figment::Figment 
     }
 }
 
-/// A counter's value in `/metrics` (0 when absent).
-async fn counter(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(format!("http://{}/metrics", app.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Waits (up to 10 s) until `name` is at least `min`.
 async fn wait_for_counter(app: &TestApp, name: &str, min: f64) {
     for _ in 0..1000 {
-        if counter(app, name).await >= min {
+        if app.metric(name).await >= min {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -343,7 +327,7 @@ async fn a_trace_the_caller_does_not_sample_is_continued_but_not_exported() {
             .status,
         200
     );
-    assert!(counter(&app, "gateway_otlp_spans_dropped_total").await == 0.0);
+    assert!(app.metric("gateway_otlp_spans_dropped_total").await == 0.0);
     let r = app
         .send(
             app.client
@@ -489,10 +473,7 @@ async fn spans_a_collector_refuses_are_counted_as_failed() {
     let app = spawn_with(exporting_to(&collector.url)).await;
     assert_eq!(app.get("/feed/user/1/").await.status, 200);
     wait_for_counter(&app, "gateway_otlp_spans_failed_total", 2.0).await;
-    assert_eq!(
-        counter(&app, "gateway_otlp_spans_exported_total").await,
-        0.0
-    );
+    assert_eq!(app.metric("gateway_otlp_spans_exported_total").await, 0.0);
 }
 
 #[tokio::test]
