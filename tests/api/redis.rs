@@ -1,5 +1,5 @@
 //! `callers.redis_url`: replicas share one budget through a real `redis-server` (Debian's
-//! package; CI installs it), and answer from their own buckets while it is gone.
+//! package; scripts/check installs it), and answer from their own buckets while it is gone.
 
 use std::net::TcpListener;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! A `redis-server` (Debian's package; CI installs it) for the tests that share callers'
-//! budgets through Redis.
+//! A `redis-server` (Debian's package, listed in scripts/system-packages; scripts/check installs
+//! it) for the tests that share callers' budgets through Redis.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -76,7 +76,7 @@ impl RedisServer {
             .unwrap_or_else(|e| {
                 panic!(
                     "cannot start redis-server ({e}): these tests need it; install it with \
-                     `apt-get install -y redis-server` (.ci/run does)"
+                     `apt-get install -y redis-server` (scripts/check does, as root)"
                 )
             });
         let pid = child.id();
