@@ -34,24 +34,77 @@ enum Empty {
 
 /// Dashboard expressions allowed to be empty: any expression naming one of these metrics.
 const ALLOWED_EMPTY: &[(&str, Empty, &str)] = &[
-    ("gateway_webhooks_total", Empty::NotYetExported, "webhooks (src/webhooks) are not in this code yet"),
-    ("gateway_webhooks_refused_total", Empty::NotYetExported, "webhooks (src/webhooks) are not in this code yet"),
-    ("gateway_tokens_refused_total", Empty::NotYetExported, "/tokens refusals by reason come with the OIDC change"),
-    ("gateway_oidc_fetch_total", Empty::NotYetExported, "OIDC identity for /tokens is not in this code yet"),
-    ("gateway_oidc_keys", Empty::NotYetExported, "OIDC identity for /tokens is not in this code yet"),
-    ("gateway_api_key_refused_total", Empty::NotYetExported, "the foreign api_key refusal is not in this code yet"),
-    ("gateway_upstream_auth_failures_total", Empty::NotYetExported, "the wrong-secret count is not in this code yet"),
-    ("gateway_build_info", Empty::NotYetExported, "build info is not exported by this code yet"),
-    ("process_start_time_seconds", Empty::NotYetExported, "process metrics are not exported by this code yet"),
-    ("process_cpu_seconds_total", Empty::NotYetExported, "process metrics are not exported by this code yet"),
-    ("process_resident_memory_bytes", Empty::NotYetExported, "process metrics are not exported by this code yet"),
+    (
+        "gateway_webhooks_total",
+        Empty::NotYetExported,
+        "webhooks (src/webhooks) are not in this code yet",
+    ),
+    (
+        "gateway_webhooks_refused_total",
+        Empty::NotYetExported,
+        "webhooks (src/webhooks) are not in this code yet",
+    ),
+    (
+        "gateway_tokens_refused_total",
+        Empty::NotYetExported,
+        "/tokens refusals by reason come with the OIDC change",
+    ),
+    (
+        "gateway_oidc_fetch_total",
+        Empty::NotYetExported,
+        "OIDC identity for /tokens is not in this code yet",
+    ),
+    (
+        "gateway_oidc_keys",
+        Empty::NotYetExported,
+        "OIDC identity for /tokens is not in this code yet",
+    ),
+    (
+        "gateway_api_key_refused_total",
+        Empty::NotYetExported,
+        "the foreign api_key refusal is not in this code yet",
+    ),
+    (
+        "gateway_upstream_auth_failures_total",
+        Empty::NotYetExported,
+        "the wrong-secret count is not in this code yet",
+    ),
+    (
+        "gateway_build_info",
+        Empty::NotYetExported,
+        "build info is not exported by this code yet",
+    ),
+    (
+        "process_start_time_seconds",
+        Empty::NotYetExported,
+        "process metrics are not exported by this code yet",
+    ),
+    (
+        "process_cpu_seconds_total",
+        Empty::NotYetExported,
+        "process metrics are not exported by this code yet",
+    ),
+    (
+        "process_resident_memory_bytes",
+        Empty::NotYetExported,
+        "process metrics are not exported by this code yet",
+    ),
 ];
 
 /// Alerts the load below does not make fire, and why; every other alert must fire.
 const NOT_FIRED: &[(&str, &str)] = &[
-    ("StreamGatewayWebhookVerificationFailing", "no webhooks in this code yet (and none in the load)"),
-    ("StreamGatewayOidcKeyFetchFailing", "no OIDC in this code yet (and no identity provider in the load)"),
-    ("StreamGatewayRestarted", "one process cannot restart inside a test; process_start_time_seconds is not exported yet"),
+    (
+        "StreamGatewayWebhookVerificationFailing",
+        "no webhooks in this code yet (and none in the load)",
+    ),
+    (
+        "StreamGatewayOidcKeyFetchFailing",
+        "no OIDC in this code yet (and no identity provider in the load)",
+    ),
+    (
+        "StreamGatewayRestarted",
+        "one process cannot restart inside a test; process_start_time_seconds is not exported yet",
+    ),
 ];
 
 /// Grafana's `$__rate_interval` and the variables, as Grafana would fill them in here
@@ -98,10 +151,7 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
     assert!(check.contains("SUCCESS: 9 rules found"), "{check}");
     // Relative to the test file, as `rule_files` in it is.
     let dir = repo(RULE_TESTS);
-    let test = promtool(
-        &["test", "rules", "alerts.test.yml"],
-        dir.parent().unwrap(),
-    );
+    let test = promtool(&["test", "rules", "alerts.test.yml"], dir.parent().unwrap());
     assert!(test.contains("SUCCESS"), "{test}");
 }
 
@@ -123,8 +173,9 @@ fn the_dashboard_uses_a_prometheus_data_source_variable_and_no_plugins() {
         .expect("the dashboard is JSON");
     let vars = d["templating"]["list"].as_array().unwrap();
     assert!(
-        vars.iter()
-            .any(|v| v["name"] == "datasource" && v["type"] == "datasource" && v["query"] == "prometheus"),
+        vars.iter().any(|v| v["name"] == "datasource"
+            && v["type"] == "datasource"
+            && v["query"] == "prometheus"),
         "a Prometheus data source variable"
     );
     let mut uids = std::collections::HashSet::new();
@@ -135,10 +186,17 @@ fn the_dashboard_uses_a_prometheus_data_source_variable_and_no_plugins() {
             "panel {} is a {kind}: only Grafana's built-in panels",
             p["title"]
         );
-        assert!(uids.insert(p["id"].as_u64().unwrap()), "panel ids are unique");
+        assert!(
+            uids.insert(p["id"].as_u64().unwrap()),
+            "panel ids are unique"
+        );
         if kind != "row" {
             assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
-            assert!(!p["description"].as_str().unwrap_or("").is_empty(), "{}", p["title"]);
+            assert!(
+                !p["description"].as_str().unwrap_or("").is_empty(),
+                "{}",
+                p["title"]
+            );
         }
     }
     assert!(d.get("__requires").is_none(), "nothing to install first");
@@ -175,7 +233,10 @@ impl Prometheus {
         let log = dir.0.join("prometheus.log");
         let child = Command::new(program("prometheus"))
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -194,7 +255,11 @@ impl Prometheus {
             if ready.is_ok_and(|r| r.status().is_success()) {
                 return p;
             }
-            assert!(Instant::now() < deadline, "Prometheus not ready:\n{}", p.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus not ready:\n{}",
+                p.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -323,6 +388,146 @@ async fn round(app: &Arc<TestApp>, reloads: &Reloads, n: u32) {
     reloads.request();
 }
 
+/// The load, in a task of its own until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicU32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(app: &Arc<TestApp>, reloads: Reloads) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicU32::new(0));
+        let task = {
+            let (app, stop, rounds) = (app.clone(), stop.clone(), rounds.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    round(&app, &reloads, rounds.fetch_add(1, Ordering::Relaxed)).await;
+                }
+            })
+        };
+        Self { stop, rounds, task }
+    }
+
+    /// Stops after the round under way; the rounds run.
+    async fn stop(self) -> u32 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        self.rounds.load(Ordering::Relaxed)
+    }
+}
+
+fn allowed_empty(expr: &str) -> Option<&'static (&'static str, Empty, &'static str)> {
+    ALLOWED_EMPTY.iter().find(|(m, ..)| expr.contains(m))
+}
+
+fn not_fired(alert: &str) -> bool {
+    NOT_FIRED.iter().any(|(n, _)| *n == alert)
+}
+
+/// The alerts as Prometheus loaded them from alerts.yml: name and expression.
+async fn loaded_alerts(prom: &Prometheus) -> Vec<(String, String)> {
+    let groups = prom.api("rules", &[]).await["groups"].clone();
+    let alerts: Vec<(String, String)> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().clone())
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["query"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(alerts.len(), 9, "alerts.yml's rules loaded: {groups}");
+    for (name, _) in NOT_FIRED {
+        assert!(
+            alerts.iter().any(|(a, _)| a == name),
+            "{name} is not a rule"
+        );
+    }
+    alerts
+}
+
+/// Polls until every expression that must return data does, or a deadline generous for a
+/// slow machine passes; what is still missing.
+async fn wait_for_data(
+    prom: &Prometheus,
+    panels: &[(String, String)],
+    alerts: &[(String, String)],
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut missing = Vec::new();
+        for (title, expr) in panels {
+            let expr = as_grafana_sends(expr);
+            if prom.series(&expr).await == 0 && allowed_empty(&expr).is_none() {
+                missing.push(format!("panel {title:?}: {expr}"));
+            }
+        }
+        for (name, expr) in alerts {
+            if prom.series(expr).await == 0 && !not_fired(name) {
+                missing.push(format!("alert {name} does not fire: {expr}"));
+            }
+        }
+        if missing.is_empty() || Instant::now() > deadline {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What is listed as not exported yet must still be empty: once it is exported, it leaves the
+/// list, so that renaming it fails this test from then on.
+async fn listed_ones_are_still_empty(
+    prom: &Prometheus,
+    panels: &[(String, String)],
+    alerts: &[(String, String)],
+) {
+    for (title, expr) in panels {
+        let expr = as_grafana_sends(expr);
+        if let Some((metric, Empty::NotYetExported, _)) = allowed_empty(&expr) {
+            assert_eq!(
+                prom.series(&expr).await,
+                0,
+                "panel {title:?} has data now: take {metric} off ALLOWED_EMPTY"
+            );
+        }
+    }
+    for (name, expr) in alerts {
+        if not_fired(name) {
+            assert_eq!(
+                prom.series(expr).await,
+                0,
+                "{name} fires: take it off NOT_FIRED"
+            );
+        }
+    }
+}
+
+/// The rules Prometheus evaluated by itself are healthy, each with a severity and a runbook
+/// section in docs/operations.md.
+async fn rules_are_healthy_with_runbooks(prom: &Prometheus) {
+    let runbook = std::fs::read_to_string(repo(RUNBOOK)).unwrap();
+    for r in prom.api("rules", &[]).await["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(r["health"], "ok", "{r}");
+        assert!(r["labels"]["severity"].as_str().is_some(), "{r}");
+        let link = r["annotations"]["runbook"].as_str().unwrap();
+        let anchor = link.strip_prefix("docs/operations.md#").expect(link);
+        let name = r["name"].as_str().unwrap();
+        assert_eq!(anchor, name.to_ascii_lowercase(), "{name}'s runbook link");
+        assert!(
+            runbook.lines().any(|l| l == format!("### {name}")),
+            "docs/operations.md has no section `### {name}`"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_evaluates_every_dashboard_and_alert_expression_against_the_gateway() {
     let dir = TempDir::new();
@@ -333,105 +538,24 @@ async fn a_real_prometheus_evaluates_every_dashboard_and_alert_expression_agains
     let started = Instant::now();
     // From now on every reload fails: the secret in force stays.
     std::fs::write(&secret, "").unwrap();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let rounds = Arc::new(AtomicU32::new(0));
-    let load = {
-        let (app, stop, rounds) = (app.clone(), stop.clone(), rounds.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                round(&app, &reloads, rounds.fetch_add(1, Ordering::Relaxed)).await;
-            }
-        })
-    };
-
+    let load = Load::start(&app, reloads);
     let dashboard: Value =
         serde_json::from_str(&std::fs::read_to_string(repo(DASHBOARD)).unwrap()).unwrap();
     let panels = dashboard_queries(&dashboard);
-    // The rules as Prometheus loaded them: every one healthy, each with a runbook section.
-    let groups = prom.api("rules", &[]).await["groups"].clone();
-    let rules: Vec<Value> = groups
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|g| g["rules"].as_array().unwrap().clone())
-        .collect();
-    assert_eq!(rules.len(), 9, "alerts.yml's rules loaded: {groups}");
-    let alerts: Vec<(String, String)> = rules
-        .iter()
-        .map(|r| (r["name"].as_str().unwrap().into(), r["query"].as_str().unwrap().into()))
-        .collect();
-    for (name, _) in NOT_FIRED {
-        assert!(alerts.iter().any(|(a, _)| a == name), "{name} is not a rule");
-    }
-    let allowed_empty = |expr: &str| ALLOWED_EMPTY.iter().find(|(m, ..)| expr.contains(m));
+    let alerts = loaded_alerts(&prom).await;
 
-    // Poll until every expression that must return data does (a slow machine gets time).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let missing = loop {
-        let mut missing = Vec::new();
-        for (title, expr) in &panels {
-            let expr = as_grafana_sends(expr);
-            if prom.series(&expr).await == 0 && allowed_empty(&expr).is_none() {
-                missing.push(format!("panel {title:?}: {expr}"));
-            }
-        }
-        for (name, expr) in &alerts {
-            let must_fire = !NOT_FIRED.iter().any(|(n, _)| n == name);
-            if prom.series(expr).await == 0 && must_fire {
-                missing.push(format!("alert {name} does not fire: {expr}"));
-            }
-        }
-        if missing.is_empty() || Instant::now() > deadline {
-            break missing;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
-    eprintln!(
-        "every expression had data after {} rounds of load, {:?} after Prometheus started",
-        rounds.load(Ordering::Relaxed),
-        started.elapsed()
-    );
+    let missing = wait_for_data(&prom, &panels, &alerts).await;
+    let rounds = load.stop().await;
     assert!(
         missing.is_empty(),
-        "after {} rounds of load, no data for:\n{}\nPrometheus' log:\n{}",
-        rounds.load(Ordering::Relaxed),
+        "after {rounds} rounds of load, no data for:\n{}\nPrometheus' log:\n{}",
         missing.join("\n"),
         prom.log_text()
     );
-
-    // What is listed as not exported yet must still be empty: once it is exported, it leaves
-    // the list, so that renaming it fails this test.
-    for (title, expr) in &panels {
-        let expr = as_grafana_sends(expr);
-        if let Some((metric, Empty::NotYetExported, _)) = allowed_empty(&expr) {
-            assert_eq!(
-                prom.series(&expr).await,
-                0,
-                "panel {title:?} has data now: take {metric} off ALLOWED_EMPTY"
-            );
-        }
-    }
-    for (name, expr) in &alerts {
-        if NOT_FIRED.iter().any(|(n, _)| n == name) {
-            assert_eq!(prom.series(expr).await, 0, "{name} fires: take it off NOT_FIRED");
-        }
-    }
-
-    // The rules Prometheus evaluated by itself are healthy, and their runbooks exist.
-    let runbook = std::fs::read_to_string(repo(RUNBOOK)).unwrap();
-    for r in prom.api("rules", &[]).await["groups"][0]["rules"].as_array().unwrap() {
-        assert_eq!(r["health"], "ok", "{r}");
-        assert_eq!(r["labels"]["severity"].as_str().is_some(), true, "{r}");
-        let link = r["annotations"]["runbook"].as_str().unwrap();
-        let anchor = link.strip_prefix("docs/operations.md#").expect(link);
-        let name = r["name"].as_str().unwrap();
-        assert_eq!(anchor, name.to_ascii_lowercase(), "{name}'s runbook link");
-        assert!(
-            runbook.lines().any(|l| l == format!("### {name}")),
-            "docs/operations.md has no section `### {name}`"
-        );
-    }
+    eprintln!(
+        "every expression had data after {rounds} rounds of load, {:?} after Prometheus started",
+        started.elapsed()
+    );
+    listed_ones_are_still_empty(&prom, &panels, &alerts).await;
+    rules_are_healthy_with_runbooks(&prom).await;
 }
