@@ -155,9 +155,24 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
     assert!(test.contains("SUCCESS"), "{test}");
 }
 
-/// The dashboard's queries, with their panel's title.
+/// The dashboard's queries, with their panel's title, and the series its variables list
+/// (`label_values(<series>, <label>)`).
 fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    for v in dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables")
+    {
+        if v["type"] == "query" {
+            let q = v["query"].as_str().expect("a variable's query is a string");
+            let (series, _label) = q
+                .strip_prefix("label_values(")
+                .and_then(|q| q.strip_suffix(')')?.rsplit_once(", "))
+                .expect("label_values(<series>, <label>)");
+            let name = v["name"].as_str().unwrap();
+            out.push((format!("variable {name}"), series.to_owned()));
+        }
+    }
     for p in dashboard["panels"].as_array().expect("panels") {
         for t in p["targets"].as_array().into_iter().flatten() {
             let expr = t["expr"].as_str().expect("each target has an expr");
@@ -212,8 +227,21 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// Scrapes `target` every second and loads the alert rules; `/-/ready` answers.
+    /// Scrapes `target` every second and loads the alert rules; `/-/ready` answers. A free
+    /// port can be taken between asking for it and Prometheus binding it: then it tries again.
     async fn start(target: std::net::SocketAddr) -> Self {
+        for _ in 0..2 {
+            if let Ok(p) = Self::try_start(target).await {
+                return p;
+            }
+        }
+        Self::try_start(target)
+            .await
+            .unwrap_or_else(|log| panic!("Prometheus exited:\n{log}"))
+    }
+
+    /// Prometheus ready, or its log when it exited first.
+    async fn try_start(target: std::net::SocketAddr) -> Result<Self, String> {
         let dir = TempDir::new();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -224,7 +252,7 @@ impl Prometheus {
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 rule_files:\n  - {rules}\n\
+                 rule_files:\n  - '{rules}'\n\
                  scrape_configs:\n  - job_name: stream-gateway\n    static_configs:\n      - targets: ['{target}']\n",
                 rules = repo(RULES).display()
             ),
@@ -242,7 +270,7 @@ impl Prometheus {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("prometheus starts");
-        let p = Self {
+        let mut p = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
             log,
@@ -251,9 +279,12 @@ impl Prometheus {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            if p.child.try_wait().unwrap().is_some() {
+                return Err(p.log_text());
+            }
             let ready = client.get(format!("{}/-/ready", p.url)).send().await;
             if ready.is_ok_and(|r| r.status().is_success()) {
-                return p;
+                return Ok(p);
             }
             assert!(
                 Instant::now() < deadline,
