@@ -76,6 +76,9 @@ pub fn check(kind: BodyKind, body: &[u8]) -> Result<CheckedBody, InvalidInput> {
         BodyKind::ReactionUpdate => reaction_update(&mut v, c)?,
         BodyKind::CollectionsUpsert => upsert_names_every_id(&v),
         BodyKind::CollectionEntry => names_id(&v),
+        // Stream's analytics and personalization services decide on the shape; JSON is all
+        // the gateway needs (a resend is never safe there, see the table).
+        BodyKind::Json => false,
     };
     let rewritten = changed.then(|| serde_json::to_vec(&v).expect("a Value always serializes"));
     Ok(CheckedBody { rewritten, keyed })
