@@ -285,8 +285,7 @@ macro_rules! row {
 /// The analytics and personalization rows go to their own hosts with the token the current
 /// clients send there: `analytics` / `*` (stream-js `getAnalyticsToken`, stream-go2
 /// `analyticsAuth`) and `personalization` / `*` (stream-python, stream-go2, stream-js), the
-/// action `*` on every method; [`crate::auth::jwt::Claims::for_scope`] adds the `user_id`
-/// claim those services read.
+/// action `*` on every method; the token's claims add the `user_id` those services read.
 #[rustfmt::skip]
 pub static ENDPOINTS: [Endpoint; 45] = [
     row!(FeedRead,                "feed.read",                Get,    "feed/{slug}/{user_id}/",                               Feed,        Read,   PathFeed, Jwt,         Always,               None,                  FeedPage),
