@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod adversarial;
+mod api_keys;
 mod callers;
 mod concurrency;
 mod connections;
@@ -23,6 +24,7 @@ mod redis;
 mod redis_server;
 mod retries;
 mod rotation;
+mod services;
 mod surface;
 mod tokens;
 mod tracing;
