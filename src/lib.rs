@@ -23,6 +23,7 @@ pub mod config;
 pub mod emulator;
 pub mod error;
 pub mod net;
+pub mod oidc;
 pub mod proxy;
 pub mod recorder;
 pub mod reload;

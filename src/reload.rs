@@ -213,6 +213,8 @@ impl Reloader {
             self.secret_file.clone_from(&raw.stream.api_secret_file);
             self.watch = FileWatch::default();
         }
+        // A changed [tokens.oidc] gets a new provider, whose keys are fetched again.
+        self.gw.oidc.configure(config.tokens.oidc.as_ref());
         self.gw.token_policy.store(Arc::new(config.tokens));
         let mut changed = Vec::new();
         changed_keys(&to_value(&self.running), &to_value(&raw), "", &mut changed);
@@ -250,7 +252,7 @@ impl Reloader {
 fn reloaded(key: &str) -> bool {
     key == "stream.api_secret"
         || key == "stream.api_secret_file"
-        || key.starts_with("tokens.")
+        || (key.starts_with("tokens.") && key != "tokens.max_in_flight")
         || key == "callers"
         || key.starts_with("callers.")
 }
