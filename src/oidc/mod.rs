@@ -511,9 +511,12 @@ pub fn max_age(cache_control: &str) -> Option<Duration> {
     found
 }
 
+/// A JSON object.
+type Json = Map<String, Value>;
+
 /// The token's header and claims, decoded but not verified (for the `kid`, the `alg`, and
 /// what the logs may say).
-fn unverified_parts(token: &str) -> Result<(Map<String, Value>, Map<String, Value>), Refusal> {
+fn unverified_parts(token: &str) -> Result<(Json, Json), Refusal> {
     let malformed = || {
         Refusal::new(
             "malformed",

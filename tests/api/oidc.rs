@@ -287,6 +287,7 @@ fn unsigned(claims: &Value, header: &Value) -> String {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // a table: one forged or broken token per row
 async fn every_bad_token_is_refused_with_its_reason_and_never_echoed() {
     let idp = Idp::start().await;
     let app = gateway(&idp, |f| f).await;
@@ -691,6 +692,7 @@ async fn start_up_refuses_a_second_identity_source_hmac_and_clear_text_key_urls(
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's error
 fn every_oidc_key_is_read_from_the_environment() {
     figment::Jail::expect_with(|jail| {
         jail.set_env(
