@@ -499,6 +499,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_reload_puts_a_changed_tokens_oidc_in_force_with_a_new_provider() {
+        let oidc = |aud: &str| {
+            format!(
+                "[tokens]\nfeed_groups = [\"user\"]\n[tokens.oidc]\n\
+                 issuer = \"http://127.0.0.1:9/realms/app\"\naudience = \"{aud}\"\n"
+            )
+        };
+        let (dir, toml, gw, reloads_) = reloading("old-secret", "");
+        assert!(gw.oidc.provider().is_none());
+        std::fs::write(&toml, oidc("web")).unwrap();
+        reload(&reloads_).await;
+        let first = gw.oidc.provider().expect("[tokens.oidc] in force");
+        assert_eq!(first.settings().audience, ["web"]);
+        // The same settings again: the same provider, its keys kept.
+        reload(&reloads_).await;
+        assert!(Arc::ptr_eq(&first, &gw.oidc.provider().unwrap()));
+        std::fs::write(&toml, oidc("mobile")).unwrap();
+        reload(&reloads_).await;
+        assert_eq!(gw.oidc.provider().unwrap().settings().audience, ["mobile"]);
+        std::fs::write(&toml, "").unwrap();
+        reload(&reloads_).await;
+        assert!(gw.oidc.provider().is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_reload_request_applies_tokens_and_the_secret_and_keeps_other_keys() {
         let (dir, toml, gw, reloads_) = reloading("old-secret", "[tokens]\nmax_ttl_s = 7200\n");
 
