@@ -152,10 +152,9 @@ impl Oidc {
         if running.as_ref().map(|p| &p.settings) == settings {
             return;
         }
+        // The new provider holds no keys until its first fetch.
+        self.metrics.gauge("gateway_oidc_keys", &[]).set(0.0);
         let next = settings.map(|s| Provider::start(s.clone(), self.metrics.clone()));
-        if next.is_none() {
-            self.metrics.gauge("gateway_oidc_keys", &[]).set(0.0);
-        }
         self.current.store(next);
     }
 
