@@ -46,6 +46,8 @@ struct IdpState {
     jwks: Mutex<Value>,
     cache_control: Mutex<Option<String>>,
     down: AtomicBool,
+    /// Served instead of the real discovery document when set.
+    discovery_doc: Mutex<Option<String>>,
     jwks_fetches: AtomicUsize,
     discoveries: AtomicUsize,
 }
@@ -67,6 +69,7 @@ impl Idp {
             ]})),
             cache_control: Mutex::new(None),
             down: AtomicBool::new(false),
+            discovery_doc: Mutex::new(None),
             jwks_fetches: AtomicUsize::new(0),
             discoveries: AtomicUsize::new(0),
         });
@@ -147,6 +150,9 @@ async fn discovery(State(s): State<Arc<IdpState>>) -> Response {
     s.discoveries.fetch_add(1, Ordering::SeqCst);
     if s.down.load(Ordering::SeqCst) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if let Some(doc) = s.discovery_doc.lock().unwrap().clone() {
+        return doc.into_response();
     }
     axum::Json(json!({
         "issuer": s.issuer,
@@ -724,4 +730,44 @@ fn every_oidc_key_is_read_from_the_environment() {
         assert_eq!((o.leeway_s, o.refetch_interval.as_secs()), (10, 5));
         Ok(())
     });
+}
+
+#[tokio::test]
+async fn a_discovery_document_naming_another_issuer_or_clear_text_keys_is_not_followed() {
+    for doc in [
+        json!({"issuer": "https://evil.example.com", "jwks_uri": "http://127.0.0.1:1/certs"}),
+        json!({"issuer": "ISSUER"}),
+        json!({"issuer": "ISSUER", "jwks_uri": "http://idp.example.com/certs"}),
+        json!("not a document"),
+    ] {
+        let idp = Idp::start().await;
+        let doc = doc.to_string().replace("ISSUER", idp.issuer());
+        *idp.state.discovery_doc.lock().unwrap() = Some(doc.clone());
+        let app = gateway(&idp, |f| f).await;
+        let mut failed = false;
+        for _ in 0..300 {
+            if app
+                .metric(r#"gateway_oidc_fetch_total{outcome="error"}"#)
+                .await
+                >= 1.0
+            {
+                failed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(failed, "{doc}");
+        assert_eq!(idp.fetches(), 0, "{doc}: the JWKS was fetched");
+        assert_eq!(app.metric("gateway_oidc_keys").await, 0.0);
+    }
+}
+
+#[tokio::test]
+async fn a_short_max_age_is_raised_to_five_minutes() {
+    let idp = Idp::start().await;
+    *idp.state.cache_control.lock().unwrap() = Some("public, max-age=1".into());
+    let app = gateway(&idp, |f| f).await;
+    keys_loaded(&app).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(idp.fetches(), 1, "kept past max-age=1");
 }
