@@ -376,7 +376,7 @@ async fn mint_pooled(gw: &AppState, req: Request) -> Result<Response, Refused> {
             .increment(1);
         ApiError::Overloaded(format!(
             "more than {} /tokens requests in flight (tokens.max_in_flight); retry later",
-            gw.token_policy().max_in_flight
+            gw.config.tokens.max_in_flight
         ))
     })?;
     let deadline = Instant::now() + gw.config.upstream.deadline;
