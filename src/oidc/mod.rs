@@ -823,6 +823,73 @@ mod tests {
     }
 
     #[test]
+    fn every_verification_error_has_its_reason() {
+        use jsonwebtoken::errors::ErrorKind as K;
+        let reason = |k: K| refusal_of(&k).reason;
+        assert_eq!(reason(K::InvalidSignature), "bad_signature");
+        assert_eq!(reason(K::ExpiredSignature), "expired");
+        assert_eq!(reason(K::ImmatureSignature), "not_yet_valid");
+        assert_eq!(reason(K::InvalidIssuer), "issuer");
+        assert_eq!(reason(K::InvalidAudience), "audience");
+        assert_eq!(reason(K::MissingRequiredClaim("exp".into())), "no_exp");
+        assert_eq!(reason(K::MissingRequiredClaim("iss".into())), "issuer");
+        assert_eq!(reason(K::MissingRequiredClaim("aud".into())), "audience");
+        assert_eq!(reason(K::MissingRequiredClaim("sub".into())), "malformed");
+        assert_eq!(reason(K::InvalidAlgorithm), "algorithm");
+        assert_eq!(reason(K::InvalidClaimFormat("exp".into())), "malformed");
+        assert_eq!(reason(K::InvalidToken), "malformed");
+    }
+
+    #[test]
+    fn a_token_that_is_not_three_json_segments_is_malformed() {
+        let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let ok = format!("{}.{}.sig", b(r#"{"alg":"RS256"}"#), b(r#"{"sub":"1"}"#));
+        assert!(unverified_parts(&ok).is_ok());
+        for bad in [
+            "a.b".to_owned(),
+            format!("{ok}.x"),
+            format!("{}.{}.sig", b("[]"), b(r#"{"sub":"1"}"#)),
+            format!("{}.%%.sig", b(r#"{"alg":"RS256"}"#)),
+        ] {
+            assert_eq!(
+                unverified_parts(&bad).unwrap_err().reason,
+                "malformed",
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn without_keys_a_token_is_refused_with_503_and_debug_shows_no_key() {
+        let metrics = Arc::new(Metrics::new());
+        let settings = OidcSettings::validate(OidcFile {
+            issuer: Some("http://127.0.0.1:9/realms/app".into()),
+            audience: Some(OneOrMany::One("web".into())),
+            ..OidcFile::default()
+        })
+        .unwrap();
+        let oidc = Oidc::new(Some(&settings), metrics);
+        let p = oidc.provider().unwrap();
+        assert_eq!(p.key_count(), 0);
+        let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let token = format!(
+            "{}.{}.sig",
+            b(r#"{"alg":"RS256","kid":"k"}"#),
+            b(r#"{"iss":"x"}"#)
+        );
+        let r = p.verify(&token, 0).await.unwrap_err();
+        assert_eq!(
+            (r.reason, r.kid.as_deref(), r.iss.as_deref()),
+            ("keys_not_loaded", Some("k"), Some("x"))
+        );
+        assert_eq!(r.to_api_error().parts().0.as_u16(), 503);
+        let shown = format!("{oidc:?} {p:?}");
+        assert!(shown.contains("127.0.0.1:9"), "{shown}");
+        oidc.configure(None);
+        assert!(oidc.provider().is_none());
+    }
+
+    #[test]
     fn refusals_name_their_status() {
         let s = |r: &str| {
             Refusal::new(Box::leak(r.to_owned().into_boxed_str()), "x")

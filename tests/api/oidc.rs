@@ -393,14 +393,15 @@ async fn every_bad_token_is_refused_with_its_reason_and_never_echoed() {
         ),
     ];
     for (what, token, reason) in &cases {
+        let series = format!("gateway_tokens_refused_total{{reason=\"{reason}\"}}");
+        let before = app.metric(&series).await;
         let r = mint(&app, token, user42()).await;
         assert_eq!(r.status, 401, "{what}: {:?}", r.json);
         assert_eq!(r.json["code"], 17, "{what}");
         assert_eq!(r.json["exception"], "NotAllowedException", "{what}");
         let detail = r.json["detail"].as_str().unwrap();
         assert!(!detail.contains(token.as_str()), "{what}: {detail}");
-        let series = format!("gateway_tokens_refused_total{{reason=\"{reason}\"}}");
-        assert!(app.metric(&series).await >= 1.0, "{what}: {series}");
+        assert_eq!(app.metric(&series).await, before + 1.0, "{what}: {series}");
     }
     // Within the leeway (30 s), a just-expired token still counts.
     let r = mint(
