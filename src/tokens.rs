@@ -392,35 +392,44 @@ fn now_s() -> u64 {
         .as_secs()
 }
 
-/// The caller's identity: the identity header's value, or the user id of a verified IdP token
-/// and that token's `exp`.
-async fn identity(
+/// Who the caller is, when `/tokens` knows it.
+struct Caller {
+    /// The user id (the identity header's value, or a verified IdP token's user claim);
+    /// `None` when the identity header is missing.
+    user_id: Option<String>,
+    /// The IdP token's `exp`: no minted token outlives it.
+    idp_exp: Option<u64>,
+}
+
+/// The caller from the identity header or a verified IdP token; `None` without either rule.
+async fn caller(
     gw: &AppState,
     headers: &HeaderMap,
     cfg: &TokensConfig,
-) -> Result<Option<(Option<String>, Option<u64>)>, Refused> {
+) -> Result<Option<Caller>, Refused> {
     if cfg.oidc.is_some() {
         let Some(provider) = gw.oidc.provider() else {
-            return Err(
-                ApiError::Overloaded("the identity provider is not configured yet".into()).into(),
-            );
+            return Err(ApiError::Overloaded(
+                "the identity provider is not configured yet; retry later".into(),
+            )
+            .into());
         };
         let token = bearer::parse_header(headers.get_all(axum::http::header::AUTHORIZATION))
-            .map_err(|e| {
-                let reason = match e {
+            .map_err(|e| Refused {
+                error: ApiError::Unauthenticated(format!("IdP token refused: {}", e.detail())),
+                reason: match e {
                     bearer::BearerError::Missing => "missing",
                     _ => "malformed",
-                };
-                Refused {
-                    error: ApiError::Unauthenticated(format!("IdP token refused: {}", e.detail())),
-                    reason,
-                    iss: None,
-                    kid: None,
-                }
+                },
+                iss: None,
+                kid: None,
             })?;
         let who = provider.verify(token, now_s()).await?;
         tracing::debug!(iss = %who.iss, kid = who.kid.as_deref(), user_id = %who.user_id, "IdP token verified");
-        return Ok(Some((Some(who.user_id), Some(who.exp))));
+        return Ok(Some(Caller {
+            user_id: Some(who.user_id),
+            idp_exp: Some(who.exp),
+        }));
     }
     let Some(h) = &cfg.identity_header else {
         return Ok(None);
@@ -431,11 +440,13 @@ async fn identity(
     if values.next().is_some() {
         return Err(input(h.as_str(), "must be given once").into());
     }
-    let who = first
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned);
-    Ok(Some((who, None)))
+    Ok(Some(Caller {
+        user_id: first
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned),
+        idp_exp: None,
+    }))
 }
 
 async fn mint_inner(gw: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, Refused> {
@@ -443,10 +454,9 @@ async fn mint_inner(gw: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<R
     let cfg = &*policy;
     let req: TokenRequest = serde_json::from_slice(body)
         .map_err(|e| input("body", &format!("is not a token request: {e}")))?;
-    let who = identity(gw, headers, cfg).await?;
-    let idp_exp = who.as_ref().and_then(|(_, exp)| *exp);
-    let identity = who.as_ref().map(|(w, _)| w.as_deref());
-    let grant = decide(&req, identity, cfg)?;
+    let who = caller(gw, headers, cfg).await?;
+    let idp_exp = who.as_ref().and_then(|c| c.idp_exp);
+    let grant = decide(&req, who.as_ref().map(|c| c.user_id.as_deref()), cfg)?;
     // A Stream token never outlives the sign-in it came from.
     let expires_at = (now_s() + grant.ttl_s).min(idp_exp.unwrap_or(u64::MAX));
     let claims = Claims {
