@@ -358,24 +358,31 @@ impl Provider {
                 "the identity provider's keys are not loaded yet (tokens.oidc); retry later",
             ));
         };
-        if let Some(kid) = kid {
-            if !held.keys.iter().any(|k| k.kid.as_deref() == Some(kid)) {
-                self.refetch_for_unknown_kid(&held).await;
-                if let Some(k) = self.keys.load_full() {
-                    held = k;
-                }
-                if !held.keys.iter().any(|k| k.kid.as_deref() == Some(kid)) {
-                    return Err(Refusal::new(
-                        "unknown_kid",
-                        "the token's kid is not among the identity provider's keys",
-                    ));
-                }
+        // A key without a `kid` may verify any token (the `kid` is a hint); a `kid` no key
+        // has, when every key has one, may be a new key: refetch (rate-limited) and look again.
+        let known = |set: &KeySet| {
+            kid.is_none_or(|kid| {
+                set.keys
+                    .iter()
+                    .any(|k| k.kid.is_none() || k.kid.as_deref() == Some(kid))
+            })
+        };
+        if !known(&held) {
+            self.refetch_for_unknown_kid(&held).await;
+            if let Some(k) = self.keys.load_full() {
+                held = k;
+            }
+            if !known(&held) {
+                return Err(Refusal::new(
+                    "unknown_kid",
+                    "the token's kid is not among the identity provider's keys",
+                ));
             }
         }
         let candidates: Vec<&Key> = held
             .keys
             .iter()
-            .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
+            .filter(|k| kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
             .collect();
         let fitting: Vec<&Key> = candidates
             .iter()

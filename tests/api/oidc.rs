@@ -237,6 +237,17 @@ async fn an_rsa_ec_or_ed25519_signed_idp_token_gets_a_stream_token_for_its_user_
     // Without a kid, the keys of the token's algorithm are tried.
     let r = mint(&app, &idp.token("ec1", None, json!({})), user42()).await;
     assert_eq!(r.status, 200, "{:?}", r.json);
+    // An IdP that publishes keys without kid: any kid may be verified by them.
+    let mut kidless = jwk("ed1", "");
+    kidless.as_object_mut().unwrap().remove("kid");
+    idp.publish(json!({"keys": [kidless]}));
+    let url = idp.jwks_url();
+    let app2 = gateway(&idp, move |f| f.merge(("tokens.oidc.jwks_url", url))).await;
+    keys_loaded(&app2).await;
+    let r = mint(&app2, &idp.token("ed1", Some("any"), json!({})), user42()).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let r = mint(&app2, &idp.token("ec1", Some("any"), json!({})), user42()).await;
+    assert_eq!(r.status, 401, "{:?}", r.json);
     // Another user's ids: 403.
     let t = idp.token("rsa1", Some("rsa1"), json!({}));
     let r = mint(&app, &t, json!({"user_id": "43"})).await;
