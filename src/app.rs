@@ -197,7 +197,8 @@ fn tokens_route(gw: &Arc<AppState>) -> MethodRouter<Arc<AppState>> {
                 policy.token_policy().cors_origins.contains(origin)
             }))
             .allow_methods([axum::http::Method::POST])
-            .allow_headers([axum::http::header::CONTENT_TYPE])
+            // Authorization: the browser's own IdP token ([tokens.oidc]).
+            .allow_headers([axum::http::header::CONTENT_TYPE, AUTHORIZATION])
             .max_age(Duration::from_secs(600)),
     )
 }

@@ -75,7 +75,19 @@ pub struct TokensFile {
     pub feed_groups: Vec<String>,
     /// Browser origins allowed to call `/tokens` (CORS).
     pub cors_origins: Vec<String>,
+    /// Every feed group of the app, listed in `feed_groups` or not: a token whose `feed_id`
+    /// also reads as another group's feed is refused.
+    pub app_feed_groups: Vec<String>,
+    /// `/tokens` requests in flight (bodies included) before 503, apart from the proxy's.
+    pub max_in_flight: u64,
+    /// `[tokens.oidc]`: the caller's identity from their own IdP token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<crate::oidc::OidcFile>,
 }
+
+/// Stream's default feed groups, `tokens.app_feed_groups` by default.
+pub const STREAM_DEFAULT_FEED_GROUPS: [&str; 4] =
+    ["user", "timeline", "timeline_aggregated", "notification"];
 
 impl Default for TokensFile {
     fn default() -> Self {
@@ -88,6 +100,9 @@ impl Default for TokensFile {
             identity_header: None,
             feed_groups: Vec::new(),
             cors_origins: Vec::new(),
+            app_feed_groups: STREAM_DEFAULT_FEED_GROUPS.map(String::from).to_vec(),
+            max_in_flight: 64,
+            oidc: None,
         }
     }
 }
@@ -285,6 +300,12 @@ pub struct TokensConfig {
     pub feed_groups: Vec<String>,
     /// Browser origins allowed to call `/tokens`.
     pub cors_origins: Vec<http::HeaderValue>,
+    /// Every feed group of the app (`feed_groups` included).
+    pub app_feed_groups: Vec<String>,
+    /// `/tokens` requests in flight before 503 (read at start-up).
+    pub max_in_flight: usize,
+    /// `[tokens.oidc]`, when set.
+    pub oidc: Option<crate::oidc::OidcSettings>,
 }
 
 impl TokensConfig {
@@ -307,22 +328,42 @@ impl TokensConfig {
             .map(|a| parse_allowed_pair(a))
             .collect::<Result<_, _>>()?;
         let identity_header = parse_identity_header(t.identity_header.as_deref())?;
-        for g in &t.feed_groups {
-            crate::stream::Slug::parse(g).map_err(|e| {
-                ConfigError::new(
-                    "tokens.feed_groups",
-                    format!("{g:?} is not a feed slug: {e}"),
-                )
-            })?;
+        for (key, groups) in [
+            ("tokens.feed_groups", &t.feed_groups),
+            ("tokens.app_feed_groups", &t.app_feed_groups),
+        ] {
+            for g in groups {
+                crate::stream::Slug::parse(g)
+                    .map_err(|e| ConfigError::new(key, format!("{g:?} is not a feed slug: {e}")))?;
+            }
         }
-        if identity_header.is_some() && t.feed_groups.is_empty() {
+        let oidc = t
+            .oidc
+            .map(crate::oidc::OidcSettings::validate)
+            .transpose()
+            .map_err(|e| ConfigError::new(&e.key, e.problem))?;
+        if identity_header.is_some() && oidc.is_some() {
+            return Err(ConfigError::new(
+                "tokens.oidc",
+                "cannot be set together with tokens.identity_header: one source of identity",
+            ));
+        }
+        if (identity_header.is_some() || oidc.is_some()) && t.feed_groups.is_empty() {
             // A claim is slug and user id glued together (`user` + `42`): without the list of
             // slugs, the gateway cannot tell whether a claim also names another user's feed.
             return Err(ConfigError::new(
                 "tokens.feed_groups",
-                "must list the app's feed group slugs when tokens.identity_header is set",
+                "must list the app's feed group slugs when tokens.identity_header or \
+                 [tokens.oidc] is set",
             ));
         }
+        let mut app_feed_groups = t.app_feed_groups;
+        for g in &t.feed_groups {
+            if !app_feed_groups.contains(g) {
+                app_feed_groups.push(g.clone());
+            }
+        }
+        let max_in_flight = positive("tokens.max_in_flight", t.max_in_flight)?;
         let cors_origins = t
             .cors_origins
             .iter()
@@ -339,6 +380,9 @@ impl TokensConfig {
             identity_header,
             feed_groups: t.feed_groups,
             cors_origins,
+            app_feed_groups,
+            max_in_flight,
+            oidc,
         })
     }
 }

@@ -7,6 +7,8 @@
 //! - [`error`]: the one HTTP error type, rendered as Stream's error body;
 //! - [`proxy`]: the `/api/v1.0/` handler, forwarding and the retry policy;
 //! - [`tokens`]: `POST /tokens`, short-lived frontend tokens under a policy;
+//! - [`oidc`]: frontends' own IdP tokens for `/tokens`: the IdP's keys (JWKS), their fetching
+//!   and caching, and verification with the algorithm pinned by the key;
 //! - [`callers`]: which service calls, what it may call and how fast; Stream's window respected;
 //! - [`emulator`]: Stream's API in memory, served on its own port, verifying as Stream does;
 //! - [`app`]: binds, builds the router and serves until shutdown;
@@ -23,6 +25,7 @@ pub mod config;
 pub mod emulator;
 pub mod error;
 pub mod net;
+pub mod oidc;
 pub mod proxy;
 pub mod recorder;
 pub mod reload;

@@ -224,6 +224,8 @@ impl Reloader {
             self.secret_file.clone_from(&raw.stream.api_secret_file);
             self.watch = FileWatch::default();
         }
+        // A changed [tokens.oidc] gets a new provider, whose keys are fetched again.
+        self.gw.oidc.configure(config.tokens.oidc.as_ref());
         self.gw.token_policy.store(Arc::new(config.tokens));
         let mut changed = Vec::new();
         changed_keys(&to_value(&self.running), &to_value(&raw), "", &mut changed);
@@ -261,7 +263,7 @@ impl Reloader {
 fn reloaded(key: &str) -> bool {
     key == "stream.api_secret"
         || key == "stream.api_secret_file"
-        || key.starts_with("tokens.")
+        || (key.starts_with("tokens.") && key != "tokens.max_in_flight")
         || key == "callers"
         || key.starts_with("callers.")
 }
@@ -526,6 +528,32 @@ mod tests {
     async fn reload(reloads: &Reloads) {
         reloads.request();
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_puts_a_changed_tokens_oidc_in_force_with_a_new_provider() {
+        let oidc = |aud: &str| {
+            format!(
+                "[tokens]\nfeed_groups = [\"user\"]\n[tokens.oidc]\n\
+                 issuer = \"http://127.0.0.1:9/realms/app\"\naudience = \"{aud}\"\n"
+            )
+        };
+        let (dir, toml, gw, reloads_) = reloading("old-secret", "");
+        assert!(gw.oidc.provider().is_none());
+        std::fs::write(&toml, oidc("web")).unwrap();
+        reload(&reloads_).await;
+        let first = gw.oidc.provider().expect("[tokens.oidc] in force");
+        assert_eq!(first.settings().audience, ["web"]);
+        // The same settings again: the same provider, its keys kept.
+        reload(&reloads_).await;
+        assert!(Arc::ptr_eq(&first, &gw.oidc.provider().unwrap()));
+        std::fs::write(&toml, oidc("mobile")).unwrap();
+        reload(&reloads_).await;
+        assert_eq!(gw.oidc.provider().unwrap().settings().audience, ["mobile"]);
+        std::fs::write(&toml, "").unwrap();
+        reload(&reloads_).await;
+        assert!(gw.oidc.provider().is_none());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test(start_paused = true)]

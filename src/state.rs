@@ -19,6 +19,7 @@ use crate::auth::Keys;
 use crate::callers::Callers;
 use crate::config::{Config, TokensConfig};
 use crate::error::ApiError;
+use crate::oidc::Oidc;
 use crate::recorder::Metrics;
 use crate::trace::Tracer;
 use crate::upstream::client::{ClientError, Upstream};
@@ -50,6 +51,11 @@ pub struct AppState {
     pub(crate) draining: AtomicBool,
     /// Who may call what, how fast, and Stream's rate-limit window (`[callers]`).
     pub(crate) callers: Callers,
+    /// `tokens.max_in_flight` permits for `/tokens`, bodies included, apart from the proxy's,
+    /// so slow bodies on one cannot starve the other.
+    pub(crate) tokens_limiter: tokio::sync::Semaphore,
+    /// The identity provider `/tokens` verifies callers' tokens with (`[tokens.oidc]`).
+    pub(crate) oidc: Oidc,
 }
 
 impl AppState {
@@ -68,15 +74,17 @@ impl AppState {
         let tracer = Tracer::start(&config.telemetry, &metrics)?;
         Ok(Self {
             callers: Callers::new(config.callers.as_ref(), metrics.clone()),
-            metrics,
             limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
             keys: Keys::new(s.api_secret.clone(), s.token_ttl_s),
+            tokens_limiter: tokio::sync::Semaphore::new(config.tokens.max_in_flight),
+            oidc: Oidc::new(config.tokens.oidc.as_ref(), metrics.clone()),
             token_policy: ArcSwap::from_pointee(config.tokens.clone()),
             retries: RetryLoop::new(&config.upstream, tracer.clone()),
             tracer,
             upstream,
+            metrics,
             config,
         })
     }
@@ -133,6 +141,17 @@ impl AppState {
             .body_limiter
             .try_acquire()
             .map_err(|_| self.overloaded("request bodies being received"))?;
+        self.read_body_until(headers, body, deadline).await
+    }
+
+    /// Reads a request body, bounded in size and time like [`Self::receive_body`], under a
+    /// permit the caller holds (`/tokens` has its own pool).
+    pub(crate) async fn read_body_until(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        deadline: Instant,
+    ) -> Result<Bytes, ApiError> {
         tokio::time::timeout_at(
             deadline,
             read_body(headers, body, self.config.server.max_body_bytes),

@@ -273,3 +273,49 @@ async fn a_redis_outage_is_logged_once_and_its_end_once_without_the_password() {
     );
     assert_clean(&app, &text);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_idp_token_refusal_logs_its_reason_iss_and_kid_never_the_token() {
+    use base64::Engine;
+    let (cap, _guard) = Capture::text();
+    // Keys at a closed loopback port: they never load, so /tokens refuses with 503.
+    let app = spawn_with(|f| {
+        f.merge(("tokens.oidc.issuer", "http://127.0.0.1:9/realms/app"))
+            .merge(("tokens.oidc.audience", "web"))
+            .merge(("tokens.oidc.jwks_url", "http://127.0.0.1:9/certs"))
+            .merge(("tokens.feed_groups", ["user"]))
+    })
+    .await;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let token = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(json!({"alg": "RS256", "kid": "key-7"})),
+        b64(json!({"iss": "https://idp.example.com", "sub": "42", "exp": 4_000_000_000u64}))
+    );
+    for auth in [format!("Bearer {token}"), format!("Bearer {token}.x")] {
+        let r = app
+            .tokens(
+                json!({"user_id": "42"}),
+                &[("authorization", auth.as_str())],
+            )
+            .await;
+        assert!(r.status == 503 || r.status == 401, "{:?}", r.json);
+    }
+    let text = cap.text_so_far();
+    assert_clean(&app, &text);
+    let refused = text
+        .lines()
+        .find(|l| l.contains("token refused") && l.contains("keys_not_loaded"))
+        .unwrap_or_else(|| panic!("no refusal line:\n{text}"));
+    assert!(
+        refused.contains("kid=\"key-7\"") || refused.contains("kid=key-7"),
+        "{refused}"
+    );
+    assert!(refused.contains("idp.example.com"), "{refused}");
+    assert!(
+        text.contains("reason=\"malformed\"") || text.contains("reason=malformed"),
+        "{text}"
+    );
+}

@@ -301,3 +301,37 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Whatever the `Authorization` value's bytes: refused, or a non-empty token of
+    /// base64url/b64token characters that is a part of the value after the scheme.
+    #[test]
+    fn an_authorization_value_gives_a_clean_token_or_none(
+        v in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..80),
+            "(Bearer|bearer|BEARER|Basic|Token)[ \t]{0,3}[ -~]{0,60}".prop_map(String::into_bytes),
+        ]
+    ) {
+        if let Ok(t) = stream_gateway::oidc::bearer::parse(&v) {
+            let body = t.trim_end_matches('=');
+            prop_assert!(!body.is_empty());
+            prop_assert!(body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)));
+            let text = std::str::from_utf8(&v).unwrap();
+            prop_assert!(text.to_ascii_lowercase().starts_with("bearer "));
+            prop_assert!(text[7..].contains(t));
+        }
+    }
+
+    /// Any b64token behind `Bearer` and spaces comes back unchanged.
+    #[test]
+    fn a_bearer_token_comes_back_unchanged(
+        scheme in "(Bearer|bearer|BEARER|bEaReR)",
+        spaces in 1usize..4,
+        token in "[A-Za-z0-9._~+/-]{1,120}={0,2}",
+    ) {
+        let value = format!("{scheme}{}{token}", " ".repeat(spaces));
+        prop_assert_eq!(stream_gateway::oidc::bearer::parse(value.as_bytes()), Ok(token.as_str()));
+    }
+}

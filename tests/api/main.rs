@@ -19,6 +19,7 @@ mod helpers;
 mod hygiene;
 mod lifecycle;
 mod monitoring;
+mod oidc;
 mod operations;
 mod redis;
 mod redis_server;

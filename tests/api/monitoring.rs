@@ -30,10 +30,6 @@ const RUNBOOK: &str = "docs/operations.md";
 const NOT_YET_EXPORTED: &[(&str, &str)] = &[
     ("gateway_webhooks_total", "webhooks (src/webhooks)"),
     ("gateway_webhooks_refused_total", "webhooks (src/webhooks)"),
-    (
-        "gateway_tokens_refused_total",
-        "/tokens refusals by reason, with OIDC identity",
-    ),
     ("gateway_oidc_fetch_total", "OIDC identity for /tokens"),
     ("gateway_oidc_keys", "OIDC identity for /tokens"),
     (
