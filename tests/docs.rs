@@ -127,3 +127,157 @@ fn the_readme_is_a_short_door_to_every_docs_page() {
         );
     }
 }
+
+/// `config/gateway.toml` with its commented-out keys (`# key = value`, `# [section]`) made live.
+fn gateway_toml_uncommented(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let Some(rest) = line.strip_prefix('#') else {
+                return line.to_owned();
+            };
+            let rest = rest.trim_start();
+            let name_end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(rest.len());
+            let key_line = name_end > 0 && rest[name_end..].starts_with(" = ");
+            let section = rest.starts_with('[') && rest.trim_end().ends_with(']');
+            if key_line || section {
+                rest.to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+mod keys {
+    use figment::error::Kind;
+    use figment::providers::Serialized;
+    use figment::value::{Dict, Value};
+    use figment::Figment;
+    use stream_gateway::config::FileConfig;
+
+    const PROBE: &str = "zz_probe";
+
+    /// What extracting the configuration says when `path` is given a key no code knows.
+    fn probe(path: &[&str]) -> (Vec<String>, Kind) {
+        let key = path
+            .iter()
+            .copied()
+            .chain([PROBE])
+            .collect::<Vec<_>>()
+            .join(".");
+        let f = Figment::from(Serialized::defaults(FileConfig::default())).merge((key, 1));
+        let e = f
+            .extract::<FileConfig>()
+            .expect_err("a probe key is unknown");
+        (e.path.clone(), e.kind.clone())
+    }
+
+    /// Every key the code reads, as dotted paths; a map's entries are `*`
+    /// (`callers.service.*.rate`). Learned from the configuration's own refusals: a struct
+    /// names its fields when given an unknown one, so keys added later are found too.
+    pub fn known(path: &mut Vec<&'static str>, out: &mut Vec<String>) {
+        let (at, kind) = probe(path);
+        let here: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        let is_struct = |at: &[String], kind: &Kind, depth: usize| {
+            matches!(kind, Kind::UnknownField(name, _) if name == PROBE) && at.len() == depth + 1
+        };
+        match kind {
+            Kind::UnknownField(_, fields) if is_struct(&at, &kind, here.len()) => {
+                for f in fields {
+                    path.push(f);
+                    known(path, out);
+                    path.pop();
+                }
+            }
+            // An enum read the probe key as a variant's name: a value.
+            Kind::UnknownVariant(..) => out.push(here.join(".")),
+            // A value where the probe key was: a map, whose entries are named by the user.
+            _ if at.len() > here.len() => {
+                path.push("x");
+                let (at, kind) = probe(path);
+                let entries_are_structs = is_struct(&at, &kind, path.len());
+                if entries_are_structs {
+                    let mut inner = Vec::new();
+                    known(path, &mut inner);
+                    let prefix = path.join(".");
+                    let star = format!("{}.*", here.join("."));
+                    out.extend(inner.into_iter().map(|k| k.replacen(&prefix, &star, 1)));
+                } else {
+                    out.push(format!("{}.*", here.join(".")));
+                }
+                path.pop();
+            }
+            _ => out.push(here.join(".")),
+        }
+    }
+
+    /// The dotted paths of every value in `d` (arrays are values).
+    pub fn leaves(prefix: &str, d: &Dict, out: &mut Vec<String>) {
+        for (k, v) in d {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                Value::Dict(_, inner) => leaves(&key, inner, out),
+                _ => out.push(key),
+            }
+        }
+    }
+
+    /// Whether `key` (from the file) is an instance of `pattern` (from the code).
+    pub fn matches(pattern: &str, key: &str) -> bool {
+        let (p, k): (Vec<_>, Vec<_>) = (pattern.split('.').collect(), key.split('.').collect());
+        p.len() == k.len() && p.iter().zip(&k).all(|(p, k)| *p == "*" || p == k)
+    }
+}
+
+#[test]
+fn the_configuration_file_lists_every_key_the_code_reads_with_the_codes_defaults() {
+    use figment::providers::{Format, Toml};
+    use figment::{Figment, Provider};
+    use stream_gateway::config::FileConfig;
+
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml"))
+        .unwrap();
+    // As shipped, the file sets only defaults: it changes nothing.
+    let as_shipped: FileConfig = Figment::from(Toml::string(&text)).extract().unwrap();
+    assert_eq!(
+        serde_json::to_value(&as_shipped).unwrap(),
+        serde_json::to_value(FileConfig::default()).unwrap(),
+        "config/gateway.toml sets a value that differs from the code's default"
+    );
+    // With its examples made live, every key in it is one the code reads...
+    let live = gateway_toml_uncommented(&text);
+    let parsed = Figment::from(Toml::string(&live));
+    if let Err(e) = parsed.extract::<FileConfig>() {
+        panic!("config/gateway.toml, its examples uncommented, is refused: {e}");
+    }
+    let dict = parsed
+        .data()
+        .unwrap()
+        .into_values()
+        .next()
+        .unwrap_or_default();
+    let mut in_file = Vec::new();
+    keys::leaves("", &dict, &mut in_file);
+    // ... and every key the code reads is in it.
+    let mut known = Vec::new();
+    keys::known(&mut Vec::new(), &mut known);
+    assert!(
+        known.len() > 50,
+        "the key probe found too few keys: {known:?}"
+    );
+    let missing: Vec<_> = known
+        .iter()
+        .filter(|k| !in_file.iter().any(|f| keys::matches(k, f)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "config/gateway.toml lacks these keys (add each, commented out when it has no default): {missing:?}"
+    );
+}
