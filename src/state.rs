@@ -21,6 +21,7 @@ use crate::config::{Config, TokensConfig};
 use crate::error::ApiError;
 use crate::recorder::Metrics;
 use crate::trace::Tracer;
+use crate::upstream::auth_failures::AuthFailures;
 use crate::upstream::client::{ClientError, Upstream};
 use crate::upstream::RetryLoop;
 
@@ -50,6 +51,8 @@ pub struct AppState {
     pub(crate) draining: AtomicBool,
     /// Who may call what, how fast, and Stream's rate-limit window (`[callers]`).
     pub(crate) callers: Callers,
+    /// Stream refusing the gateway's signature (a wrong secret): logged once per episode.
+    pub(crate) auth_failures: AuthFailures,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
         let tracer = Tracer::start(&config.telemetry, &metrics)?;
         Ok(Self {
             callers: Callers::new(config.callers.as_ref(), metrics.clone()),
+            auth_failures: AuthFailures::new(&metrics),
             metrics,
             limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),

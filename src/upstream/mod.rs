@@ -5,6 +5,7 @@
 //! drive it with a scripted upstream on paused time, and the client behind it can change
 //! without touching the policy.
 
+pub mod auth_failures;
 pub mod client;
 pub mod retry;
 
