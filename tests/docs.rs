@@ -281,3 +281,207 @@ fn the_configuration_file_lists_every_key_the_code_reads_with_the_codes_defaults
         "config/gateway.toml lacks these keys (add each, commented out when it has no default): {missing:?}"
     );
 }
+
+/// The first ```sh block of a page that sets `B=`.
+fn example_block(page: &str) -> String {
+    let text = std::fs::read_to_string(format!("{}/{page}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    text.split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .find(|b| b.starts_with("B="))
+        .unwrap_or_else(|| panic!("{page} has no example block starting with B="))
+        .to_owned()
+}
+
+/// Whether a shown value changes from run to run (ids, times, durations, elisions).
+fn volatile(key: &str, v: &serde_json::Value) -> bool {
+    let s = v.as_str().unwrap_or_default();
+    let uuid = s.len() == 36 && [8, 13, 18, 23].iter().all(|&i| s.as_bytes()[i] == b'-');
+    let date =
+        s.len() >= 10 && s.as_bytes()[4] == b'-' && s[..4].bytes().all(|b| b.is_ascii_digit());
+    key == "duration" || s.contains("...") || uuid || date
+}
+
+/// The shown answer's keys are all in the real one, with the same values where they are stable.
+fn assert_like(shown: &serde_json::Value, got: &serde_json::Value, at: &str) {
+    match (shown, got) {
+        (serde_json::Value::Object(s), serde_json::Value::Object(g)) => {
+            for (k, v) in s {
+                let g = g
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{at}: no `{k}` in {got}"));
+                if !volatile(k, v) {
+                    assert_like(v, g, &format!("{at}.{k}"));
+                }
+            }
+        }
+        (serde_json::Value::Array(s), serde_json::Value::Array(g)) => {
+            assert_eq!(s.len(), g.len(), "{at}: {got}");
+            for (i, (s, g)) in s.iter().zip(g).enumerate() {
+                assert_like(s, g, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(shown, got, "{at}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_examples_run_as_written_against_the_emulator() {
+    use figment::providers::Serialized;
+    use figment::Figment;
+    use stream_gateway::app::App;
+    use stream_gateway::config::{Config, FileConfig};
+
+    let f = Figment::from(Serialized::defaults(FileConfig::default()))
+        .merge(("server.listen", "127.0.0.1:0"))
+        .merge(("stream.emulator", true));
+    let app = App::build(Config::from_figment(&f).unwrap()).await.unwrap();
+    let addr = app.local_addr().to_string();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    // Each command line runs in one shell, in order; a marker ends its output, and a curl
+    // wrapper notes each status in a file.
+    let block = example_block("docs/requests.md").replace("127.0.0.1:8080", &addr);
+    let dir = std::env::temp_dir().join(format!("gw-docs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut script = format!(
+        "T={}\ncurl() {{ command curl -o \"$T/body\" -w '%{{http_code}}\\n' \"$@\" >> \"$T/status\"; cat \"$T/body\"; }}\n",
+        dir.display()
+    );
+    // (command, expected status, shown answer)
+    let mut steps: Vec<(String, u16, Option<String>)> = Vec::new();
+    let mut status = 0;
+    for line in block.lines() {
+        if let Some(c) = line.strip_prefix("# ") {
+            status = c
+                .rsplit("-> ")
+                .next()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+        } else if line.starts_with("curl ") || line.contains("=$(curl ") {
+            steps.push((line.to_owned(), status, None));
+        } else if line.starts_with('{') {
+            steps.last_mut().expect("an answer follows a command").2 = Some(line.to_owned());
+        } else if !line.is_empty() {
+            script.push_str(line);
+            script.push('\n');
+        }
+    }
+    for (cmd, _, _) in &steps {
+        script.push_str(&format!("{cmd}\necho\necho @@END@@\n"));
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let outputs: Vec<&str> = stdout.split("@@END@@\n").collect();
+    let statuses = std::fs::read_to_string(dir.join("status")).unwrap();
+    let mut statuses = statuses.lines();
+    for (i, (cmd, want, shown)) in steps.iter().enumerate() {
+        let got: u16 = statuses.next().unwrap().parse().unwrap();
+        assert_eq!(got, *want, "{cmd}");
+        if cmd.contains("=$(curl ") {
+            continue; // its answer went into a variable
+        }
+        let answer: serde_json::Value = serde_json::from_str(outputs[i].trim())
+            .unwrap_or_else(|_| panic!("{cmd} answered {:?}", outputs[i]));
+        if let Some(shown) = shown.as_deref().and_then(|s| serde_json::from_str(s).ok()) {
+            assert_like(&shown, &answer, cmd);
+        }
+    }
+    // What the examples removed is gone: the activity added first, by the id it was given.
+    let feed = reqwest::get(format!("http://{addr}/api/v1.0/feed/user/42/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !feed.contains("\"post:1\""),
+        "post:1 was not removed: {feed}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `docker run` (or podman run) command starting at `start` in `text`, its `\`
+/// continuations joined (and `#` comment marks of a Dockerfile dropped), as shell words.
+fn run_command(text: &str, start: &str) -> Vec<String> {
+    let mut joined = String::new();
+    for line in text[text.find(start).unwrap()..].lines() {
+        let line = line.trim_start_matches('#').trim();
+        joined.push_str(line.trim_end_matches('\\'));
+        joined.push(' ');
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    joined
+        .split_whitespace()
+        .map(|w| w.trim_matches('"').to_owned())
+        .collect()
+}
+
+/// The values that follow `flag` in `words`.
+fn flag_values<'a>(words: &'a [String], flag: &str) -> Vec<&'a str> {
+    words
+        .windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1].as_str())
+        .collect()
+}
+
+#[test]
+fn the_docker_run_examples_publish_on_loopback_and_name_the_mounted_secret_file() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |p: &str| std::fs::read_to_string(format!("{root}/{p}")).unwrap();
+    let smoke = run_command(
+        &read("scripts/container-smoke"),
+        "\"${P[@]}\" run -d --name \"$name\" ",
+    );
+    for (page, text) in [
+        ("Dockerfile", read("Dockerfile")),
+        ("docs/deployment.md", read("docs/deployment.md")),
+    ] {
+        let words = run_command(&text, "docker run");
+        let published = flag_values(&words, "-p");
+        assert!(
+            !published.is_empty() && published.iter().all(|p| p.starts_with("127.0.0.1:")),
+            "{page}: publish on 127.0.0.1 only: {published:?}"
+        );
+        let mounted: Vec<_> = flag_values(&words, "-v")
+            .iter()
+            .filter_map(|v| {
+                v.strip_suffix(":ro")?
+                    .rsplit_once(':')
+                    .map(|(_, at)| at.to_owned())
+            })
+            .collect();
+        let env = flag_values(&words, "-e");
+        let secret_file = format!("STREAM_API_SECRET_FILE={}", mounted[0]);
+        assert!(
+            env.contains(&secret_file.as_str()),
+            "{page}: the secret is mounted at {} but {secret_file} is not set: {env:?}",
+            mounted[0]
+        );
+        // scripts/container-smoke runs the image the same way (with host networking instead
+        // of -p, and the emulator as Stream).
+        assert!(
+            flag_values(&smoke, "-e").contains(&secret_file.as_str())
+                && flag_values(&smoke, "-v")
+                    .iter()
+                    .any(|v| v.ends_with(&format!(":{}:ro", mounted[0]))),
+            "scripts/container-smoke does not run the image as {page} says: {smoke:?}"
+        );
+    }
+}
