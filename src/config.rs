@@ -1231,6 +1231,35 @@ mod tests {
     }
 
     #[test]
+    fn lists_and_maps_can_be_given_in_the_environment_as_production_md_shows() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STREAM_API_KEY", "key");
+            jail.set_env("STREAM_API_SECRET", "s3cr3t-value");
+            jail.set_env("GATEWAY_UPSTREAM__TIMEOUT_MS", "2000");
+            jail.set_env("GATEWAY_TOKENS__ALLOW", "[feed/read, feed/write]");
+            jail.set_env("GATEWAY_EMULATOR__FEED_GROUPS", "{digest = \"aggregated\"}");
+            jail.set_env("GATEWAY_CALLERS__SERVICE__BATCH__RATE", "5");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.upstream.timeout, Duration::from_millis(2000));
+            assert_eq!(c.tokens.allow.len(), 2);
+            assert_eq!(
+                c.emulator.feed_groups.kind("digest"),
+                crate::emulator::FeedKind::Aggregated
+            );
+            let callers = c.callers.unwrap();
+            assert_eq!(callers.services[0].name, "batch");
+            jail.set_env("GATEWAY_EMULATOR__FEED_GROUPS", "");
+            jail.set_env("GATEWAY_EMULATOR__FEED_GROUPS__DIGEST", "notification");
+            let c = Config::load(None).unwrap();
+            assert_eq!(
+                c.emulator.feed_groups.kind("digest"),
+                crate::emulator::FeedKind::Notification
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn zero_timeouts_are_refused_by_name() {
         for key in [
             "server.header_read_timeout_ms",
