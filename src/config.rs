@@ -873,7 +873,17 @@ fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
 /// `stream.base_url`, without its trailing `/`.
 fn validate_base_url(u: &str) -> Result<String, ConfigError> {
     let bad = |why: &str| ConfigError::new("stream.base_url", format!("{u:?} {why}"));
-    let (scheme, authority) = split_http_url(u).map_err(bad)?;
+    let (scheme, authority) = split_http_url(u).map_err(|why| {
+        let mut e = bad(why);
+        if u.contains("/api") {
+            // stream-js reads STREAM_BASE_URL too, as its API's URL with the path.
+            e.problem.push_str(
+                " (this looks like a client's URL: stream-js reads STREAM_BASE_URL too, \
+                 see docs/production.md)",
+            );
+        }
+        e
+    })?;
     let url = format!("{scheme}://{authority}");
     // What the upstream client will parse must parse here, with a port it can use.
     let parsed: http::Uri = url.parse().map_err(|_| bad("is not a valid URL"))?;
@@ -1130,10 +1140,9 @@ mod tests {
             err(base().merge(("stream.base_url", "ftp://x"))).key,
             "stream.base_url"
         );
-        assert_eq!(
-            err(base().merge(("stream.base_url", "http://x/api"))).key,
-            "stream.base_url"
-        );
+        let e = err(base().merge(("stream.base_url", "http://127.0.0.1:8080/api/")));
+        assert_eq!(e.key, "stream.base_url");
+        assert!(e.problem.contains("stream-js reads STREAM_BASE_URL"), "{e}");
         // What the upstream client could not parse, or a port it could not use, stops start-up
         // here instead of panicking later.
         for bad in [

@@ -525,8 +525,9 @@ fn a_base_url_pointing_at_the_gateway_itself_stops_start_up() {
             ("STREAM_BASE_URL", format!("http://localhost:{port}/api/")),
         ],
     );
-    // The stream-js form (with /api/) is refused for its path already; without it, for the loop.
+    // The stream-js form (with /api/) is refused for its path; without it, for the loop.
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stream-js"), "{}", stderr(&o));
     let o = run_expecting_exit(
         &[],
         &[

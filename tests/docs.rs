@@ -282,24 +282,24 @@ fn the_configuration_file_lists_every_key_the_code_reads_with_the_codes_defaults
     );
 }
 
-/// The first ```sh block of a page that sets `B=`.
-fn example_block(page: &str) -> String {
+/// The first ```sh block of `page` whose first line starts with `start`.
+fn example_block(page: &str, start: &str) -> String {
     let text = std::fs::read_to_string(format!("{}/{page}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     text.split("```sh\n")
         .skip(1)
         .map(|b| b.split("```").next().unwrap())
-        .find(|b| b.starts_with("B="))
-        .unwrap_or_else(|| panic!("{page} has no example block starting with B="))
+        .find(|b| b.starts_with(start))
+        .unwrap_or_else(|| panic!("{page} has no example block starting with {start}"))
         .to_owned()
 }
 
-/// Whether a shown value changes from run to run (ids, times, durations, elisions).
+/// Whether a shown value changes from run to run (ids, times, durations, elisions, the app).
 fn volatile(key: &str, v: &serde_json::Value) -> bool {
     let s = v.as_str().unwrap_or_default();
     let uuid = s.len() == 36 && [8, 13, 18, 23].iter().all(|&i| s.as_bytes()[i] == b'-');
     let date =
         s.len() >= 10 && s.as_bytes()[4] == b'-' && s[..4].bytes().all(|b| b.is_ascii_digit());
-    key == "duration" || s.contains("...") || uuid || date
+    matches!(key, "duration" | "expires_at" | "app_id") || s.contains("...") || uuid || date
 }
 
 /// The shown answer's keys are all in the real one, with the same values where they are stable.
@@ -325,8 +325,8 @@ fn assert_like(shown: &serde_json::Value, got: &serde_json::Value, at: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_request_examples_run_as_written_against_the_emulator() {
+/// The gateway as `--emulator` starts it, on a free port: its address and the emulator's URL.
+async fn start_emulated() -> (String, String) {
     use figment::providers::Serialized;
     use figment::Figment;
     use stream_gateway::app::App;
@@ -337,18 +337,27 @@ async fn the_request_examples_run_as_written_against_the_emulator() {
         .merge(("stream.emulator", true));
     let app = App::build(Config::from_figment(&f).unwrap()).await.unwrap();
     let addr = app.local_addr().to_string();
+    let emu = app.emulator().unwrap().url();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
+    (addr, emu)
+}
 
-    // Each command line runs in one shell, in order; a marker ends its output, and a curl
-    // wrapper notes each status in a file.
-    let block = example_block("docs/requests.md").replace("127.0.0.1:8080", &addr);
-    let dir = std::env::temp_dir().join(format!("gw-docs-{}", std::process::id()));
+/// Runs a docs block of shell commands as written (after `replace`) in one bash, each command
+/// in turn, and checks every curl's status (the `-> NNN` of the comment above it, else 2xx)
+/// and, where the block shows an answer under it, that the answer is like it.
+async fn run_block(block: &str, replace: &[(&str, &str)]) -> usize {
+    let mut block = block.to_owned();
+    for (from, to) in replace {
+        block = block.replace(from, to);
+    }
+    let block = block.replace("\\\n", " ");
+    let dir = std::env::temp_dir().join(format!("gw-docs-{}", fastrand_name()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut script = format!(
         "T={}\ncurl() {{ command curl -o \"$T/body\" -w '%{{http_code}}\\n' \"$@\" >> \"$T/status\"; cat \"$T/body\"; }}\n",
         dir.display()
     );
-    // (command, expected status, shown answer)
+    // (command, expected status (0: any 2xx), shown answer)
     let mut steps: Vec<(String, u16, Option<String>)> = Vec::new();
     let mut status = 0;
     for line in block.lines() {
@@ -362,7 +371,7 @@ async fn the_request_examples_run_as_written_against_the_emulator() {
             steps.push((line.to_owned(), status, None));
         } else if line.starts_with('{') {
             steps.last_mut().expect("an answer follows a command").2 = Some(line.to_owned());
-        } else if !line.is_empty() {
+        } else if !line.trim().is_empty() {
             script.push_str(line);
             script.push('\n');
         }
@@ -390,16 +399,42 @@ async fn the_request_examples_run_as_written_against_the_emulator() {
     let mut statuses = statuses.lines();
     for (i, (cmd, want, shown)) in steps.iter().enumerate() {
         let got: u16 = statuses.next().unwrap().parse().unwrap();
-        assert_eq!(got, *want, "{cmd}");
-        if cmd.contains("=$(curl ") {
-            continue; // its answer went into a variable
+        if *want == 0 {
+            assert!((200..300).contains(&got), "{cmd}: {got} {}", outputs[i]);
+        } else {
+            assert_eq!(got, *want, "{cmd}: {}", outputs[i]);
         }
+        let Some(shown) = shown else { continue };
         let answer: serde_json::Value = serde_json::from_str(outputs[i].trim())
             .unwrap_or_else(|_| panic!("{cmd} answered {:?}", outputs[i]));
-        if let Some(shown) = shown.as_deref().and_then(|s| serde_json::from_str(s).ok()) {
+        if let Ok(shown) = serde_json::from_str(shown) {
             assert_like(&shown, &answer, cmd);
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+    steps.len()
+}
+
+/// A name no other run of these tests uses at the same time.
+fn fastrand_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_examples_run_as_written_against_the_emulator() {
+    let (addr, _) = start_emulated().await;
+    let ran = run_block(
+        &example_block("docs/requests.md", "B="),
+        &[("127.0.0.1:8080", &addr)],
+    )
+    .await;
+    assert_eq!(ran, 15, "every curl of the block ran");
     // What the examples removed is gone: the activity added first, by the id it was given.
     let feed = reqwest::get(format!("http://{addr}/api/v1.0/feed/user/42/"))
         .await
@@ -411,7 +446,19 @@ async fn the_request_examples_run_as_written_against_the_emulator() {
         !feed.contains("\"post:1\""),
         "post:1 was not removed: {feed}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_token_and_emulator_examples_run_as_written() {
+    let (addr, _) = start_emulated().await;
+    let readme = example_block("README.md", "curl -s -X POST localhost:8080");
+    assert_eq!(run_block(&readme, &[("localhost:8080", &addr)]).await, 4);
+    let tokens = example_block("docs/tokens.md", "# A feed token");
+    assert_eq!(run_block(&tokens, &[("localhost:8080", &addr)]).await, 2);
+    let (_, emu) = start_emulated().await;
+    let faults = example_block("docs/emulator.md", "EMU=");
+    let emu_at = [("http://127.0.0.1:<port from the banner>", emu.as_str())];
+    assert_eq!(run_block(&faults, &emu_at).await, 7);
 }
 
 /// The `docker run` (or podman run) command starting at `start` in `text`, its `\`
