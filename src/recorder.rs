@@ -87,6 +87,12 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_callers_redis_up", None, "1 while caller decisions go to Redis (callers.redis_url), 0 while they fall back.", 'g'),
 ];
 
+/// The names of the gateway's own metrics (the process metrics are [`crate::process`]'s), for
+/// the test that holds the docs' metric reference to them.
+pub fn metric_names() -> impl Iterator<Item = &'static str> {
+    DESCRIBED.iter().map(|d| d.0)
+}
+
 impl Metrics {
     /// A fresh recorder with every metric described.
     pub fn new() -> Self {

@@ -532,3 +532,39 @@ fn the_docker_run_examples_publish_on_loopback_and_name_the_mounted_secret_file(
         );
     }
 }
+
+#[test]
+fn every_metric_the_code_describes_is_in_the_metric_reference() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let reference = std::fs::read_to_string(format!("{root}/docs/production.md")).unwrap();
+    let operations = std::fs::read_to_string(format!("{root}/docs/operations.md")).unwrap();
+    let reference = &reference[reference.find("## Metric reference").unwrap()..];
+    for name in stream_gateway::recorder::metric_names() {
+        let named = |page: &str| page.contains(&format!("`{name}`"));
+        assert!(
+            named(reference),
+            "{name} is not in docs/production.md's metric reference"
+        );
+        assert!(
+            named(&operations),
+            "{name} is not in docs/operations.md's metrics table"
+        );
+    }
+}
+
+#[test]
+fn the_emulator_configuration_of_the_quick_start_is_valid_as_shipped_and_uncommented() {
+    use figment::providers::{Format, Serialized, Toml};
+    use figment::Figment;
+    use stream_gateway::config::{Config, FileConfig};
+
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/emulator.toml"))
+            .unwrap();
+    for toml in [text.clone(), gateway_toml_uncommented(&text)] {
+        let f =
+            Figment::from(Serialized::defaults(FileConfig::default())).merge(Toml::string(&toml));
+        let c = Config::from_figment(&f).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        assert!(c.stream.emulator);
+    }
+}
