@@ -478,6 +478,12 @@ fn healthcheck_reads_the_same_configuration_file_as_the_server() {
             .status
             .success()
     });
+    let bad = run(
+        &["--healthcheck"],
+        &[("GATEWAY_SERVER__LISTEN", "nowhere".into())],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("server.listen"), "{}", stderr(&bad));
     let by_env = run(
         &["--healthcheck", "/readyz"],
         &[("GATEWAY_CONFIG", file_arg.to_owned())],
