@@ -86,7 +86,10 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
     let file = source.as_ref().map(|p| p.display().to_string());
     tracing::info!(
         config_file = file.as_deref().unwrap_or("none"),
-        log_format = ?config.log_format,
+        log_format = match config.log_format {
+            config::LogFormat::Text => "text",
+            config::LogFormat::Json => "json",
+        },
         log_filter = %logs.filter,
         "configuration read from {}; logs go to stderr at {}",
         file.as_deref().map_or("defaults and the environment only (no file)".to_owned(), |f| format!("{f}, defaults and the environment")),

@@ -503,6 +503,7 @@ fn healthcheck_reads_the_same_configuration_file_as_the_server() {
         .unwrap_or_else(|| panic!("no line names the configuration file: {err}"));
     assert_eq!(started["config_file"], file_arg, "{err}");
     assert_eq!(started["log_filter"], "info", "{err}");
+    assert_eq!(started["log_format"], "json", "{err}");
     assert!(
         started["message"].as_str().unwrap().contains("stderr"),
         "{err}"
