@@ -326,3 +326,26 @@ async fn a_wrong_secret_is_logged_at_error_once_per_episode_and_counted_each_tim
     assert_eq!(errors(), 2);
     assert!(!cap.text_so_far().contains(SECRET));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_connection_to_stream_says_why_at_debug() {
+    let (cap, _guard) = Capture::text();
+    // A port nothing listens on: the connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app =
+        spawn_with(move |f| f.merge(("stream.base_url", format!("http://127.0.0.1:{port}")))).await;
+    assert_eq!(app.get("/feed/user/1/").await.status, 502);
+    let text = cap.text_so_far();
+    let line = text
+        .lines()
+        .find(|l| l.contains("connection to Stream failed"))
+        .unwrap_or_else(|| panic!("no line says why:\n{text}"));
+    assert!(
+        line.contains("DEBUG") && line.to_lowercase().contains("refused"),
+        "{line}"
+    );
+}
