@@ -57,6 +57,12 @@ impl AuthFailures {
         }
     }
 
+    /// A new secret is in force: whatever Stream said of the old one, a refusal of the new one
+    /// is a new episode, logged again.
+    pub fn new_secret(&self) {
+        self.failing.store(false, Ordering::Relaxed);
+    }
+
     /// Stream accepted a call: a wrong-secret episode, if one was going on, is over.
     pub fn accepted(&self) {
         if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
@@ -104,6 +110,10 @@ mod tests {
         watch.accepted();
         assert!(!watch.failing.load(Ordering::Relaxed));
         watch.accepted();
+        assert!(!watch.failing.load(Ordering::Relaxed));
+        // A rotation starts over: a refusal of the new secret is said again.
+        watch.refused("feed.read", "signature is invalid");
+        watch.new_secret();
         assert!(!watch.failing.load(Ordering::Relaxed));
     }
 }
