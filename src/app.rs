@@ -73,6 +73,9 @@ impl App {
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
             config.stream.base_url = emu.url();
+            // The emulator serves (or names as not emulated) the other services too.
+            config.stream.analytics_base_url = emu.url();
+            config.stream.personalization_base_url = emu.url();
             Some(emu)
         } else {
             None
@@ -199,7 +202,8 @@ fn tokens_route(gw: &Arc<AppState>) -> MethodRouter<Arc<AppState>> {
     )
 }
 
-/// The router: health, `/tokens`, the proxy under `/api/v1.0/`, Stream's 404 elsewhere.
+/// The router: health, `/tokens`, the proxy under `/api/v1.0/` (and Stream's analytics and
+/// personalization prefixes), Stream's 404 elsewhere.
 pub fn router(gw: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -209,6 +213,8 @@ pub fn router(gw: Arc<AppState>) -> Router {
         .route("/api/v1.0", any(proxy::handle))
         .route("/api/v1.0/", any(proxy::handle))
         .route("/api/v1.0/{*rest}", any(proxy::handle))
+        .route("/analytics/v1.0/{*rest}", any(proxy::handle))
+        .route("/personalization/v1.0/{*rest}", any(proxy::handle))
         .fallback(not_found)
         .with_state(gw.clone())
         // Outermost first.

@@ -128,6 +128,12 @@ pub struct StreamFile {
     pub region: String,
     /// Replaces the region's URL.
     pub base_url: Option<String>,
+    /// Replaces Stream's analytics host (default: `base_url` when set).
+    pub analytics_base_url: Option<String>,
+    /// Replaces the region's personalization host (default: `base_url` when set).
+    pub personalization_base_url: Option<String>,
+    /// Placeholder api keys a team gave its services, taken like the app's own.
+    pub accepted_api_keys: Vec<String>,
     /// How batch calls authenticate upstream.
     pub batch_auth: BatchAuth,
     /// `exp` of upstream tokens, seconds (0: none).
@@ -193,6 +199,9 @@ impl Default for StreamFile {
             app_id: None,
             region: "us-east".into(),
             base_url: None,
+            analytics_base_url: None,
+            personalization_base_url: None,
+            accepted_api_keys: Vec::new(),
             batch_auth: BatchAuth::Signature,
             token_ttl_s: 3600,
             emulator: false,
@@ -424,6 +433,12 @@ pub struct StreamConfig {
     pub region: String,
     /// Scheme + host [+ port], no trailing slash. With `emulator`, replaced at start.
     pub base_url: String,
+    /// Where analytics calls go, as `base_url`. With `emulator`, replaced at start.
+    pub analytics_base_url: String,
+    /// Where personalization calls go, as `base_url`. With `emulator`, replaced at start.
+    pub personalization_base_url: String,
+    /// Api keys a caller may send besides `api_key` (placeholders); any other is refused.
+    pub accepted_api_keys: Vec<String>,
     /// Batch call authentication.
     pub batch_auth: BatchAuth,
     /// `exp` of upstream tokens (0: none).
@@ -606,7 +621,16 @@ impl Config {
             .transpose()
             .map_err(|e| ConfigError::new(&e.key, e.problem))?;
         let telemetry = TelemetryConfig::validate(raw.telemetry)?;
-        refuse_self_loop(&stream.base_url, server.listen)?;
+        for (key, url) in [
+            ("stream.base_url", &stream.base_url),
+            ("stream.analytics_base_url", &stream.analytics_base_url),
+            (
+                "stream.personalization_base_url",
+                &stream.personalization_base_url,
+            ),
+        ] {
+            refuse_self_loop(key, url, server.listen)?;
+        }
         Ok(Config {
             server,
             stream,
@@ -626,12 +650,23 @@ impl StreamConfig {
         source: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let base_url = present(s.base_url);
-        if s.emulator && base_url.is_some() {
-            return Err(ConfigError::new(
-                "stream.base_url",
-                "cannot be set together with stream.emulator: the emulator replaces Stream, \
-                 and a configured base URL suggests you meant to talk to a real one",
-            ));
+        let analytics_base_url = present(s.analytics_base_url);
+        let personalization_base_url = present(s.personalization_base_url);
+        for (key, set) in [
+            ("stream.base_url", base_url.is_some()),
+            ("stream.analytics_base_url", analytics_base_url.is_some()),
+            (
+                "stream.personalization_base_url",
+                personalization_base_url.is_some(),
+            ),
+        ] {
+            if s.emulator && set {
+                return Err(ConfigError::new(
+                    key,
+                    "cannot be set together with stream.emulator: the emulator replaces Stream, \
+                     and a configured base URL suggests you meant to talk to a real one",
+                ));
+            }
         }
         let api_key = api_key(present(s.api_key), s.emulator)?;
         let from_file = match &s.api_secret_file {
@@ -649,16 +684,39 @@ impl StreamConfig {
                 ),
             )
         })?;
-        let base_url = match base_url {
-            None => region_url,
-            Some(u) => validate_base_url(&u)?,
+        let base_url = base_url
+            .map(|u| validate_base_url("stream.base_url", &u))
+            .transpose()?;
+        // The other services follow a configured `base_url` (a proxy or a local Stream serves
+        // them all), else their own hosts.
+        let service_url = |key: &str, given: Option<String>, default: String| match given {
+            Some(u) => validate_base_url(key, &u),
+            None => Ok(base_url.clone().unwrap_or(default)),
         };
+        let analytics_base_url = service_url(
+            "stream.analytics_base_url",
+            analytics_base_url,
+            region::ANALYTICS_URL.to_owned(),
+        )?;
+        let personalization_base_url = service_url(
+            "stream.personalization_base_url",
+            personalization_base_url,
+            region::personalization_url(&s.region).unwrap_or_default(),
+        )?;
+        let accepted_api_keys = s
+            .accepted_api_keys
+            .into_iter()
+            .map(|k| api_key_value("stream.accepted_api_keys", k))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             api_key,
             api_secret,
             app_id: present(s.app_id),
             region: s.region,
-            base_url,
+            base_url: base_url.unwrap_or(region_url),
+            analytics_base_url,
+            personalization_base_url,
+            accepted_api_keys,
             batch_auth: s.batch_auth,
             token_ttl_s: s.token_ttl_s,
             emulator: s.emulator,
@@ -678,9 +736,14 @@ fn api_key(given: Option<String>, emulator: bool) -> Result<String, ConfigError>
             ))
         }
     };
-    if !api_key.bytes().all(|b| b.is_ascii_graphic()) {
+    api_key_value("stream.api_key", api_key)
+}
+
+/// An api key as `key` takes it: printable ASCII without spaces.
+fn api_key_value(key: &str, api_key: String) -> Result<String, ConfigError> {
+    if api_key.is_empty() || !api_key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ConfigError::new(
-            "stream.api_key",
+            key,
             "must be printable ASCII without spaces",
         ));
     }
@@ -870,9 +933,9 @@ fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
     Ok((scheme, authority))
 }
 
-/// `stream.base_url`, without its trailing `/`.
-fn validate_base_url(u: &str) -> Result<String, ConfigError> {
-    let bad = |why: &str| ConfigError::new("stream.base_url", format!("{u:?} {why}"));
+/// `stream.base_url` (or another service's, named by `key`), without its trailing `/`.
+fn validate_base_url(key: &str, u: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::new(key, format!("{u:?} {why}"));
     let (scheme, authority) = split_http_url(u).map_err(|why| {
         let mut e = bad(why);
         if u.contains("/api") {
@@ -907,7 +970,7 @@ fn validate_base_url(u: &str) -> Result<String, ConfigError> {
 /// forwarded to the gateway itself, again and again, until it is overloaded. That happens when
 /// the value meant for a client (`STREAM_BASE_URL=http://127.0.0.1:8080`, the gateway's
 /// address) reaches the gateway through a shared environment.
-fn refuse_self_loop(base_url: &str, listen: SocketAddr) -> Result<(), ConfigError> {
+fn refuse_self_loop(key: &str, base_url: &str, listen: SocketAddr) -> Result<(), ConfigError> {
     let Ok(uri) = base_url.parse::<http::Uri>() else {
         return Ok(()); // validated before; nothing to compare
     };
@@ -929,7 +992,7 @@ fn refuse_self_loop(base_url: &str, listen: SocketAddr) -> Result<(), ConfigErro
     let listen_local = listen.ip().is_loopback() || listen.ip().is_unspecified();
     if ip == Some(listen.ip()) || ((local_name || local_ip) && listen_local) {
         return Err(ConfigError::new(
-            "stream.base_url",
+            key,
             format!(
                 "{base_url:?} is this gateway's own address (server.listen {listen}): every call \
                  would be forwarded back to it. STREAM_BASE_URL is read by the gateway too; give \
@@ -1187,6 +1250,11 @@ mod tests {
             assert!(e.problem.contains("own address"), "{e}");
             assert!(e.problem.contains("STREAM_BASE_URL"), "{e}");
         }
+        // The other services' URLs too.
+        let e = err(base()
+            .merge(("server.listen", "127.0.0.1:8080"))
+            .merge(("stream.analytics_base_url", "http://localhost:8080")));
+        assert_eq!(e.key, "stream.analytics_base_url");
         for (listen, url) in [
             ("127.0.0.1:8080", "http://127.0.0.1:9000"),
             ("127.0.0.1:8080", "http://stream-emulator:8080"),
@@ -1195,6 +1263,43 @@ mod tests {
             ("127.0.0.1:0", "http://127.0.0.1:8080"),
         ] {
             assert!(with(listen, url).is_ok(), "{listen} {url}");
+        }
+    }
+
+    #[test]
+    fn analytics_and_personalization_hosts_default_from_the_region_and_follow_a_base_url() {
+        let c = Config::from_figment(&base().merge(("stream.region", "tokyo"))).unwrap();
+        assert_eq!(
+            c.stream.analytics_base_url,
+            "https://analytics.stream-io-api.com"
+        );
+        assert_eq!(
+            c.stream.personalization_base_url,
+            "https://tokyo-personalization.stream-io-api.com"
+        );
+        let c = Config::from_figment(&base().merge(("stream.base_url", "http://127.0.0.1:9/")))
+            .unwrap();
+        assert_eq!(c.stream.analytics_base_url, "http://127.0.0.1:9");
+        assert_eq!(c.stream.personalization_base_url, "http://127.0.0.1:9");
+        let c = Config::from_figment(
+            &base()
+                .merge(("stream.base_url", "http://127.0.0.1:9"))
+                .merge(("stream.analytics_base_url", "http://127.0.0.1:10/"))
+                .merge(("stream.personalization_base_url", "https://p.example")),
+        )
+        .unwrap();
+        assert_eq!(c.stream.base_url, "http://127.0.0.1:9");
+        assert_eq!(c.stream.analytics_base_url, "http://127.0.0.1:10");
+        assert_eq!(c.stream.personalization_base_url, "https://p.example");
+        for key in [
+            "stream.analytics_base_url",
+            "stream.personalization_base_url",
+        ] {
+            assert_eq!(err(base().merge((key, "http://x/api"))).key, key);
+            let emu = base()
+                .merge(("stream.emulator", true))
+                .merge((key, "http://127.0.0.1:9"));
+            assert_eq!(err(emu).key, key);
         }
     }
 
@@ -1266,6 +1371,24 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn accepted_api_keys_default_to_none_and_must_be_printable() {
+        assert!(Config::from_figment(&base())
+            .unwrap()
+            .stream
+            .accepted_api_keys
+            .is_empty());
+        let c = Config::from_figment(
+            &base().merge(("stream.accepted_api_keys", vec!["placeholder", "dev-key"])),
+        )
+        .unwrap();
+        assert_eq!(c.stream.accepted_api_keys, ["placeholder", "dev-key"]);
+        for bad in ["a b", ""] {
+            let e = err(base().merge(("stream.accepted_api_keys", vec![bad])));
+            assert_eq!(e.key, "stream.accepted_api_keys");
+        }
     }
 
     #[test]

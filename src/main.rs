@@ -118,7 +118,8 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
             emulator = %emu,
             api_key = %api_key,
             "EMULATOR MODE: requests go to an in-memory Stream emulator, not to Stream; \
-             nothing is stored beyond this process (fault injection: {emu}/_emulator/faults)"
+             nothing is stored beyond this process (fault injection: {emu}/_emulator/faults); \
+             clients give api_key {api_key} (set it with STREAM_API_KEY): another key is refused"
         );
     }
     let reloads = Reloads::start(app.state().clone(), figment, load);

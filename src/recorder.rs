@@ -76,6 +76,7 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_overloaded_total", None, "Requests refused with 503 over server.max_concurrency.", 'c'),
     ("gateway_connections_refused_total", None, "Connections closed at once over server.max_connections.", 'c'),
     ("gateway_config_reloads_total", None, "Reloads of the secret or the configuration, by result (ok, error).", 'c'),
+    ("gateway_config_last_reload_successful", None, "1 while the last reload of the secret or the configuration succeeded (or none failed), 0 from a failure until one succeeds.", 'g'),
     ("gateway_caller_requests_total", None, "Requests by caller ([callers]), endpoint and outcome: allowed, forbidden, rate_limited, upstream_limited.", 'c'),
     ("gateway_upstream_ratelimit_remaining", None, "Calls left in Stream's rate-limit window, by endpoint, as Stream last reported ([callers]).", 'g'),
     ("gateway_otlp_spans_exported_total", None, "Spans the OTLP collector accepted.", 'c'),

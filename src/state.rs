@@ -60,7 +60,13 @@ impl AppState {
     /// runs inside a runtime); fails only if a TLS client cannot be built.
     pub fn new(config: Config) -> Result<Self, ClientError> {
         let s = &config.stream;
-        let upstream = Upstream::new(&config.upstream, &s.base_url, &s.api_key)?;
+        // In `Host::ALL` order.
+        let bases = [
+            s.base_url.as_str(),
+            s.analytics_base_url.as_str(),
+            s.personalization_base_url.as_str(),
+        ];
+        let upstream = Upstream::new(&config.upstream, bases, &s.api_key)?;
         let metrics = Arc::new(Metrics::new());
         let tracer = Tracer::start(&config.telemetry, &metrics)?;
         Ok(Self {

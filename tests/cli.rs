@@ -301,6 +301,39 @@ fn the_json_banner_names_the_emulator_and_the_listener() {
     );
 }
 
+#[test]
+fn the_emulator_banner_names_the_api_key_clients_give_and_stream_api_key_sets_it() {
+    let port = free_port();
+    let mut child = start_emulated(
+        port,
+        &[
+            ("GATEWAY_LOG__FORMAT", "json".into()),
+            ("STREAM_API_KEY", "team-dev-key".into()),
+        ],
+    );
+    let (status, body) = http(port, "GET", "/api/v1.0/feed/user/1/?api_key=other-key", "");
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.contains("ApiKeyException") && body.contains("othe..."),
+        "{body}"
+    );
+    let (status, body) = http(
+        port,
+        "GET",
+        "/api/v1.0/feed/user/1/?api_key=team-dev-key",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+    let banner = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["emulator"].is_string())
+        .unwrap_or_else(|| panic!("a banner: {err}"));
+    assert_eq!(banner["api_key"], "team-dev-key", "{err}");
+}
+
 /// One HTTP/1.1 request over a fresh connection: the status and the body.
 fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::Write;

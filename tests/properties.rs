@@ -64,7 +64,7 @@ fn shaped_path() -> impl Strategy<Value = String> {
         target,
         part(),
         lookup,
-        0u8..34,
+        0u8..37,
         any::<bool>(),
     )
         .prop_map(|(slug, user, target, activity, lookup, tail, slash)| {
@@ -100,6 +100,9 @@ fn shaped_path() -> impl Strategy<Value = String> {
                 27 => format!("/api/v1.0/user/{activity}{end}"),
                 28 => format!("/api/v1.0/users{end}"),
                 29 => format!("/api/v1.0/audit_logs{end}"),
+                30 => format!("/analytics/v1.0/engagement{end}"),
+                31 => format!("/analytics/v1.0/impression{end}"),
+                32 => format!("/personalization/v1.0/{activity}{end}"),
                 _ => format!("/api/v1.0/{target}/{activity}{end}"),
             }
         })

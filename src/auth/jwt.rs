@@ -35,13 +35,21 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// The claims of a scope token.
+    /// The claims of a scope token. Stream's analytics and personalization services read a
+    /// `user_id` claim, and the current clients send `*` there: analytics tokens carry it
+    /// instead of `feed_id` (stream-js `getAnalyticsToken`, stream-go2 `analyticsAuth`),
+    /// personalization tokens beside it (stream-python, stream-go2, stream-js).
     pub fn for_scope(scope: &Scope, exp: Option<u64>) -> Self {
+        let service_user = matches!(
+            scope.resource,
+            Resource::Analytics | Resource::Personalization
+        );
         Self {
             resource: Some(scope.resource.as_str().to_owned()),
             action: Some(scope.action.as_str().to_owned()),
-            feed_id: Some(scope.feed.as_str().to_owned()),
-            user_id: None,
+            feed_id: (scope.resource != Resource::Analytics)
+                .then(|| scope.feed.as_str().to_owned()),
+            user_id: service_user.then(|| "*".to_owned()),
             exp,
         }
     }
@@ -237,6 +245,22 @@ mod tests {
             let theirs = case["token"].as_str().unwrap().split('.').nth(1).unwrap();
             assert_eq!(ours, theirs);
         }
+    }
+
+    #[test]
+    fn analytics_and_personalization_tokens_carry_the_user_id_the_clients_send() {
+        let analytics = Claims::for_scope(&scope(Resource::Analytics, Action::All, "*"), None);
+        assert_eq!(
+            serde_json::to_value(&analytics).unwrap(),
+            serde_json::json!({"resource": "analytics", "action": "*", "user_id": "*"})
+        );
+        let perso = Claims::for_scope(&scope(Resource::Personalization, Action::All, "*"), None);
+        assert_eq!(
+            serde_json::to_value(&perso).unwrap(),
+            serde_json::json!({"resource": "personalization", "action": "*", "feed_id": "*", "user_id": "*"})
+        );
+        let feed = Claims::for_scope(&scope(Resource::Feed, Action::Read, "user42"), None);
+        assert_eq!(feed.user_id, None);
     }
 
     #[test]

@@ -304,6 +304,7 @@ mod tests {
     fn request() -> Prepared {
         Prepared {
             method: http::Method::GET,
+            host: crate::stream::endpoint::Host::Api,
             path: "/api/v1.0/feed/user/1/".into(),
             query: "api_key=k".into(),
             body: None,

@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod adversarial;
+mod api_keys;
 mod callers;
 mod concurrency;
 mod connections;
@@ -17,11 +18,13 @@ mod endpoints;
 mod helpers;
 mod hygiene;
 mod lifecycle;
+mod monitoring;
 mod operations;
 mod redis;
 mod redis_server;
 mod retries;
 mod rotation;
+mod services;
 mod surface;
 mod tokens;
 mod tracing;
