@@ -513,13 +513,19 @@ pub struct UpstreamConfig {
     pub proxy: Option<String>,
 }
 
-/// The figment for a file path: defaults < TOML < `GATEWAY_*` < `STREAM_*`.
-pub fn figment(file: Option<&Path>) -> Figment {
+/// The file the configuration is read from: `file` (`--config`), else `$GATEWAY_CONFIG`, else
+/// [`DEFAULT_FILE`] when it exists; none: defaults and the environment only.
+pub fn file_in_use(file: Option<&Path>) -> Option<PathBuf> {
     let env_file = std::env::var_os("GATEWAY_CONFIG").map(PathBuf::from);
-    let file = file.map(Path::to_path_buf).or(env_file).or_else(|| {
+    file.map(Path::to_path_buf).or(env_file).or_else(|| {
         let p = PathBuf::from(DEFAULT_FILE);
         p.exists().then_some(p)
-    });
+    })
+}
+
+/// The figment for a file path: defaults < TOML < `GATEWAY_*` < `STREAM_*`.
+pub fn figment(file: Option<&Path>) -> Figment {
+    let file = file_in_use(file);
     let mut f = Figment::from(Serialized::defaults(FileConfig::default()));
     if let Some(file) = file {
         f = f.merge(Toml::file_exact(file));
@@ -659,6 +665,16 @@ impl Config {
             .transpose()
             .map_err(|e| ConfigError::new(&e.key, e.problem))?;
         let telemetry = TelemetryConfig::validate(raw.telemetry)?;
+        for (key, url) in [
+            ("stream.base_url", &stream.base_url),
+            ("stream.analytics_base_url", &stream.analytics_base_url),
+            (
+                "stream.personalization_base_url",
+                &stream.personalization_base_url,
+            ),
+        ] {
+            refuse_self_loop(key, url, server.listen)?;
+        }
         Ok(Config {
             server,
             stream,
@@ -866,6 +882,33 @@ impl ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// Where `--healthcheck` connects: the listener that serves `/healthz` and `/readyz`, on
+    /// loopback when it listens on every interface.
+    pub fn probe_addr(&self) -> SocketAddr {
+        let listen = self.listen;
+        let ip = match listen.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        SocketAddr::new(ip, listen.port())
+    }
+}
+
+/// The address `--healthcheck` probes, from the same configuration the server reads: only
+/// `[server]` is read and checked, so a probe does not need the secret.
+pub fn probe_addr(f: &Figment) -> Result<SocketAddr, ConfigError> {
+    let server: ServerFile = f.extract_inner("server").map_err(|e| {
+        let key = std::iter::once("server".to_owned())
+            .chain(e.path.iter().skip_while(|p| *p == "server").cloned())
+            .collect::<Vec<_>>()
+            .join(".");
+        ConfigError::new(&key, e.kind.to_string())
+    })?;
+    Ok(ServerConfig::validate(server)?.probe_addr())
+}
+
 impl UpstreamConfig {
     fn validate(u: UpstreamFile) -> Result<Self, ConfigError> {
         let upstream = Self {
@@ -937,7 +980,17 @@ fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
 /// `stream.base_url` (or another service's, named by `key`), without its trailing `/`.
 fn validate_base_url(key: &str, u: &str) -> Result<String, ConfigError> {
     let bad = |why: &str| ConfigError::new(key, format!("{u:?} {why}"));
-    let (scheme, authority) = split_http_url(u).map_err(bad)?;
+    let (scheme, authority) = split_http_url(u).map_err(|why| {
+        let mut e = bad(why);
+        if u.contains("/api") {
+            // stream-js reads STREAM_BASE_URL too, as its API's URL with the path.
+            e.problem.push_str(
+                " (this looks like a client's URL: stream-js reads STREAM_BASE_URL too, \
+                 see docs/production.md)",
+            );
+        }
+        e
+    })?;
     let url = format!("{scheme}://{authority}");
     // What the upstream client will parse must parse here, with a port it can use.
     let parsed: http::Uri = url.parse().map_err(|_| bad("is not a valid URL"))?;
@@ -955,6 +1008,43 @@ fn validate_base_url(key: &str, u: &str) -> Result<String, ConfigError> {
         return Err(bad("has a bad port"));
     }
     Ok(url)
+}
+
+/// Refuses a `stream.base_url` that is the gateway's own listen address: every call would be
+/// forwarded to the gateway itself, again and again, until it is overloaded. That happens when
+/// the value meant for a client (`STREAM_BASE_URL=http://127.0.0.1:8080`, the gateway's
+/// address) reaches the gateway through a shared environment.
+fn refuse_self_loop(key: &str, base_url: &str, listen: SocketAddr) -> Result<(), ConfigError> {
+    let Ok(uri) = base_url.parse::<http::Uri>() else {
+        return Ok(()); // validated before; nothing to compare
+    };
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    if port != listen.port() {
+        return Ok(());
+    }
+    let host = uri.host().unwrap_or("").trim_matches(['[', ']']);
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let local_name = host == "localhost" || host.ends_with(".localhost");
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    let local_ip = ip.is_some_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    let listen_local = listen.ip().is_loopback() || listen.ip().is_unspecified();
+    if ip == Some(listen.ip()) || ((local_name || local_ip) && listen_local) {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{base_url:?} is this gateway's own address (server.listen {listen}): every call \
+                 would be forwarded back to it. STREAM_BASE_URL is read by the gateway too; give \
+                 your client's override another name (docs/deployment.md)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `[emulator]` as read: settings of the embedded emulator only.
@@ -1157,10 +1247,9 @@ mod tests {
             err(base().merge(("stream.base_url", "ftp://x"))).key,
             "stream.base_url"
         );
-        assert_eq!(
-            err(base().merge(("stream.base_url", "http://x/api"))).key,
-            "stream.base_url"
-        );
+        let e = err(base().merge(("stream.base_url", "http://127.0.0.1:8080/api/")));
+        assert_eq!(e.key, "stream.base_url");
+        assert!(e.problem.contains("stream-js reads STREAM_BASE_URL"), "{e}");
         // What the upstream client could not parse, or a port it could not use, stops start-up
         // here instead of panicking later.
         for bad in [
@@ -1178,6 +1267,47 @@ mod tests {
         let c = Config::from_figment(&base().merge(("stream.base_url", "http://127.0.0.1:9/")))
             .unwrap();
         assert_eq!(c.stream.base_url, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn a_base_url_that_is_the_gateways_own_listen_address_is_refused() {
+        let with = |listen: &str, url: &str| {
+            Config::from_figment(
+                &base()
+                    .merge(("server.listen", listen))
+                    .merge(("stream.base_url", url)),
+            )
+        };
+        for (listen, url) in [
+            ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("127.0.0.1:8080", "http://localhost:8080/"),
+            ("127.0.0.1:8080", "http://LOCALHOST.:8080"),
+            ("127.0.0.1:8080", "http://0.0.0.0:8080"),
+            ("127.0.0.1:8080", "http://[::1]:8080"),
+            ("0.0.0.0:8080", "http://127.0.0.1:8080"),
+            ("0.0.0.0:443", "https://gateway.localhost"),
+            ("[::]:80", "http://127.0.0.1"),
+            ("10.0.0.5:9000", "http://10.0.0.5:9000"),
+        ] {
+            let e = with(listen, url).unwrap_err();
+            assert_eq!(e.key, "stream.base_url", "{listen} {url}");
+            assert!(e.problem.contains("own address"), "{e}");
+            assert!(e.problem.contains("STREAM_BASE_URL"), "{e}");
+        }
+        // The other services' URLs too.
+        let e = err(base()
+            .merge(("server.listen", "127.0.0.1:8080"))
+            .merge(("stream.analytics_base_url", "http://localhost:8080")));
+        assert_eq!(e.key, "stream.analytics_base_url");
+        for (listen, url) in [
+            ("127.0.0.1:8080", "http://127.0.0.1:9000"),
+            ("127.0.0.1:8080", "http://stream-emulator:8080"),
+            ("10.0.0.5:8080", "http://10.0.0.6:8080"),
+            ("127.0.0.1:443", "https://us-east-api.stream-io-api.com"),
+            ("127.0.0.1:0", "http://127.0.0.1:8080"),
+        ] {
+            assert!(with(listen, url).is_ok(), "{listen} {url}");
+        }
     }
 
     #[test]
@@ -1215,6 +1345,76 @@ mod tests {
                 .merge((key, "http://127.0.0.1:9"));
             assert_eq!(err(emu).key, key);
         }
+    }
+
+    #[test]
+    fn the_healthcheck_probes_the_configured_listener_on_loopback_when_unspecified() {
+        let probe = |f: Figment| probe_addr(&f).map(|a| a.to_string());
+        let defaults = Figment::from(Serialized::defaults(FileConfig::default()));
+        // No secret is needed to probe.
+        assert_eq!(probe(defaults.clone()).unwrap(), "127.0.0.1:8080");
+        assert_eq!(
+            probe(defaults.clone().merge(("server.listen", "0.0.0.0:9001"))).unwrap(),
+            "127.0.0.1:9001"
+        );
+        assert_eq!(
+            probe(defaults.clone().merge(("server.listen", "[::]:9001"))).unwrap(),
+            "[::1]:9001"
+        );
+        assert_eq!(
+            probe(defaults.clone().merge(("server.listen", "10.1.2.3:9001"))).unwrap(),
+            "10.1.2.3:9001"
+        );
+        let e = probe_addr(&defaults.clone().merge(("server.listen", "nowhere"))).unwrap_err();
+        assert_eq!(e.key, "server.listen");
+        let e = probe_addr(&defaults.merge(("server.nope", 1))).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn the_file_in_use_is_the_flag_then_gateway_config_then_the_default_when_present() {
+        Jail::expect_with(|jail| {
+            assert_eq!(file_in_use(None), None);
+            std::fs::create_dir("config").unwrap();
+            jail.create_file(DEFAULT_FILE, "")?;
+            assert_eq!(file_in_use(None), Some(PathBuf::from(DEFAULT_FILE)));
+            jail.set_env("GATEWAY_CONFIG", "env.toml");
+            assert_eq!(file_in_use(None), Some(PathBuf::from("env.toml")));
+            assert_eq!(
+                file_in_use(Some(Path::new("flag.toml"))),
+                Some(PathBuf::from("flag.toml"))
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn lists_and_maps_can_be_given_in_the_environment_as_production_md_shows() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STREAM_API_KEY", "key");
+            jail.set_env("STREAM_API_SECRET", "s3cr3t-value");
+            jail.set_env("GATEWAY_UPSTREAM__TIMEOUT_MS", "2000");
+            jail.set_env("GATEWAY_TOKENS__ALLOW", "[feed/read, feed/write]");
+            jail.set_env("GATEWAY_EMULATOR__FEED_GROUPS", "{digest = \"aggregated\"}");
+            jail.set_env("GATEWAY_CALLERS__SERVICE__BATCH__RATE", "5");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.upstream.timeout, Duration::from_millis(2000));
+            assert_eq!(c.tokens.allow.len(), 2);
+            assert_eq!(
+                c.emulator.feed_groups.kind("digest"),
+                crate::emulator::FeedKind::Aggregated
+            );
+            let callers = c.callers.unwrap();
+            assert_eq!(callers.services[0].name, "batch");
+            jail.set_env("GATEWAY_EMULATOR__FEED_GROUPS", "");
+            jail.set_env("GATEWAY_EMULATOR__FEED_GROUPS__DIGEST", "notification");
+            let c = Config::load(None).unwrap();
+            assert_eq!(
+                c.emulator.feed_groups.kind("digest"),
+                crate::emulator::FeedKind::Notification
+            );
+            Ok(())
+        });
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! - [`reload`]: the secret re-read when its file changes, the secret and `[tokens]` on SIGHUP;
 //! - [`telemetry`]: the tracing subscriber and the access log;
 //! - [`trace`]: W3C trace context, the request and attempt spans, OTLP export;
-//! - [`net`]: name resolution for the HTTP clients.
+//! - [`net`]: name resolution for the HTTP clients;
+//! - [`process`]: CPU, memory and file metrics of the process, from `/proc`.
 
 pub mod app;
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod emulator;
 pub mod error;
 pub mod net;
 pub mod oidc;
+pub mod process;
 pub mod proxy;
 pub mod recorder;
 pub mod reload;

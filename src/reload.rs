@@ -185,6 +185,7 @@ impl Reloader {
             }
             Step::Secret { secret, recovered } => {
                 if self.gw.keys.rotate(secret) {
+                    self.gw.auth_failures.new_secret();
                     tracing::info!(path = %shown, "API secret rotated from its file: new tokens and signatures use it");
                     self.count("ok");
                 } else if recovered {
@@ -220,6 +221,9 @@ impl Reloader {
                 .as_deref()
                 .is_some_and(|s| !s.trim().is_empty());
         let rotated = named && self.gw.keys.rotate(config.stream.api_secret);
+        if rotated {
+            self.gw.auth_failures.new_secret();
+        }
         if named {
             self.secret_file.clone_from(&raw.stream.api_secret_file);
             self.watch = FileWatch::default();

@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::oidc::Oidc;
 use crate::recorder::Metrics;
 use crate::trace::Tracer;
+use crate::upstream::auth_failures::AuthFailures;
 use crate::upstream::client::{ClientError, Upstream};
 use crate::upstream::RetryLoop;
 
@@ -56,6 +57,8 @@ pub struct AppState {
     pub(crate) tokens_limiter: tokio::sync::Semaphore,
     /// The identity provider `/tokens` verifies callers' tokens with (`[tokens.oidc]`).
     pub(crate) oidc: Oidc,
+    /// Stream refusing the gateway's signature (a wrong secret): logged once per episode.
+    pub(crate) auth_failures: AuthFailures,
 }
 
 impl AppState {
@@ -74,6 +77,7 @@ impl AppState {
         let tracer = Tracer::start(&config.telemetry, &metrics)?;
         Ok(Self {
             callers: Callers::new(config.callers.as_ref(), metrics.clone()),
+            auth_failures: AuthFailures::new(&metrics),
             limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),

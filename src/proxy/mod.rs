@@ -170,12 +170,66 @@ async fn proxy(
             trace,
         )
         .await;
+    let result = watch_auth(st, ep.name, result).await?;
     finish(
         result,
         trace.attempts,
         st.config.upstream.max_response_bytes,
         permit,
     )
+}
+
+/// Largest refusal body read to tell a wrong secret from another refusal; Stream's error
+/// bodies are a few hundred bytes.
+const MAX_REFUSAL_BYTES: usize = 16 * 1024;
+
+/// Shows Stream's final answer to the wrong-secret watch: a success ends an episode, a 401 or
+/// 403 is read whole to see whether it is one.
+async fn watch_auth(
+    st: &AppState,
+    endpoint: &str,
+    result: Result<Answer, Outcome>,
+) -> Result<Result<Answer, Outcome>, ApiError> {
+    match result {
+        Ok(a) if matches!(a.status.as_u16(), 401 | 403) => {
+            Ok(Ok(watch_refusal(st, endpoint, a).await?))
+        }
+        Ok(a) => {
+            if a.status.is_success() {
+                st.auth_failures.accepted();
+            }
+            Ok(Ok(a))
+        }
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// Reads a 401 or 403 from Stream whole, tells [`AuthFailures`](crate::upstream::auth_failures)
+/// when it says the gateway's signature is wrong, and gives the same answer back.
+async fn watch_refusal(st: &AppState, endpoint: &str, a: Answer) -> Result<Answer, ApiError> {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Limited::new(a.body, MAX_REFUSAL_BYTES)
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::UpstreamUnusable(format!(
+                "Stream's {} answer could not be read whole",
+                a.status.as_u16()
+            ))
+        })?
+        .to_bytes();
+    if crate::upstream::auth_failures::is_signature_refusal(a.status.as_u16(), &body) {
+        let detail = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["detail"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        st.auth_failures.refused(endpoint, &detail);
+    }
+    Ok(Answer {
+        status: a.status,
+        headers: a.headers,
+        body: Body::from(body),
+    })
 }
 
 /// An answer's body that holds its request's concurrency permit until it is done or dropped.

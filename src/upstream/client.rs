@@ -303,9 +303,20 @@ impl Transport for Upstream {
 /// Connection failures before the request was written are [`Outcome::NotSent`]; anything
 /// else broke after sending and is [`Outcome::Dropped`] (timeouts are the caller's).
 fn classify(e: &hyper_util::client::legacy::Error) -> Outcome {
+    // The cause (a name that does not resolve, a refused connection, a certificate rustls
+    // refuses) is only in the error's chain: say it, for the operator who turns on debug.
+    let mut cause = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause.push_str(": ");
+        cause.push_str(&s.to_string());
+        source = s.source();
+    }
     if e.is_connect() {
+        tracing::debug!(error = %cause, "connection to Stream failed");
         Outcome::NotSent
     } else {
+        tracing::debug!(error = %cause, "the exchange with Stream broke off");
         Outcome::Dropped
     }
 }
