@@ -73,6 +73,7 @@ impl App {
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
             config.stream.base_url = emu.url();
+            config.stream.v2_base_url = emu.url();
             Some(emu)
         } else {
             None
@@ -209,6 +210,8 @@ pub fn router(gw: Arc<AppState>) -> Router {
         .route("/api/v1.0", any(proxy::handle))
         .route("/api/v1.0/", any(proxy::handle))
         .route("/api/v1.0/{*rest}", any(proxy::handle))
+        .route("/api/v2/", any(proxy::v2::handle))
+        .route("/api/v2/{*rest}", any(proxy::v2::handle))
         .fallback(not_found)
         .with_state(gw.clone())
         // Outermost first.

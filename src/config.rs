@@ -134,6 +134,10 @@ pub struct StreamFile {
     pub token_ttl_s: u64,
     /// Serve with the embedded emulator as upstream.
     pub emulator: bool,
+    /// Forward Stream's `/api/v2/` family (Feeds v3, Chat, Video, Moderation).
+    pub v2: bool,
+    /// Where `/api/v2/` calls go.
+    pub v2_base_url: Option<String>,
 }
 
 /// `[upstream]` as read.
@@ -196,6 +200,8 @@ impl Default for StreamFile {
             batch_auth: BatchAuth::Signature,
             token_ttl_s: 3600,
             emulator: false,
+            v2: false,
+            v2_base_url: None,
         }
     }
 }
@@ -430,6 +436,10 @@ pub struct StreamConfig {
     pub token_ttl_s: u64,
     /// Serve with the embedded emulator.
     pub emulator: bool,
+    /// Whether `/api/v2/` calls are forwarded (off: they answer 404).
+    pub v2: bool,
+    /// Where `/api/v2/` calls go: scheme + host [+ port]. With `emulator`, replaced at start.
+    pub v2_base_url: String,
 }
 
 /// `[upstream]`, validated.
@@ -642,6 +652,21 @@ impl StreamConfig {
                 ),
             )
         })?;
+        let v2_base_url = match (present(s.v2_base_url), &base_url) {
+            (Some(_), _) if s.emulator => {
+                return Err(ConfigError::new(
+                    "stream.v2_base_url",
+                    "cannot be set together with stream.emulator: the emulator replaces Stream",
+                ))
+            }
+            (Some(u), _) => validate_base_url(&u).map_err(|e| ConfigError {
+                key: "stream.v2_base_url".into(),
+                ..e
+            })?,
+            // A configured base URL (a proxy, a recorder, a test double) takes v2 too.
+            (None, Some(u)) => validate_base_url(u)?,
+            (None, None) => DEFAULT_V2_BASE_URL.to_owned(),
+        };
         let base_url = match base_url {
             None => region_url,
             Some(u) => validate_base_url(&u)?,
@@ -655,6 +680,8 @@ impl StreamConfig {
             batch_auth: s.batch_auth,
             token_ttl_s: s.token_ttl_s,
             emulator: s.emulator,
+            v2: s.v2,
+            v2_base_url,
         })
     }
 }
@@ -835,6 +862,10 @@ fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
     }
     Ok((scheme, authority))
 }
+
+/// Where `/api/v2/` calls go unless configured: the host of Stream's spec (`servers`), which
+/// getstream-go and the Python SDK use for every product.
+pub const DEFAULT_V2_BASE_URL: &str = "https://chat.stream-io-api.com";
 
 /// `stream.base_url`, without its trailing `/`.
 fn validate_base_url(u: &str) -> Result<String, ConfigError> {
@@ -1047,6 +1078,37 @@ mod tests {
         assert!(e.problem.contains("us-east, eu-west, singapore"), "{e}");
         let c = Config::from_figment(&base().merge(("stream.region", "eu-west"))).unwrap();
         assert_eq!(c.stream.base_url, "https://eu-west-api.stream-io-api.com");
+    }
+
+    #[test]
+    fn v2_is_off_by_default_and_its_url_follows_the_base_url_unless_set() {
+        let c = Config::from_figment(&base()).unwrap();
+        assert!(!c.stream.v2);
+        assert_eq!(c.stream.v2_base_url, "https://chat.stream-io-api.com");
+        let c = Config::from_figment(
+            &base()
+                .merge(("stream.v2", true))
+                .merge(("stream.base_url", "http://127.0.0.1:9000/")),
+        )
+        .unwrap();
+        assert!(c.stream.v2);
+        assert_eq!(c.stream.v2_base_url, "http://127.0.0.1:9000");
+        let c = Config::from_figment(
+            &base()
+                .merge(("stream.base_url", "http://127.0.0.1:9000"))
+                .merge(("stream.v2_base_url", "https://v2.example:8443/")),
+        )
+        .unwrap();
+        assert_eq!(c.stream.v2_base_url, "https://v2.example:8443");
+        assert_eq!(
+            err(base().merge(("stream.v2_base_url", "http://x/api"))).key,
+            "stream.v2_base_url"
+        );
+        let e = err(base()
+            .merge(("stream.emulator", true))
+            .merge(("stream.api_secret", "emulator-s3cr3t"))
+            .merge(("stream.v2_base_url", "http://x")));
+        assert_eq!(e.key, "stream.v2_base_url");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct AppState {
     /// The `[tokens]` policy in force.
     pub(crate) token_policy: ArcSwap<TokensConfig>,
     pub(crate) upstream: Upstream,
+    /// The client for `/api/v2/` calls (`stream.v2_base_url`), when `stream.v2` is on.
+    pub(crate) v2_upstream: Option<Upstream>,
     pub(crate) retries: RetryLoop,
     pub(crate) metrics: Arc<Metrics>,
     /// Where finished spans go (nowhere unless `telemetry.otlp_endpoint` is set).
@@ -58,6 +60,9 @@ impl AppState {
     pub fn new(config: Config) -> Result<Self, ClientError> {
         let s = &config.stream;
         let upstream = Upstream::new(&config.upstream, &s.base_url, &s.api_key)?;
+        let v2_upstream =
+            s.v2.then(|| Upstream::new(&config.upstream, &s.v2_base_url, &s.api_key))
+                .transpose()?;
         let metrics = Arc::new(Metrics::new());
         let tracer = Tracer::start(&config.telemetry, &metrics)?;
         Ok(Self {
@@ -71,6 +76,7 @@ impl AppState {
             retries: RetryLoop::new(&config.upstream, tracer.clone()),
             tracer,
             upstream,
+            v2_upstream,
             config,
         })
     }

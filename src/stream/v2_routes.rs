@@ -15,10 +15,22 @@ pub const SPEC_VERSION: &str = "v236.0.4";
 
 /// The spec files read, with their sha256.
 pub const SPEC_FILES: &[(&str, &str)] = &[
-    ("chat-serverside-api.json", "f92e63e439d2024a1f2565112bc36d699428197526c44d9dd5e9b4850da683a2"),
-    ("feeds-serverside-api.json", "d514e4c964f19cb646ebf03e251ad1db39c28f79737dd22346309b1edaabe650"),
-    ("video-serverside-api.json", "95e5e604a8e5025cf70d94a0f675acf1ea3e4f5a8e38e61619cf19957a3d19d4"),
-    ("moderation-serverside-api.json", "3eefd9f61d9524cd28620f12ff0f57f2163b438c8861b3b8be2b710cf2dd385e"),
+    (
+        "chat-serverside-api.json",
+        "f92e63e439d2024a1f2565112bc36d699428197526c44d9dd5e9b4850da683a2",
+    ),
+    (
+        "feeds-serverside-api.json",
+        "d514e4c964f19cb646ebf03e251ad1db39c28f79737dd22346309b1edaabe650",
+    ),
+    (
+        "video-serverside-api.json",
+        "95e5e604a8e5025cf70d94a0f675acf1ea3e4f5a8e38e61619cf19957a3d19d4",
+    ),
+    (
+        "moderation-serverside-api.json",
+        "3eefd9f61d9524cd28620f12ff0f57f2163b438c8861b3b8be2b710cf2dd385e",
+    ),
 ];
 
 macro_rules! r {

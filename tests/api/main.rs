@@ -25,5 +25,6 @@ mod rotation;
 mod surface;
 mod tokens;
 mod tracing;
+mod v2;
 mod validation;
 mod walkthrough;
