@@ -243,6 +243,17 @@ mod tests {
             jsonwebtoken::decode::<Value>(text, &DecodingKey::from_secret(b"other"), &v).is_err()
         );
         assert_eq!(cache.server_token(), t);
+        // A rotation brings a new cache, so a server token under the new secret.
+        let keys = crate::auth::Keys::new(Secret::new("s3cr3t"), 3600);
+        assert_eq!(keys.load().server_token(), t);
+        keys.rotate(Secret::new("n3w"));
+        let rotated = keys.load().server_token();
+        jsonwebtoken::decode::<Value>(
+            rotated.to_str().unwrap(),
+            &DecodingKey::from_secret(b"n3w"),
+            &v,
+        )
+        .unwrap();
     }
 
     #[test]

@@ -592,3 +592,33 @@ async fn a_frontend_user_token_is_what_v2_clients_take_with_exp_and_nothing_more
     assert!(verify_user_token("a.b.c").is_err());
     assert!(fake.seen().is_empty());
 }
+
+#[tokio::test]
+async fn a_post_is_retried_only_where_nothing_was_sent_and_failures_keep_the_v2_shape() {
+    // Nothing listens there: every attempt fails before anything is sent.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let app = spawn_with(move |f| {
+        f.merge(("stream.v2", true))
+            .merge(("stream.v2_base_url", closed))
+    })
+    .await;
+    let r = app
+        .v2(
+            "POST",
+            "chat/channels/messaging/general/message",
+            Some(json!({"message": {"text": "hi"}})),
+        )
+        .await;
+    v2_refusal(&r, 502, "could not be reached");
+    assert_eq!(
+        app.metric("gateway_upstream_attempts_total{endpoint=\"chat.SendMessage\"}")
+            .await,
+        3.0,
+        "the first attempt and both retries: none was sent"
+    );
+    let long = format!("users?filter={}", "a".repeat(9000));
+    v2_refusal(&app.v2("GET", &long, None).await, 414, "longer than");
+}
