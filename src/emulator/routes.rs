@@ -1,7 +1,6 @@
-//! Every route the emulator serves, in this one file: Stream's v1.0 routes (and `/api/v2/`,
-//! answered 501: not emulated), one function per
-//! family (behind the fault and log middleware, with Stream's 404 for the rest), and the admin
-//! routes.
+//! Every route the emulator serves, in this one file: Stream's v1.0 routes, one function per
+//! family (behind the fault and log middleware, with Stream's 404 for the rest), `/api/v2/`
+//! (answered 501: not emulated), and the admin routes.
 
 use std::sync::Arc;
 
