@@ -210,6 +210,7 @@ pub fn router(gw: Arc<AppState>) -> Router {
         .route("/api/v1.0", any(proxy::handle))
         .route("/api/v1.0/", any(proxy::handle))
         .route("/api/v1.0/{*rest}", any(proxy::handle))
+        .route("/api/v2", any(proxy::v2::handle))
         .route("/api/v2/", any(proxy::v2::handle))
         .route("/api/v2/{*rest}", any(proxy::v2::handle))
         .fallback(not_found)
