@@ -264,6 +264,12 @@ fn product_calls() -> Vec<(&'static str, &'static str, Option<Value>, &'static s
         ),
         ("GET", "video/call/default/c1", None, "video.GetCall"),
         (
+            "POST",
+            "moderation/flag",
+            Some(json!({"entity_type": "stream:user", "entity_id": "u2"})),
+            "moderation.flag",
+        ),
+        (
             "DELETE",
             "chat/channels/messaging/general?hard_delete=true",
             None,
