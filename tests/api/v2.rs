@@ -474,11 +474,16 @@ async fn a_post_that_may_have_arrived_is_not_resent_and_a_get_is() {
 async fn the_emulator_answers_v2_operations_with_501_naming_them() {
     let emu = strict_emulator().await;
     let c = reqwest::Client::new();
-    let r = c
-        .post(format!(
-            "{}/api/v2/chat/channels/messaging/general/message",
-            emu.url()
-        ))
+    let server =
+        stream_gateway::auth::jwt::TokenCache::new(stream_gateway::auth::Secret::new(SECRET), 0)
+            .server_token();
+    let signed = |r: reqwest::RequestBuilder| {
+        r.query(&[("api_key", KEY)])
+            .header("stream-auth-type", "jwt")
+            .header("authorization", server.clone())
+    };
+    let url = |p: &str| format!("{}/api/v2/{p}", emu.url());
+    let r = signed(c.post(url("chat/channels/messaging/general/message")))
         .send()
         .await
         .unwrap();
@@ -493,18 +498,64 @@ async fn the_emulator_answers_v2_operations_with_501_naming_them() {
         b["message"].as_str().unwrap().contains("not emulated"),
         "{b}"
     );
-    let r = c
-        .get(format!("{}/api/v2/nope", emu.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = signed(c.get(url("nope"))).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let r = c
-        .get(format!("{}/api/v2/video/call/default/a%2Fb", emu.url()))
+    let r = signed(c.get(url("video/call/default/a%2Fb")))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // It verifies as Stream does first: the key, the auth type, the signature; strictly, the
+    // server token's claims.
+    let user = stream_gateway::auth::jwt::encode(
+        &stream_gateway::auth::jwt::Claims {
+            user_id: Some("u1".into()),
+            ..Default::default()
+        },
+        &stream_gateway::auth::Secret::new(SECRET),
+    );
+    let wrong = stream_gateway::auth::jwt::TokenCache::new(
+        stream_gateway::auth::Secret::new("another-secret"),
+        0,
+    )
+    .server_token();
+    for (req, says) in [
+        (
+            c.get(url("app"))
+                .query(&[("api_key", KEY)])
+                .header("stream-auth-type", "jwt"),
+            "auth header",
+        ),
+        (
+            signed(c.get(url("app"))).query(&[("api_key", KEY)]),
+            "api_key",
+        ),
+        (
+            c.get(url("app"))
+                .query(&[("api_key", KEY)])
+                .header("authorization", server.clone()),
+            "Stream-Auth-Type",
+        ),
+        (
+            c.get(url("app"))
+                .query(&[("api_key", KEY)])
+                .header("stream-auth-type", "jwt")
+                .header("authorization", wrong),
+            "signature",
+        ),
+        (
+            c.get(url("app"))
+                .query(&[("api_key", KEY)])
+                .header("stream-auth-type", "jwt")
+                .header("authorization", user),
+            "claims",
+        ),
+    ] {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{says}");
+        let b: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert!(b["message"].as_str().unwrap().contains(says), "{says}: {b}");
+    }
 
     // In emulator mode the gateway's v2 calls go to the embedded emulator.
     let f = Figment::from(Serialized::defaults(FileConfig::default()))
