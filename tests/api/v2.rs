@@ -471,7 +471,7 @@ async fn a_post_that_may_have_arrived_is_not_resent_and_a_get_is() {
 }
 
 #[tokio::test]
-async fn the_emulator_answers_v2_operations_with_501_naming_them() {
+async fn the_emulator_verifies_a_v2_call_as_a_server_side_call_first() {
     let emu = strict_emulator().await;
     let c = reqwest::Client::new();
     let server =
@@ -483,28 +483,6 @@ async fn the_emulator_answers_v2_operations_with_501_naming_them() {
             .header("authorization", server.clone())
     };
     let url = |p: &str| format!("{}/api/v2/{p}", emu.url());
-    let r = signed(c.post(url("chat/channels/messaging/general/message")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 501);
-    let b: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    assert_eq!(b["StatusCode"], 501);
-    assert!(
-        b["message"].as_str().unwrap().contains("chat.SendMessage"),
-        "{b}"
-    );
-    assert!(
-        b["message"].as_str().unwrap().contains("not emulated"),
-        "{b}"
-    );
-    let r = signed(c.get(url("nope"))).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    let r = signed(c.get(url("video/call/default/a%2Fb")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
     // It verifies as Stream does first: the key, the auth type, the signature; strictly, the
     // server token's claims.
     let user = stream_gateway::auth::jwt::encode(
@@ -556,7 +534,43 @@ async fn the_emulator_answers_v2_operations_with_501_naming_them() {
         let b: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
         assert!(b["message"].as_str().unwrap().contains(says), "{says}: {b}");
     }
+}
 
+#[tokio::test]
+async fn the_emulator_answers_v2_operations_with_501_naming_them() {
+    let emu = strict_emulator().await;
+    let c = reqwest::Client::new();
+    let server =
+        stream_gateway::auth::jwt::TokenCache::new(stream_gateway::auth::Secret::new(SECRET), 0)
+            .server_token();
+    let signed = |r: reqwest::RequestBuilder| {
+        r.query(&[("api_key", KEY)])
+            .header("stream-auth-type", "jwt")
+            .header("authorization", server.clone())
+    };
+    let url = |p: &str| format!("{}/api/v2/{p}", emu.url());
+    let r = signed(c.post(url("chat/channels/messaging/general/message")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 501);
+    let b: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(b["StatusCode"], 501);
+    assert!(
+        b["message"].as_str().unwrap().contains("chat.SendMessage"),
+        "{b}"
+    );
+    assert!(
+        b["message"].as_str().unwrap().contains("not emulated"),
+        "{b}"
+    );
+    let r = signed(c.get(url("nope"))).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = signed(c.get(url("video/call/default/a%2Fb")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     // In emulator mode the gateway's v2 calls go to the embedded emulator.
     let f = Figment::from(Serialized::defaults(FileConfig::default()))
         .merge(("server.listen", "127.0.0.1:0"))
