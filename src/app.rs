@@ -76,6 +76,7 @@ impl App {
             // The emulator serves (or names as not emulated) the other services too.
             config.stream.analytics_base_url = emu.url();
             config.stream.personalization_base_url = emu.url();
+            config.stream.v2_base_url = emu.url();
             Some(emu)
         } else {
             None
@@ -216,6 +217,9 @@ pub fn router(gw: Arc<AppState>) -> Router {
         .route("/api/v1.0/{*rest}", any(proxy::handle))
         .route("/analytics/v1.0/{*rest}", any(proxy::handle))
         .route("/personalization/v1.0/{*rest}", any(proxy::handle))
+        .route("/api/v2", any(proxy::v2::handle))
+        .route("/api/v2/", any(proxy::v2::handle))
+        .route("/api/v2/{*rest}", any(proxy::v2::handle))
         .fallback(not_found)
         .with_state(gw.clone())
         // Outermost first.

@@ -155,6 +155,10 @@ pub struct StreamFile {
     pub token_ttl_s: u64,
     /// Serve with the embedded emulator as upstream.
     pub emulator: bool,
+    /// Forward Stream's `/api/v2/` family (Feeds v3, Chat, Video, Moderation).
+    pub v2: bool,
+    /// Where `/api/v2/` calls go.
+    pub v2_base_url: Option<String>,
 }
 
 /// `[upstream]` as read.
@@ -220,6 +224,8 @@ impl Default for StreamFile {
             batch_auth: BatchAuth::Signature,
             token_ttl_s: 3600,
             emulator: false,
+            v2: false,
+            v2_base_url: None,
         }
     }
 }
@@ -489,6 +495,10 @@ pub struct StreamConfig {
     pub token_ttl_s: u64,
     /// Serve with the embedded emulator.
     pub emulator: bool,
+    /// Whether `/api/v2/` calls are forwarded (off: they answer 404).
+    pub v2: bool,
+    /// Where `/api/v2/` calls go: scheme + host [+ port]. With `emulator`, replaced at start.
+    pub v2_base_url: String,
 }
 
 /// `[upstream]`, validated.
@@ -672,6 +682,7 @@ impl Config {
                 "stream.personalization_base_url",
                 &stream.personalization_base_url,
             ),
+            ("stream.v2_base_url", &stream.v2_base_url),
         ] {
             refuse_self_loop(key, url, server.listen)?;
         }
@@ -696,6 +707,7 @@ impl StreamConfig {
         let base_url = present(s.base_url);
         let analytics_base_url = present(s.analytics_base_url);
         let personalization_base_url = present(s.personalization_base_url);
+        let v2_base_url = present(s.v2_base_url);
         for (key, set) in [
             ("stream.base_url", base_url.is_some()),
             ("stream.analytics_base_url", analytics_base_url.is_some()),
@@ -703,6 +715,7 @@ impl StreamConfig {
                 "stream.personalization_base_url",
                 personalization_base_url.is_some(),
             ),
+            ("stream.v2_base_url", v2_base_url.is_some()),
         ] {
             if s.emulator && set {
                 return Err(ConfigError::new(
@@ -747,6 +760,11 @@ impl StreamConfig {
             personalization_base_url,
             region::personalization_url(&s.region).unwrap_or_default(),
         )?;
+        let v2_base_url = service_url(
+            "stream.v2_base_url",
+            v2_base_url,
+            DEFAULT_V2_BASE_URL.to_owned(),
+        )?;
         let accepted_api_keys = s
             .accepted_api_keys
             .into_iter()
@@ -764,6 +782,8 @@ impl StreamConfig {
             batch_auth: s.batch_auth,
             token_ttl_s: s.token_ttl_s,
             emulator: s.emulator,
+            v2: s.v2,
+            v2_base_url,
         })
     }
 }
@@ -976,6 +996,10 @@ fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
     }
     Ok((scheme, authority))
 }
+
+/// Where `/api/v2/` calls go unless configured: the host of Stream's spec (`servers`), which
+/// getstream-go and the Python SDK use for every product.
+pub const DEFAULT_V2_BASE_URL: &str = "https://chat.stream-io-api.com";
 
 /// `stream.base_url` (or another service's, named by `key`), without its trailing `/`.
 fn validate_base_url(key: &str, u: &str) -> Result<String, ConfigError> {
@@ -1235,6 +1259,37 @@ mod tests {
         assert!(e.problem.contains("us-east, eu-west, singapore"), "{e}");
         let c = Config::from_figment(&base().merge(("stream.region", "eu-west"))).unwrap();
         assert_eq!(c.stream.base_url, "https://eu-west-api.stream-io-api.com");
+    }
+
+    #[test]
+    fn v2_is_off_by_default_and_its_url_follows_the_base_url_unless_set() {
+        let c = Config::from_figment(&base()).unwrap();
+        assert!(!c.stream.v2);
+        assert_eq!(c.stream.v2_base_url, "https://chat.stream-io-api.com");
+        let c = Config::from_figment(
+            &base()
+                .merge(("stream.v2", true))
+                .merge(("stream.base_url", "http://127.0.0.1:9000/")),
+        )
+        .unwrap();
+        assert!(c.stream.v2);
+        assert_eq!(c.stream.v2_base_url, "http://127.0.0.1:9000");
+        let c = Config::from_figment(
+            &base()
+                .merge(("stream.base_url", "http://127.0.0.1:9000"))
+                .merge(("stream.v2_base_url", "https://v2.example:8443/")),
+        )
+        .unwrap();
+        assert_eq!(c.stream.v2_base_url, "https://v2.example:8443");
+        assert_eq!(
+            err(base().merge(("stream.v2_base_url", "http://x/api"))).key,
+            "stream.v2_base_url"
+        );
+        let e = err(base()
+            .merge(("stream.emulator", true))
+            .merge(("stream.api_secret", "emulator-s3cr3t"))
+            .merge(("stream.v2_base_url", "http://x")));
+        assert_eq!(e.key, "stream.v2_base_url");
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! stream-gateway: a least-privilege signing gateway in front of Stream's feed REST API v1.0.
+//! stream-gateway: a least-privilege signing gateway in front of Stream's feed REST API v1.0,
+//! and, opt-in, Stream's `/api/v2/` family (Feeds v3, Chat, Video, Moderation).
 //!
 //! Map of the crate:
-//! - [`stream`]: the domain: ids, scopes, the endpoint table, query and body checks;
+//! - [`stream`]: the domain: ids, scopes, the endpoint table, query and body checks, the v2
+//!   route table generated from Stream's specs;
 //! - [`auth`]: JWT minting and caching, HTTP Signatures, the `Secret` type;
 //! - [`config`]: figment layers (defaults < TOML < env), validated once;
 //! - [`error`]: the one HTTP error type, rendered as Stream's error body;
-//! - [`proxy`]: the `/api/v1.0/` handler, forwarding and the retry policy;
+//! - [`proxy`]: the `/api/v1.0/` and `/api/v2/` handlers, forwarding and the retry policy;
 //! - [`tokens`]: `POST /tokens`, short-lived frontend tokens under a policy;
 //! - [`oidc`]: frontends' own IdP tokens for `/tokens`: the IdP's keys (JWKS), their fetching
 //!   and caching, and verification with the algorithm pinned by the key;

@@ -37,6 +37,8 @@ pub struct AppState {
     /// The `[tokens]` policy in force.
     pub(crate) token_policy: ArcSwap<TokensConfig>,
     pub(crate) upstream: Upstream,
+    /// The client for `/api/v2/` calls (`stream.v2_base_url`), when `stream.v2` is on.
+    pub(crate) v2_upstream: Option<Upstream>,
     pub(crate) retries: RetryLoop,
     pub(crate) metrics: Arc<Metrics>,
     /// Where finished spans go (nowhere unless `telemetry.otlp_endpoint` is set).
@@ -73,6 +75,12 @@ impl AppState {
             s.personalization_base_url.as_str(),
         ];
         let upstream = Upstream::new(&config.upstream, bases, &s.api_key)?;
+        let v2_upstream =
+            s.v2.then(|| {
+                let v2 = s.v2_base_url.as_str();
+                Upstream::new(&config.upstream, [v2, v2, v2], &s.api_key)
+            })
+            .transpose()?;
         let metrics = Arc::new(Metrics::new());
         let tracer = Tracer::start(&config.telemetry, &metrics)?;
         Ok(Self {
@@ -89,6 +97,7 @@ impl AppState {
             tracer,
             upstream,
             metrics,
+            v2_upstream,
             config,
         })
     }

@@ -100,10 +100,62 @@ fn render() -> String {
     s
 }
 
+/// The `/api/v2/` section, from the generated route table.
+fn render_v2() -> String {
+    use stream_gateway::stream::v2::{Product, V2Method, SPEC_VERSION, V2_ROUTES};
+    let mut s = format!(
+        "\n## API v2\n\n\
+         Stream's `/api/v2/` family (Feeds v3, Chat, Video, Moderation and the operations they \
+         share), forwarded when `stream.v2 = true` to `stream.v2_base_url`; off, these paths \
+         answer 404 saying so. The table is generated from Stream's server-side OpenAPI spec \
+         {SPEC_VERSION} by `scripts/gen-v2-routes` ({} operations; docs/development.md says how to \
+         regenerate it); a path or method not in it answers 404 (405) in Stream's v2 error shape \
+         and is not sent.\n\n\
+         - **Upstream credential**: the server token, claims exactly `{{\"server\": true}}` (no \
+         `iat`, no `exp`), HS256 with the secret in force, as `Authorization: <JWT>` with \
+         `Stream-Auth-Type: jwt` and the app's `api_key` in the query. Stream has nothing narrower \
+         for server-side calls: `[callers]` allow lists are what narrows a service.\n\
+         - **Names**: `<product>.<operationId>`; the product is the first segment after \
+         `/api/v2/` when it is `chat`, `feeds`, `video` or `moderation`, else `common`. Allow \
+         lists take a name, a product's family (`chat.*`), a product's reads (`chat.read`: its \
+         `GET` operations) or `*`.\n\
+         - **Retried**: `GET`, `PUT` and `DELETE` as on v1.0; `POST` and `PATCH` only when the \
+         connection failed before anything was sent.\n\
+         - **Checked**: path parameters are one non-empty segment without `/`, `\\`, control \
+         characters, `.` or `..` once decoded; a body is JSON with each key once, within \
+         `server.max_body_bytes` (a `GET` or `DELETE` body is dropped); the caller's \
+         `Authorization`, `Stream-Auth-Type` and `api_key` are replaced. The rest is Stream's.\n",
+        V2_ROUTES.len()
+    );
+    for p in Product::ALL {
+        let rows: Vec<_> = V2_ROUTES.iter().filter(|r| r.product == p).collect();
+        let reads = rows.iter().filter(|r| r.method == V2Method::Get).count();
+        writeln!(
+            s,
+            "\n### {} ({} operations, {reads} in `{}.read`)\n\n| name | method | path |\n|---|---|---|",
+            p.as_str(),
+            rows.len(),
+            p.as_str()
+        )
+        .unwrap();
+        for r in rows {
+            writeln!(
+                s,
+                "| `{}` | `{}` | `{}` |",
+                r.name,
+                r.method.as_str(),
+                r.path
+            )
+            .unwrap();
+        }
+    }
+    s
+}
+
 #[test]
 fn the_endpoint_reference_is_what_the_table_says() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/endpoints.md");
-    let want = render();
+    let want = render() + &render_v2();
     if std::env::var_os("UPDATE_DOCS").is_some() {
         std::fs::write(path, &want).unwrap();
         return;
@@ -150,7 +202,7 @@ fn gateway_toml_uncommented(text: &str) -> String {
             };
             let rest = rest.trim_start();
             let name_end = rest
-                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
                 .unwrap_or(rest.len());
             let key_line = name_end > 0 && rest[name_end..].starts_with(" = ");
             let section = rest.starts_with('[') && rest.trim_end().ends_with(']');

@@ -335,3 +335,60 @@ proptest! {
         prop_assert_eq!(stream_gateway::oidc::bearer::parse(value.as_bytes()), Ok(token.as_str()));
     }
 }
+
+/// `/api/v2/` paths: a template of the generated table with each parameter from the hostile
+/// alphabet, or free segments.
+fn v2_path() -> impl Strategy<Value = String> {
+    use stream_gateway::stream::v2::V2_ROUTES;
+    let shaped = (0..V2_ROUTES.len(), prop::collection::vec(segment(), 4)).prop_map(|(i, fill)| {
+        let mut n = 0;
+        V2_ROUTES[i]
+            .path
+            .split('/')
+            .map(|s| {
+                if s.starts_with('{') {
+                    n += 1;
+                    fill[(n - 1) % fill.len()].clone()
+                } else {
+                    s.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    });
+    let free =
+        prop::collection::vec(segment(), 0..6).prop_map(|s| format!("/api/v2/{}", s.join("/")));
+    prop_oneof![3 => shaped, 1 => free]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// A v2 path is refused, or forwarded as its operation's template with every parameter one
+    /// safe segment: nothing the caller encodes can reach another operation's path.
+    #[test]
+    fn a_v2_path_is_refused_or_forwarded_as_its_own_operation(
+        m in prop_oneof![Just("GET"), Just("POST"), Just("PUT"), Just("PATCH"), Just("DELETE")],
+        p in v2_path(),
+    ) {
+        use stream_gateway::stream::v2::route as v2_route;
+        if let Ok(found) = v2_route(m, &p) {
+            let r = found.route;
+            prop_assert_eq!(r.method.as_str(), m);
+            let sent: Vec<&str> = found.path.split('/').collect();
+            let template: Vec<&str> = r.path.split('/').collect();
+            prop_assert_eq!(sent.len(), template.len(), "{} -> {}", p, found.path);
+            for (s, t) in sent.iter().zip(&template) {
+                if t.starts_with('{') {
+                    let decoded = percent_encoding::percent_decode_str(s).decode_utf8().unwrap();
+                    prop_assert!(!decoded.is_empty() && decoded != "." && decoded != "..");
+                    prop_assert!(!decoded.contains(['/', '\\']) && !decoded.chars().any(char::is_control));
+                } else {
+                    prop_assert_eq!(s, t);
+                }
+            }
+            // What is forwarded routes to the same operation.
+            prop_assert_eq!(v2_route(m, &found.path).unwrap().index, found.index);
+        }
+    }
+}

@@ -127,6 +127,8 @@ pub struct TokenCache {
     secret: Secret,
     ttl_s: u64,
     map: RwLock<HashMap<Scope, Cached>>,
+    /// The `/api/v2/` server token, minted once per secret.
+    server: std::sync::OnceLock<HeaderValue>,
 }
 
 impl TokenCache {
@@ -136,7 +138,28 @@ impl TokenCache {
             secret,
             ttl_s,
             map: RwLock::new(HashMap::new()),
+            server: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The server token of Stream's `/api/v2/` family, claims exactly `{"server": true}` (as
+    /// stream-node and getstream-go mint it: no `iat`, no `exp`), as a sensitive header value.
+    /// Its claims never change, so it is minted once for the secret in force.
+    pub fn server_token(&self) -> HeaderValue {
+        self.server
+            .get_or_init(|| {
+                let token = jsonwebtoken::encode(
+                    &Header::new(Algorithm::HS256),
+                    &serde_json::json!({ "server": true }),
+                    &EncodingKey::from_secret(self.secret.expose().as_bytes())
+                        .expect("the API secret is never empty"),
+                )
+                .expect("HS256 over plain claims cannot fail");
+                let mut v = HeaderValue::from_str(&token).expect("a JWT is base64url and dots");
+                v.set_sensitive(true);
+                v
+            })
+            .clone()
     }
 
     fn fresh(&self, exp: Option<u64>, now: u64) -> bool {
@@ -204,6 +227,43 @@ mod tests {
             action: a,
             feed: FeedClaim::parse(f),
         }
+    }
+
+    #[test]
+    fn the_server_token_is_exactly_server_true_signed_and_minted_once() {
+        use base64::Engine as _;
+        let cache = TokenCache::new(Secret::new("s3cr3t"), 3600);
+        let t = cache.server_token();
+        assert!(t.is_sensitive());
+        let text = t.to_str().unwrap();
+        let payload = text.split('.').nth(1).unwrap();
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        assert_eq!(payload, br#"{"server":true}"#, "no iat, no exp");
+        let mut v = Validation::new(Algorithm::HS256);
+        v.required_spec_claims.clear();
+        v.validate_exp = false;
+        jsonwebtoken::decode::<Value>(text, &DecodingKey::from_secret(b"s3cr3t").unwrap(), &v)
+            .unwrap();
+        assert!(jsonwebtoken::decode::<Value>(
+            text,
+            &DecodingKey::from_secret(b"other").unwrap(),
+            &v
+        )
+        .is_err());
+        assert_eq!(cache.server_token(), t);
+        // A rotation brings a new cache, so a server token under the new secret.
+        let keys = crate::auth::Keys::new(Secret::new("s3cr3t"), 3600);
+        assert_eq!(keys.load().server_token(), t);
+        keys.rotate(Secret::new("n3w"));
+        let rotated = keys.load().server_token();
+        jsonwebtoken::decode::<Value>(
+            rotated.to_str().unwrap(),
+            &DecodingKey::from_secret(b"n3w").unwrap(),
+            &v,
+        )
+        .unwrap();
     }
 
     #[test]

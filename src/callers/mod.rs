@@ -31,10 +31,54 @@ use tokio::time::Instant;
 use crate::error::{ApiError, RateLimited};
 use crate::recorder::Metrics;
 use crate::stream::endpoint::{Endpoint, ENDPOINTS};
+use crate::stream::v2::{V2Route, V2_ROUTES};
 use bucket::{whole_seconds, Bucket};
 pub use settings::{CallersFile, RedisUrl, Settings, SettingsError, DEFAULT_CALLER};
 use shared::{Ask, Decision, Shared};
 use window::{Report, Spent, Window};
+
+/// An endpoint as policies know it: its index among every named endpoint (the v1.0 table's
+/// rows, then the v2 operations) and its name. Allow lists, counters and Stream's windows are
+/// kept by this index, so their size is bounded by the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Named {
+    /// Index among [`named_count`] endpoints.
+    pub index: usize,
+    /// `feed.read`, `chat.SendMessage`, ...
+    pub name: &'static str,
+}
+
+impl From<&'static Endpoint> for Named {
+    fn from(e: &'static Endpoint) -> Self {
+        Named {
+            index: e.id as usize,
+            name: e.name,
+        }
+    }
+}
+
+impl Named {
+    /// A v2 operation, by its index in [`V2_ROUTES`].
+    pub fn v2(index: usize) -> Self {
+        Named {
+            index: ENDPOINTS.len() + index,
+            name: V2_ROUTES[index].name,
+        }
+    }
+}
+
+/// How many endpoints have a name: the v1.0 rows and the v2 operations.
+pub fn named_count() -> usize {
+    ENDPOINTS.len() + V2_ROUTES.len()
+}
+
+/// Every named endpoint in index order: the v1.0 row's name, or the v2 operation.
+pub fn named_endpoints() -> impl Iterator<Item = (&'static str, Option<&'static V2Route>)> {
+    ENDPOINTS
+        .iter()
+        .map(|e| (e.name, None))
+        .chain(V2_ROUTES.iter().map(|r| (r.name, Some(r))))
+}
 
 /// What became of a caller's request, the `outcome` label of `gateway_caller_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,8 +148,8 @@ impl Callers {
             shared,
             on: AtomicBool::new(false),
             policy: ArcSwapOption::empty(),
-            window: Window::new(ENDPOINTS.len()),
-            remaining: (0..ENDPOINTS.len()).map(|_| OnceLock::new()).collect(),
+            window: Window::new(named_count()),
+            remaining: (0..named_count()).map(|_| OnceLock::new()).collect(),
             metrics,
         };
         callers.replace(settings);
@@ -133,8 +177,9 @@ impl Callers {
         &self,
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
-        endpoint: &'static Endpoint,
+        endpoint: impl Into<Named>,
     ) -> Admission {
+        let endpoint = endpoint.into();
         let guard = self.on.load(Ordering::Acquire).then(|| self.policy.load());
         let Some(policy) = guard.as_ref().and_then(|g| g.as_ref()) else {
             return Admission {
@@ -142,7 +187,7 @@ impl Callers {
                 refused: None,
             };
         };
-        let i = endpoint.id as usize;
+        let i = endpoint.index;
         let caller = policy.identify(headers, peer.map(|p| p.ip().to_canonical()));
         let (verdict, refused) = match self.decide(policy, caller, endpoint).await {
             Ok(()) => (Verdict::Allowed, None),
@@ -162,7 +207,7 @@ impl Callers {
     pub async fn admit_request(
         &self,
         parts: &http::request::Parts,
-        endpoint: &'static Endpoint,
+        endpoint: impl Into<Named>,
         caller: &mut Option<Arc<str>>,
     ) -> Result<(), ApiError> {
         if !self.on.load(Ordering::Acquire) {
@@ -183,9 +228,9 @@ impl Callers {
         &self,
         policy: &Policy,
         caller: &Compiled,
-        endpoint: &'static Endpoint,
+        endpoint: Named,
     ) -> Result<(), (Verdict, ApiError)> {
-        let (i, name) = (endpoint.id as usize, &*caller.name);
+        let (i, name) = (endpoint.index, &*caller.name);
         if !caller.allow[i] {
             let detail = format!(
                 "caller {name} may not call {} (callers.service.{name}.allow)",
@@ -225,11 +270,12 @@ impl Callers {
     }
 
     /// Records what an answer from Stream says of its endpoint's window.
-    pub fn observe(&self, endpoint: &'static Endpoint, status: u16, headers: &HeaderMap) {
+    pub fn observe(&self, endpoint: impl Into<Named>, status: u16, headers: &HeaderMap) {
         let Some(report) = Report::parse(status, headers) else {
             return;
         };
-        let i = endpoint.id as usize;
+        let endpoint = endpoint.into();
+        let i = endpoint.index;
         let wall = SystemTime::now();
         let left = self.window.record(i, report, Instant::now(), wall);
         self.share(endpoint, report, wall);
@@ -248,7 +294,7 @@ impl Callers {
     /// Puts a report in Redis for the other replicas when it can refuse a call there: the
     /// window spent, or what is left within the callers' reserves. Other reports change no
     /// decision, so they cost Redis nothing.
-    fn share(&self, endpoint: &'static Endpoint, report: Report, wall: SystemTime) {
+    fn share(&self, endpoint: Named, report: Report, wall: SystemTime) {
         let Some(shared) = self.shared.as_ref().filter(|s| s.is_up()) else {
             return;
         };
@@ -262,7 +308,7 @@ impl Callers {
     }
 }
 
-fn window_refusal(endpoint: &'static Endpoint, spent: Spent) -> (Verdict, ApiError) {
+fn window_refusal(endpoint: Named, spent: Spent) -> (Verdict, ApiError) {
     let detail = if spent.reserved {
         format!(
             "what is left of Stream's rate limit for {} is kept for other callers; \
@@ -329,13 +375,13 @@ impl Compiled {
             rate: s.rate,
             cidrs: s.cidrs.clone(),
             reserve: s.reserve,
-            counters: (0..ENDPOINTS.len() * Verdict::ALL.len())
+            counters: (0..named_count() * Verdict::ALL.len())
                 .map(|_| OnceLock::new())
                 .collect(),
         }
     }
 
-    fn counter(&self, m: &Metrics, endpoint: &'static Endpoint, i: usize, v: Verdict) -> &Counter {
+    fn counter(&self, m: &Metrics, endpoint: Named, i: usize, v: Verdict) -> &Counter {
         self.counters[i * Verdict::ALL.len() + v as usize].get_or_init(|| {
             m.counter(
                 "gateway_caller_requests_total",
@@ -361,7 +407,7 @@ impl Policy {
             None => {
                 let everything = settings::Service {
                     name: DEFAULT_CALLER.into(),
-                    allow: vec![true; ENDPOINTS.len()],
+                    allow: vec![true; named_count()],
                     rate: None,
                     cidrs: Vec::new(),
                     reserve: 0.0,

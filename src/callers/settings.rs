@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::stream::endpoint::ENDPOINTS;
+use super::{named_count, named_endpoints};
 
 /// The caller that covers everyone not otherwise known.
 pub const DEFAULT_CALLER: &str = "default";
@@ -206,7 +206,7 @@ impl Service {
             ));
         }
         let allow = match &s.allow {
-            None => vec![true; ENDPOINTS.len()],
+            None => vec![true; named_count()],
             Some(patterns) => allowed(patterns).map_err(|p| problem(key("allow"), p))?,
         };
         let rate = match (s.rate, s.burst) {
@@ -252,9 +252,10 @@ impl Service {
     }
 }
 
-/// The endpoints a list of names, `family.*` and `*` allows, by the table's index.
+/// The endpoints a list of names, `family.*` and `*` allows, by the named endpoints' index;
+/// v2 operations also by their product's reads (`chat.read`).
 fn allowed(patterns: &[String]) -> Result<Vec<bool>, String> {
-    let mut allow = vec![false; ENDPOINTS.len()];
+    let mut allow = vec![false; named_count()];
     for p in patterns {
         let matches = |name: &str| match p.strip_suffix(".*") {
             _ if p == "*" => true,
@@ -264,16 +265,21 @@ fn allowed(patterns: &[String]) -> Result<Vec<bool>, String> {
             None => name == p,
         };
         let mut any = false;
-        for (i, e) in ENDPOINTS.iter().enumerate() {
-            if matches(e.name) {
+        for (i, (name, v2)) in named_endpoints().enumerate() {
+            let hit = match v2 {
+                Some(r) => crate::stream::v2::allows(p, r),
+                None => matches(name),
+            };
+            if hit {
                 allow[i] = true;
                 any = true;
             }
         }
         if !any {
             return Err(format!(
-                "{p:?} names no endpoint: use a name from docs/endpoints.md (`feed.read`), a \
-                 family (`reactions.*`) or `*`"
+                "{p:?} names no endpoint: use a name from docs/endpoints.md (`feed.read`, \
+                 `chat.SendMessage`), a family (`reactions.*`, `chat.*`), a product's reads \
+                 (`chat.read`) or `*`"
             ));
         }
     }
@@ -308,11 +314,11 @@ mod tests {
     }
 
     fn names(allow: &[bool]) -> Vec<&'static str> {
-        ENDPOINTS
-            .iter()
+        assert_eq!(allow.len(), named_count());
+        named_endpoints()
             .zip(allow)
             .filter(|(_, a)| **a)
-            .map(|(e, _)| e.name)
+            .map(|((name, _), _)| name)
             .collect()
     }
 
@@ -341,7 +347,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(names(&all.allow).len(), ENDPOINTS.len());
+        assert_eq!(names(&all.allow).len(), named_count());
         let none = service(ServiceFile {
             allow: Some(vec![]),
             ..Default::default()
@@ -354,8 +360,44 @@ mod tests {
     }
 
     #[test]
+    fn allow_takes_v2_operations_products_and_their_reads() {
+        let s = service(ServiceFile {
+            allow: Some(vec![
+                "chat.read".into(),
+                "chat.SendMessage".into(),
+                "feeds.*".into(),
+            ]),
+            ..Default::default()
+        })
+        .unwrap();
+        let n = names(&s.allow);
+        assert!(n.contains(&"chat.SendMessage") && n.contains(&"chat.GetManyMessages"));
+        assert!(!n.contains(&"chat.UpdateChannel") && !n.contains(&"common.UpdateUsers"));
+        assert!(n.contains(&"feeds.AddActivity") && n.contains(&"feeds.Follow"));
+        assert!(!n.contains(&"feed.read"), "v1.0 names are apart");
+        let reads = crate::stream::v2::V2_ROUTES
+            .iter()
+            .filter(|r| r.name.starts_with("chat.") && r.method == crate::stream::v2::V2Method::Get)
+            .count();
+        let feeds = crate::stream::v2::V2_ROUTES
+            .iter()
+            .filter(|r| r.name.starts_with("feeds."))
+            .count();
+        assert_eq!(n.len(), reads + 1 + feeds);
+    }
+
+    #[test]
     fn an_unknown_endpoint_or_family_names_the_allow_key() {
-        for bad in ["feed.raed", "reaction.*", "feed", "feed.*x", ""] {
+        for bad in [
+            "feed.raed",
+            "reaction.*",
+            "feed",
+            "feed.*x",
+            "",
+            "chat.Nope",
+            "chats.*",
+            "feeds.reads",
+        ] {
             let e = service(ServiceFile {
                 allow: Some(vec![bad.into()]),
                 ..Default::default()

@@ -28,6 +28,7 @@ pub mod routes;
 pub mod state;
 pub mod store;
 mod users;
+mod v2;
 pub mod verify;
 
 use std::net::SocketAddr;

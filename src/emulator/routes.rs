@@ -1,16 +1,16 @@
 //! Every route the emulator serves, in this one file: Stream's v1.0 routes (and its analytics
-//! and personalization services), one function per family (behind the fault and log middleware, with Stream's 404 for the rest), and the admin
-//! routes.
+//! and personalization services), one function per family (behind the fault and log middleware,
+//! with Stream's 404 for the rest), `/api/v2/` (answered 501: not emulated), and the admin routes.
 
 use std::sync::Arc;
 
 use axum::middleware;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::Router;
 
 use super::reply::stream_error;
 use super::state::EmulatorState;
-use super::{activities, admin, analytics, audit_logs, collections, feeds, reactions, users};
+use super::{activities, admin, analytics, audit_logs, collections, feeds, reactions, users, v2};
 
 /// The emulator's router.
 pub fn router(state: Arc<EmulatorState>) -> Router {
@@ -21,6 +21,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         .merge(collection_routes())
         .merge(user_routes())
         .merge(service_routes())
+        .route("/api/v2/{*rest}", any(v2::not_emulated))
         .fallback(|| async { stream_error(404, 16, "DoesNotExistException", "no such endpoint") })
         .layer(middleware::from_fn_with_state(
             state.clone(),

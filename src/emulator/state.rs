@@ -182,6 +182,12 @@ impl EmulatorState {
             .check(&call.method, &call.uri, &call.headers, &needed)
     }
 
+    /// The API key and the secrets taken, for the checks outside the v1.0 verifier (`/api/v2/`).
+    pub fn credentials(&self) -> (String, Vec<Secret>) {
+        let v = self.verifier.read();
+        (v.api_key.clone(), v.secrets.clone())
+    }
+
     /// From now on, credentials made with one of `secrets` (and no other) are taken, as
     /// Stream does when an app's secret is rotated. A reset keeps them.
     pub fn accept_secrets(&self, secrets: Vec<Secret>) {

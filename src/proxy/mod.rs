@@ -1,5 +1,8 @@
-//! The proxy: `/api/v1.0/...` (and Stream's analytics and personalization paths) in, validated, credentialed, forwarded with retries
-//! ([`crate::upstream`]), Stream's answer back unchanged.
+//! The proxy: `/api/v1.0/...` (and Stream's analytics and personalization paths) in, validated,
+//! credentialed, forwarded with retries ([`crate::upstream`]), Stream's answer back unchanged.
+//! [`v2`] does the same for `/api/v2/...` with a server token.
+
+pub mod v2;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -258,7 +261,7 @@ impl http_body::Body for Holding {
     }
 }
 
-fn finish(
+pub(crate) fn finish(
     result: Result<Answer, Outcome>,
     attempts: u32,
     max_response_bytes: usize,

@@ -1,11 +1,12 @@
-//! The domain: Stream's v1.0 feed API as data, with no HTTP server or client inside.
+//! The domain: Stream's APIs as data, with no HTTP server or client inside.
 //!
 //! - [`ids`]: `Slug`, `UserId`, `FeedId`, parsed once at the edge;
 //! - [`scope`]: the JWT permission claims and when one scope covers another;
 //! - [`endpoint`]: the endpoint table and the path router;
 //! - [`query`] and [`body`]: what each endpoint accepts, checked before anything leaves;
 //! - [`json`]: bodies parsed as JSON with each key given once;
-//! - [`region`]: regions and their hosts.
+//! - [`region`]: regions and their hosts;
+//! - [`v2`]: Stream's `/api/v2/` family: the route table generated from its specs, the router.
 
 pub mod body;
 pub mod endpoint;
@@ -14,6 +15,8 @@ pub mod json;
 pub mod query;
 pub mod region;
 pub mod scope;
+pub mod v2;
+mod v2_routes;
 
 pub use endpoint::{route, Endpoint, EndpointId, Method, Route, RouteError, ENDPOINTS};
 pub use ids::{FeedId, Slug, UserId};

@@ -31,7 +31,7 @@ fn normalize(name: &str) -> String {
 }
 
 /// Safety: whether a parameter is a caller credential, however it is spelled.
-fn is_credential(name: &str) -> bool {
+pub fn is_credential(name: &str) -> bool {
     let n = normalize(name);
     CREDENTIALS.iter().any(|c| normalize(c) == n)
 }

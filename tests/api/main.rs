@@ -29,5 +29,6 @@ mod services;
 mod surface;
 mod tokens;
 mod tracing;
+mod v2;
 mod validation;
 mod walkthrough;
