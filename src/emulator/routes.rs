@@ -1,6 +1,6 @@
 //! Every route the emulator serves, in this one file: Stream's v1.0 routes, one function per
-//! family (behind the fault and log middleware, with Stream's 404 for the rest), and the admin
-//! routes.
+//! family (behind the fault and log middleware, with Stream's 404 for the rest), the admin
+//! routes, and realtime (`/faye`, [`realtime::transport`]).
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use axum::Router;
 
 use super::reply::stream_error;
 use super::state::EmulatorState;
-use super::{activities, admin, audit_logs, collections, feeds, reactions, users};
+use super::{activities, admin, audit_logs, collections, feeds, reactions, realtime, users};
 
 /// The emulator's router.
 pub fn router(state: Arc<EmulatorState>) -> Router {
@@ -39,7 +39,9 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             post(admin::set_rate_limit).delete(admin::clear_rate_limit),
         )
         .route("/_emulator/reset", post(admin::reset));
-    api.merge(admin).with_state(state)
+    api.merge(admin)
+        .merge(realtime::transport::routes())
+        .with_state(state)
 }
 
 /// Feeds: activities in feeds, follows, targets.

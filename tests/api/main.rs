@@ -18,6 +18,7 @@ mod helpers;
 mod hygiene;
 mod lifecycle;
 mod operations;
+mod realtime;
 mod redis;
 mod redis_server;
 mod retries;
