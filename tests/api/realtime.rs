@@ -646,3 +646,51 @@ async fn long_polling_takes_forms_and_get_and_answers_cors() {
     assert_eq!(r.status(), 400);
     assert_eq!(http.put(&url).send().await.unwrap().status(), 405);
 }
+
+#[tokio::test]
+async fn a_socket_sending_binary_or_not_bayeux_is_closed_and_a_bad_upgrade_is_refused() {
+    let app = realtime_app_with(
+        RealtimeBounds {
+            max_message_bytes: 2048,
+            ..bounds()
+        },
+        None,
+    )
+    .await;
+    let url = format!("ws://{}/faye", app.emu.addr());
+    for bad in [
+        Message::binary(vec![1u8, 2, 3]),
+        Message::text("not json"),
+        Message::text("x".repeat(4096)),
+    ] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        ws.send(Message::Ping(vec![1u8].into())).await.unwrap();
+        ws.send(bad.clone()).await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "closed after {bad:?}");
+    }
+    // Asking to upgrade without the WebSocket handshake's headers.
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/faye", app.emu.addr()))
+        .header("upgrade", "websocket")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    // A GET's message is bounded too.
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/faye", app.emu.addr()))
+        .query(&[("message", "x".repeat(4096))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}

@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::groups::FeedKind;
 use super::Store;
 
 /// One change to a feed's membership.
@@ -99,7 +100,12 @@ impl Store {
                     .and_then(|l| l.iter().find(|e| e.key.1 == c.id));
                 // Gone again before the drain: nothing to announce as new.
                 if let Some(e) = entry {
-                    u.new.push(self.render_entry(e, &c.feed));
+                    let mut item = self.render_entry(e, &c.feed);
+                    // In an aggregated or notification feed, the group it joined.
+                    if self.kind(&c.feed) != FeedKind::Flat {
+                        item["group"] = json!(self.group_key(&e.key));
+                    }
+                    u.new.push(item);
                 }
             } else {
                 u.deleted.push(c.id.to_string());
@@ -151,6 +157,13 @@ mod tests {
             .all(|u| u.new.len() == 1 && u.deleted.is_empty()));
         assert_eq!(updates[0].new[0]["origin"], Value::Null);
         assert_eq!(updates[1].new[0]["origin"], "user:1");
+        assert_eq!(
+            updates[0].new[0].get("group"),
+            None,
+            "a flat feed has no groups"
+        );
+        let group = updates[2].new[0]["group"].as_str().unwrap();
+        assert!(group.starts_with("post_20"), "{group}");
         assert!(!s.has_changes(), "drained");
     }
 
