@@ -7,7 +7,7 @@
 // WebSocket disabled (long-polling, what clients behind some proxies fall back to). Fails on a
 // refused subscription or nothing received in 10 s.
 //
-//   LOCAL_FAYE=1 GATEWAY_PORT=8080 COMPAT_PYTHON=python3 node tests/compat/js8_realtime.cjs
+//   LOCAL_FAYE=1 GATEWAY_PORT=8080 COMPAT_PYTHON=python3 [COMPAT_TOKENS_URL=...] node tests/compat/js8_realtime.cjs
 'use strict';
 
 const path = require('path');
@@ -45,7 +45,9 @@ async function subscriber(grant, longPolling) {
 async function main() {
   if (!version.startsWith('8.')) fail(`getstream 8.x, got ${version}`);
   if (!process.env.LOCAL_FAYE) fail('LOCAL_FAYE must be set: it points stream-js at the emulator');
-  const r = await fetch(`http://127.0.0.1:${PORT}/tokens`, {
+  // COMPAT_TOKENS_URL: where POST /tokens is served, when not on the gateway's port.
+  const tokensUrl = process.env.COMPAT_TOKENS_URL || `http://127.0.0.1:${PORT}/tokens`;
+  const r = await fetch(tokensUrl, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ feed: 'timeline:js8rt', resource: 'feed', action: 'read' }),
