@@ -4,8 +4,9 @@
 // (http://localhost:9999/faye/, the emulator's `emulator.realtime_listen`), and receives the
 // activity stream-python then adds through the gateway to `user:js8rt`, which the timeline
 // follows (fan-out). Two such clients: one on Faye's default transport (WebSocket), one with
-// WebSocket disabled (long-polling, what clients behind some proxies fall back to). Fails on a
-// refused subscription or nothing received in 10 s.
+// WebSocket disabled (long-polling, what clients behind some proxies fall back to). A third,
+// holding another feed's token, must be refused. Fails on a refused subscription, a taken
+// one, or nothing received in 10 s.
 //
 //   LOCAL_FAYE=1 GATEWAY_PORT=8080 COMPAT_PYTHON=python3 [COMPAT_TOKENS_URL=...] node tests/compat/js8_realtime.cjs
 'use strict';
@@ -29,6 +30,18 @@ function within(ms, promise, what) {
   ]);
 }
 
+// A read token for `feed` from the gateway, with the app's api key and app id.
+async function token(url, feed) {
+  const r = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ feed, resource: 'feed', action: 'read' }),
+  });
+  const grant = await r.json();
+  if (r.status !== 200) fail(`POST /tokens: ${r.status} ${JSON.stringify(grant)}`);
+  return grant;
+}
+
 // A frontend's client subscribed to the timeline: the client, the feed, the first message.
 async function subscriber(grant, longPolling) {
   const client = stream.connect(grant.api_key, null, grant.app_id);
@@ -47,14 +60,17 @@ async function main() {
   if (!process.env.LOCAL_FAYE) fail('LOCAL_FAYE must be set: it points stream-js at the emulator');
   // COMPAT_TOKENS_URL: where POST /tokens is served, when not on the gateway's port.
   const tokensUrl = process.env.COMPAT_TOKENS_URL || `http://127.0.0.1:${PORT}/tokens`;
-  const r = await fetch(tokensUrl, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ feed: 'timeline:js8rt', resource: 'feed', action: 'read' }),
-  });
-  const grant = await r.json();
-  if (r.status !== 200) fail(`POST /tokens: ${r.status} ${JSON.stringify(grant)}`);
+  const grant = await token(tokensUrl, 'timeline:js8rt');
   const subs = [await subscriber(grant, false), await subscriber(grant, true)];
+
+  // Another feed's read token is refused: the subscription's promise rejects.
+  const other = await token(tokensUrl, 'timeline:js8other');
+  const stranger = stream.connect(other.api_key, null, other.app_id);
+  const refused = await within(10000,
+    stranger.feed('timeline', 'js8rt', other.token).subscribe(() => {}).then(() => false, () => true),
+    'a refused feed.subscribe');
+  if (!refused) fail('feed.subscribe with another feed\'s token was taken');
+  stranger.getFayeClient().disconnect();
 
   // stream-python adds the activity through the gateway.
   execFileSync(process.env.COMPAT_PYTHON, [path.join(__dirname, 'python5_realtime.py')], {
