@@ -694,3 +694,58 @@ async fn a_socket_sending_binary_or_not_bayeux_is_closed_and_a_bad_upgrade_is_re
         .unwrap();
     assert_eq!(r.status(), 413);
 }
+
+#[tokio::test]
+async fn malformed_or_unknown_messages_get_bayeux_errors_in_the_same_batch() {
+    let app = realtime_app_with(
+        RealtimeBounds {
+            max_clients: 1,
+            connect_hold: Duration::from_secs(5),
+            ..bounds()
+        },
+        None,
+    )
+    .await;
+    let mut c = Bayeux::new(app.emu.addr(), Transport::LongPolling).await;
+    let batch = json!([
+        {"id": "a"},
+        {"channel": "/meta/connect", "id": "b"},
+        {"channel": "/meta/subscribe", "clientId": c.client_id, "subscription": ["/x", "/y"], "id": "c"},
+        {"channel": "/meta/unsubscribe", "clientId": "nobody", "subscription": "/x", "id": "d"},
+        {"channel": "/meta/disconnect", "clientId": "nobody", "id": "e"},
+        {"channel": "/meta/handshake", "version": "1.0", "id": "f"},
+        {"channel": "/meta/connect", "clientId": "nobody", "id": "g"},
+        {"channel": "/meta/subscribe", "clientId": "nobody", "subscription": channel("user:1"), "id": "h"},
+    ]);
+    let r = reqwest::Client::new()
+        .post(&c.url)
+        .body(batch.to_string())
+        .send()
+        .await
+        .unwrap();
+    let replies: Vec<Value> = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let error = |id: &str| {
+        let r = replies.iter().find(|r| r["id"] == id).unwrap();
+        assert_eq!(r["successful"], false, "{r}");
+        r["error"].as_str().unwrap().to_owned()
+    };
+    assert!(error("a").starts_with("400::"));
+    assert!(error("b").starts_with("402::"));
+    assert!(error("c").starts_with("400::"));
+    assert!(error("d").starts_with("401:nobody:"));
+    assert!(error("e").starts_with("401:nobody:"));
+    assert_eq!(error("f"), "403::too many clients");
+    assert!(error("g").starts_with("401:nobody:"));
+    assert!(error("h").starts_with("401:nobody:"));
+    // The first connect of a client (advice timeout 0) is answered at once.
+    let t0 = std::time::Instant::now();
+    let r = c
+        .call(json!({"channel": "/meta/connect", "connectionType": "long-polling", "advice": {"timeout": 0}}))
+        .await;
+    assert_eq!(r["successful"], true);
+    assert!(
+        t0.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t0.elapsed()
+    );
+}
