@@ -518,7 +518,7 @@ async fn bounds_refuse_large_messages_and_too_many_subscriptions_and_close_idle_
         RealtimeBounds {
             max_message_bytes: 2048,
             max_subscriptions: 2,
-            idle: Duration::from_millis(300),
+            idle: Duration::from_secs(1),
             ..bounds()
         },
         None,
@@ -534,13 +534,15 @@ async fn bounds_refuse_large_messages_and_too_many_subscriptions_and_close_idle_
         .unwrap();
     assert_eq!(r.status(), 413);
 
-    let mut c = Bayeux::new(app.emu.addr(), Transport::LongPolling).await;
-    for feed in ["user:1", "user:2"] {
-        let t = read_token(&app, feed).await;
-        assert_eq!(c.subscribe(&channel(feed), &t).await["successful"], true);
+    let mut tokens = Vec::new();
+    for feed in ["user:1", "user:2", "user:3"] {
+        tokens.push(read_token(&app, feed).await);
     }
-    let t = read_token(&app, "user:3").await;
-    let r = c.subscribe(&channel("user:3"), &t).await;
+    let mut c = Bayeux::new(app.emu.addr(), Transport::LongPolling).await;
+    for (feed, t) in ["user:1", "user:2"].iter().zip(&tokens) {
+        assert_eq!(c.subscribe(&channel(feed), t).await["successful"], true);
+    }
+    let r = c.subscribe(&channel("user:3"), &tokens[2]).await;
     assert_eq!(r["successful"], false, "{r}");
 
     // A silent socket is closed; a client not heard from is forgotten.
