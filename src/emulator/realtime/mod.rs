@@ -53,7 +53,8 @@ impl Default for Bounds {
             max_subscriptions: 100,
             max_message_bytes: 64 * 1024,
             max_queued: 1_000,
-            connect_hold: Duration::from_secs(25),
+            // Stream's own Faye advises `"timeout": 30000` (seen in GetStream/stream-js#198).
+            connect_hold: Duration::from_secs(30),
             idle: Duration::from_secs(60),
         }
     }
