@@ -751,3 +751,26 @@ async fn malformed_or_unknown_messages_get_bayeux_errors_in_the_same_batch() {
         t0.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_socket_closed_while_its_connect_is_held_leaves_a_client_that_is_swept() {
+    let app = realtime_app_with(
+        RealtimeBounds {
+            connect_hold: Duration::from_secs(30),
+            idle: Duration::from_secs(1),
+            ..bounds()
+        },
+        None,
+    )
+    .await;
+    let mut w = Bayeux::new(app.emu.addr(), Transport::WebSocket).await;
+    let connect = json!([{"channel": "/meta/connect", "clientId": w.client_id, "connectionType": "websocket"}]);
+    let mut ws = w.socket.take().unwrap();
+    ws.send(Message::text(connect.to_string())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(ws);
+    wait_until("the client of a closed socket is swept", || {
+        app.emu().realtime().client_count() == 0
+    })
+    .await;
+}

@@ -113,6 +113,12 @@ pub async fn finish_connect(state: &EmulatorState, h: HeldConnect) -> Vec<Value>
     let Some(wake) = hub.hold(&h.client) else {
         return vec![connect_reply(state, &h, None)];
     };
+    // Released however this ends, also when the wait is dropped (its socket closed): a client
+    // with a connect held is never swept.
+    let _held = Held {
+        hub,
+        client: &h.client,
+    };
     let deadline = Instant::now() + hold;
     let queued = loop {
         match hub.take(&h.client) {
@@ -125,10 +131,21 @@ pub async fn finish_connect(state: &EmulatorState, h: HeldConnect) -> Vec<Value>
             () = tokio::time::sleep_until(deadline) => break hub.take(&h.client),
         }
     };
-    hub.release(&h.client, Instant::now());
     let mut out = vec![connect_reply(state, &h, queued.as_ref())];
     out.extend(queued.unwrap_or_default());
     out
+}
+
+/// A connect held for a client, released when dropped.
+struct Held<'a> {
+    hub: &'a super::Hub,
+    client: &'a str,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.hub.release(self.client, Instant::now());
+    }
 }
 
 fn connect_reply(state: &EmulatorState, h: &HeldConnect, known: Option<&Vec<Value>>) -> Value {
