@@ -753,7 +753,8 @@ async fn malformed_or_unknown_messages_get_bayeux_errors_in_the_same_batch() {
 }
 
 #[tokio::test]
-async fn a_socket_closed_while_its_connect_is_held_leaves_a_client_that_is_swept() {
+async fn connects_past_four_are_answered_at_once_and_a_closed_socket_leaves_a_client_that_is_swept()
+{
     let app = realtime_app_with(
         RealtimeBounds {
             connect_hold: Duration::from_secs(30),
@@ -766,8 +767,18 @@ async fn a_socket_closed_while_its_connect_is_held_leaves_a_client_that_is_swept
     let mut w = Bayeux::new(app.emu.addr(), Transport::WebSocket).await;
     let connect = json!([{"channel": "/meta/connect", "clientId": w.client_id, "connectionType": "websocket"}]);
     let mut ws = w.socket.take().unwrap();
-    ws.send(Message::text(connect.to_string())).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Four connects wait (held 30 s); a fifth is answered at once.
+    for _ in 0..5 {
+        ws.send(Message::text(connect.to_string())).await.unwrap();
+    }
+    let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("the fifth connect answered at once")
+        .unwrap()
+        .unwrap();
+    let replies: Vec<Value> = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+    assert_eq!(replies[0]["channel"], "/meta/connect");
+    assert_eq!(replies[0]["successful"], true);
     drop(ws);
     wait_until("the client of a closed socket is swept", || {
         app.emu().realtime().client_count() == 0

@@ -110,7 +110,7 @@ pub fn process(
 pub async fn finish_connect(state: &EmulatorState, h: HeldConnect) -> Vec<Value> {
     let hub = state.realtime();
     let hold = hub.bounds().connect_hold;
-    let Some(wake) = hub.hold(&h.client) else {
+    let Some((wake, may_wait)) = hub.hold(&h.client) else {
         return vec![connect_reply(state, &h, None)];
     };
     // Released however this ends, also when the wait is dropped (its socket closed): a client
@@ -123,7 +123,7 @@ pub async fn finish_connect(state: &EmulatorState, h: HeldConnect) -> Vec<Value>
     let queued = loop {
         match hub.take(&h.client) {
             None => break None,
-            Some(q) if !q.is_empty() || h.now => break Some(q),
+            Some(q) if !q.is_empty() || h.now || !may_wait => break Some(q),
             Some(_) => {}
         }
         tokio::select! {

@@ -60,6 +60,10 @@ impl Default for Bounds {
     }
 }
 
+/// Connects one client may have waiting at once (a Faye client has one; two overlap briefly
+/// when it reconnects).
+pub const MAX_HELD: usize = 4;
+
 /// Settings of the emulator's realtime service.
 #[derive(Debug, Clone)]
 pub struct RealtimeSettings {
@@ -247,12 +251,14 @@ impl Hub {
         true
     }
 
-    /// The waker of `client`'s held connects, after marking one held.
-    pub fn hold(&self, client: &str) -> Option<Arc<Notify>> {
+    /// Marks a connect of `client` held: the waker of its held connects, and whether this one
+    /// may wait (not when [`MAX_HELD`] already do: a client sending connects in a loop gets
+    /// them answered at once instead of tasks piling up).
+    pub fn hold(&self, client: &str) -> Option<(Arc<Notify>, bool)> {
         let mut inner = self.inner.lock();
         let c = inner.clients.get_mut(client)?;
         c.held += 1;
-        Some(c.wake.clone())
+        Some((c.wake.clone(), c.held <= MAX_HELD))
     }
 
     /// A held connect of `client` ended at `now`.
@@ -421,12 +427,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn idle_clients_are_swept_unless_a_connect_is_held() {
+    async fn idle_clients_are_swept_unless_a_connect_is_held_and_few_connects_wait() {
         let h = hub(2);
         let t0 = Instant::now();
         let (idle, held) = (h.handshake(t0).unwrap(), h.handshake(t0).unwrap());
         h.subscribe(&idle, "/x").unwrap();
-        h.hold(&held).unwrap();
+        for n in 1..=MAX_HELD + 1 {
+            assert_eq!(
+                h.hold(&held).unwrap().1,
+                n <= MAX_HELD,
+                "connect {n} may wait"
+            );
+        }
+        for _ in 1..=MAX_HELD {
+            h.release(&held, t0);
+        }
         let later = t0 + Duration::from_secs(61);
         assert_eq!(h.sweep(later), 1);
         assert!(!h.touch(&idle, later));
