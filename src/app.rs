@@ -23,7 +23,7 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use crate::config::Config;
-use crate::emulator::{Emulator, EmulatorConfig};
+use crate::emulator::{Emulator, EmulatorConfig, RealtimeSettings};
 use crate::error::ApiError;
 use crate::proxy;
 use crate::server::Limits;
@@ -60,7 +60,12 @@ impl App {
     pub async fn build(mut config: Config) -> Result<Self, StartError> {
         let emulator = if config.stream.emulator {
             let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-            let emu = Emulator::spawn_with_groups(
+            let realtime = RealtimeSettings {
+                app_id: config.stream.app_id.clone().unwrap_or_default(),
+                listen: config.emulator.realtime_listen,
+                ..RealtimeSettings::default()
+            };
+            let emu = Emulator::spawn_with_realtime(
                 EmulatorConfig {
                     api_key: config.stream.api_key.clone(),
                     api_secret: config.stream.api_secret.clone(),
@@ -68,6 +73,7 @@ impl App {
                     strict_scopes: true,
                 },
                 config.emulator.feed_groups.clone(),
+                realtime,
                 addr,
             )
             .await

@@ -478,7 +478,8 @@ pub struct ServerConfig {
 pub struct StreamConfig {
     pub api_key: String,
     pub api_secret: Secret,
-    /// Returned to frontends with their tokens.
+    /// Returned to frontends with their tokens; realtime channels carry it. The emulator
+    /// makes one up when none is given.
     pub app_id: Option<String>,
     pub region: String,
     /// Scheme + host [+ port], no trailing slash. With `emulator`, replaced at start.
@@ -773,7 +774,8 @@ impl StreamConfig {
         Ok(Self {
             api_key,
             api_secret,
-            app_id: present(s.app_id),
+            app_id: present(s.app_id)
+                .or_else(|| s.emulator.then(crate::emulator::realtime::generated_app_id)),
             region: s.region,
             base_url: base_url.unwrap_or(region_url),
             analytics_base_url,
@@ -1072,19 +1074,45 @@ fn refuse_self_loop(key: &str, base_url: &str, listen: SocketAddr) -> Result<(),
 }
 
 /// `[emulator]` as read: settings of the embedded emulator only.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmulatorFile {
     /// `[emulator.feed_groups]`: `slug = "flat" | "aggregated" | "notification"`.
     pub feed_groups: std::collections::BTreeMap<String, crate::emulator::FeedKind>,
+    /// Realtime (Faye) also served here, where stream-js's `LOCAL_FAYE` connects; `""`: on
+    /// the emulator's port only.
+    pub realtime_listen: String,
+}
+
+/// Where stream-js's `LOCAL_FAYE` looks for Faye (`http://localhost:9999/faye/`).
+pub const DEFAULT_REALTIME_LISTEN: &str = "127.0.0.1:9999";
+
+impl Default for EmulatorFile {
+    fn default() -> Self {
+        Self {
+            feed_groups: Default::default(),
+            realtime_listen: DEFAULT_REALTIME_LISTEN.into(),
+        }
+    }
 }
 
 /// `[emulator]`, validated.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EmulatorSettings {
     /// The kind of each feed group: the configured ones on top of Stream's default app
     /// (`aggregated` aggregated, `notification` notification, the rest flat).
     pub feed_groups: crate::emulator::FeedGroups,
+    /// `emulator.realtime_listen`: `None` when empty.
+    pub realtime_listen: Option<SocketAddr>,
+}
+
+impl Default for EmulatorSettings {
+    fn default() -> Self {
+        Self {
+            feed_groups: Default::default(),
+            realtime_listen: DEFAULT_REALTIME_LISTEN.parse().ok(),
+        }
+    }
 }
 
 impl EmulatorSettings {
@@ -1094,8 +1122,22 @@ impl EmulatorSettings {
                 ConfigError::new(&format!("emulator.feed_groups.{slug}"), err.to_string())
             })?;
         }
+        let listen = e.realtime_listen.trim();
+        let realtime_listen = if listen.is_empty() {
+            None
+        } else {
+            Some(listen.parse().map_err(|_| {
+                ConfigError::new(
+                    "emulator.realtime_listen",
+                    format!(
+                        "{listen:?} is not an address such as 127.0.0.1:9999 (or \"\" for none)"
+                    ),
+                )
+            })?)
+        };
         Ok(Self {
             feed_groups: crate::emulator::FeedGroups::new(e.feed_groups.into_iter().collect()),
+            realtime_listen,
         })
     }
 }
@@ -1557,6 +1599,35 @@ mod tests {
         assert!(c.stream.api_key.starts_with("emu"));
         let e = err(f.merge(("stream.base_url", "http://127.0.0.1:1")));
         assert_eq!(e.key, "stream.base_url");
+    }
+
+    #[test]
+    fn the_emulator_makes_up_a_numeric_app_id_unless_one_is_given() {
+        let f = Figment::from(Serialized::defaults(FileConfig::default()))
+            .merge(("stream.emulator", true));
+        let made_up = Config::from_figment(&f).unwrap().stream.app_id.unwrap();
+        assert!(made_up.bytes().all(|b| b.is_ascii_digit()), "{made_up}");
+        let given = Config::from_figment(&f.merge(("stream.app_id", "1234"))).unwrap();
+        assert_eq!(given.stream.app_id.as_deref(), Some("1234"));
+    }
+
+    #[test]
+    fn the_realtime_listener_defaults_to_local_faye_and_can_be_turned_off() {
+        let c = Config::from_figment(&base()).unwrap();
+        assert_eq!(
+            c.emulator.realtime_listen,
+            Some("127.0.0.1:9999".parse().unwrap())
+        );
+        let off = Config::from_figment(&base().merge(("emulator.realtime_listen", ""))).unwrap();
+        assert_eq!(off.emulator.realtime_listen, None);
+        assert_eq!(
+            err(base().merge(("emulator.realtime_listen", "localhost"))).key,
+            "emulator.realtime_listen"
+        );
+        assert_eq!(
+            EmulatorSettings::default().realtime_listen,
+            c.emulator.realtime_listen
+        );
     }
 
     #[test]

@@ -105,6 +105,7 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
     }
     let emulated = config.stream.emulator;
     let (api_key, region) = (config.stream.api_key.clone(), config.stream.region.clone());
+    let app_id = config.stream.app_id.clone().unwrap_or_default();
     let app = match App::build(config).await {
         Ok(a) => a,
         Err(e) => {
@@ -114,9 +115,16 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
     };
     if emulated {
         let emu = app.emulator().map(|e| e.url()).unwrap_or_default();
+        let realtime = app
+            .emulator()
+            .and_then(|e| e.realtime_addr())
+            .map(|a| format!("http://{a}/faye"))
+            .unwrap_or_else(|| format!("{emu}/faye"));
         tracing::warn!(
             emulator = %emu,
             api_key = %api_key,
+            app_id = %app_id,
+            realtime = %realtime,
             "EMULATOR MODE: requests go to an in-memory Stream emulator, not to Stream; \
              nothing is stored beyond this process (fault injection: {emu}/_emulator/faults); \
              clients give api_key {api_key} (set it with STREAM_API_KEY): another key is refused"

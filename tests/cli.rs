@@ -293,6 +293,16 @@ fn the_json_banner_names_the_emulator_and_the_listener() {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     assert!(lines.iter().any(|v| v["emulator"].is_string()), "{err}");
+    // The banner names the realtime URL and the app id its channels carry.
+    assert!(
+        lines.iter().any(
+            |v| v["realtime"].as_str().is_some_and(|r| r.ends_with("/faye"))
+                && v["app_id"]
+                    .as_str()
+                    .is_some_and(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+        ),
+        "{err}"
+    );
     assert!(
         lines
             .iter()

@@ -395,3 +395,43 @@ async fn a_failed_connection_to_stream_says_why_at_debug() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_taken_realtime_port_is_one_warning_and_realtime_stays_on_the_emulators_port() {
+    use stream_gateway::auth::Secret;
+    use stream_gateway::emulator::{Emulator, EmulatorConfig, FeedGroups, RealtimeSettings};
+    let (cap, _guard) = Capture::text();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let emu = Emulator::spawn_with_realtime(
+        EmulatorConfig {
+            api_key: KEY.into(),
+            api_secret: Secret::new(SECRET),
+            strict_scopes: true,
+        },
+        FeedGroups::default(),
+        RealtimeSettings {
+            listen: Some(taken.local_addr().unwrap()),
+            ..RealtimeSettings::default()
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .expect("the emulator starts anyway");
+    assert_eq!(emu.realtime_addr(), None);
+    let text = cap.text_so_far();
+    assert_eq!(
+        text.matches("emulator.realtime_listen cannot be bound")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains(" WARN "), "{text}");
+    // Realtime answers on the emulator's own port.
+    let r = reqwest::Client::new()
+        .post(format!("{}/faye", emu.url()))
+        .body(r#"{"channel":"/meta/handshake","version":"1.0"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -7,6 +7,8 @@
 //! - [`state`]: [`EmulatorState`], the shared handle: verifier, [`store::Store`], faults, request log;
 //! - [`verify`]: credentials checked as Stream checks them (JWT scope, HTTP Signatures);
 //! - [`store`]: the data and Stream's feed semantics, with no HTTP inside;
+//! - [`realtime`]: Faye (Bayeux) at `/faye`: subscriptions to feeds, and the store's changes
+//!   pushed to them;
 //! - [`call`] and [`reply`]: what every handler reads from a request and how it answers;
 //! - one file of handlers per resource: [`feeds`], [`activities`], [`reactions`],
 //!   [`collections`], [`users`], [`audit_logs`], [`analytics`] (and personalization's 501),
@@ -23,6 +25,7 @@ pub mod call;
 mod collections;
 mod feeds;
 mod reactions;
+pub mod realtime;
 pub mod reply;
 pub mod routes;
 pub mod state;
@@ -38,6 +41,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::Secret;
 pub use admin::{Fault, RateRule, Received};
+pub use realtime::{Bounds as RealtimeBounds, RealtimeSettings};
 pub use routes::router;
 pub use state::EmulatorState;
 pub use store::groups::{FeedGroups, FeedKind};
@@ -57,8 +61,10 @@ pub struct EmulatorConfig {
 #[derive(Debug)]
 pub struct Emulator {
     addr: SocketAddr,
+    realtime_addr: Option<SocketAddr>,
     state: Arc<EmulatorState>,
-    task: tokio::task::JoinHandle<()>,
+    /// The server, the realtime listener's and the sweep of idle realtime clients.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Emulator {
@@ -74,14 +80,58 @@ impl Emulator {
         groups: FeedGroups,
         addr: SocketAddr,
     ) -> std::io::Result<Self> {
-        let state = Arc::new(EmulatorState::new(cfg, groups));
+        Self::spawn_with_realtime(cfg, groups, RealtimeSettings::default(), addr).await
+    }
+
+    /// As [`Emulator::spawn_with_groups`], with these realtime settings. When
+    /// `realtime.listen` cannot be bound (another emulator has it), one warning is logged and
+    /// realtime is served on the emulator's port only.
+    pub async fn spawn_with_realtime(
+        cfg: EmulatorConfig,
+        groups: FeedGroups,
+        realtime: RealtimeSettings,
+        addr: SocketAddr,
+    ) -> std::io::Result<Self> {
+        let state = Arc::new(EmulatorState::with_realtime(cfg, groups, &realtime));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = router(state.clone());
-        let task = tokio::spawn(async move {
+        let mut tasks = vec![tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, state, task })
+        })];
+        let mut realtime_addr = None;
+        if let Some(listen) = realtime.listen {
+            match TcpListener::bind(listen).await {
+                Ok(l) => {
+                    realtime_addr = l.local_addr().ok();
+                    let app = realtime::transport::routes().with_state(state.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let _ = axum::serve(l, app).await;
+                    }));
+                }
+                Err(e) => tracing::warn!(
+                    realtime_listen = %listen,
+                    error = %e,
+                    "emulator.realtime_listen cannot be bound; realtime is served on the \
+                     emulator's port only ({addr}/faye)"
+                ),
+            }
+        }
+        let sweeper = state.clone();
+        let every = (realtime.bounds.idle / 4).max(std::time::Duration::from_millis(100));
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                sweeper.realtime().sweep(tokio::time::Instant::now());
+            }
+        }));
+        Ok(Self {
+            addr,
+            realtime_addr,
+            state,
+            tasks,
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -94,6 +144,16 @@ impl Emulator {
         self.addr
     }
 
+    /// Where `emulator.realtime_listen` is served, when it could be bound.
+    pub fn realtime_addr(&self) -> Option<SocketAddr> {
+        self.realtime_addr
+    }
+
+    /// The app id realtime channels carry.
+    pub fn app_id(&self) -> &str {
+        self.state.realtime().app_id()
+    }
+
     /// The shared state, for tests.
     pub fn state(&self) -> &Arc<EmulatorState> {
         &self.state
@@ -102,6 +162,8 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }

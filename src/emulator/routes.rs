@@ -1,6 +1,7 @@
 //! Every route the emulator serves, in this one file: Stream's v1.0 routes (and its analytics
 //! and personalization services), one function per family (behind the fault and log middleware,
-//! with Stream's 404 for the rest), `/api/v2/` (answered 501: not emulated), and the admin routes.
+//! with Stream's 404 for the rest), `/api/v2/` (answered 501: not emulated), the admin routes,
+//! and realtime (`/faye`, [`realtime::transport`]).
 
 use std::sync::Arc;
 
@@ -10,7 +11,9 @@ use axum::Router;
 
 use super::reply::stream_error;
 use super::state::EmulatorState;
-use super::{activities, admin, analytics, audit_logs, collections, feeds, reactions, users, v2};
+use super::{
+    activities, admin, analytics, audit_logs, collections, feeds, reactions, realtime, users, v2,
+};
 
 /// The emulator's router.
 pub fn router(state: Arc<EmulatorState>) -> Router {
@@ -42,7 +45,9 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             post(admin::set_rate_limit).delete(admin::clear_rate_limit),
         )
         .route("/_emulator/reset", post(admin::reset));
-    api.merge(admin).with_state(state)
+    api.merge(admin)
+        .merge(realtime::transport::routes())
+        .with_state(state)
 }
 
 /// Feeds: activities in feeds, follows, targets.

@@ -1,13 +1,19 @@
 //! [`EmulatorState`]: the one handle every handler shares (behind an `Arc`): the verifier,
-//! the one [`Store`], the injected faults and the request log.
+//! the one [`Store`], the injected faults, the request log and the realtime [`Hub`].
+//!
+//! The store is reached through [`StoreGuard`], which publishes the feed changes a handler
+//! made to realtime subscribers when it lets the store go: the one hook for realtime.
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
+use serde_json::Value;
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
 
 use axum::http::Method;
 
 use super::admin::{Fault, RateRule, Received};
 use super::call::Call;
+use super::realtime::{Hub, RealtimeSettings};
 use super::reply::EmuError;
 use super::store::groups::FeedGroups;
 use super::store::Store;
@@ -30,6 +36,40 @@ pub struct EmulatorState {
     rate: Mutex<Option<(RateRule, u64, u64)>>,
     /// Analytics events received, oldest first, each `{"kind", "event"}`.
     analytics: Mutex<VecDeque<serde_json::Value>>,
+    realtime: Hub,
+}
+
+/// The store, locked; on release the feed changes made under it go to realtime subscribers.
+pub struct StoreGuard<'a> {
+    store: MutexGuard<'a, Store>,
+    hub: &'a Hub,
+}
+
+impl Deref for StoreGuard<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl DerefMut for StoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+}
+
+impl Drop for StoreGuard<'_> {
+    fn drop(&mut self) {
+        if !self.store.has_changes() {
+            return;
+        }
+        // Published before the store is let go, so subscribers see changes in store order.
+        let updates = self.store.drain_changes(|feed| self.hub.listens(feed));
+        if !updates.is_empty() {
+            let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+            self.hub.publish(updates, &at);
+        }
+    }
 }
 
 /// Where a rate-limited request stands in its window.
@@ -46,8 +86,14 @@ pub struct WindowState {
 }
 
 impl EmulatorState {
-    /// Empty data with these feed group kinds, no faults, credentials from `cfg`.
+    /// Empty data with these feed group kinds, no faults, credentials from `cfg`, realtime
+    /// with a made-up app id.
     pub fn new(cfg: EmulatorConfig, groups: FeedGroups) -> Self {
+        Self::with_realtime(cfg, groups, &RealtimeSettings::default())
+    }
+
+    /// As [`EmulatorState::new`], with these realtime settings.
+    pub fn with_realtime(cfg: EmulatorConfig, groups: FeedGroups, rt: &RealtimeSettings) -> Self {
         Self {
             verifier: RwLock::new(Verifier {
                 api_key: cfg.api_key,
@@ -59,6 +105,7 @@ impl EmulatorState {
             log: Mutex::new(VecDeque::new()),
             rate: Mutex::new(None),
             analytics: Mutex::new(VecDeque::new()),
+            realtime: Hub::new(rt.app_id.clone(), rt.bounds.clone()),
         }
     }
 
@@ -80,8 +127,22 @@ impl EmulatorState {
     }
 
     /// Locks the store (tests read it directly).
-    pub fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock()
+    pub fn store(&self) -> StoreGuard<'_> {
+        StoreGuard {
+            store: self.store.lock(),
+            hub: &self.realtime,
+        }
+    }
+
+    /// The realtime clients and subscriptions.
+    pub fn realtime(&self) -> &Hub {
+        &self.realtime
+    }
+
+    /// Checks the `ext` of a Faye subscription to the feed `feed` (`<slug><user_id>`); the
+    /// refusal's reason otherwise.
+    pub fn authorize_subscription(&self, ext: Option<&Value>, feed: &str) -> Result<(), String> {
+        self.verifier.read().check_subscription(ext, feed)
     }
 
     /// Adds a fault.
@@ -124,6 +185,7 @@ impl EmulatorState {
         self.log.lock().clear();
         self.analytics.lock().clear();
         *self.rate.lock() = None;
+        self.realtime.clear();
     }
 
     /// Sets (or with `None` removes) Stream's rate limit.

@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, Method, Uri};
 
 use super::reply::{stream_error, EmuError};
 use crate::auth::{httpsig, jwt, Secret};
-use crate::stream::{Resource, Scope};
+use crate::stream::{Action, FeedClaim, Resource, Scope};
+use serde_json::Value;
 
 /// Largest clock difference a signed `Date` may have.
 pub const MAX_DATE_SKEW: Duration = Duration::from_secs(300);
@@ -103,6 +104,55 @@ impl Verifier {
                 "NotAllowedException",
                 "url signature missing or invalid",
             )),
+        }
+    }
+
+    /// Checks the `ext` stream-js sends with a Faye subscription (`user_id`, `api_key`,
+    /// `signature`): this app's api key, and a signature that is a token signed with one of
+    /// the secrets, unexpired, reading `feed` (`<slug><user_id>`): a scope token covering
+    /// `feed`/`read`/`feed`, or a user token (stream-js sends its user token when the client
+    /// was made with one). The reason of a refusal otherwise.
+    pub fn check_subscription(&self, ext: Option<&Value>, feed: &str) -> Result<(), String> {
+        let field = |name: &str| ext.and_then(|e| e.get(name)).and_then(Value::as_str);
+        let (Some(_), Some(key), Some(token)) =
+            (field("user_id"), field("api_key"), field("signature"))
+        else {
+            return Err("Missing ext: user_id, api_key and signature are required".into());
+        };
+        if key != self.api_key {
+            return Err("api_key is not valid".into());
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut refusal = jwt::VerifyError::BadSignature;
+        let claims = self
+            .secrets
+            .iter()
+            .find_map(|s| match jwt::verify(token, s, now) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    if e != jwt::VerifyError::BadSignature {
+                        refusal = e;
+                    }
+                    None
+                }
+            })
+            .ok_or_else(|| format!("Invalid signature: {refusal}"))?;
+        let needed = Scope {
+            resource: Resource::Feed,
+            action: Action::Read,
+            feed: FeedClaim::One(feed.to_owned()),
+        };
+        let allowed = match claims.scope() {
+            Some(granted) => granted.covers(&needed),
+            None => claims.resource.is_none() && claims.user_id.is_some(),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err("Invalid signature: the token does not read this feed".into())
         }
     }
 

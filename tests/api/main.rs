@@ -21,6 +21,7 @@ mod lifecycle;
 mod monitoring;
 mod oidc;
 mod operations;
+mod realtime;
 mod redis;
 mod redis_server;
 mod retries;

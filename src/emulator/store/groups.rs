@@ -82,7 +82,7 @@ impl Store {
         self.groups.kind(feed.split(':').next().unwrap_or(feed))
     }
 
-    fn group_key(&self, key: &Key) -> String {
+    pub(super) fn group_key(&self, key: &Key) -> String {
         let verb = self
             .activities
             .get(&key.1)

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::stream::{parse_time, FeedId};
 
 pub mod audit;
+pub mod changes;
 pub mod enrich;
 pub mod groups;
 pub mod objects;
@@ -86,6 +87,8 @@ pub struct Store {
     /// Every change, oldest first.
     audit_log: Vec<audit::AuditEntry>,
     audit_seq: u64,
+    /// Feed membership changes not yet published to realtime subscribers ([`changes`]).
+    changes: Vec<changes::Change>,
 }
 
 impl Default for Store {
@@ -114,6 +117,7 @@ impl Store {
             group_state: HashMap::new(),
             audit_log: Vec::new(),
             audit_seq: 0,
+            changes: Vec::new(),
         }
     }
 
@@ -177,6 +181,7 @@ impl Store {
             },
         );
         self.note_group(feed, &key);
+        self.changed(changes::Change::added(feed, key.1));
     }
 
     fn followers_of(&self, feed: &str) -> Vec<String> {
@@ -307,10 +312,18 @@ impl Store {
         if !to.contains(&feed) {
             gone.extend(to);
         }
+        let mut left = Vec::new();
         for (name, list) in self.feeds.iter_mut() {
+            let before = list.len();
             list.retain(|e| {
                 !(e.key.1 == found && (gone.contains(name) || gone.contains(&e.origin)))
             });
+            if list.len() != before {
+                left.push(name.clone());
+            }
+        }
+        for name in left {
+            self.changed(changes::Change::removed(&name, found));
         }
         let actor = self
             .activities
@@ -435,8 +448,18 @@ impl Store {
         let (s, t) = (source.to_string(), target.to_string());
         self.follows.retain(|f| !(f.source == s && f.target == t));
         if !keep_history {
+            let mut purged = Vec::new();
             if let Some(list) = self.feeds.get_mut(&s) {
-                list.retain(|e| e.origin != t);
+                list.retain(|e| {
+                    let keep = e.origin != t;
+                    if !keep {
+                        purged.push(e.key.1);
+                    }
+                    keep
+                });
+            }
+            for id in purged {
+                self.changed(changes::Change::removed(&s, id));
             }
         }
     }
@@ -590,7 +613,11 @@ impl Store {
         let key = (time, id);
         for gone in old.iter().filter(|t| !to.contains(t)) {
             if let Some(list) = self.feeds.get_mut(gone) {
+                let before = list.len();
                 list.retain(|e| e.key.1 != id);
+                if list.len() != before {
+                    self.changed(changes::Change::removed(gone, id));
+                }
             }
         }
         for t in to.iter().filter(|t| !old.contains(t)) {
