@@ -199,7 +199,8 @@ fn tokens_route(gw: &Arc<AppState>) -> MethodRouter<Arc<AppState>> {
     )
 }
 
-/// The router: health, `/tokens`, the proxy under `/api/v1.0/`, Stream's 404 elsewhere.
+/// The router: health, `/tokens`, the proxy under `/api/v1.0/`, the webhook routes, Stream's
+/// 404 elsewhere.
 pub fn router(gw: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -211,6 +212,8 @@ pub fn router(gw: Arc<AppState>) -> Router {
         .route("/api/v1.0/{*rest}", any(proxy::handle))
         .fallback(not_found)
         .with_state(gw.clone())
+        // Stream's webhooks, verified (`[webhooks.routes]`): also on the public listener.
+        .merge(crate::webhooks::router(gw.webhooks().clone()))
         // Outermost first.
         .layer(
             ServiceBuilder::new()

@@ -55,6 +55,8 @@ pub struct FileConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callers: Option<crate::callers::CallersFile>,
     pub telemetry: TelemetryFile,
+    /// `[webhooks]`: Stream's webhooks, verified and forwarded (schema in `webhooks::settings`).
+    pub webhooks: crate::webhooks::WebhooksFile,
 }
 
 /// `[tokens]` as read: the policy of `POST /tokens`.
@@ -132,6 +134,8 @@ pub struct StreamFile {
     pub batch_auth: BatchAuth,
     /// `exp` of upstream tokens, seconds (0: none).
     pub token_ttl_s: u64,
+    /// How long after a rotation the previous secret still verifies webhooks, seconds.
+    pub previous_secret_grace_s: u64,
     /// Serve with the embedded emulator as upstream.
     pub emulator: bool,
 }
@@ -195,6 +199,7 @@ impl Default for StreamFile {
             base_url: None,
             batch_auth: BatchAuth::Signature,
             token_ttl_s: 3600,
+            previous_secret_grace_s: 300,
             emulator: false,
         }
     }
@@ -257,6 +262,8 @@ pub struct Config {
     /// `[callers]`, when the section is there.
     pub callers: Option<crate::callers::Settings>,
     pub telemetry: TelemetryConfig,
+    /// `[webhooks]`, validated.
+    pub webhooks: crate::webhooks::Settings,
 }
 
 /// `[tokens]`, validated.
@@ -428,6 +435,8 @@ pub struct StreamConfig {
     pub batch_auth: BatchAuth,
     /// `exp` of upstream tokens (0: none).
     pub token_ttl_s: u64,
+    /// How long after a rotation the previous secret still verifies webhooks (and nothing else).
+    pub previous_secret_grace: Duration,
     /// Serve with the embedded emulator.
     pub emulator: bool,
 }
@@ -600,6 +609,8 @@ impl Config {
             .transpose()
             .map_err(|e| ConfigError::new(&e.key, e.problem))?;
         let telemetry = TelemetryConfig::validate(raw.telemetry)?;
+        let webhooks = crate::webhooks::Settings::validate(raw.webhooks)
+            .map_err(|e| ConfigError::new(&e.key, e.problem))?;
         Ok(Config {
             server,
             stream,
@@ -609,6 +620,7 @@ impl Config {
             emulator,
             callers,
             telemetry,
+            webhooks,
         })
     }
 }
@@ -654,6 +666,15 @@ impl StreamConfig {
             base_url,
             batch_auth: s.batch_auth,
             token_ttl_s: s.token_ttl_s,
+            previous_secret_grace: match s.previous_secret_grace_s {
+                g @ 0..=86_400 => Duration::from_secs(g),
+                _ => {
+                    return Err(ConfigError::new(
+                        "stream.previous_secret_grace_s",
+                        "must be 0 to 86400 (seconds)",
+                    ))
+                }
+            },
             emulator: s.emulator,
         })
     }
@@ -1479,6 +1500,42 @@ mod tests {
         assert!(limit << 20 >= bound, "{limit} Mi < {} Mi", bound >> 20);
         // The defaults need far more: a container limit needs the limits set down.
         assert!(Config::from_figment(&base()).unwrap().memory_bound_bytes() > 8 << 30);
+    }
+
+    #[test]
+    fn webhook_routes_come_from_file_and_env_and_a_bad_one_names_its_key() {
+        let c = Config::from_figment(&base()).unwrap();
+        assert!(c.webhooks.routes.is_empty(), "no route unless configured");
+        assert_eq!(c.stream.previous_secret_grace, Duration::from_secs(300));
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "gw.toml",
+                "[stream]\napi_key = \"k\"\napi_secret = \"s\"\n\
+                 [webhooks.routes.feeds]\npath = \"/webhooks/feeds\"\n\
+                 forward_to = \"https://feeds-events.internal/hooks\"\n",
+            )?;
+            jail.set_env("GATEWAY_WEBHOOKS__ROUTES__CHAT__PATH", "/webhooks/chat");
+            jail.set_env(
+                "GATEWAY_WEBHOOKS__ROUTES__CHAT__FORWARD_TO",
+                "http://chat-events:8080/hooks",
+            );
+            jail.set_env("GATEWAY_WEBHOOKS__TIMEOUT_MS", "2000");
+            jail.set_env("GATEWAY_STREAM__PREVIOUS_SECRET_GRACE_S", "60");
+            let c = Config::load(Some(Path::new("gw.toml"))).unwrap();
+            let names: Vec<_> = c.webhooks.routes.iter().map(|r| r.name.as_str()).collect();
+            assert_eq!(names, ["chat", "feeds"]);
+            assert_eq!(c.webhooks.routes[0].path, "/webhooks/chat");
+            assert_eq!(c.webhooks.timeout, Duration::from_millis(2000));
+            assert_eq!(c.stream.previous_secret_grace, Duration::from_secs(60));
+            jail.set_env("GATEWAY_WEBHOOKS__ROUTES__CHAT__PATH", "/tokens");
+            let e = Config::load(Some(Path::new("gw.toml"))).unwrap_err();
+            assert_eq!(e.key, "webhooks.routes.chat.path");
+            jail.set_env("GATEWAY_WEBHOOKS__ROUTES__CHAT__PATH", "/webhooks/chat");
+            jail.set_env("GATEWAY_STREAM__PREVIOUS_SECRET_GRACE_S", "86401");
+            let e = Config::load(Some(Path::new("gw.toml"))).unwrap_err();
+            assert_eq!(e.key, "stream.previous_secret_grace_s");
+            Ok(())
+        });
     }
 
     #[test]

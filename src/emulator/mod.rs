@@ -27,6 +27,7 @@ pub mod state;
 pub mod store;
 mod users;
 pub mod verify;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

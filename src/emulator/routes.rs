@@ -10,7 +10,7 @@ use axum::Router;
 
 use super::reply::stream_error;
 use super::state::EmulatorState;
-use super::{activities, admin, audit_logs, collections, feeds, reactions, users};
+use super::{activities, admin, audit_logs, collections, feeds, reactions, users, webhooks};
 
 /// The emulator's router.
 pub fn router(state: Arc<EmulatorState>) -> Router {
@@ -38,7 +38,8 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             "/_emulator/ratelimit",
             post(admin::set_rate_limit).delete(admin::clear_rate_limit),
         )
-        .route("/_emulator/reset", post(admin::reset));
+        .route("/_emulator/reset", post(admin::reset))
+        .route("/_emulator/webhooks/send", post(webhooks::send));
     api.merge(admin).with_state(state)
 }
 

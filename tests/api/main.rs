@@ -27,3 +27,4 @@ mod tokens;
 mod tracing;
 mod validation;
 mod walkthrough;
+mod webhooks;
