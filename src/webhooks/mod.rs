@@ -197,8 +197,14 @@ impl Hooks {
             Some(Verified::Previous) => "previous",
             None => "-",
         };
+        // The request id the access log's line for this request carries too.
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
         tracing::info!(
-            webhook_id = id,
+            request_id = %request_id,
+            webhook_id = %id,
             route = route.name.as_str(),
             outcome = outcome.label(),
             reason,
