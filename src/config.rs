@@ -832,9 +832,19 @@ impl Config {
     pub fn memory_bound_bytes(&self) -> u64 {
         let s = &self.server;
         let per_request = 2 * s.max_body_bytes as u64 + self.upstream.max_response_bytes as u64;
+        // With webhook routes: as many webhooks in flight, each a body and an answer, and the
+        // answers remembered.
+        let w = &self.webhooks;
+        let webhooks = if w.routes.is_empty() {
+            0
+        } else {
+            s.max_concurrency as u64 * 2 * w.max_body_bytes as u64
+                + w.dedupe_max_entries as u64 * crate::webhooks::dedupe::MAX_KEPT_BODY_BYTES as u64
+        };
         BASE_MEMORY_BYTES
             + s.max_connections as u64 * CONNECTION_MEMORY_BYTES
             + s.max_concurrency as u64 * per_request
+            + webhooks
     }
 }
 
@@ -1527,6 +1537,12 @@ mod tests {
             assert_eq!(c.webhooks.routes[0].path, "/webhooks/chat");
             assert_eq!(c.webhooks.timeout, Duration::from_millis(2000));
             assert_eq!(c.stream.previous_secret_grace, Duration::from_secs(60));
+            // Webhooks in flight and the answers remembered count in the memory bound.
+            let without = Config::from_figment(&base()).unwrap().memory_bound_bytes();
+            assert_eq!(
+                c.memory_bound_bytes() - without,
+                1024 * 2 * (4 << 20) + 10_000 * (64 << 10)
+            );
             jail.set_env("GATEWAY_WEBHOOKS__ROUTES__CHAT__PATH", "/tokens");
             let e = Config::load(Some(Path::new("gw.toml"))).unwrap_err();
             assert_eq!(e.key, "webhooks.routes.chat.path");

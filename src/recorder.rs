@@ -84,7 +84,7 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_callers_redis_fallback_total", None, "Caller decisions made by this instance's bucket because Redis (callers.redis_url) was down or slow.", 'c'),
     ("gateway_callers_redis_up", None, "1 while caller decisions go to Redis (callers.redis_url), 0 while they fall back.", 'g'),
     ("gateway_webhooks_total", None, "Webhooks from Stream, by route and outcome: forwarded, replayed, refused, target_error, target_timeout.", 'c'),
-    ("gateway_webhooks_refused_total", None, "Webhooks refused before forwarding, by route and reason: api_key, no_signature, malformed_signature, bad_signature, too_large, compressed, body.", 'c'),
+    ("gateway_webhooks_refused_total", None, "Webhooks refused before forwarding, by route and reason: api_key, no_signature, malformed_signature, bad_signature, too_large, compressed, body, overloaded.", 'c'),
 ];
 
 impl Metrics {

@@ -83,6 +83,7 @@ impl AppState {
         let keys = Arc::new(Keys::new(s.api_secret.clone(), s.token_ttl_s));
         let webhooks = Arc::new(Hooks::new(
             config.webhooks.clone(),
+            config.server.max_concurrency,
             &s.api_key,
             s.previous_secret_grace,
             keys.clone(),

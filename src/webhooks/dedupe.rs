@@ -3,7 +3,8 @@
 //! duplicate that arrives while the first is in flight waits for the first one's answer.
 //!
 //! Per replica and bounded: at most `webhooks.dedupe_max_entries` answers are kept, the oldest
-//! dropped first; entries in flight are bounded by the connections being served. The key is
+//! dropped first, each at most [`MAX_KEPT_BODY_BYTES`] (a larger answer is not kept, so its
+//! retry is forwarded again); entries in flight are bounded by the webhooks in flight. The key is
 //! the route, the webhook id and the signature (so the body), so a captured id sent with
 //! another body is not answered with this one's answer.
 
@@ -16,6 +17,10 @@ use http::{HeaderValue, StatusCode};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// The largest answer body kept: an event's answer is a few bytes, a synchronous hook's a
+/// message; this keeps the memory at most `dedupe_max_entries` x 64 KiB.
+pub const MAX_KEPT_BODY_BYTES: usize = 64 << 10;
 
 /// The target's answer, as it is passed back to Stream and kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +142,10 @@ impl Dedupe {
     fn settle(&self, key: Key, answer: &Arc<Stored>) {
         let now = Instant::now();
         let mut inner = self.inner.lock();
-        let keep = answer.status.is_success() && self.max_entries > 0 && !self.window.is_zero();
+        let keep = answer.status.is_success()
+            && answer.body.len() <= MAX_KEPT_BODY_BYTES
+            && self.max_entries > 0
+            && !self.window.is_zero();
         if keep {
             inner.order.push_back((key.clone(), now));
             inner.map.insert(key, Entry::Done(answer.clone(), now));
@@ -230,6 +238,25 @@ mod tests {
         let other = (Arc::from("feeds"), "a".to_owned(), [7; 32]);
         lead(&d, "b").finish(answer(204, ""));
         assert!(matches!(d.claim(other), Claim::Lead(_)), "another route");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_over_64_kib_is_not_kept() {
+        let d = Arc::new(Dedupe::new(Duration::from_secs(600), 10));
+        let big = Stored {
+            status: StatusCode::OK,
+            content_type: None,
+            body: Bytes::from(vec![b'x'; MAX_KEPT_BODY_BYTES + 1]),
+        };
+        lead(&d, "a").finish(big);
+        assert!(replayed(&d, "a").is_none());
+        let fits = Stored {
+            status: StatusCode::OK,
+            content_type: None,
+            body: Bytes::from(vec![b'x'; MAX_KEPT_BODY_BYTES]),
+        };
+        lead(&d, "b").finish(fits);
+        assert!(replayed(&d, "b").is_some());
     }
 
     #[tokio::test(start_paused = true)]

@@ -61,6 +61,9 @@ pub struct Hooks {
     trace: TraceHeaders,
     client: HttpClient,
     dedupe: Arc<Dedupe>,
+    /// Webhooks being received or forwarded: each holds up to two bodies of
+    /// `webhooks.max_body_bytes` (its own and the answer), so they are bounded like requests.
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -73,9 +76,10 @@ impl std::fmt::Debug for Hooks {
 
 impl Hooks {
     /// The routes of `settings`, verifying with the secrets in `keys` (the previous one for
-    /// `grace` after a rotation) and `api_key`.
+    /// `grace` after a rotation) and `api_key`, at most `max_in_flight` webhooks at once.
     pub fn new(
         settings: Settings,
+        max_in_flight: usize,
         api_key: &str,
         grace: Duration,
         keys: Arc<Keys>,
@@ -99,6 +103,7 @@ impl Hooks {
                 settings.dedupe_max_entries,
             )),
             settings,
+            in_flight: tokio::sync::Semaphore::new(max_in_flight),
             api_key: api_key.to_owned(),
             grace,
             keys,
@@ -165,7 +170,14 @@ enum Verified {
 impl Hooks {
     async fn handle(&self, route: &Route, headers: HeaderMap, body: Body) -> Response {
         let started = Instant::now();
-        let (outcome, verified, answer) = match self.verify(&headers, body).await {
+        let permit = self.in_flight.try_acquire();
+        let verifying = async {
+            if permit.is_err() {
+                return Err(Refusal::Overloaded);
+            }
+            self.verify(&headers, body).await
+        };
+        let (outcome, verified, answer) = match verifying.await {
             Err(refusal) => (Outcome::Refused(refusal), None, refused(refusal, self)),
             Ok((parsed, body, verified)) => {
                 let (outcome, stored) = self.answer(route, &headers, &parsed, body).await;
@@ -397,7 +409,7 @@ impl Hooks {
     }
 }
 
-/// The 401 (or 413) for a refusal, in Stream's error shape.
+/// The 401 (413 for size, 503 when overloaded) for a refusal, in Stream's error shape.
 fn refused(r: Refusal, hooks: &Hooks) -> Arc<Stored> {
     let err = match r {
         Refusal::TooLarge => ApiError::PayloadTooLarge(hooks.settings.max_body_bytes),
@@ -405,6 +417,7 @@ fn refused(r: Refusal, hooks: &Hooks) -> Arc<Stored> {
             "body",
             "could not be read within webhooks.timeout_ms",
         )),
+        Refusal::Overloaded => ApiError::Overloaded(r.detail().to_owned()),
         other => ApiError::Unauthenticated(other.detail().to_owned()),
     };
     Arc::new(error_answer(err))

@@ -70,6 +70,8 @@ pub enum Refusal {
     Compressed,
     /// The body could not be read (the connection failed, or it was not in within the timeout).
     Body,
+    /// `server.max_concurrency` webhooks are in flight already (503).
+    Overloaded,
 }
 
 impl Refusal {
@@ -83,6 +85,7 @@ impl Refusal {
             Refusal::TooLarge => "too_large",
             Refusal::Compressed => "compressed",
             Refusal::Body => "body",
+            Refusal::Overloaded => "overloaded",
         }
     }
 
@@ -103,6 +106,9 @@ impl Refusal {
                  compression for this app (the gateway verifies uncompressed bodies only)"
             }
             Refusal::Body => "webhook refused: the body could not be read in time",
+            Refusal::Overloaded => {
+                "webhook refused: more than server.max_concurrency webhooks in flight; retry later"
+            }
         }
     }
 }
@@ -331,6 +337,7 @@ mod tests {
             Refusal::TooLarge,
             Refusal::Compressed,
             Refusal::Body,
+            Refusal::Overloaded,
         ];
         let reasons: std::collections::HashSet<_> = all.iter().map(|r| r.reason()).collect();
         assert_eq!(reasons.len(), all.len());

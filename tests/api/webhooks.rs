@@ -444,6 +444,26 @@ async fn an_unreachable_target_or_an_oversize_answer_is_a_502() {
 }
 
 #[tokio::test]
+async fn past_max_concurrency_webhooks_in_flight_one_is_answered_503_at_once() {
+    let target = Target::spawn().await;
+    target.answer_with(|a| a.delay = Duration::from_millis(300));
+    let app = gateway(&target, |f| f.merge(("server.max_concurrency", 1))).await;
+    let (first, second) = tokio::join!(raw(webhook(&app, SECRET, EVENT, "wh-a")), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        raw(webhook(&app, SECRET, EVENT, "wh-b")).await
+    });
+    assert_eq!((first.0, second.0), (200, 503));
+    assert_eq!(target.hits(), 1);
+    assert_eq!(
+        app.metric(r#"gateway_webhooks_refused_total{route="chat",reason="overloaded"}"#)
+            .await,
+        1.0
+    );
+    // The permit is back: the next one is forwarded.
+    assert_eq!(raw(webhook(&app, SECRET, EVENT, "wh-b")).await.0, 200);
+}
+
+#[tokio::test]
 async fn a_route_takes_only_post_and_other_paths_stay_streams_404() {
     let target = Target::spawn().await;
     let app = gateway(&target, |f| f).await;
