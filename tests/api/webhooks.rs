@@ -298,6 +298,28 @@ async fn an_oversize_body_is_refused_without_being_read_past_the_cap() {
 }
 
 #[tokio::test]
+async fn a_body_that_stalls_is_refused_after_the_timeout_and_not_forwarded() {
+    let target = Target::spawn().await;
+    let app = gateway(&target, |f| f.merge(("webhooks.timeout_ms", 200))).await;
+    let sig = sign(&Secret::new(SECRET), b"{}");
+    let head = format!(
+        "POST /webhooks/chat HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\nx-signature: {sig}\r\n\
+         content-length: 100\r\n\r\n{{\"a\":"
+    );
+    let started = std::time::Instant::now();
+    let answer = raw_http(app.addr, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("webhooks.timeout_ms"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(target.hits(), 0);
+    assert_eq!(
+        app.metric(r#"gateway_webhooks_refused_total{route="chat",reason="body"}"#)
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
 async fn a_gzip_body_is_refused_as_compressed() {
     let target = Target::spawn().await;
     let app = gateway(&target, |f| f).await;
