@@ -211,7 +211,7 @@ fn tokens_route(gw: &Arc<AppState>) -> MethodRouter<Arc<AppState>> {
 }
 
 /// The router: health, `/tokens`, the proxy under `/api/v1.0/` (and Stream's analytics and
-/// personalization prefixes), Stream's 404 elsewhere.
+/// personalization prefixes) and `/api/v2/`, the webhook routes, Stream's 404 elsewhere.
 pub fn router(gw: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -228,6 +228,8 @@ pub fn router(gw: Arc<AppState>) -> Router {
         .route("/api/v2/{*rest}", any(proxy::v2::handle))
         .fallback(not_found)
         .with_state(gw.clone())
+        // Stream's webhooks, verified (`[webhooks.routes]`): also on the public listener.
+        .merge(crate::webhooks::router(gw.webhooks().clone()))
         // Outermost first.
         .layer(
             ServiceBuilder::new()

@@ -55,6 +55,8 @@ pub struct FileConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callers: Option<crate::callers::CallersFile>,
     pub telemetry: TelemetryFile,
+    /// `[webhooks]`: Stream's webhooks, verified and forwarded (schema in `webhooks::settings`).
+    pub webhooks: crate::webhooks::WebhooksFile,
 }
 
 /// `[tokens]` as read: the policy of `POST /tokens`.
@@ -153,6 +155,8 @@ pub struct StreamFile {
     pub batch_auth: BatchAuth,
     /// `exp` of upstream tokens, seconds (0: none).
     pub token_ttl_s: u64,
+    /// How long after a rotation the previous secret still verifies webhooks, seconds.
+    pub previous_secret_grace_s: u64,
     /// Serve with the embedded emulator as upstream.
     pub emulator: bool,
     /// Forward Stream's `/api/v2/` family (Feeds v3, Chat, Video, Moderation).
@@ -223,6 +227,7 @@ impl Default for StreamFile {
             accepted_api_keys: Vec::new(),
             batch_auth: BatchAuth::Signature,
             token_ttl_s: 3600,
+            previous_secret_grace_s: 300,
             emulator: false,
             v2: false,
             v2_base_url: None,
@@ -287,6 +292,8 @@ pub struct Config {
     /// `[callers]`, when the section is there.
     pub callers: Option<crate::callers::Settings>,
     pub telemetry: TelemetryConfig,
+    /// `[webhooks]`, validated.
+    pub webhooks: crate::webhooks::Settings,
 }
 
 /// `[tokens]`, validated.
@@ -494,6 +501,8 @@ pub struct StreamConfig {
     pub batch_auth: BatchAuth,
     /// `exp` of upstream tokens (0: none).
     pub token_ttl_s: u64,
+    /// How long after a rotation the previous secret still verifies webhooks (and nothing else).
+    pub previous_secret_grace: Duration,
     /// Serve with the embedded emulator.
     pub emulator: bool,
     /// Whether `/api/v2/` calls are forwarded (off: they answer 404).
@@ -676,6 +685,8 @@ impl Config {
             .transpose()
             .map_err(|e| ConfigError::new(&e.key, e.problem))?;
         let telemetry = TelemetryConfig::validate(raw.telemetry)?;
+        let webhooks = crate::webhooks::Settings::validate(raw.webhooks)
+            .map_err(|e| ConfigError::new(&e.key, e.problem))?;
         for (key, url) in [
             ("stream.base_url", &stream.base_url),
             ("stream.analytics_base_url", &stream.analytics_base_url),
@@ -696,6 +707,7 @@ impl Config {
             emulator,
             callers,
             telemetry,
+            webhooks,
         })
     }
 }
@@ -709,22 +721,16 @@ impl StreamConfig {
         let analytics_base_url = present(s.analytics_base_url);
         let personalization_base_url = present(s.personalization_base_url);
         let v2_base_url = present(s.v2_base_url);
-        for (key, set) in [
-            ("stream.base_url", base_url.is_some()),
-            ("stream.analytics_base_url", analytics_base_url.is_some()),
-            (
-                "stream.personalization_base_url",
-                personalization_base_url.is_some(),
-            ),
-            ("stream.v2_base_url", v2_base_url.is_some()),
-        ] {
-            if s.emulator && set {
-                return Err(ConfigError::new(
-                    key,
-                    "cannot be set together with stream.emulator: the emulator replaces Stream, \
-                     and a configured base URL suggests you meant to talk to a real one",
-                ));
-            }
+        if s.emulator {
+            refuse_with_emulator(&[
+                ("stream.base_url", base_url.is_some()),
+                ("stream.analytics_base_url", analytics_base_url.is_some()),
+                (
+                    "stream.personalization_base_url",
+                    personalization_base_url.is_some(),
+                ),
+                ("stream.v2_base_url", v2_base_url.is_some()),
+            ])?;
         }
         let api_key = api_key(present(s.api_key), s.emulator)?;
         let from_file = match &s.api_secret_file {
@@ -732,16 +738,7 @@ impl StreamConfig {
             Some(path) => Some(read_secret_file(path, s.api_secret.as_deref())?),
         };
         let api_secret = api_secret(from_file, s.api_secret, s.emulator, source)?;
-        let region_url = region::base_url(&s.region).ok_or_else(|| {
-            ConfigError::new(
-                "stream.region",
-                format!(
-                    "unknown region {:?}; known regions: {}",
-                    s.region,
-                    region::KNOWN_REGIONS.join(", ")
-                ),
-            )
-        })?;
+        let region_url = region_url(&s.region)?;
         let base_url = base_url
             .map(|u| validate_base_url("stream.base_url", &u))
             .transpose()?;
@@ -783,6 +780,15 @@ impl StreamConfig {
             accepted_api_keys,
             batch_auth: s.batch_auth,
             token_ttl_s: s.token_ttl_s,
+            previous_secret_grace: match s.previous_secret_grace_s {
+                g @ 0..=86_400 => Duration::from_secs(g),
+                _ => {
+                    return Err(ConfigError::new(
+                        "stream.previous_secret_grace_s",
+                        "must be 0 to 86400 (seconds)",
+                    ))
+                }
+            },
             emulator: s.emulator,
             v2: s.v2,
             v2_base_url,
@@ -974,9 +980,19 @@ impl Config {
     pub fn memory_bound_bytes(&self) -> u64 {
         let s = &self.server;
         let per_request = 2 * s.max_body_bytes as u64 + self.upstream.max_response_bytes as u64;
+        // With webhook routes: as many webhooks in flight, each a body and an answer, and the
+        // answers remembered.
+        let w = &self.webhooks;
+        let webhooks = if w.routes.is_empty() {
+            0
+        } else {
+            s.max_concurrency as u64 * 2 * w.max_body_bytes as u64
+                + w.dedupe_max_entries as u64 * crate::webhooks::dedupe::MAX_KEPT_BODY_BYTES as u64
+        };
         BASE_MEMORY_BYTES
             + s.max_connections as u64 * CONNECTION_MEMORY_BYTES
             + s.max_concurrency as u64 * per_request
+            + webhooks
     }
 }
 
@@ -997,6 +1013,32 @@ fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
         return Err("must be scheme + host [+ port], with no path, query or user info");
     }
     Ok((scheme, authority))
+}
+
+/// With the emulator, a configured URL of Stream's is refused, naming its key: the emulator
+/// replaces Stream, and a configured URL suggests talking to a real one was meant.
+fn refuse_with_emulator(set: &[(&str, bool)]) -> Result<(), ConfigError> {
+    match set.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err(ConfigError::new(
+            key,
+            "cannot be set together with stream.emulator: the emulator replaces Stream, \
+             and a configured base URL suggests you meant to talk to a real one",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The region's API URL, or an error listing the regions known.
+fn region_url(region: &str) -> Result<String, ConfigError> {
+    region::base_url(region).ok_or_else(|| {
+        ConfigError::new(
+            "stream.region",
+            format!(
+                "unknown region {region:?}; known regions: {}",
+                region::KNOWN_REGIONS.join(", ")
+            ),
+        )
+    })
 }
 
 /// Where `/api/v2/` calls go unless configured: the host of Stream's spec (`servers`), which
@@ -1958,6 +2000,48 @@ mod tests {
         assert!(limit << 20 >= bound, "{limit} Mi < {} Mi", bound >> 20);
         // The defaults need far more: a container limit needs the limits set down.
         assert!(Config::from_figment(&base()).unwrap().memory_bound_bytes() > 8 << 30);
+    }
+
+    #[test]
+    fn webhook_routes_come_from_file_and_env_and_a_bad_one_names_its_key() {
+        let c = Config::from_figment(&base()).unwrap();
+        assert!(c.webhooks.routes.is_empty(), "no route unless configured");
+        assert_eq!(c.stream.previous_secret_grace, Duration::from_secs(300));
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "gw.toml",
+                "[stream]\napi_key = \"k\"\napi_secret = \"s\"\n\
+                 [webhooks.routes.feeds]\npath = \"/webhooks/feeds\"\n\
+                 forward_to = \"https://feeds-events.internal/hooks\"\n",
+            )?;
+            jail.set_env("GATEWAY_WEBHOOKS__ROUTES__CHAT__PATH", "/webhooks/chat");
+            jail.set_env(
+                "GATEWAY_WEBHOOKS__ROUTES__CHAT__FORWARD_TO",
+                "http://chat-events:8080/hooks",
+            );
+            jail.set_env("GATEWAY_WEBHOOKS__TIMEOUT_MS", "2000");
+            jail.set_env("GATEWAY_STREAM__PREVIOUS_SECRET_GRACE_S", "60");
+            let c = Config::load(Some(Path::new("gw.toml"))).unwrap();
+            let names: Vec<_> = c.webhooks.routes.iter().map(|r| r.name.as_str()).collect();
+            assert_eq!(names, ["chat", "feeds"]);
+            assert_eq!(c.webhooks.routes[0].path, "/webhooks/chat");
+            assert_eq!(c.webhooks.timeout, Duration::from_millis(2000));
+            assert_eq!(c.stream.previous_secret_grace, Duration::from_secs(60));
+            // Webhooks in flight and the answers remembered count in the memory bound.
+            let without = Config::from_figment(&base()).unwrap().memory_bound_bytes();
+            assert_eq!(
+                c.memory_bound_bytes() - without,
+                1024 * 2 * (4 << 20) + 10_000 * (64 << 10)
+            );
+            jail.set_env("GATEWAY_WEBHOOKS__ROUTES__CHAT__PATH", "/tokens");
+            let e = Config::load(Some(Path::new("gw.toml"))).unwrap_err();
+            assert_eq!(e.key, "webhooks.routes.chat.path");
+            jail.set_env("GATEWAY_WEBHOOKS__ROUTES__CHAT__PATH", "/webhooks/chat");
+            jail.set_env("GATEWAY_STREAM__PREVIOUS_SECRET_GRACE_S", "86401");
+            let e = Config::load(Some(Path::new("gw.toml"))).unwrap_err();
+            assert_eq!(e.key, "stream.previous_secret_grace_s");
+            Ok(())
+        });
     }
 
     #[test]

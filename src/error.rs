@@ -49,6 +49,9 @@ pub enum ApiError {
     /// 504, code 1: attempts timed out until the retries or the deadline ran out.
     #[error("Stream did not answer in time: {0}")]
     UpstreamTimeout(String),
+    /// 504, code 1: a webhook's target did not answer within `webhooks.timeout_ms`.
+    #[error("the webhook target did not answer within {0} ms (webhooks.timeout_ms)")]
+    WebhookTimeout(u128),
     /// 503, code 1: over `server.max_concurrency`, or draining.
     #[error("{0}")]
     Overloaded(String),
@@ -89,7 +92,9 @@ impl ApiError {
             ApiError::UpstreamUnavailable(_) | ApiError::UpstreamUnusable(_) => {
                 (StatusCode::BAD_GATEWAY, 1, "UpstreamUnavailable")
             }
-            ApiError::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, 1, "UpstreamTimeout"),
+            ApiError::UpstreamTimeout(_) | ApiError::WebhookTimeout(_) => {
+                (StatusCode::GATEWAY_TIMEOUT, 1, "UpstreamTimeout")
+            }
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, 1, "Overloaded"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, 9, "RateLimitReached"),
         }
@@ -102,8 +107,9 @@ impl From<InvalidInput> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// Stream's error body for this outcome.
+    pub fn body(&self) -> serde_json::Value {
         let (status, code, exception) = self.parts();
         let mut body = json!({
             "code": code,
@@ -112,10 +118,17 @@ impl IntoResponse for ApiError {
             "status_code": status.as_u16(),
             "duration": "0.00ms",
         });
-        if let ApiError::InvalidInput(i) = &self {
+        if let ApiError::InvalidInput(i) = self {
             body["exception_fields"] = json!({ i.field.as_str(): [i.reason.as_str()] });
         }
-        let mut resp = (status, axum::Json(body)).into_response();
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.parts().0;
+        let mut resp = (status, axum::Json(self.body())).into_response();
         if let ApiError::RateLimited(r) = &self {
             let h = resp.headers_mut();
             h.insert(header::RETRY_AFTER, HeaderValue::from(r.retry_after_s));

@@ -18,6 +18,7 @@
 //! - [`reload`]: the secret re-read when its file changes, the secret and `[tokens]` on SIGHUP;
 //! - [`telemetry`]: the tracing subscriber and the access log;
 //! - [`trace`]: W3C trace context, the request and attempt spans, OTLP export;
+//! - [`webhooks`]: Stream's webhooks, verified and forwarded to the app's services;
 //! - [`net`]: name resolution for the HTTP clients;
 //! - [`process`]: CPU, memory and file metrics of the process, from `/proc`.
 
@@ -40,3 +41,4 @@ pub mod telemetry;
 pub mod tokens;
 pub mod trace;
 pub mod upstream;
+pub mod webhooks;

@@ -86,6 +86,12 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_upstream_auth_failures_total", None, "Answers in which Stream refused the gateway's own signature (a wrong API secret).", 'c'),
     ("gateway_build_info", None, "1, labelled with the gateway's version.", 'g'),
     ("gateway_callers_redis_up", None, "1 while caller decisions go to Redis (callers.redis_url), 0 while they fall back.", 'g'),
+    ("gateway_api_key_refused_total", None, "Requests refused for their api_key (another app's, or given twice).", 'c'),
+    ("gateway_tokens_refused_total", None, "Refusals of POST /tokens, by reason.", 'c'),
+    ("gateway_oidc_keys", None, "Keys held from the identity provider's JWKS ([tokens.oidc]).", 'g'),
+    ("gateway_oidc_fetch_total", None, "Fetches of the identity provider's discovery document and JWKS, by outcome (ok, error).", 'c'),
+    ("gateway_webhooks_total", None, "Webhooks from Stream, by route and outcome: forwarded, replayed, refused, target_error, target_timeout.", 'c'),
+    ("gateway_webhooks_refused_total", None, "Webhooks refused before forwarding, by route and reason: api_key, no_signature, malformed_signature, bad_signature, too_large, compressed, body, overloaded.", 'c'),
 ];
 
 /// The names of the gateway's own metrics (the process metrics are [`crate::process`]'s), for

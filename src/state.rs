@@ -25,6 +25,23 @@ use crate::trace::Tracer;
 use crate::upstream::auth_failures::AuthFailures;
 use crate::upstream::client::{ClientError, Upstream};
 use crate::upstream::RetryLoop;
+use crate::webhooks::Hooks;
+
+/// The trace context a forwarded webhook carries: the request's trace, with the gateway's
+/// request span as the target's parent.
+fn webhook_trace_headers() -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let Some(ctx) = crate::trace::current() else {
+        return Vec::new();
+    };
+    let mut out = vec![(
+        crate::trace::TRACEPARENT.clone(),
+        ctx.traceparent(ctx.span_id),
+    )];
+    if let Some(state) = ctx.tracestate {
+        out.push((crate::trace::TRACESTATE.clone(), state));
+    }
+    out
+}
 
 /// Everything the features share.
 #[derive(Debug)]
@@ -32,8 +49,9 @@ pub struct AppState {
     /// As loaded at start-up. What a reload changes is held apart: the secret in `keys`, the
     /// `[tokens]` policy in `token_policy`.
     pub(crate) config: Config,
-    /// The secret in force and one upstream token per scope minted with it.
-    pub(crate) keys: Keys,
+    /// The secret in force and one upstream token per scope minted with it (and the previous
+    /// secret, which the webhook routes still take for a while after a rotation).
+    pub(crate) keys: Arc<Keys>,
     /// The `[tokens]` policy in force.
     pub(crate) token_policy: ArcSwap<TokensConfig>,
     pub(crate) upstream: Upstream,
@@ -61,6 +79,8 @@ pub struct AppState {
     pub(crate) oidc: Oidc,
     /// Stream refusing the gateway's signature (a wrong secret): logged once per episode.
     pub(crate) auth_failures: AuthFailures,
+    /// The webhook routes' shared part (`[webhooks]`): one for every listener serving them.
+    pub(crate) webhooks: Arc<Hooks>,
 }
 
 impl AppState {
@@ -83,13 +103,24 @@ impl AppState {
             .transpose()?;
         let metrics = Arc::new(Metrics::new());
         let tracer = Tracer::start(&config.telemetry, &metrics)?;
+        let keys = Arc::new(Keys::new(s.api_secret.clone(), s.token_ttl_s));
+        let webhooks = Arc::new(Hooks::new(
+            config.webhooks.clone(),
+            config.server.max_concurrency,
+            &s.api_key,
+            s.previous_secret_grace,
+            keys.clone(),
+            metrics.clone(),
+            webhook_trace_headers,
+        )?);
         Ok(Self {
             callers: Callers::new(config.callers.as_ref(), metrics.clone()),
             auth_failures: AuthFailures::new(&metrics),
             limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
-            keys: Keys::new(s.api_secret.clone(), s.token_ttl_s),
+            keys,
+            webhooks,
             tokens_limiter: tokio::sync::Semaphore::new(config.tokens.max_in_flight),
             oidc: Oidc::new(config.tokens.oidc.as_ref(), metrics.clone()),
             token_policy: ArcSwap::from_pointee(config.tokens.clone()),
@@ -120,6 +151,11 @@ impl AppState {
     /// The secret in force and its token cache.
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The webhook routes' shared part, for `webhooks::router`.
+    pub fn webhooks(&self) -> &Arc<Hooks> {
+        &self.webhooks
     }
 
     /// The `[tokens]` policy in force.

@@ -698,3 +698,100 @@ fn every_relative_link_in_the_docs_reaches_a_file_and_heading() {
     }
     assert!(broken.is_empty(), "links that lead nowhere: {broken:#?}");
 }
+
+/// The first fenced block of `lang` in a docs page.
+fn fenced(page: &str, lang: &str) -> String {
+    let start = page
+        .find(&format!("```{lang}\n"))
+        .unwrap_or_else(|| panic!("no ```{lang} block"))
+        + lang.len()
+        + 4;
+    let len = page[start..].find("\n```").expect("the block ends");
+    page[start..start + len].to_owned()
+}
+
+/// YAML as JSON, by PyYAML (`python3-yaml`, scripts/system-packages).
+fn yaml_to_json(yaml: &str) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/system-packages)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the YAML does not parse (or python3-yaml is missing)"
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+// figment::Jail's closure returns figment::Error, which is large; that is figment's type.
+#[allow(clippy::result_large_err)]
+fn the_webhooks_compose_example_parses_and_its_routes_validate() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let page = std::fs::read_to_string(format!("{root}/docs/webhooks.md")).unwrap();
+    let compose = yaml_to_json(&fenced(&page, "yaml"));
+    let gw = &compose["services"]["stream-gateway"];
+    assert_eq!(
+        gw["ports"],
+        serde_json::json!(["8443:8081"]),
+        "only the public listener is published"
+    );
+    let env = gw["environment"].as_object().unwrap();
+    assert_eq!(env["GATEWAY_SERVER__PUBLIC_LISTEN"], "0.0.0.0:8081");
+    for service in ["chat-events", "feeds-events"] {
+        assert!(compose["services"][service].is_object(), "{service}");
+        assert!(compose["services"][service].get("ports").is_none());
+    }
+    // The webhook keys, as the gateway reads them from the environment, validate.
+    figment::Jail::expect_with(|jail| {
+        for (k, v) in env
+            .iter()
+            .filter(|(k, _)| k.starts_with("GATEWAY_WEBHOOKS__"))
+        {
+            jail.set_env(k, v.as_str().unwrap());
+        }
+        let f = stream_gateway::config::with_env(
+            figment::Figment::from(figment::providers::Serialized::defaults(
+                stream_gateway::config::FileConfig::default(),
+            ))
+            .merge(("stream.api_key", "k"))
+            .merge(("stream.api_secret", "s")),
+        );
+        let c = stream_gateway::config::Config::from_figment(&f).unwrap();
+        let routes: Vec<_> = c
+            .webhooks
+            .routes
+            .iter()
+            .map(|r| (r.name.as_str(), r.path.as_str(), r.forward_to.to_string()))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                (
+                    "chat",
+                    "/webhooks/chat",
+                    "http://chat-events:8080/hooks".into()
+                ),
+                (
+                    "feeds",
+                    "/webhooks/feeds",
+                    "http://feeds-events:8080/stream".into()
+                ),
+            ]
+        );
+        Ok(())
+    });
+}

@@ -435,3 +435,62 @@ async fn a_taken_realtime_port_is_one_warning_and_realtime_stays_on_the_emulator
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_webhook_logs_its_id_route_and_outcome_never_its_body_or_signature() {
+    use stream_gateway::auth::Secret;
+    use stream_gateway::webhooks::signature::sign;
+    let target = raw_upstream(RawAnswer::Bytes(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+    ))
+    .await;
+    let (cap, _guard) = Capture::text();
+    let url = format!("{}/hooks", target.url);
+    let app = spawn_with(move |f| {
+        f.merge(("webhooks.routes.chat.path", "/webhooks/chat"))
+            .merge(("webhooks.routes.chat.forward_to", url))
+    })
+    .await;
+    let body = r#"{"type":"message.new","message":{"text":"private-words-7731"}}"#;
+    let good = sign(&Secret::new(SECRET), body.as_bytes());
+    let bad = sign(&Secret::new("wrong"), body.as_bytes());
+    for (sig, id, status) in [(&good, "wh-log-1", 200), (&bad, "wh-log-2", 401)] {
+        let r = app
+            .send(
+                app.client
+                    .post(format!("http://{}/webhooks/chat", app.addr))
+                    .header("x-api-key", KEY)
+                    .header("x-signature", sig.as_str())
+                    .header("x-webhook-id", id)
+                    .body(body),
+            )
+            .await;
+        assert_eq!(r.status, status);
+    }
+    let text = cap.text_so_far();
+    let line = |id: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("webhook_id={id}")))
+            .unwrap_or_else(|| panic!("a line for {id}:\n{text}"))
+            .to_owned()
+    };
+    let ok = line("wh-log-1");
+    assert!(
+        ok.contains(r#"route="chat""#) && ok.contains(r#"outcome="forwarded""#),
+        "{ok}"
+    );
+    assert!(ok.contains(r#"secret="current""#), "{ok}");
+    // The access log's line for the same request carries the same request id.
+    let request_id = text_field(&ok, "request_id").unwrap();
+    assert!(text
+        .lines()
+        .any(|l| l.contains("endpoint=\"webhook\"") && l.contains(&request_id)));
+    let refused = line("wh-log-2");
+    assert!(
+        refused.contains(r#"outcome="refused""#) && refused.contains(r#"reason="bad_signature""#),
+        "{refused}"
+    );
+    for leaked in ["private-words-7731", good.as_str(), bad.as_str(), SECRET] {
+        assert!(!text.contains(leaked), "{leaked} is in the logs:\n{text}");
+    }
+}

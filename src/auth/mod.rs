@@ -46,6 +46,9 @@ impl fmt::Debug for Secret {
 pub struct Keys {
     current: ArcSwap<TokenCache>,
     ttl_s: u64,
+    /// The secret last replaced, and when: Stream may still sign webhooks with it for a while
+    /// after a rotation. Never used to mint or sign anything.
+    previous: parking_lot::Mutex<Option<(Secret, tokio::time::Instant)>>,
 }
 
 impl Keys {
@@ -54,6 +57,7 @@ impl Keys {
         Self {
             current: ArcSwap::from_pointee(TokenCache::new(secret, ttl_s)),
             ttl_s,
+            previous: parking_lot::Mutex::new(None),
         }
     }
 
@@ -63,15 +67,26 @@ impl Keys {
         self.current.load()
     }
 
-    /// Puts `secret` in force with an empty token cache; false (and nothing changes) when it is
+    /// Puts `secret` in force with an empty token cache, keeping the one it replaces as the
+    /// previous secret (see [`Keys::previous_within`]); false (and nothing changes) when it is
     /// the one in force already.
     pub fn rotate(&self, secret: Secret) -> bool {
         if *self.load().secret() == secret {
             return false;
         }
-        self.current
-            .store(Arc::new(TokenCache::new(secret, self.ttl_s)));
+        let old = self
+            .current
+            .swap(Arc::new(TokenCache::new(secret, self.ttl_s)));
+        *self.previous.lock() = Some((old.secret().clone(), tokio::time::Instant::now()));
         true
+    }
+
+    /// The secret replaced by the last rotation, if that was at most `grace` ago: for
+    /// verifying webhooks Stream signed before it saw the rotation, and for nothing else.
+    pub fn previous_within(&self, grace: std::time::Duration) -> Option<Secret> {
+        let previous = self.previous.lock();
+        let (secret, at) = previous.as_ref()?;
+        (at.elapsed() <= grace).then(|| secret.clone())
     }
 }
 
@@ -110,6 +125,23 @@ mod tests {
         assert!(super::jwt::verify(late.to_str().unwrap(), &Secret::new("old"), 0).is_ok());
         assert_eq!(keys.load().len(), 1);
         assert_eq!(keys.load().get(&scope, 1000), new_token);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_previous_secret_is_kept_for_its_grace_only() {
+        use std::time::Duration;
+        let keys = Keys::new(Secret::new("old"), 600);
+        let grace = Duration::from_secs(300);
+        assert_eq!(keys.previous_within(grace), None, "no rotation yet");
+        assert!(keys.rotate(Secret::new("new")));
+        assert_eq!(keys.previous_within(grace), Some(Secret::new("old")));
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert_eq!(keys.previous_within(grace), Some(Secret::new("old")));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(keys.previous_within(grace), None, "grace over");
+        assert!(keys.rotate(Secret::new("newer")));
+        assert_eq!(keys.previous_within(grace), Some(Secret::new("new")));
+        assert_eq!(keys.load().secret().expose(), "newer");
     }
 
     #[test]

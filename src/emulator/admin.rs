@@ -14,6 +14,8 @@
 //!   rate limit on matching requests: a window opens with the first one and lasts
 //!   `reset_in_s`; its first `limit` requests are served, the rest answered 429 (code 9), all
 //!   with `X-Ratelimit-Limit/Remaining/Reset` counting down; `DELETE` removes it.
+//! - `POST /_emulator/webhooks/send`: a webhook signed as Stream signs it, sent to a URL
+//!   (see [`super::webhooks`]).
 
 use std::sync::Arc;
 use std::time::Duration;

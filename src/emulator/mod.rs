@@ -33,6 +33,7 @@ pub mod store;
 mod users;
 mod v2;
 pub mod verify;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -13,6 +13,7 @@ use super::reply::stream_error;
 use super::state::EmulatorState;
 use super::{
     activities, admin, analytics, audit_logs, collections, feeds, reactions, realtime, users, v2,
+    webhooks,
 };
 
 /// The emulator's router.
@@ -44,7 +45,8 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             "/_emulator/ratelimit",
             post(admin::set_rate_limit).delete(admin::clear_rate_limit),
         )
-        .route("/_emulator/reset", post(admin::reset));
+        .route("/_emulator/reset", post(admin::reset))
+        .route("/_emulator/webhooks/send", post(webhooks::send));
     api.merge(admin)
         .merge(realtime::transport::routes())
         .with_state(state)

@@ -250,6 +250,14 @@ impl EmulatorState {
         (v.api_key.clone(), v.secrets.clone())
     }
 
+    /// The API key and the secret a webhook is signed with: the newest secret taken (the last
+    /// of `PUT /_emulator/secrets`), as Stream signs with the most recent one.
+    pub fn webhook_credentials(&self) -> (String, Secret) {
+        let v = self.verifier.read();
+        let secret = v.secrets.last().cloned().expect("at least one secret");
+        (v.api_key.clone(), secret)
+    }
+
     /// From now on, credentials made with one of `secrets` (and no other) are taken, as
     /// Stream does when an app's secret is rotated. A reset keeps them.
     pub fn accept_secrets(&self, secrets: Vec<Secret>) {

@@ -33,3 +33,4 @@ mod tracing;
 mod v2;
 mod validation;
 mod walkthrough;
+mod webhooks;
