@@ -112,6 +112,21 @@ pub struct ServerFile {
     pub max_connections: u64,
     /// Runtime worker threads; none: one per CPU.
     pub workers: Option<u64>,
+    /// Names a request's `Host` may carry on the internal listener, besides the listen
+    /// address, `localhost`, the loopback addresses and the machine's hostname; `*`: any.
+    pub allowed_hosts: Vec<String>,
+    /// The listener that faces browsers and the internet (`/tokens` only); none: off.
+    pub public_listen: Option<String>,
+    /// Open connections on the public listener.
+    pub public_max_connections: u64,
+    /// Head timeout on the public listener.
+    pub public_header_read_timeout_ms: u64,
+    /// Idle timeout on the public listener.
+    pub public_idle_timeout_ms: u64,
+    /// The operators' listener (health, readiness, metrics); none: off.
+    pub admin_listen: Option<String>,
+    /// Open connections on the admin listener.
+    pub admin_max_connections: u64,
 }
 
 /// `[stream]` as read.
@@ -180,6 +195,13 @@ impl Default for ServerFile {
             idle_timeout_ms: 60_000,
             max_connections: 4096,
             workers: None,
+            allowed_hosts: Vec::new(),
+            public_listen: None,
+            public_max_connections: 1024,
+            public_header_read_timeout_ms: 5000,
+            public_idle_timeout_ms: 30_000,
+            admin_listen: None,
+            admin_max_connections: 8,
         }
     }
 }
@@ -412,7 +434,28 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Runtime worker threads (one per CPU unless set).
     pub workers: usize,
+    /// Extra names the internal listener answers to (`server.allowed_hosts`); `None`: any
+    /// (`*` listed).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// `server.public_listen` and its limits.
+    pub public: Option<Listener>,
+    /// `server.admin_listen` and its limits.
+    pub admin: Option<Listener>,
 }
+
+/// A listener besides the internal one: its address and its own connection limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Head timeout of the admin listener: probes send their request at once.
+pub const ADMIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle timeout of the admin listener.
+pub const ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `[stream]`, validated.
 #[derive(Debug, Clone)]
@@ -743,15 +786,90 @@ fn api_secret(
     }
 }
 
+fn address(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("{v:?} is not an address such as 127.0.0.1:8080"),
+        )
+    })
+}
+
+/// `server.allowed_hosts`: host names or IP addresses, without port; `*` alone turns the check off.
+fn allowed_hosts(v: &[String]) -> Result<Option<Vec<String>>, ConfigError> {
+    let key = "server.allowed_hosts";
+    if v.iter().any(|h| h == "*") {
+        return Ok(None);
+    }
+    v.iter()
+        .map(|h| {
+            crate::guard::host_name(h)
+                .filter(|n| *n == h.to_ascii_lowercase().trim_end_matches('.'))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        key,
+                        format!(
+                            "{h:?} is not a host name such as gateway.internal \
+                             (no scheme, no port)"
+                        ),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
 impl ServerConfig {
     fn validate(sv: ServerFile) -> Result<Self, ConfigError> {
-        let listen = sv.listen.parse().map_err(|_| {
-            ConfigError::new(
-                "server.listen",
-                format!("{:?} is not an address such as 127.0.0.1:8080", sv.listen),
-            )
-        })?;
+        let listen = address("server.listen", &sv.listen)?;
+        let public = match present(sv.public_listen) {
+            None => None,
+            Some(a) => Some(Listener {
+                listen: address("server.public_listen", &a)?,
+                max_connections: positive(
+                    "server.public_max_connections",
+                    sv.public_max_connections,
+                )?,
+                header_read_timeout: ms(
+                    "server.public_header_read_timeout_ms",
+                    sv.public_header_read_timeout_ms,
+                )?,
+                idle_timeout: ms("server.public_idle_timeout_ms", sv.public_idle_timeout_ms)?,
+            }),
+        };
+        let admin = match present(sv.admin_listen) {
+            None => None,
+            Some(a) => Some(Listener {
+                listen: address("server.admin_listen", &a)?,
+                max_connections: positive(
+                    "server.admin_max_connections",
+                    sv.admin_max_connections,
+                )?,
+                header_read_timeout: ADMIN_HEADER_READ_TIMEOUT,
+                idle_timeout: ADMIN_IDLE_TIMEOUT,
+            }),
+        };
+        let ports = [
+            Some(listen),
+            public.map(|l| l.listen),
+            admin.map(|l| l.listen),
+        ];
+        for (i, key) in ["server.public_listen", "server.admin_listen"]
+            .iter()
+            .enumerate()
+        {
+            let Some(a) = ports[i + 1] else { continue };
+            if a.port() != 0 && ports[..=i].iter().flatten().any(|b| b.port() == a.port()) {
+                return Err(ConfigError::new(
+                    key,
+                    "must use a port of its own: each listener serves other routes to other callers",
+                ));
+            }
+        }
         Ok(Self {
+            allowed_hosts: allowed_hosts(&sv.allowed_hosts)?,
+            public,
+            admin,
             listen,
             max_body_bytes: positive("server.max_body_bytes", sv.max_body_bytes)?,
             max_concurrency: positive("server.max_concurrency", sv.max_concurrency)?,
@@ -806,13 +924,19 @@ pub const CONNECTION_MEMORY_BYTES: u64 = 80 << 10;
 
 impl Config {
     /// The most memory these limits let callers and Stream make the gateway hold, for sizing
-    /// a container: the base, every connection's buffers, and per request in flight a body
+    /// a container: the base, every connection's buffers (on every listener), and per request in flight a body
     /// being received, a body being forwarded and Stream's answer.
     pub fn memory_bound_bytes(&self) -> u64 {
         let s = &self.server;
         let per_request = 2 * s.max_body_bytes as u64 + self.upstream.max_response_bytes as u64;
+        let connections = s.max_connections as u64
+            + [s.public, s.admin]
+                .iter()
+                .flatten()
+                .map(|l| l.max_connections as u64)
+                .sum::<u64>();
         BASE_MEMORY_BYTES
-            + s.max_connections as u64 * CONNECTION_MEMORY_BYTES
+            + connections * CONNECTION_MEMORY_BYTES
             + s.max_concurrency as u64 * per_request
     }
 }
@@ -1562,5 +1686,62 @@ mod tests {
         assert_eq!(e.key, "telemetry.max_batch_spans");
         let e = err(base().merge(("telemetry.service_name", " ")));
         assert_eq!(e.key, "telemetry.service_name");
+    }
+
+    #[test]
+    fn the_public_and_admin_listeners_are_off_unless_named_and_take_their_own_limits() {
+        let c = Config::from_figment(&base()).unwrap();
+        assert!(c.server.public.is_none() && c.server.admin.is_none());
+        assert_eq!(c.server.allowed_hosts, Some(vec![]));
+        let c = Config::from_figment(
+            &base()
+                .merge(("server.public_listen", "0.0.0.0:8443"))
+                .merge(("server.public_max_connections", 10))
+                .merge(("server.admin_listen", "0.0.0.0:9090"))
+                .merge(("server.allowed_hosts", ["Stream-Gateway", "gw.internal."])),
+        )
+        .unwrap();
+        let public = c.server.public.unwrap();
+        assert_eq!(public.listen.to_string(), "0.0.0.0:8443");
+        assert_eq!(public.max_connections, 10);
+        assert_eq!(public.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.admin.unwrap().max_connections, 8);
+        assert_eq!(
+            c.server.allowed_hosts,
+            Some(vec!["stream-gateway".into(), "gw.internal".into()])
+        );
+        let star = base().merge(("server.allowed_hosts", ["a", "*"]));
+        assert_eq!(
+            Config::from_figment(&star).unwrap().server.allowed_hosts,
+            None
+        );
+        // The extra connections count in the memory bound.
+        let plain = Config::from_figment(&base()).unwrap().memory_bound_bytes();
+        assert_eq!(
+            Config::from_figment(&base().merge(("server.admin_listen", "127.0.0.1:9090")))
+                .unwrap()
+                .memory_bound_bytes(),
+            plain + 8 * CONNECTION_MEMORY_BYTES
+        );
+    }
+
+    #[test]
+    fn a_listener_on_a_taken_port_or_a_bad_host_name_is_refused() {
+        let e = err(base().merge(("server.admin_listen", "0.0.0.0:8080")));
+        assert_eq!(e.key, "server.admin_listen");
+        let e = err(base()
+            .merge(("server.public_listen", "0.0.0.0:9000"))
+            .merge(("server.admin_listen", "127.0.0.1:9000")));
+        assert_eq!(e.key, "server.admin_listen");
+        let e = err(base().merge(("server.public_listen", "nowhere")));
+        assert_eq!(e.key, "server.public_listen");
+        for bad in ["gw:8080", "http://gw", "", "a b"] {
+            let e = err(base().merge(("server.allowed_hosts", [bad])));
+            assert_eq!(e.key, "server.allowed_hosts", "{bad}");
+        }
+        let e = err(base()
+            .merge(("server.public_listen", "0.0.0.0:9000"))
+            .merge(("server.public_idle_timeout_ms", 0)));
+        assert_eq!(e.key, "server.public_idle_timeout_ms");
     }
 }

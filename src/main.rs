@@ -30,7 +30,8 @@ struct Cli {
     emulator: bool,
     /// Check a running gateway and exit 0 if PATH (default /healthz; /readyz for readiness
     /// probes) answers 200; for container health checks, where there is no curl. The address
-    /// is GATEWAY_SERVER__LISTEN's port on 127.0.0.1, else 127.0.0.1:8080.
+    /// is GATEWAY_SERVER__ADMIN_LISTEN's port on 127.0.0.1 when set, else
+    /// GATEWAY_SERVER__LISTEN's, else 127.0.0.1:8080.
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/healthz")]
     healthcheck: Option<String>,
 }
@@ -141,9 +142,10 @@ fn healthcheck(path: &str) -> ExitCode {
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
     use std::time::Duration;
-    let port = std::env::var("GATEWAY_SERVER__LISTEN")
-        .ok()
-        .and_then(|l| l.parse::<SocketAddr>().ok())
+    // The admin listener has connections of its own: a probe there answers under a flood.
+    let port = ["GATEWAY_SERVER__ADMIN_LISTEN", "GATEWAY_SERVER__LISTEN"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse::<SocketAddr>().ok())
         .map_or(8080, |a| a.port());
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let check = || -> std::io::Result<bool> {

@@ -74,7 +74,7 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_in_flight_requests", None, "Requests being handled now.", 'g'),
     ("gateway_tokens_minted_total", None, "Tokens minted by POST /tokens, by kind, resource and action.", 'c'),
     ("gateway_overloaded_total", None, "Requests refused with 503 over server.max_concurrency.", 'c'),
-    ("gateway_connections_refused_total", None, "Connections closed at once over server.max_connections.", 'c'),
+    ("gateway_connections_refused_total", None, "Connections closed at once over a listener's connection limit, by listener (internal, public, admin).", 'c'),
     ("gateway_config_reloads_total", None, "Reloads of the secret or the configuration, by result (ok, error).", 'c'),
     ("gateway_caller_requests_total", None, "Requests by caller ([callers]), endpoint and outcome: allowed, forbidden, rate_limited, upstream_limited.", 'c'),
     ("gateway_upstream_ratelimit_remaining", None, "Calls left in Stream's rate-limit window, by endpoint, as Stream last reported ([callers]).", 'g'),

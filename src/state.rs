@@ -50,6 +50,8 @@ pub struct AppState {
     pub(crate) draining: AtomicBool,
     /// Who may call what, how fast, and Stream's rate-limit window (`[callers]`).
     pub(crate) callers: Callers,
+    /// The names the internal listener answers to (`server.allowed_hosts`).
+    pub(crate) hosts: crate::guard::Hosts,
 }
 
 impl AppState {
@@ -66,6 +68,10 @@ impl AppState {
             limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
+            hosts: crate::guard::Hosts::new(
+                config.server.listen,
+                config.server.allowed_hosts.as_deref(),
+            ),
             keys: Keys::new(s.api_secret.clone(), s.token_ttl_s),
             token_policy: ArcSwap::from_pointee(config.tokens.clone()),
             retries: RetryLoop::new(&config.upstream, tracer.clone()),

@@ -17,6 +17,7 @@ mod endpoints;
 mod helpers;
 mod hygiene;
 mod lifecycle;
+mod listeners;
 mod operations;
 mod redis;
 mod redis_server;

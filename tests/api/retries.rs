@@ -124,7 +124,7 @@ async fn the_deadline_counts_from_the_start_of_the_request_body_included() {
     let started = Instant::now();
     let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let req = format!(
-        "POST /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{head}",
+        "POST /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{head}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
