@@ -576,6 +576,124 @@ fn source_of(f: &Figment, key: &str) -> Option<String> {
     })
 }
 
+/// A figment error as one [`ConfigError`]: the key, where it was set (a file's line, a
+/// variable's name) and what is wrong, on one line, never quoting the source or a value (a
+/// TOML excerpt or a value may be a secret: `api_secret = 31415...`, a Redis password).
+pub fn extract_error(e: &figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let file = e.metadata.as_ref().and_then(|m| match &m.source {
+        Some(Source::File(path)) => Some(path.clone()),
+        _ => None,
+    });
+    let text = file.as_deref().and_then(|p| std::fs::read_to_string(p).ok());
+    let mut key = e.path.join(".");
+    let mut line = text.as_deref().and_then(|t| line_of(t, &key));
+    let problem = match &e.kind {
+        Kind::Message(m) => match toml_syntax_error(m) {
+            Some((at, reason)) => {
+                line = Some(at);
+                if let Some(k) = text.as_deref().and_then(|t| key_at(t, at)) {
+                    key = k;
+                }
+                format!("not valid TOML: {reason}")
+            }
+            None => "is not valid here".to_owned(),
+        },
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            format!("expected {expected}, found {}", kind_of(actual))
+        }
+        Kind::InvalidLength(n, expected) => format!("expected {expected}, found {n} items"),
+        Kind::UnknownVariant(_, expected) => format!("must be one of: {}", expected.join(", ")),
+        Kind::UnknownField(field, _) => format!("unknown key {field:?}"),
+        Kind::MissingField(field) => format!("missing key {field:?}"),
+        Kind::DuplicateField(field) => format!("key {field:?} given twice"),
+        Kind::ISizeOutOfRange(_) | Kind::USizeOutOfRange(_) => "number out of range".to_owned(),
+        Kind::Unsupported(actual) | Kind::UnsupportedKey(actual, _) => {
+            format!("{} is not supported here", kind_of(actual))
+        }
+    };
+    let key = if key.is_empty() { "config".into() } else { key };
+    let at = match (&file, line, &e.metadata) {
+        (Some(path), Some(n), _) => format!(" ({} line {n})", path.display()),
+        (Some(path), None, _) => format!(" ({})", path.display()),
+        (None, _, Some(m)) if m.name.starts_with("environment variable ") => {
+            format!(" ({})", m.name)
+        }
+        (None, _, Some(m)) if m.name.contains("GATEWAY_") => format!(
+            " (environment variable GATEWAY_{})",
+            e.path.join("__").to_ascii_uppercase()
+        ),
+        _ => String::new(),
+    };
+    ConfigError::new(&key, format!("{problem}{at}"))
+}
+
+/// What kind of value was found, never the value.
+fn kind_of(a: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual as A;
+    match a {
+        A::Bool(_) => "a boolean",
+        A::Unsigned(_) | A::Signed(_) => "an integer",
+        A::Float(_) => "a number",
+        A::Char(_) | A::Str(_) | A::Bytes(_) | A::Other(_) => "a string",
+        A::Seq => "a list",
+        A::Map => "a table",
+        _ => "another kind of value",
+    }
+}
+
+/// A TOML syntax error's line and reason, from toml's message (whose excerpt of the source,
+/// the lines with `|`, is dropped); a reason that quotes anything is not repeated.
+fn toml_syntax_error(m: &str) -> Option<(usize, String)> {
+    let first = m.lines().next()?;
+    let at = first.strip_prefix("TOML parse error at line ")?;
+    let line: usize = at.split(',').next()?.trim().parse().ok()?;
+    let reason: Vec<&str> = m
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains('|'))
+        .collect();
+    let reason = reason.join("; ");
+    let reason = if reason.is_empty() || reason.contains(['"', '\'']) {
+        "syntax error".to_owned()
+    } else {
+        reason
+    };
+    Some((line, reason))
+}
+
+/// The dotted key set on line `n` (1-based) of a TOML text: its table and the name before `=`.
+fn key_at(text: &str, n: usize) -> Option<String> {
+    let mut table = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim();
+        if i + 1 == n {
+            let name = l.split_once('=')?.0.trim();
+            let bare = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            return bare.then(|| {
+                if table.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{table}.{name}")
+                }
+            });
+        }
+        if let Some(t) = l.strip_prefix('[').and_then(|t| t.split(']').next()) {
+            table = t.trim_matches(['[', ' ']).to_owned();
+        }
+    }
+    None
+}
+
+/// The line (1-based) of a TOML text that sets the dotted `key`, if one plainly does.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    (1..=text.lines().count()).find(|&n| key_at(text, n).as_deref() == Some(key))
+}
+
 /// The prefix a secret needs in emulator mode.
 pub const EMULATOR_SECRET_PREFIX: &str = "emulator-";
 
@@ -613,11 +731,7 @@ impl Config {
     /// Extracts and validates a figment (tests build their own, never touching the process
     /// environment).
     pub fn from_figment(f: &Figment) -> Result<Self, ConfigError> {
-        let raw: FileConfig = f.extract().map_err(|e| {
-            let key = e.path.join(".");
-            let key = if key.is_empty() { "config".into() } else { key };
-            ConfigError::new(&key, e.kind.to_string())
-        })?;
+        let raw: FileConfig = f.extract().map_err(|e| extract_error(&e))?;
         Self::validate_from(raw, &|key| source_of(f, key))
     }
 
@@ -1017,7 +1131,8 @@ fn validate_proxy(u: &str) -> Result<String, ConfigError> {
     let bad = || {
         ConfigError::new(
             "upstream.proxy",
-            format!("{u:?} is not an HTTP proxy URL such as http://proxy.internal:3128"),
+            // Never the value: a proxy URL may carry a password.
+            "is not an HTTP proxy URL such as http://proxy.internal:3128",
         )
     };
     let authority = u.strip_prefix("http://").ok_or_else(bad)?;
@@ -1097,7 +1212,8 @@ impl TelemetryConfig {
 
 /// `telemetry.otlp_endpoint`: an http(s) URL with the path spans are posted to.
 fn validate_otlp_endpoint(u: &str) -> Result<http::Uri, ConfigError> {
-    let bad = |why: &str| ConfigError::new("telemetry.otlp_endpoint", format!("{u:?} {why}"));
+    // Never the value: a collector URL may carry credentials.
+    let bad = |why: &str| ConfigError::new("telemetry.otlp_endpoint", why);
     let uri: http::Uri = u.parse().map_err(|_| bad("is not a valid URL"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(bad("must be an http or https URL"));
@@ -1743,5 +1859,59 @@ mod tests {
             .merge(("server.public_listen", "0.0.0.0:9000"))
             .merge(("server.public_idle_timeout_ms", 0)));
         assert_eq!(e.key, "server.public_idle_timeout_ms");
+    }
+
+    /// The one line of a configuration error, checked to hold none of `secrets`.
+    fn error_line(secrets: &[&str]) -> String {
+        let e = Config::load(Some(Path::new("gw.toml"))).unwrap_err().to_string();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        for s in secrets {
+            assert!(!e.contains(s), "{s} in {e}");
+        }
+        e
+    }
+
+    #[test]
+    fn configuration_errors_name_key_and_line_and_never_quote_the_source_or_a_secret() {
+        Jail::expect_with(|jail| {
+            let head = "[stream]\napi_key = \"k\"\n";
+            // An unclosed quote: toml's message quotes the line.
+            jail.create_file("gw.toml", &format!("{head}api_secret = \"s3cr3t-unclosed\n"))?;
+            let e = error_line(&["s3cr3t", "unclosed"]);
+            assert!(e.contains("stream.api_secret"), "{e}");
+            assert!(e.contains("gw.toml line 3"), "{e}");
+            // A number where a string goes: the number is the secret.
+            jail.create_file("gw.toml", &format!("{head}api_secret = 31415926535\n"))?;
+            let e = error_line(&["31415926535"]);
+            assert_eq!(
+                e,
+                "configuration error: stream.api_secret: expected a string, found an integer \
+                 (gw.toml line 3)"
+            );
+            // A bad escape in a Redis URL with its password.
+            jail.create_file(
+                "gw.toml",
+                &format!("{head}api_secret = \"x\"\n[callers]\nredis_url = \"redis://u:hunter2\\q@r:6379\"\n"),
+            )?;
+            let e = error_line(&["hunter2", "redis://"]);
+            assert!(e.contains("callers.redis_url") && e.contains("line 5"), "{e}");
+            // A proxy or collector URL whose shape is wrong is not repeated: it may hold a password.
+            jail.create_file(
+                "gw.toml",
+                &format!("{head}api_secret = \"x\"\n[upstream]\nproxy = \"http://u:hunter2@p:3128\"\n"),
+            )?;
+            assert!(error_line(&["hunter2"]).contains("upstream.proxy"));
+            jail.create_file(
+                "gw.toml",
+                &format!("{head}api_secret = \"x\"\n[telemetry]\notlp_endpoint = \"ftp://u:hunter2@c/v1/traces\"\n"),
+            )?;
+            assert!(error_line(&["hunter2"]).contains("telemetry.otlp_endpoint"));
+            // From the environment: the variable is named, its value is not.
+            jail.create_file("gw.toml", &format!("{head}api_secret = \"x\"\n"))?;
+            jail.set_env("GATEWAY_SERVER__MAX_CONNECTIONS", "hunter2");
+            let e = error_line(&["hunter2"]);
+            assert!(e.contains("GATEWAY_SERVER__MAX_CONNECTIONS"), "{e}");
+            Ok(())
+        });
     }
 }

@@ -186,7 +186,8 @@ impl Reloader {
 
     async fn reload_all(&mut self) {
         let load = self.load.clone();
-        let read = tokio::task::spawn_blocking(move || read_config(&load))
+        let emulator = self.gw.config.stream.emulator;
+        let read = tokio::task::spawn_blocking(move || read_config(&load, emulator))
             .await
             .unwrap_or_else(|_| Err(config_error("the configuration could not be read")));
         match read {
@@ -262,11 +263,13 @@ fn config_error(problem: &str) -> ConfigError {
     }
 }
 
-/// The configuration from `load`, validated, and as read (to compare keys).
-fn read_config(load: &Load) -> Result<(Config, FileConfig), ConfigError> {
+/// The configuration from `load`, validated in the mode the process runs in (`emulator`: a
+/// reload cannot leave the emulator, so its secret is judged as the emulator's), and as read
+/// (to compare keys).
+fn read_config(load: &Load, emulator: bool) -> Result<(Config, FileConfig), ConfigError> {
     let f = load();
-    let config = Config::from_figment(&f)?;
-    let raw = f.extract().map_err(|e| config_error(&e.to_string()))?;
+    let config = Config::from_figment(&f.clone().merge(("stream.emulator", emulator)))?;
+    let raw = f.extract().map_err(|e| config::extract_error(&e))?;
     Ok((config, raw))
 }
 

@@ -241,3 +241,32 @@ async fn the_emulator_takes_the_secrets_it_is_given_and_refuses_others() {
     assert_eq!(app.get("/feed/user/1/").await.status, 200);
     assert_eq!(app.post("/follow_many/", &batch).await.status, 201);
 }
+
+#[tokio::test]
+async fn a_reload_that_leaves_the_emulator_mode_cannot_put_a_real_secret_in_force() {
+    let emulated = |emulator: bool, secret: &str| {
+        figment::Figment::from(figment::providers::Serialized::defaults(
+            stream_gateway::config::FileConfig::default(),
+        ))
+        .merge(("server.listen", "127.0.0.1:0"))
+        .merge(("stream.api_key", KEY))
+        .merge(("stream.emulator", emulator))
+        .merge(("stream.api_secret", secret))
+    };
+    let started = emulated(true, "emulator-5e1f0c");
+    let app = start(
+        Config::from_figment(&started).unwrap(),
+        strict_emulator().await,
+    )
+    .await;
+    // The file now says: no emulator, a real secret. The process still runs the emulator.
+    let edited = emulated(false, "real-secret-31415926");
+    let reloads_ = Reloads::start(app.state.clone(), &started, Arc::new(move || edited.clone()));
+    reloads_.request();
+    wait_until("the reload was refused", || reloads(&app, "error") >= 1).await;
+    assert_eq!(
+        app.state.keys().load().secret().expose(),
+        "emulator-5e1f0c"
+    );
+    assert_eq!(reloads(&app, "ok"), 0);
+}
