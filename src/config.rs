@@ -585,7 +585,9 @@ pub fn extract_error(e: &figment::Error) -> ConfigError {
         Some(Source::File(path)) => Some(path.clone()),
         _ => None,
     });
-    let text = file.as_deref().and_then(|p| std::fs::read_to_string(p).ok());
+    let text = file
+        .as_deref()
+        .and_then(|p| std::fs::read_to_string(p).ok());
     let mut key = e.path.join(".");
     let mut line = text.as_deref().and_then(|t| line_of(t, &key));
     let problem = match &e.kind {
@@ -849,11 +851,65 @@ fn read_secret_file(path: &Path, inline: Option<&str>) -> Result<String, ConfigE
     secret_from_file(path).map_err(|e| ConfigError::new("stream.api_secret_file", e))
 }
 
+/// The largest secret file read: Stream's secrets are 64 characters.
+pub const MAX_SECRET_FILE_BYTES: u64 = 4096;
+/// How long reading the secret file may take (a file on a hung network mount).
+pub const SECRET_FILE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The text of a secret file without its line ending, or what is wrong (never the content).
+/// Only a regular file (after symlinks) of at most [`MAX_SECRET_FILE_BYTES`], read within
+/// [`SECRET_FILE_TIMEOUT`]: a FIFO would block the reader for good, `/dev/zero` or a huge file
+/// would fill memory.
 pub fn secret_from_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    let shown = path.display().to_string();
+    // `metadata` follows symlinks and does not open: a FIFO does not block it.
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {}", e.kind()))?;
+    check_secret_file(&shown, &meta)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("secret-file".into())
+        .spawn(move || {
+            let _ = tx.send(read_capped(&owned));
+        })
+        .map_err(|e| format!("cannot read {shown}: {}", e.kind()))?;
+    let text = rx
+        .recv_timeout(SECRET_FILE_TIMEOUT)
+        .map_err(|_| format!("reading {shown} took more than {SECRET_FILE_TIMEOUT:?}"))?
+        .map_err(|why| format!("{shown} {why}"))?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn check_secret_file(shown: &str, meta: &std::fs::Metadata) -> Result<(), String> {
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "{shown} is larger than {MAX_SECRET_FILE_BYTES} bytes: not a secret"
+        ));
+    }
+    Ok(())
+}
+
+/// The file's text, checked again once open (it may have been swapped), never more than the cap.
+fn read_capped(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {}", e.kind()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot be read: {}", e.kind()))?;
+    check_secret_file("it", &meta).map_err(|why| why.trim_start_matches("it ").to_owned())?;
+    let mut buf = Vec::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot be read: {}", e.kind()))?;
+    if buf.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "is larger than {MAX_SECRET_FILE_BYTES} bytes: not a secret"
+        ));
+    }
+    String::from_utf8(buf).map_err(|_| "is not UTF-8 text".to_owned())
 }
 
 /// The API secret, from the file when one was read, else from `stream.api_secret`; the
@@ -1863,7 +1919,9 @@ mod tests {
 
     /// The one line of a configuration error, checked to hold none of `secrets`.
     fn error_line(secrets: &[&str]) -> String {
-        let e = Config::load(Some(Path::new("gw.toml"))).unwrap_err().to_string();
+        let e = Config::load(Some(Path::new("gw.toml")))
+            .unwrap_err()
+            .to_string();
         assert_eq!(e.lines().count(), 1, "{e}");
         for s in secrets {
             assert!(!e.contains(s), "{s} in {e}");
@@ -1876,7 +1934,10 @@ mod tests {
         Jail::expect_with(|jail| {
             let head = "[stream]\napi_key = \"k\"\n";
             // An unclosed quote: toml's message quotes the line.
-            jail.create_file("gw.toml", &format!("{head}api_secret = \"s3cr3t-unclosed\n"))?;
+            jail.create_file(
+                "gw.toml",
+                &format!("{head}api_secret = \"s3cr3t-unclosed\n"),
+            )?;
             let e = error_line(&["s3cr3t", "unclosed"]);
             assert!(e.contains("stream.api_secret"), "{e}");
             assert!(e.contains("gw.toml line 3"), "{e}");
@@ -1894,11 +1955,16 @@ mod tests {
                 &format!("{head}api_secret = \"x\"\n[callers]\nredis_url = \"redis://u:hunter2\\q@r:6379\"\n"),
             )?;
             let e = error_line(&["hunter2", "redis://"]);
-            assert!(e.contains("callers.redis_url") && e.contains("line 5"), "{e}");
+            assert!(
+                e.contains("callers.redis_url") && e.contains("line 5"),
+                "{e}"
+            );
             // A proxy or collector URL whose shape is wrong is not repeated: it may hold a password.
             jail.create_file(
                 "gw.toml",
-                &format!("{head}api_secret = \"x\"\n[upstream]\nproxy = \"http://u:hunter2@p:3128\"\n"),
+                &format!(
+                    "{head}api_secret = \"x\"\n[upstream]\nproxy = \"http://u:hunter2@p:3128\"\n"
+                ),
             )?;
             assert!(error_line(&["hunter2"]).contains("upstream.proxy"));
             jail.create_file(
@@ -1913,5 +1979,37 @@ mod tests {
             assert!(e.contains("GATEWAY_SERVER__MAX_CONNECTIONS"), "{e}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_secret_file_is_a_small_regular_file_and_anything_else_is_named_and_refused() {
+        let dir = std::env::temp_dir().join(format!("gw-secret-{}", random_hex(8)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let huge = dir.join("huge");
+        std::fs::write(&huge, "s".repeat(100_000)).unwrap();
+        let e = secret_from_file(&huge).unwrap_err();
+        assert!(e.contains("larger than 4096 bytes"), "{e}");
+        let e = secret_from_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let e = secret_from_file(&fifo).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(secret_from_file(&dir)
+            .unwrap_err()
+            .contains("not a regular file"));
+        // A symlink to a small regular file is read, as Kubernetes' volumes are.
+        std::fs::write(dir.join("real"), "s3cr3t\n").unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+        assert_eq!(secret_from_file(&dir.join("link")).unwrap(), "s3cr3t");
+        std::fs::write(dir.join("bad"), [0xff, 0xfe]).unwrap();
+        assert!(secret_from_file(&dir.join("bad"))
+            .unwrap_err()
+            .contains("UTF-8"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -190,6 +190,20 @@ impl Reloader {
         let read = tokio::task::spawn_blocking(move || read_config(&load, emulator))
             .await
             .unwrap_or_else(|_| Err(config_error("the configuration could not be read")));
+        // As the poll does: a secret read from a file counts once a second read agrees, so a
+        // file caught half-written is never put in force.
+        let read = match read {
+            Ok((config, raw)) => match &raw.stream.api_secret_file {
+                Some(path) if !settled(path, &config.stream.api_secret).await => Err(ConfigError {
+                    key: "stream.api_secret_file".into(),
+                    problem: "changed while it was read; send SIGHUP again once it is \
+                                  written"
+                        .into(),
+                }),
+                _ => Ok((config, raw)),
+            },
+            Err(e) => Err(e),
+        };
         match read {
             Ok((config, raw)) => self.apply(config, raw),
             Err(e) => {
@@ -271,6 +285,17 @@ fn read_config(load: &Load, emulator: bool) -> Result<(Config, FileConfig), Conf
     let config = Config::from_figment(&f.clone().merge(("stream.emulator", emulator)))?;
     let raw = f.extract().map_err(|e| config::extract_error(&e))?;
     Ok((config, raw))
+}
+
+/// How long after a reload's read of the secret file it is read again.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Whether the secret file, read again after [`SETTLE`], still holds `secret`.
+async fn settled(path: &std::path::Path, secret: &Secret) -> bool {
+    tokio::time::sleep(SETTLE).await;
+    let path = path.to_path_buf();
+    let again = tokio::task::spawn_blocking(move || config::secret_from_file(&path)).await;
+    matches!(again, Ok(Ok(s)) if s == secret.expose())
 }
 
 /// Reads the secret file off the runtime's threads; the same rules as at start-up.
