@@ -753,11 +753,14 @@ impl Config {
         let upstream = UpstreamConfig::validate(raw.upstream)?;
         let tokens = TokensConfig::validate(raw.tokens)?;
         let emulator = EmulatorSettings::validate(raw.emulator)?;
-        let callers = raw
+        let mut callers = raw
             .callers
             .map(crate::callers::Settings::validate)
             .transpose()
             .map_err(|e| ConfigError::new(&e.key, e.problem))?;
+        if let Some(c) = &mut callers {
+            c.default_max_in_flight = (server.max_concurrency / 4).max(1);
+        }
         let telemetry = TelemetryConfig::validate(raw.telemetry)?;
         Ok(Config {
             server,

@@ -76,7 +76,7 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_overloaded_total", None, "Requests refused with 503 over server.max_concurrency.", 'c'),
     ("gateway_connections_refused_total", None, "Connections closed at once over a listener's connection limit, by listener (internal, public, admin).", 'c'),
     ("gateway_config_reloads_total", None, "Reloads of the secret or the configuration, by result (ok, error).", 'c'),
-    ("gateway_caller_requests_total", None, "Requests by caller ([callers]), endpoint and outcome: allowed, forbidden, rate_limited, upstream_limited.", 'c'),
+    ("gateway_caller_requests_total", None, "Requests by caller ([callers]), endpoint and outcome: allowed, forbidden, rate_limited, upstream_limited, busy.", 'c'),
     ("gateway_upstream_ratelimit_remaining", None, "Calls left in Stream's rate-limit window, by endpoint, as Stream last reported ([callers]).", 'g'),
     ("gateway_otlp_spans_exported_total", None, "Spans the OTLP collector accepted.", 'c'),
     ("gateway_otlp_spans_failed_total", None, "Spans in exports that failed (collector down, slow or refusing).", 'c'),

@@ -85,14 +85,16 @@ async fn proxy(
     trace.endpoint = ep.name;
     let pairs = query::check(ep, parts.uri.query())?;
 
+    // The caller's policy first, before its body is read: a caller that may not make this
+    // call, or is over its rate or its `max_in_flight`, holds nothing while it sends a slow
+    // body. A refused request's body is left unread, so its connection is closed after the
+    // answer. The caller's slot is held until the answer is out.
+    let slot = st.callers.admit_request(parts, ep, caller).await?;
     // Reading the body is part of the request, bounded by its deadline, and holds a body
     // permit, not one of the permits below. A body on a GET or DELETE is read too, and
     // dropped: left unread, the HTTP layer closes the connection after the answer, and a
     // client's next request on it fails (stream-python sends `{}` with every DELETE).
     let raw = st.receive_body(&parts.headers, body, deadline).await?;
-    // The caller's policy, once the body is in (a refusal with the body unread would close
-    // the caller's connection) and before it is checked or anything goes upstream.
-    st.callers.admit_request(parts, ep, caller).await?;
     let (body, keyed) = if ep.body == BodyKind::None {
         (None, false)
     } else {
@@ -151,14 +153,18 @@ async fn proxy(
         result,
         trace.attempts,
         st.config.upstream.max_response_bytes,
-        permit,
+        (permit, slot),
     )
 }
 
-/// An answer's body that holds its request's concurrency permit until it is done or dropped.
+/// The permits a request holds until its answer is out: one of `server.max_concurrency`, and
+/// its caller's `max_in_flight` slot (with `[callers]`).
+type Permits = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
+
+/// An answer's body that holds its request's permits until it is done or dropped.
 struct Holding {
     body: Body,
-    _permit: OwnedSemaphorePermit,
+    _permits: Permits,
 }
 
 impl http_body::Body for Holding {
@@ -185,13 +191,13 @@ fn finish(
     result: Result<Answer, Outcome>,
     attempts: u32,
     max_response_bytes: usize,
-    permit: OwnedSemaphorePermit,
+    permits: Permits,
 ) -> Result<Response, ApiError> {
     match result {
         Ok(a) => {
             let mut resp = Response::new(Body::new(Holding {
                 body: a.body,
-                _permit: permit,
+                _permits: permits,
             }));
             *resp.status_mut() = a.status;
             resp.headers_mut().extend(a.headers);
