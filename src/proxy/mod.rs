@@ -149,12 +149,17 @@ async fn proxy(
             trace,
         )
         .await;
-    finish(
+    let mut resp = finish(
         result,
         trace.attempts,
         st.config.upstream.max_response_bytes,
         (permit, slot),
-    )
+    )?;
+    // The deadline bounds the whole answer, written out included: a client that does not read
+    // it has its connection closed then, and the permits go back.
+    resp.extensions_mut()
+        .insert(crate::server::AnswerDeadline(deadline));
+    Ok(resp)
 }
 
 /// The permits a request holds until its answer is out: one of `server.max_concurrency`, and
