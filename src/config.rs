@@ -1097,7 +1097,8 @@ pub const CONNECTION_MEMORY_BYTES: u64 = 80 << 10;
 
 impl Config {
     /// The most memory these limits let callers and Stream make the gateway hold, for sizing
-    /// a container: the base, every connection's buffers (on every listener), and per request in flight a body
+    /// a container: the base, the upstream token cache, every connection's buffers (on every
+    /// listener), and per request in flight a body
     /// being received, a body being forwarded and Stream's answer.
     pub fn memory_bound_bytes(&self) -> u64 {
         let s = &self.server;
@@ -1109,6 +1110,7 @@ impl Config {
                 .map(|l| l.max_connections as u64)
                 .sum::<u64>();
         BASE_MEMORY_BYTES
+            + crate::auth::jwt::CACHE_BYTES as u64
             + connections * CONNECTION_MEMORY_BYTES
             + s.max_concurrency as u64 * per_request
     }
