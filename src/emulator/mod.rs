@@ -33,6 +33,8 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use crate::server::Limits;
+
 use crate::auth::Secret;
 pub use admin::{Fault, RateRule, Received};
 pub use routes::router;
@@ -58,6 +60,14 @@ pub struct Emulator {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The emulator's connection limits: a process on loopback that clients and the soak share.
+pub const LIMITS: Limits = Limits {
+    max_connections: 1024,
+    header_read_timeout: std::time::Duration::from_secs(10),
+    idle_timeout: std::time::Duration::from_secs(60),
+    peer_addr: false,
+};
+
 impl Emulator {
     /// Binds `addr` (port 0 picks one) and serves in the background, with the feed group
     /// kinds of Stream's default app.
@@ -71,13 +81,29 @@ impl Emulator {
         groups: FeedGroups,
         addr: SocketAddr,
     ) -> std::io::Result<Self> {
+        Self::spawn_limited(cfg, groups, addr, LIMITS).await
+    }
+
+    /// As [`Emulator::spawn_with_groups`], with these connection limits.
+    pub async fn spawn_limited(
+        cfg: EmulatorConfig,
+        groups: FeedGroups,
+        addr: SocketAddr,
+        limits: Limits,
+    ) -> std::io::Result<Self> {
         let state = Arc::new(EmulatorState::new(cfg, groups));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = router(state.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        // The gateway's own accept loop: bounded connections, head and idle timeouts.
+        let refused = metrics::Counter::noop();
+        let task = tokio::spawn(crate::server::serve(
+            listener,
+            app,
+            limits,
+            refused,
+            std::future::pending(),
+        ));
         Ok(Self { addr, state, task })
     }
 

@@ -138,3 +138,38 @@ async fn beyond_max_connections_new_connections_are_closed_at_once_and_counted()
         format!("gateway_connections_refused_total{{listener=\"internal\"}} {refused}")
     );
 }
+
+#[tokio::test]
+async fn the_emulators_port_limits_connections_and_closes_silent_ones() {
+    use stream_gateway::auth::Secret;
+    use stream_gateway::emulator::{Emulator, EmulatorConfig, Limits};
+    let emu = Emulator::spawn_limited(
+        EmulatorConfig {
+            api_key: KEY.into(),
+            api_secret: Secret::new(SECRET),
+            strict_scopes: true,
+        },
+        Default::default(),
+        ([127, 0, 0, 1], 0).into(),
+        Limits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(60),
+            peer_addr: false,
+        },
+    )
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    let mut held = [
+        TcpStream::connect(emu.addr()).await.unwrap(),
+        TcpStream::connect(emu.addr()).await.unwrap(),
+    ];
+    let mut third = TcpStream::connect(emu.addr()).await.unwrap();
+    assert!(closed_after(&mut third, Instant::now()).await < Duration::from_millis(300));
+    // Silent connections are closed after the head timeout, not held for ever.
+    for s in &mut held {
+        assert!(closed_after(s, t0).await >= Duration::from_millis(300));
+    }
+    assert_eq!(stream_gateway::emulator::LIMITS.max_connections, 1024);
+}
