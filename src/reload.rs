@@ -521,7 +521,8 @@ mod tests {
     /// Asks for a reload (as SIGHUP does) and lets it run.
     async fn reload(reloads: &Reloads) {
         reloads.request();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Past the second read of a secret file.
+        tokio::time::sleep(SETTLE * 3).await;
     }
 
     #[tokio::test(start_paused = true)]
