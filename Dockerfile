@@ -2,8 +2,11 @@
 # stream-gateway: a static binary in an empty image, running as nobody.
 #
 #   docker build -t stream-gateway .
-#   docker run --rm -p 8080:8080 -e STREAM_API_KEY=... \
-#     -v ./secret.txt:/run/secrets/stream_api_secret:ro stream-gateway
+#   docker run --rm -p 127.0.0.1:8080:8080 -e STREAM_API_KEY=... \
+#     -e STREAM_API_SECRET_FILE=/run/secrets/stream_api_secret \
+#     -v "$PWD/secret.txt:/run/secrets/stream_api_secret:ro" stream-gateway
+#
+# There is no published image: build it and push it to your own registry.
 #
 # Without a registry (podman here), the builder stage can be replaced by a folder holding a
 # binary built on the host: podman build --build-context builder=DIR . (scripts/container-smoke).

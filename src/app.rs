@@ -82,6 +82,9 @@ impl App {
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
             config.stream.base_url = emu.url();
+            // The emulator serves (or names as not emulated) the other services too.
+            config.stream.analytics_base_url = emu.url();
+            config.stream.personalization_base_url = emu.url();
             Some(emu)
         } else {
             None
@@ -279,13 +282,14 @@ fn tokens_route(gw: &Arc<AppState>) -> MethodRouter<Arc<AppState>> {
                 policy.token_policy().cors_origins.contains(origin)
             }))
             .allow_methods([axum::http::Method::POST])
-            .allow_headers([axum::http::header::CONTENT_TYPE])
+            // Authorization: the browser's own IdP token ([tokens.oidc]).
+            .allow_headers([axum::http::header::CONTENT_TYPE, AUTHORIZATION])
             .max_age(Duration::from_secs(600)),
     )
 }
 
 /// The internal listener's router (`server.listen`): health, readiness, metrics, `/tokens` and
-/// the proxy under `/api/v1.0/`, Stream's 404 elsewhere; a request from a web page, or for
+/// the proxy under `/api/v1.0/` (and Stream's analytics and personalization prefixes), Stream's 404 elsewhere; a request from a web page, or for
 /// a host that is not this gateway, is refused first ([`guard::check`]).
 pub fn router(gw: Arc<AppState>) -> Router {
     let routes = operator_routes(Router::new())
@@ -293,6 +297,8 @@ pub fn router(gw: Arc<AppState>) -> Router {
         .route("/api/v1.0", any(proxy::handle))
         .route("/api/v1.0/", any(proxy::handle))
         .route("/api/v1.0/{*rest}", any(proxy::handle))
+        .route("/analytics/v1.0/{*rest}", any(proxy::handle))
+        .route("/personalization/v1.0/{*rest}", any(proxy::handle))
         .fallback(not_found)
         .with_state(gw.clone())
         .layer(axum::middleware::from_fn_with_state(

@@ -75,7 +75,19 @@ pub struct TokensFile {
     pub feed_groups: Vec<String>,
     /// Browser origins allowed to call `/tokens` (CORS).
     pub cors_origins: Vec<String>,
+    /// Every feed group of the app, listed in `feed_groups` or not: a token whose `feed_id`
+    /// also reads as another group's feed is refused.
+    pub app_feed_groups: Vec<String>,
+    /// `/tokens` requests in flight (bodies included) before 503, apart from the proxy's.
+    pub max_in_flight: u64,
+    /// `[tokens.oidc]`: the caller's identity from their own IdP token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<crate::oidc::OidcFile>,
 }
+
+/// Stream's default feed groups, `tokens.app_feed_groups` by default.
+pub const STREAM_DEFAULT_FEED_GROUPS: [&str; 4] =
+    ["user", "timeline", "timeline_aggregated", "notification"];
 
 impl Default for TokensFile {
     fn default() -> Self {
@@ -88,6 +100,9 @@ impl Default for TokensFile {
             identity_header: None,
             feed_groups: Vec::new(),
             cors_origins: Vec::new(),
+            app_feed_groups: STREAM_DEFAULT_FEED_GROUPS.map(String::from).to_vec(),
+            max_in_flight: 64,
+            oidc: None,
         }
     }
 }
@@ -143,6 +158,12 @@ pub struct StreamFile {
     pub region: String,
     /// Replaces the region's URL.
     pub base_url: Option<String>,
+    /// Replaces Stream's analytics host (default: `base_url` when set).
+    pub analytics_base_url: Option<String>,
+    /// Replaces the region's personalization host (default: `base_url` when set).
+    pub personalization_base_url: Option<String>,
+    /// Placeholder api keys a team gave its services, taken like the app's own.
+    pub accepted_api_keys: Vec<String>,
     /// How batch calls authenticate upstream.
     pub batch_auth: BatchAuth,
     /// `exp` of upstream tokens, seconds (0: none).
@@ -215,6 +236,9 @@ impl Default for StreamFile {
             app_id: None,
             region: "us-east".into(),
             base_url: None,
+            analytics_base_url: None,
+            personalization_base_url: None,
+            accepted_api_keys: Vec::new(),
             batch_auth: BatchAuth::Signature,
             token_ttl_s: 3600,
             emulator: false,
@@ -298,6 +322,12 @@ pub struct TokensConfig {
     pub feed_groups: Vec<String>,
     /// Browser origins allowed to call `/tokens`.
     pub cors_origins: Vec<http::HeaderValue>,
+    /// Every feed group of the app (`feed_groups` included).
+    pub app_feed_groups: Vec<String>,
+    /// `/tokens` requests in flight before 503 (read at start-up).
+    pub max_in_flight: usize,
+    /// `[tokens.oidc]`, when set.
+    pub oidc: Option<crate::oidc::OidcSettings>,
 }
 
 impl TokensConfig {
@@ -320,22 +350,42 @@ impl TokensConfig {
             .map(|a| parse_allowed_pair(a))
             .collect::<Result<_, _>>()?;
         let identity_header = parse_identity_header(t.identity_header.as_deref())?;
-        for g in &t.feed_groups {
-            crate::stream::Slug::parse(g).map_err(|e| {
-                ConfigError::new(
-                    "tokens.feed_groups",
-                    format!("{g:?} is not a feed slug: {e}"),
-                )
-            })?;
+        for (key, groups) in [
+            ("tokens.feed_groups", &t.feed_groups),
+            ("tokens.app_feed_groups", &t.app_feed_groups),
+        ] {
+            for g in groups {
+                crate::stream::Slug::parse(g)
+                    .map_err(|e| ConfigError::new(key, format!("{g:?} is not a feed slug: {e}")))?;
+            }
         }
-        if identity_header.is_some() && t.feed_groups.is_empty() {
+        let oidc = t
+            .oidc
+            .map(crate::oidc::OidcSettings::validate)
+            .transpose()
+            .map_err(|e| ConfigError::new(&e.key, e.problem))?;
+        if identity_header.is_some() && oidc.is_some() {
+            return Err(ConfigError::new(
+                "tokens.oidc",
+                "cannot be set together with tokens.identity_header: one source of identity",
+            ));
+        }
+        if (identity_header.is_some() || oidc.is_some()) && t.feed_groups.is_empty() {
             // A claim is slug and user id glued together (`user` + `42`): without the list of
             // slugs, the gateway cannot tell whether a claim also names another user's feed.
             return Err(ConfigError::new(
                 "tokens.feed_groups",
-                "must list the app's feed group slugs when tokens.identity_header is set",
+                "must list the app's feed group slugs when tokens.identity_header or \
+                 [tokens.oidc] is set",
             ));
         }
+        let mut app_feed_groups = t.app_feed_groups;
+        for g in &t.feed_groups {
+            if !app_feed_groups.contains(g) {
+                app_feed_groups.push(g.clone());
+            }
+        }
+        let max_in_flight = positive("tokens.max_in_flight", t.max_in_flight)?;
         let cors_origins = t
             .cors_origins
             .iter()
@@ -352,6 +402,9 @@ impl TokensConfig {
             identity_header,
             feed_groups: t.feed_groups,
             cors_origins,
+            app_feed_groups,
+            max_in_flight,
+            oidc,
         })
     }
 }
@@ -467,6 +520,12 @@ pub struct StreamConfig {
     pub region: String,
     /// Scheme + host [+ port], no trailing slash. With `emulator`, replaced at start.
     pub base_url: String,
+    /// Where analytics calls go, as `base_url`. With `emulator`, replaced at start.
+    pub analytics_base_url: String,
+    /// Where personalization calls go, as `base_url`. With `emulator`, replaced at start.
+    pub personalization_base_url: String,
+    /// Api keys a caller may send besides `api_key` (placeholders); any other is refused.
+    pub accepted_api_keys: Vec<String>,
     /// Batch call authentication.
     pub batch_auth: BatchAuth,
     /// `exp` of upstream tokens (0: none).
@@ -497,13 +556,19 @@ pub struct UpstreamConfig {
     pub proxy: Option<String>,
 }
 
-/// The figment for a file path: defaults < TOML < `GATEWAY_*` < `STREAM_*`.
-pub fn figment(file: Option<&Path>) -> Figment {
+/// The file the configuration is read from: `file` (`--config`), else `$GATEWAY_CONFIG`, else
+/// [`DEFAULT_FILE`] when it exists; none: defaults and the environment only.
+pub fn file_in_use(file: Option<&Path>) -> Option<PathBuf> {
     let env_file = std::env::var_os("GATEWAY_CONFIG").map(PathBuf::from);
-    let file = file.map(Path::to_path_buf).or(env_file).or_else(|| {
+    file.map(Path::to_path_buf).or(env_file).or_else(|| {
         let p = PathBuf::from(DEFAULT_FILE);
         p.exists().then_some(p)
-    });
+    })
+}
+
+/// The figment for a file path: defaults < TOML < `GATEWAY_*` < `STREAM_*`.
+pub fn figment(file: Option<&Path>) -> Figment {
+    let file = file_in_use(file);
     let mut f = Figment::from(Serialized::defaults(FileConfig::default()));
     if let Some(file) = file {
         f = f.merge(Toml::file_exact(file));
@@ -762,6 +827,16 @@ impl Config {
             c.default_max_in_flight = (server.max_concurrency / 4).max(1);
         }
         let telemetry = TelemetryConfig::validate(raw.telemetry)?;
+        for (key, url) in [
+            ("stream.base_url", &stream.base_url),
+            ("stream.analytics_base_url", &stream.analytics_base_url),
+            (
+                "stream.personalization_base_url",
+                &stream.personalization_base_url,
+            ),
+        ] {
+            refuse_self_loop(key, url, server.listen)?;
+        }
         Ok(Config {
             server,
             stream,
@@ -781,12 +856,23 @@ impl StreamConfig {
         source: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let base_url = present(s.base_url);
-        if s.emulator && base_url.is_some() {
-            return Err(ConfigError::new(
-                "stream.base_url",
-                "cannot be set together with stream.emulator: the emulator replaces Stream, \
-                 and a configured base URL suggests you meant to talk to a real one",
-            ));
+        let analytics_base_url = present(s.analytics_base_url);
+        let personalization_base_url = present(s.personalization_base_url);
+        for (key, set) in [
+            ("stream.base_url", base_url.is_some()),
+            ("stream.analytics_base_url", analytics_base_url.is_some()),
+            (
+                "stream.personalization_base_url",
+                personalization_base_url.is_some(),
+            ),
+        ] {
+            if s.emulator && set {
+                return Err(ConfigError::new(
+                    key,
+                    "cannot be set together with stream.emulator: the emulator replaces Stream, \
+                     and a configured base URL suggests you meant to talk to a real one",
+                ));
+            }
         }
         let api_key = api_key(present(s.api_key), s.emulator)?;
         let from_file = match &s.api_secret_file {
@@ -804,16 +890,39 @@ impl StreamConfig {
                 ),
             )
         })?;
-        let base_url = match base_url {
-            None => region_url,
-            Some(u) => validate_base_url(&u)?,
+        let base_url = base_url
+            .map(|u| validate_base_url("stream.base_url", &u))
+            .transpose()?;
+        // The other services follow a configured `base_url` (a proxy or a local Stream serves
+        // them all), else their own hosts.
+        let service_url = |key: &str, given: Option<String>, default: String| match given {
+            Some(u) => validate_base_url(key, &u),
+            None => Ok(base_url.clone().unwrap_or(default)),
         };
+        let analytics_base_url = service_url(
+            "stream.analytics_base_url",
+            analytics_base_url,
+            region::ANALYTICS_URL.to_owned(),
+        )?;
+        let personalization_base_url = service_url(
+            "stream.personalization_base_url",
+            personalization_base_url,
+            region::personalization_url(&s.region).unwrap_or_default(),
+        )?;
+        let accepted_api_keys = s
+            .accepted_api_keys
+            .into_iter()
+            .map(|k| api_key_value("stream.accepted_api_keys", k))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             api_key,
             api_secret,
             app_id: present(s.app_id),
             region: s.region,
-            base_url,
+            base_url: base_url.unwrap_or(region_url),
+            analytics_base_url,
+            personalization_base_url,
+            accepted_api_keys,
             batch_auth: s.batch_auth,
             token_ttl_s: s.token_ttl_s,
             emulator: s.emulator,
@@ -833,9 +942,14 @@ fn api_key(given: Option<String>, emulator: bool) -> Result<String, ConfigError>
             ))
         }
     };
-    if !api_key.bytes().all(|b| b.is_ascii_graphic()) {
+    api_key_value("stream.api_key", api_key)
+}
+
+/// An api key as `key` takes it: printable ASCII without spaces.
+fn api_key_value(key: &str, api_key: String) -> Result<String, ConfigError> {
+    if api_key.is_empty() || !api_key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ConfigError::new(
-            "stream.api_key",
+            key,
             "must be printable ASCII without spaces",
         ));
     }
@@ -1059,6 +1173,34 @@ impl ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// Where `--healthcheck` connects: the listener that serves `/healthz` and `/readyz`, on
+    /// loopback when it listens on every interface.
+    pub fn probe_addr(&self) -> SocketAddr {
+        // The admin listener keeps connections of its own: a probe there answers under a flood.
+        let listen = self.admin.map_or(self.listen, |a| a.listen);
+        let ip = match listen.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        SocketAddr::new(ip, listen.port())
+    }
+}
+
+/// The address `--healthcheck` probes, from the same configuration the server reads: only
+/// `[server]` is read and checked, so a probe does not need the secret.
+pub fn probe_addr(f: &Figment) -> Result<SocketAddr, ConfigError> {
+    let server: ServerFile = f.extract_inner("server").map_err(|e| {
+        let key = std::iter::once("server".to_owned())
+            .chain(e.path.iter().skip_while(|p| *p == "server").cloned())
+            .collect::<Vec<_>>()
+            .join(".");
+        ConfigError::new(&key, e.kind.to_string())
+    })?;
+    Ok(ServerConfig::validate(server)?.probe_addr())
+}
+
 impl UpstreamConfig {
     fn validate(u: UpstreamFile) -> Result<Self, ConfigError> {
         let upstream = Self {
@@ -1135,10 +1277,20 @@ fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
     Ok((scheme, authority))
 }
 
-/// `stream.base_url`, without its trailing `/`.
-fn validate_base_url(u: &str) -> Result<String, ConfigError> {
-    let bad = |why: &str| ConfigError::new("stream.base_url", format!("{u:?} {why}"));
-    let (scheme, authority) = split_http_url(u).map_err(bad)?;
+/// `stream.base_url` (or another service's, named by `key`), without its trailing `/`.
+fn validate_base_url(key: &str, u: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::new(key, format!("{u:?} {why}"));
+    let (scheme, authority) = split_http_url(u).map_err(|why| {
+        let mut e = bad(why);
+        if u.contains("/api") {
+            // stream-js reads STREAM_BASE_URL too, as its API's URL with the path.
+            e.problem.push_str(
+                " (this looks like a client's URL: stream-js reads STREAM_BASE_URL too, \
+                 see docs/production.md)",
+            );
+        }
+        e
+    })?;
     let url = format!("{scheme}://{authority}");
     // What the upstream client will parse must parse here, with a port it can use.
     let parsed: http::Uri = url.parse().map_err(|_| bad("is not a valid URL"))?;
@@ -1156,6 +1308,43 @@ fn validate_base_url(u: &str) -> Result<String, ConfigError> {
         return Err(bad("has a bad port"));
     }
     Ok(url)
+}
+
+/// Refuses a `stream.base_url` that is the gateway's own listen address: every call would be
+/// forwarded to the gateway itself, again and again, until it is overloaded. That happens when
+/// the value meant for a client (`STREAM_BASE_URL=http://127.0.0.1:8080`, the gateway's
+/// address) reaches the gateway through a shared environment.
+fn refuse_self_loop(key: &str, base_url: &str, listen: SocketAddr) -> Result<(), ConfigError> {
+    let Ok(uri) = base_url.parse::<http::Uri>() else {
+        return Ok(()); // validated before; nothing to compare
+    };
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    if port != listen.port() {
+        return Ok(());
+    }
+    let host = uri.host().unwrap_or("").trim_matches(['[', ']']);
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let local_name = host == "localhost" || host.ends_with(".localhost");
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    let local_ip = ip.is_some_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    let listen_local = listen.ip().is_loopback() || listen.ip().is_unspecified();
+    if ip == Some(listen.ip()) || ((local_name || local_ip) && listen_local) {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{base_url:?} is this gateway's own address (server.listen {listen}): every call \
+                 would be forwarded back to it. STREAM_BASE_URL is read by the gateway too; give \
+                 your client's override another name (docs/deployment.md)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `[emulator]` as read: settings of the embedded emulator only.
@@ -1360,10 +1549,9 @@ mod tests {
             err(base().merge(("stream.base_url", "ftp://x"))).key,
             "stream.base_url"
         );
-        assert_eq!(
-            err(base().merge(("stream.base_url", "http://x/api"))).key,
-            "stream.base_url"
-        );
+        let e = err(base().merge(("stream.base_url", "http://127.0.0.1:8080/api/")));
+        assert_eq!(e.key, "stream.base_url");
+        assert!(e.problem.contains("stream-js reads STREAM_BASE_URL"), "{e}");
         // What the upstream client could not parse, or a port it could not use, stops start-up
         // here instead of panicking later.
         for bad in [
@@ -1381,6 +1569,172 @@ mod tests {
         let c = Config::from_figment(&base().merge(("stream.base_url", "http://127.0.0.1:9/")))
             .unwrap();
         assert_eq!(c.stream.base_url, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn a_base_url_that_is_the_gateways_own_listen_address_is_refused() {
+        let with = |listen: &str, url: &str| {
+            Config::from_figment(
+                &base()
+                    .merge(("server.listen", listen))
+                    .merge(("stream.base_url", url)),
+            )
+        };
+        for (listen, url) in [
+            ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("127.0.0.1:8080", "http://localhost:8080/"),
+            ("127.0.0.1:8080", "http://LOCALHOST.:8080"),
+            ("127.0.0.1:8080", "http://0.0.0.0:8080"),
+            ("127.0.0.1:8080", "http://[::1]:8080"),
+            ("0.0.0.0:8080", "http://127.0.0.1:8080"),
+            ("0.0.0.0:443", "https://gateway.localhost"),
+            ("[::]:80", "http://127.0.0.1"),
+            ("10.0.0.5:9000", "http://10.0.0.5:9000"),
+        ] {
+            let e = with(listen, url).unwrap_err();
+            assert_eq!(e.key, "stream.base_url", "{listen} {url}");
+            assert!(e.problem.contains("own address"), "{e}");
+            assert!(e.problem.contains("STREAM_BASE_URL"), "{e}");
+        }
+        // The other services' URLs too.
+        let e = err(base()
+            .merge(("server.listen", "127.0.0.1:8080"))
+            .merge(("stream.analytics_base_url", "http://localhost:8080")));
+        assert_eq!(e.key, "stream.analytics_base_url");
+        for (listen, url) in [
+            ("127.0.0.1:8080", "http://127.0.0.1:9000"),
+            ("127.0.0.1:8080", "http://stream-emulator:8080"),
+            ("10.0.0.5:8080", "http://10.0.0.6:8080"),
+            ("127.0.0.1:443", "https://us-east-api.stream-io-api.com"),
+            ("127.0.0.1:0", "http://127.0.0.1:8080"),
+        ] {
+            assert!(with(listen, url).is_ok(), "{listen} {url}");
+        }
+    }
+
+    #[test]
+    fn analytics_and_personalization_hosts_default_from_the_region_and_follow_a_base_url() {
+        let c = Config::from_figment(&base().merge(("stream.region", "tokyo"))).unwrap();
+        assert_eq!(
+            c.stream.analytics_base_url,
+            "https://analytics.stream-io-api.com"
+        );
+        assert_eq!(
+            c.stream.personalization_base_url,
+            "https://tokyo-personalization.stream-io-api.com"
+        );
+        let c = Config::from_figment(&base().merge(("stream.base_url", "http://127.0.0.1:9/")))
+            .unwrap();
+        assert_eq!(c.stream.analytics_base_url, "http://127.0.0.1:9");
+        assert_eq!(c.stream.personalization_base_url, "http://127.0.0.1:9");
+        let c = Config::from_figment(
+            &base()
+                .merge(("stream.base_url", "http://127.0.0.1:9"))
+                .merge(("stream.analytics_base_url", "http://127.0.0.1:10/"))
+                .merge(("stream.personalization_base_url", "https://p.example")),
+        )
+        .unwrap();
+        assert_eq!(c.stream.base_url, "http://127.0.0.1:9");
+        assert_eq!(c.stream.analytics_base_url, "http://127.0.0.1:10");
+        assert_eq!(c.stream.personalization_base_url, "https://p.example");
+        for key in [
+            "stream.analytics_base_url",
+            "stream.personalization_base_url",
+        ] {
+            assert_eq!(err(base().merge((key, "http://x/api"))).key, key);
+            let emu = base()
+                .merge(("stream.emulator", true))
+                .merge((key, "http://127.0.0.1:9"));
+            assert_eq!(err(emu).key, key);
+        }
+    }
+
+    #[test]
+    fn the_healthcheck_probes_the_configured_listener_on_loopback_when_unspecified() {
+        let probe = |f: Figment| probe_addr(&f).map(|a| a.to_string());
+        let defaults = Figment::from(Serialized::defaults(FileConfig::default()));
+        // No secret is needed to probe.
+        assert_eq!(probe(defaults.clone()).unwrap(), "127.0.0.1:8080");
+        assert_eq!(
+            probe(defaults.clone().merge(("server.listen", "0.0.0.0:9001"))).unwrap(),
+            "127.0.0.1:9001"
+        );
+        assert_eq!(
+            probe(defaults.clone().merge(("server.listen", "[::]:9001"))).unwrap(),
+            "[::1]:9001"
+        );
+        assert_eq!(
+            probe(defaults.clone().merge(("server.listen", "10.1.2.3:9001"))).unwrap(),
+            "10.1.2.3:9001"
+        );
+        let e = probe_addr(&defaults.clone().merge(("server.listen", "nowhere"))).unwrap_err();
+        assert_eq!(e.key, "server.listen");
+        let e = probe_addr(&defaults.merge(("server.nope", 1))).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn the_file_in_use_is_the_flag_then_gateway_config_then_the_default_when_present() {
+        Jail::expect_with(|jail| {
+            assert_eq!(file_in_use(None), None);
+            std::fs::create_dir("config").unwrap();
+            jail.create_file(DEFAULT_FILE, "")?;
+            assert_eq!(file_in_use(None), Some(PathBuf::from(DEFAULT_FILE)));
+            jail.set_env("GATEWAY_CONFIG", "env.toml");
+            assert_eq!(file_in_use(None), Some(PathBuf::from("env.toml")));
+            assert_eq!(
+                file_in_use(Some(Path::new("flag.toml"))),
+                Some(PathBuf::from("flag.toml"))
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn lists_and_maps_can_be_given_in_the_environment_as_production_md_shows() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STREAM_API_KEY", "key");
+            jail.set_env("STREAM_API_SECRET", "s3cr3t-value");
+            jail.set_env("GATEWAY_UPSTREAM__TIMEOUT_MS", "2000");
+            jail.set_env("GATEWAY_TOKENS__ALLOW", "[feed/read, feed/write]");
+            jail.set_env("GATEWAY_EMULATOR__FEED_GROUPS", "{digest = \"aggregated\"}");
+            jail.set_env("GATEWAY_CALLERS__SERVICE__BATCH__RATE", "5");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.upstream.timeout, Duration::from_millis(2000));
+            assert_eq!(c.tokens.allow.len(), 2);
+            assert_eq!(
+                c.emulator.feed_groups.kind("digest"),
+                crate::emulator::FeedKind::Aggregated
+            );
+            let callers = c.callers.unwrap();
+            assert_eq!(callers.services[0].name, "batch");
+            jail.set_env("GATEWAY_EMULATOR__FEED_GROUPS", "");
+            jail.set_env("GATEWAY_EMULATOR__FEED_GROUPS__DIGEST", "notification");
+            let c = Config::load(None).unwrap();
+            assert_eq!(
+                c.emulator.feed_groups.kind("digest"),
+                crate::emulator::FeedKind::Notification
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn accepted_api_keys_default_to_none_and_must_be_printable() {
+        assert!(Config::from_figment(&base())
+            .unwrap()
+            .stream
+            .accepted_api_keys
+            .is_empty());
+        let c = Config::from_figment(
+            &base().merge(("stream.accepted_api_keys", vec!["placeholder", "dev-key"])),
+        )
+        .unwrap();
+        assert_eq!(c.stream.accepted_api_keys, ["placeholder", "dev-key"]);
+        for bad in ["a b", ""] {
+            let e = err(base().merge(("stream.accepted_api_keys", vec![bad])));
+            assert_eq!(e.key, "stream.accepted_api_keys");
+        }
     }
 
     #[test]
@@ -2016,5 +2370,15 @@ mod tests {
             .unwrap_err()
             .contains("UTF-8"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn healthcheck_probes_the_admin_listener_when_there_is_one() {
+        let f = base()
+            .merge(("server.listen", "0.0.0.0:8080"))
+            .merge(("server.admin_listen", "0.0.0.0:9090"));
+        assert_eq!(probe_addr(&f).unwrap().to_string(), "127.0.0.1:9090");
+        let f = base().merge(("server.listen", "0.0.0.0:8080"));
+        assert_eq!(probe_addr(&f).unwrap().to_string(), "127.0.0.1:8080");
     }
 }

@@ -29,6 +29,10 @@ pub enum ApiError {
     /// 408, code 4: the body did not arrive within `upstream.deadline_ms`.
     #[error("request body was not received within {0} ms (upstream.deadline_ms)")]
     RequestTimeout(u128),
+    /// 401, code 2: the caller's `api_key` is another app's; the detail names its first 4
+    /// characters only.
+    #[error("{0}")]
+    ForeignApiKey(String),
     /// 401, code 17: the request lacks the identity a rule needs.
     #[error("{0}")]
     Unauthenticated(String),
@@ -79,6 +83,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, 4, "InputException"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, 4, "InputException"),
             ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, 4, "InputException"),
+            ApiError::ForeignApiKey(_) => (StatusCode::UNAUTHORIZED, 2, "ApiKeyException"),
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, 17, "NotAllowedException"),
             ApiError::NotAllowed(_) => (StatusCode::FORBIDDEN, 17, "NotAllowedException"),
             ApiError::UpstreamUnavailable(_) | ApiError::UpstreamUnusable(_) => {

@@ -8,6 +8,8 @@
 //! - [`guard`]: the internal listener's Host, Origin and Sec-Fetch-Site checks;
 //! - [`proxy`]: the `/api/v1.0/` handler, forwarding and the retry policy;
 //! - [`tokens`]: `POST /tokens`, short-lived frontend tokens under a policy;
+//! - [`oidc`]: frontends' own IdP tokens for `/tokens`: the IdP's keys (JWKS), their fetching
+//!   and caching, and verification with the algorithm pinned by the key;
 //! - [`callers`]: which service calls, what it may call and how fast; Stream's window respected;
 //! - [`emulator`]: Stream's API in memory, served on its own port, verifying as Stream does;
 //! - [`app`]: binds, builds the router and serves until shutdown;
@@ -15,7 +17,8 @@
 //! - [`reload`]: the secret re-read when its file changes, the secret and `[tokens]` on SIGHUP;
 //! - [`telemetry`]: the tracing subscriber and the access log;
 //! - [`trace`]: W3C trace context, the request and attempt spans, OTLP export;
-//! - [`net`]: name resolution for the HTTP clients.
+//! - [`net`]: name resolution for the HTTP clients;
+//! - [`process`]: CPU, memory and file metrics of the process, from `/proc`.
 
 pub mod app;
 pub mod auth;
@@ -25,6 +28,8 @@ pub mod emulator;
 pub mod error;
 pub mod guard;
 pub mod net;
+pub mod oidc;
+pub mod process;
 pub mod proxy;
 pub mod recorder;
 pub mod reload;

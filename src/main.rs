@@ -30,8 +30,9 @@ struct Cli {
     emulator: bool,
     /// Check a running gateway and exit 0 if PATH (default /healthz; /readyz for readiness
     /// probes) answers 200; for container health checks, where there is no curl. The address
-    /// is GATEWAY_SERVER__ADMIN_LISTEN's port on 127.0.0.1 when set, else
-    /// GATEWAY_SERVER__LISTEN's, else 127.0.0.1:8080.
+    /// is server.admin_listen's when set (its connections are its own, so a probe answers
+    /// under a flood), else the server's, from the same configuration (--config,
+    /// GATEWAY_CONFIG, environment), on loopback when it listens on every interface.
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/healthz")]
     healthcheck: Option<String>,
 }
@@ -39,9 +40,16 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(path) = cli.healthcheck {
-        return healthcheck(&path);
+        return match config::probe_addr(&config::figment(cli.config.as_deref())) {
+            Ok(addr) => healthcheck(addr, &path),
+            Err(e) => {
+                eprintln!("stream-gateway: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     // SIGHUP reads the configuration again, from the same file and flags.
+    let source = config::file_in_use(cli.config.as_deref());
     let (file, emulator) = (cli.config, cli.emulator);
     let load: Load = Arc::new(move || {
         let figment = config::figment(file.as_deref());
@@ -71,11 +79,31 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(config, &figment, load))
+    runtime.block_on(serve(config, &figment, load, source))
 }
 
-async fn serve(config: Config, figment: &Figment, load: Load) -> ExitCode {
-    telemetry::init(config.log_format);
+async fn serve(config: Config, figment: &Figment, load: Load, source: Option<PathBuf>) -> ExitCode {
+    let logs = telemetry::init(config.log_format);
+    let file = source.as_ref().map(|p| p.display().to_string());
+    tracing::info!(
+        config_file = file.as_deref().unwrap_or("none"),
+        log_format = match config.log_format {
+            config::LogFormat::Text => "text",
+            config::LogFormat::Json => "json",
+        },
+        log_filter = %logs.filter,
+        "configuration read from {}; logs go to stderr at {}",
+        file.as_deref().map_or("defaults and the environment only (no file)".to_owned(), |f| format!("{f}, defaults and the environment")),
+        logs.filter,
+    );
+    if let Some(problem) = &logs.rejected {
+        tracing::warn!(
+            rust_log = %problem.value,
+            error = %problem.error,
+            "RUST_LOG is malformed and was ignored: logging at {}",
+            logs.filter
+        );
+    }
     let emulated = config.stream.emulator;
     let (api_key, region) = (config.stream.api_key.clone(), config.stream.region.clone());
     let app = match App::build(config).await {
@@ -91,7 +119,8 @@ async fn serve(config: Config, figment: &Figment, load: Load) -> ExitCode {
             emulator = %emu,
             api_key = %api_key,
             "EMULATOR MODE: requests go to an in-memory Stream emulator, not to Stream; \
-             nothing is stored beyond this process (fault injection: {emu}/_emulator/faults)"
+             nothing is stored beyond this process (fault injection: {emu}/_emulator/faults); \
+             clients give api_key {api_key} (set it with STREAM_API_KEY): another key is refused"
         );
     }
     let reloads = Reloads::start(app.state().clone(), figment, load);
@@ -133,21 +162,15 @@ async fn shutdown_signal() {
     }
 }
 
-/// `GET PATH` on the local gateway, with std only: no runtime, no configuration needed.
-fn healthcheck(path: &str) -> ExitCode {
+/// `GET PATH` on the gateway at `addr`, with std only: no runtime.
+fn healthcheck(addr: std::net::SocketAddr, path: &str) -> ExitCode {
     if !path.starts_with('/') || path.bytes().any(|b| !b.is_ascii_graphic()) {
         eprintln!("stream-gateway: --healthcheck takes a path such as /healthz or /readyz");
         return ExitCode::from(2);
     }
     use std::io::{Read, Write};
-    use std::net::{SocketAddr, TcpStream};
+    use std::net::TcpStream;
     use std::time::Duration;
-    // The admin listener has connections of its own: a probe there answers under a flood.
-    let port = ["GATEWAY_SERVER__ADMIN_LISTEN", "GATEWAY_SERVER__LISTEN"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok()?.parse::<SocketAddr>().ok())
-        .map_or(8080, |a| a.port());
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let check = || -> std::io::Result<bool> {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         s.set_read_timeout(Some(Duration::from_secs(2)))?;

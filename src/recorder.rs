@@ -76,14 +76,23 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_overloaded_total", None, "Requests refused with 503 over server.max_concurrency.", 'c'),
     ("gateway_connections_refused_total", None, "Connections closed at once over a listener's connection limit, by listener (internal, public, admin).", 'c'),
     ("gateway_config_reloads_total", None, "Reloads of the secret or the configuration, by result (ok, error).", 'c'),
+    ("gateway_config_last_reload_successful", None, "1 while the last reload of the secret or the configuration succeeded (or none failed), 0 from a failure until one succeeds.", 'g'),
     ("gateway_caller_requests_total", None, "Requests by caller ([callers]), endpoint and outcome: allowed, forbidden, rate_limited, upstream_limited, busy.", 'c'),
     ("gateway_upstream_ratelimit_remaining", None, "Calls left in Stream's rate-limit window, by endpoint, as Stream last reported ([callers]).", 'g'),
     ("gateway_otlp_spans_exported_total", None, "Spans the OTLP collector accepted.", 'c'),
     ("gateway_otlp_spans_failed_total", None, "Spans in exports that failed (collector down, slow or refusing).", 'c'),
     ("gateway_otlp_spans_dropped_total", None, "Spans dropped because the export queue was full.", 'c'),
     ("gateway_callers_redis_fallback_total", None, "Caller decisions made by this instance's bucket because Redis (callers.redis_url) was down or slow.", 'c'),
+    ("gateway_upstream_auth_failures_total", None, "Answers in which Stream refused the gateway's own signature (a wrong API secret).", 'c'),
+    ("gateway_build_info", None, "1, labelled with the gateway's version.", 'g'),
     ("gateway_callers_redis_up", None, "1 while caller decisions go to Redis (callers.redis_url), 0 while they fall back.", 'g'),
 ];
+
+/// The names of the gateway's own metrics (the process metrics are [`crate::process`]'s), for
+/// the test that holds the docs' metric reference to them.
+pub fn metric_names() -> impl Iterator<Item = &'static str> {
+    DESCRIBED.iter().map(|d| d.0)
+}
 
 impl Metrics {
     /// A fresh recorder with every metric described.
@@ -102,6 +111,15 @@ impl Metrics {
         }
         let in_flight =
             recorder.register_gauge(&Key::from_name("gateway_in_flight_requests"), &META);
+        recorder
+            .register_gauge(
+                &Self::key(
+                    "gateway_build_info",
+                    &[("version", env!("CARGO_PKG_VERSION"))],
+                ),
+                &META,
+            )
+            .set(1.0);
         Self {
             recorder,
             handle,
@@ -184,9 +202,16 @@ impl Metrics {
         self.handle.run_upkeep();
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition, the process's own metrics included.
     pub fn render(&self) -> String {
         self.handle.run_upkeep();
-        self.handle.render()
+        let mut text = self.handle.render();
+        if let Some(p) = crate::process::sample() {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&crate::process::render(&p));
+        }
+        text
     }
 }

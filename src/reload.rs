@@ -9,7 +9,9 @@
 //!
 //! A missing, empty or unreadable file keeps the secret in force: one error per failure episode
 //! (not one per poll), counted in `gateway_config_reloads_total{result="error"}`; a reload that
-//! puts something in force counts `result="ok"`. Nothing here logs a secret: paths, key names and
+//! puts something in force counts `result="ok"`. `gateway_config_last_reload_successful` is 0
+//! from a failure until a reload succeeds or the file reads well again, so an alert can last as
+//! long as the failure does (the error count moves once per episode). Nothing here logs a secret: paths, key names and
 //! the kind of an I/O error only.
 
 use std::path::PathBuf;
@@ -91,7 +93,12 @@ impl Reloads {
         // `started` gave the running configuration, so it extracts.
         let running: FileConfig = started.extract().unwrap_or_default();
         let (requests, rx) = mpsc::channel(1);
+        let last_ok = gw
+            .metrics
+            .gauge("gateway_config_last_reload_successful", &[]);
+        last_ok.set(1.0);
         let reloader = Reloader {
+            last_ok,
             secret_file: running.stream.api_secret_file.clone(),
             gw,
             load,
@@ -134,6 +141,8 @@ impl Drop for Reloads {
 
 struct Reloader {
     gw: Arc<AppState>,
+    /// `gateway_config_last_reload_successful`: 0 while the last reload or read failed.
+    last_ok: metrics::Gauge,
     load: Load,
     /// The configuration as read at start-up, with what reloads have put in force since.
     running: FileConfig,
@@ -155,6 +164,7 @@ impl Reloader {
     }
 
     fn count(&self, result: &'static str) {
+        self.last_ok.set(if result == "error" { 0.0 } else { 1.0 });
         self.gw
             .metrics
             .counter("gateway_config_reloads_total", &[("result", result)])
@@ -175,9 +185,11 @@ impl Reloader {
             }
             Step::Secret { secret, recovered } => {
                 if self.gw.keys.rotate(secret) {
+                    self.gw.auth_failures.new_secret();
                     tracing::info!(path = %shown, "API secret rotated from its file: new tokens and signatures use it");
                     self.count("ok");
                 } else if recovered {
+                    self.last_ok.set(1.0);
                     tracing::info!(path = %shown, "the API secret file is readable again and unchanged");
                 }
             }
@@ -224,10 +236,15 @@ impl Reloader {
                 .as_deref()
                 .is_some_and(|s| !s.trim().is_empty());
         let rotated = named && self.gw.keys.rotate(config.stream.api_secret);
+        if rotated {
+            self.gw.auth_failures.new_secret();
+        }
         if named {
             self.secret_file.clone_from(&raw.stream.api_secret_file);
             self.watch = FileWatch::default();
         }
+        // A changed [tokens.oidc] gets a new provider, whose keys are fetched again.
+        self.gw.oidc.configure(config.tokens.oidc.as_ref());
         self.gw.token_policy.store(Arc::new(config.tokens));
         let mut changed = Vec::new();
         changed_keys(&to_value(&self.running), &to_value(&raw), "", &mut changed);
@@ -265,7 +282,7 @@ impl Reloader {
 fn reloaded(key: &str) -> bool {
     key == "stream.api_secret"
         || key == "stream.api_secret_file"
-        || key.starts_with("tokens.")
+        || (key.starts_with("tokens.") && key != "tokens.max_in_flight")
         || key == "callers"
         || key.starts_with("callers.")
 }
@@ -449,6 +466,15 @@ mod tests {
             .unwrap_or(0)
     }
 
+    /// `gateway_config_last_reload_successful`.
+    fn last_ok(gw: &AppState) -> Option<f64> {
+        gw.metrics.render().lines().find_map(|l| {
+            l.strip_prefix("gateway_config_last_reload_successful ")?
+                .parse()
+                .ok()
+        })
+    }
+
     fn gateway(f: &Figment) -> Arc<AppState> {
         Arc::new(AppState::new(Config::from_figment(f).unwrap()).unwrap())
     }
@@ -470,6 +496,7 @@ mod tests {
         let _reloads = Reloads::start(gw.clone(), &f, Arc::new(move || again.clone()));
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(reloads(&gw, "ok"), 0, "an unchanged file is no reload");
+        assert_eq!(last_ok(&gw), Some(1.0), "nothing failed yet");
 
         std::fs::write(&file, "new-secret\n").unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -480,6 +507,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(gw.keys.load().secret().expose(), "new-secret");
         assert_eq!(reloads(&gw, "error"), 1, "one error for twenty polls");
+        assert_eq!(last_ok(&gw), Some(0.0), "still failing");
         std::fs::write(&file, "").unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(
@@ -487,11 +515,21 @@ mod tests {
             1,
             "empty after missing: the same episode"
         );
+        assert_eq!(last_ok(&gw), Some(0.0));
+
+        std::fs::write(&file, "new-secret").unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(last_ok(&gw), Some(1.0), "readable again, unchanged");
+        assert_eq!(reloads(&gw, "ok"), 1, "no new secret: no reload counted");
+        std::fs::remove_file(&file).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(reloads(&gw, "error"), 2, "a new episode");
 
         std::fs::write(&file, "newer-secret").unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(gw.keys.load().secret().expose(), "newer-secret");
-        assert_eq!((reloads(&gw, "ok"), reloads(&gw, "error")), (2, 1));
+        assert_eq!((reloads(&gw, "ok"), reloads(&gw, "error")), (2, 2));
+        assert_eq!(last_ok(&gw), Some(1.0));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -526,6 +564,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_reload_puts_a_changed_tokens_oidc_in_force_with_a_new_provider() {
+        let oidc = |aud: &str| {
+            format!(
+                "[tokens]\nfeed_groups = [\"user\"]\n[tokens.oidc]\n\
+                 issuer = \"http://127.0.0.1:9/realms/app\"\naudience = \"{aud}\"\n"
+            )
+        };
+        let (dir, toml, gw, reloads_) = reloading("old-secret", "");
+        assert!(gw.oidc.provider().is_none());
+        std::fs::write(&toml, oidc("web")).unwrap();
+        reload(&reloads_).await;
+        let first = gw.oidc.provider().expect("[tokens.oidc] in force");
+        assert_eq!(first.settings().audience, ["web"]);
+        // The same settings again: the same provider, its keys kept.
+        reload(&reloads_).await;
+        assert!(Arc::ptr_eq(&first, &gw.oidc.provider().unwrap()));
+        std::fs::write(&toml, oidc("mobile")).unwrap();
+        reload(&reloads_).await;
+        assert_eq!(gw.oidc.provider().unwrap().settings().audience, ["mobile"]);
+        std::fs::write(&toml, "").unwrap();
+        reload(&reloads_).await;
+        assert!(gw.oidc.provider().is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_reload_request_applies_tokens_and_the_secret_and_keeps_other_keys() {
         let (dir, toml, gw, reloads_) = reloading("old-secret", "[tokens]\nmax_ttl_s = 7200\n");
 
@@ -545,6 +609,7 @@ mod tests {
         std::fs::write(&toml, "[tokens\n").unwrap();
         reload(&reloads_).await;
         assert_eq!(reloads(&gw, "error"), 1);
+        assert_eq!(last_ok(&gw), Some(0.0), "the last reload failed");
         std::fs::write(&toml, "[tokens]\nmax_ttl_s = 9000\n").unwrap();
         std::fs::write(dir.join("secret"), "").unwrap();
         reload(&reloads_).await;
@@ -554,6 +619,9 @@ mod tests {
             "an empty secret file fails the reload"
         );
         assert_eq!(gw.keys.load().secret().expose(), "new-secret");
+        std::fs::write(dir.join("secret"), "new-secret").unwrap();
+        reload(&reloads_).await;
+        assert_eq!(last_ok(&gw), Some(1.0), "a reload succeeded again");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

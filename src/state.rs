@@ -19,8 +19,10 @@ use crate::auth::Keys;
 use crate::callers::Callers;
 use crate::config::{Config, TokensConfig};
 use crate::error::ApiError;
+use crate::oidc::Oidc;
 use crate::recorder::Metrics;
 use crate::trace::Tracer;
+use crate::upstream::auth_failures::AuthFailures;
 use crate::upstream::client::{ClientError, Upstream};
 use crate::upstream::RetryLoop;
 
@@ -52,6 +54,13 @@ pub struct AppState {
     pub(crate) callers: Callers,
     /// The names the internal listener answers to (`server.allowed_hosts`).
     pub(crate) hosts: crate::guard::Hosts,
+    /// `tokens.max_in_flight` permits for `/tokens`, bodies included, apart from the proxy's,
+    /// so slow bodies on one cannot starve the other.
+    pub(crate) tokens_limiter: tokio::sync::Semaphore,
+    /// The identity provider `/tokens` verifies callers' tokens with (`[tokens.oidc]`).
+    pub(crate) oidc: Oidc,
+    /// Stream refusing the gateway's signature (a wrong secret): logged once per episode.
+    pub(crate) auth_failures: AuthFailures,
 }
 
 impl AppState {
@@ -59,12 +68,18 @@ impl AppState {
     /// runs inside a runtime); fails only if a TLS client cannot be built.
     pub fn new(config: Config) -> Result<Self, ClientError> {
         let s = &config.stream;
-        let upstream = Upstream::new(&config.upstream, &s.base_url, &s.api_key)?;
+        // In `Host::ALL` order.
+        let bases = [
+            s.base_url.as_str(),
+            s.analytics_base_url.as_str(),
+            s.personalization_base_url.as_str(),
+        ];
+        let upstream = Upstream::new(&config.upstream, bases, &s.api_key)?;
         let metrics = Arc::new(Metrics::new());
         let tracer = Tracer::start(&config.telemetry, &metrics)?;
         Ok(Self {
             callers: Callers::new(config.callers.as_ref(), metrics.clone()),
-            metrics,
+            auth_failures: AuthFailures::new(&metrics),
             limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
@@ -73,10 +88,13 @@ impl AppState {
                 config.server.allowed_hosts.as_deref(),
             ),
             keys: Keys::new(s.api_secret.clone(), s.token_ttl_s),
+            tokens_limiter: tokio::sync::Semaphore::new(config.tokens.max_in_flight),
+            oidc: Oidc::new(config.tokens.oidc.as_ref(), metrics.clone()),
             token_policy: ArcSwap::from_pointee(config.tokens.clone()),
             retries: RetryLoop::new(&config.upstream, tracer.clone()),
             tracer,
             upstream,
+            metrics,
             config,
         })
     }
@@ -133,6 +151,17 @@ impl AppState {
             .body_limiter
             .try_acquire()
             .map_err(|_| self.overloaded("request bodies being received"))?;
+        self.read_body_until(headers, body, deadline).await
+    }
+
+    /// Reads a request body, bounded in size and time like [`Self::receive_body`], under a
+    /// permit the caller holds (`/tokens` has its own pool).
+    pub(crate) async fn read_body_until(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        deadline: Instant,
+    ) -> Result<Bytes, ApiError> {
         tokio::time::timeout_at(
             deadline,
             read_body(headers, body, self.config.server.max_body_bytes),

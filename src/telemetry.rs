@@ -17,9 +17,62 @@ use crate::config::LogFormat;
 use crate::recorder::{CallerName, Metrics, RequestInfo};
 use crate::trace::{self, Context, SpanKind, SpanRecord, Tracer};
 
-/// Installs the global subscriber; a second call is a no-op (tests build several apps).
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// What [`init`] set up, for the start-up line: the level filter in force, and a `RUST_LOG`
+/// that could not be read (the default then applies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSetup {
+    /// The directives in force (`RUST_LOG`'s, else `info`).
+    pub filter: String,
+    /// `RUST_LOG`, when it was set but malformed.
+    pub rejected: Option<RejectedFilter>,
+}
+
+/// A malformed `RUST_LOG`: its value and the parser's complaint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedFilter {
+    /// The variable's value.
+    pub value: String,
+    /// Why it was refused.
+    pub error: String,
+}
+
+/// The default level when `RUST_LOG` is unset or malformed.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// The level filter for a `RUST_LOG` value (none: unset), and the setup to report.
+pub fn filter_for(rust_log: Option<&str>) -> (EnvFilter, LogSetup) {
+    let fallback = |rejected| {
+        (
+            EnvFilter::new(DEFAULT_FILTER),
+            LogSetup {
+                filter: DEFAULT_FILTER.to_owned(),
+                rejected,
+            },
+        )
+    };
+    match rust_log {
+        None => fallback(None),
+        Some(v) => match EnvFilter::try_new(v) {
+            Ok(f) => (
+                f,
+                LogSetup {
+                    filter: v.to_owned(),
+                    rejected: None,
+                },
+            ),
+            Err(e) => fallback(Some(RejectedFilter {
+                value: v.to_owned(),
+                error: e.to_string(),
+            })),
+        },
+    }
+}
+
+/// Installs the global subscriber, writing to stderr at `RUST_LOG`'s levels (default `info`);
+/// a second call is a no-op (tests build several apps).
+pub fn init(format: LogFormat) -> LogSetup {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (filter, setup) = filter_for(rust_log.as_deref());
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -30,6 +83,7 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    setup
 }
 
 /// Counts a request in flight until dropped, even if the request is cancelled.
@@ -218,6 +272,23 @@ impl tower_http::request_id::MakeRequestId for FastRequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_rust_log_is_reported_and_info_applies() {
+        let (_, setup) = filter_for(Some("stream_gateway=loud"));
+        assert_eq!(setup.filter, "info");
+        let rejected = setup.rejected.expect("reported");
+        assert_eq!(rejected.value, "stream_gateway=loud");
+        assert!(!rejected.error.is_empty());
+        assert_eq!(
+            filter_for(Some("warn,stream_gateway=debug")).1,
+            LogSetup {
+                filter: "warn,stream_gateway=debug".into(),
+                rejected: None
+            }
+        );
+        assert_eq!(filter_for(None).1.filter, "info");
+    }
 
     #[test]
     fn a_span_keeps_at_most_512_bytes_of_the_path_cut_on_a_character() {

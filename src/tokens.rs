@@ -4,8 +4,14 @@
 //! claims `resource`, `action`, `feed_id`, `exp`) and user tokens (`{"user_id": "42"}` ->
 //! claims `user_id`, `exp`), what Stream's client-side SDKs use for a user session. Never `iat`.
 //!
-//! [`decide`] is the whole policy, pure: the request, the identity the trusted proxy vouched
-//! for, and the configuration in; a grant or the rule that refused out.
+//! [`decide`] is the whole policy, pure: the request, the caller's identity (vouched for by a
+//! trusted proxy's header, or by the caller's own IdP token under `[tokens.oidc]`), and the
+//! configuration in; a grant or the rule that refused out.
+//!
+//! `/tokens` has its own pool of `tokens.max_in_flight` permits, bodies included, so slow
+//! bodies on the proxy cannot starve it, nor slow bodies here the proxy. Every refusal is
+//! counted in `gateway_tokens_refused_total{reason}` and logged with its reason (and, for an
+//! IdP token, its `iss` and `kid`; never the token).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,6 +27,7 @@ use tokio::time::Instant;
 use crate::auth::jwt::{encode, Claims};
 use crate::config::TokensConfig;
 use crate::error::ApiError;
+use crate::oidc::bearer;
 use crate::state::AppState;
 use crate::stream::{Action, FeedId, InvalidInput, Resource, UserId};
 
@@ -279,7 +286,7 @@ fn check_feed_owner(feed: Option<&FeedId>, who: &str, cfg: &TokensConfig) -> Res
             f.user().as_str()
         )));
     }
-    if let Some(other) = other_reading(f, who, &cfg.feed_groups) {
+    if let Some(other) = other_reading(f, who, &cfg.app_feed_groups) {
         return Err(denied(&format!(
             "the token's feed_id {} would also read {other}, which is not the caller's",
             f.claim()
@@ -290,8 +297,8 @@ fn check_feed_owner(feed: Option<&FeedId>, who: &str, cfg: &TokensConfig) -> Res
 
 /// A feed, other than the caller's, that `feed`'s claim also names: Stream's `feed_id` claim
 /// is slug and user id glued together, so `user` + `42` and `user4` + `2` are one claim.
-/// Found when a slug of `groups` is a prefix of the claim and the rest is a valid user id
-/// that is not `who`.
+/// Found when a slug of `groups` (every group of the app, `tokens.app_feed_groups`) is a
+/// prefix of the claim and the rest is a valid user id that is not `who`.
 fn other_reading(feed: &FeedId, who: &str, groups: &[String]) -> Option<String> {
     let claim = feed.claim();
     groups.iter().find_map(|g| {
@@ -300,50 +307,158 @@ fn other_reading(feed: &FeedId, who: &str, groups: &[String]) -> Option<String> 
     })
 }
 
-/// The `POST /tokens` handler. The body is bounded in size and time like a proxied one.
-pub async fn mint(State(gw): State<Arc<AppState>>, req: Request) -> Response {
-    let deadline = Instant::now() + gw.config.upstream.deadline;
-    let (parts, body) = req.into_parts();
-    let minted = match gw.receive_body(&parts.headers, body, deadline).await {
-        Ok(body) => mint_inner(&gw, &parts.headers, &body),
-        Err(e) => Err(e),
-    };
-    match minted {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::info!(status = e.parts().0.as_u16(), reason = %e, "token refused");
-            e.into_response()
+/// A refusal of `/tokens`: the answer, the metric's reason, and what the log may say about
+/// an IdP token.
+struct Refused {
+    error: ApiError,
+    reason: &'static str,
+    iss: Option<String>,
+    kid: Option<String>,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        let reason = match &error {
+            ApiError::InvalidInput(_) => "invalid_request",
+            ApiError::NotAllowed(_) => "policy",
+            ApiError::Unauthenticated(_) => "identity_missing",
+            ApiError::PayloadTooLarge(_) => "body_too_large",
+            ApiError::RequestTimeout(_) => "body_timeout",
+            ApiError::Overloaded(_) => "overloaded",
+            _ => "other",
+        };
+        Self {
+            error,
+            reason,
+            iss: None,
+            kid: None,
         }
     }
 }
 
-fn mint_inner(gw: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+impl From<crate::oidc::Refusal> for Refused {
+    fn from(r: crate::oidc::Refusal) -> Self {
+        Self {
+            error: r.to_api_error(),
+            reason: r.reason,
+            iss: r.iss,
+            kid: r.kid,
+        }
+    }
+}
+
+/// The `POST /tokens` handler. The body is bounded in size and time like a proxied one, under
+/// a permit of `/tokens`' own pool.
+pub async fn mint(State(gw): State<Arc<AppState>>, req: Request) -> Response {
+    match mint_pooled(&gw, req).await {
+        Ok(r) => r,
+        Err(r) => {
+            gw.metrics
+                .counter("gateway_tokens_refused_total", &[("reason", r.reason)])
+                .increment(1);
+            tracing::info!(
+                status = r.error.parts().0.as_u16(),
+                reason = r.reason,
+                detail = %r.error,
+                iss = r.iss.as_deref(),
+                kid = r.kid.as_deref(),
+                "token refused"
+            );
+            r.error.into_response()
+        }
+    }
+}
+
+async fn mint_pooled(gw: &AppState, req: Request) -> Result<Response, Refused> {
+    let _permit = gw.tokens_limiter.try_acquire().map_err(|_| {
+        gw.metrics
+            .counter("gateway_overloaded_total", &[])
+            .increment(1);
+        ApiError::Overloaded(format!(
+            "more than {} /tokens requests in flight (tokens.max_in_flight); retry later",
+            gw.config.tokens.max_in_flight
+        ))
+    })?;
+    let deadline = Instant::now() + gw.config.upstream.deadline;
+    let (parts, body) = req.into_parts();
+    let body = gw.read_body_until(&parts.headers, body, deadline).await?;
+    mint_inner(gw, &parts.headers, &body).await
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// Who the caller is, when `/tokens` knows it.
+struct Caller {
+    /// The user id (the identity header's value, or a verified IdP token's user claim);
+    /// `None` when the identity header is missing.
+    user_id: Option<String>,
+    /// The IdP token's `exp`: no minted token outlives it.
+    idp_exp: Option<u64>,
+}
+
+/// The caller from the identity header or a verified IdP token; `None` without either rule.
+async fn caller(
+    gw: &AppState,
+    headers: &HeaderMap,
+    cfg: &TokensConfig,
+) -> Result<Option<Caller>, Refused> {
+    if cfg.oidc.is_some() {
+        let Some(provider) = gw.oidc.provider() else {
+            return Err(ApiError::Overloaded(
+                "the identity provider is not configured yet; retry later".into(),
+            )
+            .into());
+        };
+        let token = bearer::parse_header(headers.get_all(axum::http::header::AUTHORIZATION))
+            .map_err(|e| Refused {
+                error: ApiError::Unauthenticated(format!("IdP token refused: {}", e.detail())),
+                reason: match e {
+                    bearer::BearerError::Missing => "missing",
+                    _ => "malformed",
+                },
+                iss: None,
+                kid: None,
+            })?;
+        let who = provider.verify(token, now_s()).await?;
+        tracing::debug!(iss = %who.iss, kid = who.kid.as_deref(), user_id = %who.user_id, "IdP token verified");
+        return Ok(Some(Caller {
+            user_id: Some(who.user_id),
+            idp_exp: Some(who.exp),
+        }));
+    }
+    let Some(h) = &cfg.identity_header else {
+        return Ok(None);
+    };
+    let mut values = headers.get_all(h).iter();
+    let first = values.next();
+    // Proxies disagree on which of two copies counts; decide on neither.
+    if values.next().is_some() {
+        return Err(input(h.as_str(), "must be given once").into());
+    }
+    Ok(Some(Caller {
+        user_id: first
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned),
+        idp_exp: None,
+    }))
+}
+
+async fn mint_inner(gw: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, Refused> {
     let policy = gw.token_policy();
     let cfg = &*policy;
     let req: TokenRequest = serde_json::from_slice(body)
         .map_err(|e| input("body", &format!("is not a token request: {e}")))?;
-    let identity = match &cfg.identity_header {
-        None => None,
-        Some(h) => {
-            let mut values = headers.get_all(h).iter();
-            let first = values.next();
-            // Proxies disagree on which of two copies counts; decide on neither.
-            if values.next().is_some() {
-                return Err(input(h.as_str(), "must be given once"));
-            }
-            Some(
-                first
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| !v.is_empty()),
-            )
-        }
-    };
-    let grant = decide(&req, identity, cfg)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let expires_at = now + grant.ttl_s;
+    let who = caller(gw, headers, cfg).await?;
+    let idp_exp = who.as_ref().and_then(|c| c.idp_exp);
+    let grant = decide(&req, who.as_ref().map(|c| c.user_id.as_deref()), cfg)?;
+    // A Stream token never outlives the sign-in it came from.
+    let expires_at = (now_s() + grant.ttl_s).min(idp_exp.unwrap_or(u64::MAX));
     let claims = Claims {
         exp: Some(expires_at),
         ..grant.claims.clone()
@@ -397,6 +512,11 @@ mod tests {
             identity_header: None,
             feed_groups: vec![],
             cors_origins: vec![],
+            app_feed_groups: crate::config::STREAM_DEFAULT_FEED_GROUPS
+                .map(String::from)
+                .to_vec(),
+            max_in_flight: 64,
+            oidc: None,
         }
     }
     fn feed(f: &str, r: &str, a: &str) -> TokenRequest {
@@ -568,9 +688,55 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_id_that_also_reads_as_an_unlisted_groups_feed_is_refused() {
+        // The docs' example: frontends get user and timeline feeds; the app also has Stream's
+        // default timeline_aggregated group. `timeline` + `_aggregated42` is `timeline_aggregated`
+        // + `42`: user 42's aggregated timeline.
+        let mut c = cfg();
+        c.feed_groups = vec!["user".into(), "timeline".into()];
+        let e = decide(
+            &feed("timeline:_aggregated42", "feed", "read"),
+            Some(Some("_aggregated42")),
+            &c,
+        )
+        .unwrap_err();
+        assert_eq!(e.parts().0.as_u16(), 403);
+        assert!(e.to_string().contains("timeline_aggregated:42"), "{e}");
+        // Ids that continue no other group's name stay fine.
+        assert_eq!(
+            status(decide(
+                &feed("timeline:42", "feed", "read"),
+                Some(Some("42")),
+                &c
+            )),
+            200
+        );
+        // A group the app has, listed nowhere by default, is taken from app_feed_groups.
+        c.app_feed_groups.push("users".into());
+        assert_eq!(
+            status(decide(
+                &feed("user:s7", "feed", "read"),
+                Some(Some("s7")),
+                &c
+            )),
+            403
+        );
+        c.app_feed_groups.retain(|g| g != "users");
+        assert_eq!(
+            status(decide(
+                &feed("user:s7", "feed", "read"),
+                Some(Some("s7")),
+                &c
+            )),
+            200
+        );
+    }
+
+    #[test]
     fn a_claim_that_also_names_another_users_feed_is_refused() {
         let mut c = cfg();
         c.feed_groups = vec!["user".into(), "user4".into(), "timeline".into()];
+        c.app_feed_groups.extend(c.feed_groups.clone());
         let who = |w: &'static str| Some(Some(w));
         // user4:2 -> "user42", which is also user:42.
         assert_eq!(

@@ -303,6 +303,39 @@ fn the_json_banner_names_the_emulator_and_the_listener() {
     );
 }
 
+#[test]
+fn the_emulator_banner_names_the_api_key_clients_give_and_stream_api_key_sets_it() {
+    let port = free_port();
+    let mut child = start_emulated(
+        port,
+        &[
+            ("GATEWAY_LOG__FORMAT", "json".into()),
+            ("STREAM_API_KEY", "team-dev-key".into()),
+        ],
+    );
+    let (status, body) = http(port, "GET", "/api/v1.0/feed/user/1/?api_key=other-key", "");
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.contains("ApiKeyException") && body.contains("othe..."),
+        "{body}"
+    );
+    let (status, body) = http(
+        port,
+        "GET",
+        "/api/v1.0/feed/user/1/?api_key=team-dev-key",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+    let banner = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["emulator"].is_string())
+        .unwrap_or_else(|| panic!("a banner: {err}"));
+    assert_eq!(banner["api_key"], "team-dev-key", "{err}");
+}
+
 /// One HTTP/1.1 request over a fresh connection: the status and the body.
 fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::Write;
@@ -453,6 +486,101 @@ fn sighup_reloads_the_secret_and_tokens_and_a_broken_file_keeps_them() {
         !log.contains(old) && !log.contains(new),
         "a secret is in the log"
     );
+}
+
+#[test]
+fn healthcheck_reads_the_same_configuration_file_as_the_server() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("gw-healthcheck-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[log]\nformat = \"json\"\n"),
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap();
+    let mut child = gateway(
+        &["--emulator", "--config", file_arg],
+        &[("RUST_LOG", "stream_gateway=loud".into())],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("starts");
+    wait_for("the gateway serves", || {
+        run(&["--healthcheck", "--config", file_arg], &[])
+            .status
+            .success()
+    });
+    let bad = run(
+        &["--healthcheck"],
+        &[("GATEWAY_SERVER__LISTEN", "nowhere".into())],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("server.listen"), "{}", stderr(&bad));
+    let by_env = run(
+        &["--healthcheck", "/readyz"],
+        &[("GATEWAY_CONFIG", file_arg.to_owned())],
+    );
+    assert!(by_env.status.success(), "{}", stderr(&by_env));
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+    // Start-up says which file it read, where logs go and at which level, and that RUST_LOG
+    // was malformed.
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let started = lines
+        .iter()
+        .find(|v| v["config_file"].is_string())
+        .unwrap_or_else(|| panic!("no line names the configuration file: {err}"));
+    assert_eq!(started["config_file"], file_arg, "{err}");
+    assert_eq!(started["log_filter"], "info", "{err}");
+    assert_eq!(started["log_format"], "json", "{err}");
+    assert!(
+        started["message"].as_str().unwrap().contains("stderr"),
+        "{err}"
+    );
+    assert!(
+        lines.iter().any(|v| v["level"] == "WARN"
+            && v["rust_log"] == "stream_gateway=loud"
+            && v["message"]
+                .as_str()
+                .unwrap()
+                .contains("RUST_LOG is malformed")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_base_url_pointing_at_the_gateway_itself_stops_start_up() {
+    let port = free_port();
+    let o = run_expecting_exit(
+        &[],
+        &[
+            ("GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}")),
+            ("STREAM_API_KEY", "k".into()),
+            ("STREAM_API_SECRET", "s3cr3t-value".into()),
+            ("STREAM_BASE_URL", format!("http://localhost:{port}/api/")),
+        ],
+    );
+    // The stream-js form (with /api/) is refused for its path; without it, for the loop.
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stream-js"), "{}", stderr(&o));
+    let o = run_expecting_exit(
+        &[],
+        &[
+            ("GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}")),
+            ("STREAM_API_KEY", "k".into()),
+            ("STREAM_API_SECRET", "s3cr3t-value".into()),
+            ("STREAM_BASE_URL", format!("http://localhost:{port}")),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("own address"), "{}", stderr(&o));
 }
 
 #[test]

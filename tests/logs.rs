@@ -275,6 +275,128 @@ async fn a_redis_outage_is_logged_once_and_its_end_once_without_the_password() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn an_idp_token_refusal_logs_its_reason_iss_and_kid_never_the_token() {
+    use base64::Engine;
+    let (cap, _guard) = Capture::text();
+    // Keys at a closed loopback port: they never load, so /tokens refuses with 503.
+    let app = spawn_with(|f| {
+        f.merge(("tokens.oidc.issuer", "http://127.0.0.1:9/realms/app"))
+            .merge(("tokens.oidc.audience", "web"))
+            .merge(("tokens.oidc.jwks_url", "http://127.0.0.1:9/certs"))
+            .merge(("tokens.feed_groups", ["user"]))
+    })
+    .await;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let token = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(json!({"alg": "RS256", "kid": "key-7"})),
+        b64(json!({"iss": "https://idp.example.com", "sub": "42", "exp": 4_000_000_000u64}))
+    );
+    for auth in [format!("Bearer {token}"), format!("Bearer {token}.x")] {
+        let r = app
+            .tokens(
+                json!({"user_id": "42"}),
+                &[("authorization", auth.as_str())],
+            )
+            .await;
+        assert!(r.status == 503 || r.status == 401, "{:?}", r.json);
+    }
+    let text = cap.text_so_far();
+    assert_clean(&app, &text);
+    let refused = text
+        .lines()
+        .find(|l| l.contains("token refused") && l.contains("keys_not_loaded"))
+        .unwrap_or_else(|| panic!("no refusal line:\n{text}"));
+    assert!(
+        refused.contains("kid=\"key-7\"") || refused.contains("kid=key-7"),
+        "{refused}"
+    );
+    assert!(refused.contains("idp.example.com"), "{refused}");
+    assert!(
+        text.contains("reason=\"malformed\"") || text.contains("reason=malformed"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_wrong_secret_is_logged_at_error_once_per_episode_and_counted_each_time() {
+    let (cap, _guard) = Capture::json();
+    let app = spawn_app().await;
+    let secrets = |list: serde_json::Value| {
+        app.client
+            .put(format!("{}/_emulator/secrets", app.emu.url()))
+            .header("content-type", "application/json")
+            .body(json!({ "secrets": list }).to_string())
+            .send()
+    };
+    let errors = || {
+        cap.text_so_far()
+            .lines()
+            .filter(|l| l.contains("\"level\":\"ERROR\"") && l.contains("API secret is wrong"))
+            .count()
+    };
+    // Stream (the emulator) takes another secret: the gateway's JWTs and HTTP Signatures fail.
+    let other = "another-secret-the-gateway-does-not-have";
+    assert_eq!(secrets(json!([other])).await.unwrap().status(), 204);
+    assert_eq!(app.get("/feed/user/1/").await.status, 403);
+    assert_eq!(app.get("/feed/user/2/").await.status, 403);
+    let batch = json!([{"source": "timeline:1", "target": "user:1"}]);
+    let r = app.post("/follow_many/", &batch).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.json["exception"], "SignatureException",
+        "Stream's answer, unchanged"
+    );
+    assert_eq!(errors(), 1, "once per episode:\n{}", cap.text_so_far());
+    assert_eq!(
+        app.metric("gateway_upstream_auth_failures_total").await,
+        3.0
+    );
+    // A refusal that is not about the signature is not counted.
+    app.fault("GET", "/api/v1.0/feed/user/9/", |f| f.status = Some(403));
+    assert_eq!(secrets(json!([SECRET])).await.unwrap().status(), 204);
+    let _ = app.get("/feed/user/9/").await;
+    assert_eq!(
+        app.metric("gateway_upstream_auth_failures_total").await,
+        3.0
+    );
+    // A success ends the episode; the next failure starts a new one, logged again.
+    assert_eq!(app.get("/feed/user/1/").await.status, 200);
+    assert!(cap
+        .text_so_far()
+        .contains("accepts the gateway's signature again"));
+    assert_eq!(secrets(json!([other])).await.unwrap().status(), 204);
+    assert_eq!(app.get("/feed/user/1/").await.status, 403);
+    assert_eq!(errors(), 2);
+    assert!(!cap.text_so_far().contains(SECRET));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_connection_to_stream_says_why_at_debug() {
+    let (cap, _guard) = Capture::text();
+    // A port nothing listens on: the connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app =
+        spawn_with(move |f| f.merge(("stream.base_url", format!("http://127.0.0.1:{port}")))).await;
+    assert_eq!(app.get("/feed/user/1/").await.status, 502);
+    let text = cap.text_so_far();
+    let line = text
+        .lines()
+        .find(|l| l.contains("connection to Stream failed"))
+        .unwrap_or_else(|| panic!("no line says why:\n{text}"));
+    assert!(
+        line.contains("DEBUG") && line.to_lowercase().contains("refused"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn the_access_log_escapes_characters_that_break_text_lines_in_the_path() {
     let (cap, guard) = Capture::text();
     let app = spawn_app().await;

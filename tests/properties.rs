@@ -64,7 +64,7 @@ fn shaped_path() -> impl Strategy<Value = String> {
         target,
         part(),
         lookup,
-        0u8..34,
+        0u8..37,
         any::<bool>(),
     )
         .prop_map(|(slug, user, target, activity, lookup, tail, slash)| {
@@ -100,6 +100,9 @@ fn shaped_path() -> impl Strategy<Value = String> {
                 27 => format!("/api/v1.0/user/{activity}{end}"),
                 28 => format!("/api/v1.0/users{end}"),
                 29 => format!("/api/v1.0/audit_logs{end}"),
+                30 => format!("/analytics/v1.0/engagement{end}"),
+                31 => format!("/analytics/v1.0/impression{end}"),
+                32 => format!("/personalization/v1.0/{activity}{end}"),
                 _ => format!("/api/v1.0/{target}/{activity}{end}"),
             }
         })
@@ -296,5 +299,39 @@ proptest! {
             }
             None => prop_assert!(!tp.contains(&ctx.trace_id.to_string())),
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Whatever the `Authorization` value's bytes: refused, or a non-empty token of
+    /// base64url/b64token characters that is a part of the value after the scheme.
+    #[test]
+    fn an_authorization_value_gives_a_clean_token_or_none(
+        v in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..80),
+            "(Bearer|bearer|BEARER|Basic|Token)[ \t]{0,3}[ -~]{0,60}".prop_map(String::into_bytes),
+        ]
+    ) {
+        if let Ok(t) = stream_gateway::oidc::bearer::parse(&v) {
+            let body = t.trim_end_matches('=');
+            prop_assert!(!body.is_empty());
+            prop_assert!(body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)));
+            let text = std::str::from_utf8(&v).unwrap();
+            prop_assert!(text.to_ascii_lowercase().starts_with("bearer "));
+            prop_assert!(text[7..].contains(t));
+        }
+    }
+
+    /// Any b64token behind `Bearer` and spaces comes back unchanged.
+    #[test]
+    fn a_bearer_token_comes_back_unchanged(
+        scheme in "(Bearer|bearer|BEARER|bEaReR)",
+        spaces in 1usize..4,
+        token in "[A-Za-z0-9._~+/-]{1,120}={0,2}",
+    ) {
+        let value = format!("{scheme}{}{token}", " ".repeat(spaces));
+        prop_assert_eq!(stream_gateway::oidc::bearer::parse(value.as_bytes()), Ok(token.as_str()));
     }
 }

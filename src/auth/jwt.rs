@@ -35,13 +35,21 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// The claims of a scope token.
+    /// The claims of a scope token. Stream's analytics and personalization services read a
+    /// `user_id` claim, and the current clients send `*` there: analytics tokens carry it
+    /// instead of `feed_id` (stream-js `getAnalyticsToken`, stream-go2 `analyticsAuth`),
+    /// personalization tokens beside it (stream-python, stream-go2, stream-js).
     pub fn for_scope(scope: &Scope, exp: Option<u64>) -> Self {
+        let service_user = matches!(
+            scope.resource,
+            Resource::Analytics | Resource::Personalization
+        );
         Self {
             resource: Some(scope.resource.as_str().to_owned()),
             action: Some(scope.action.as_str().to_owned()),
-            feed_id: Some(scope.feed.as_str().to_owned()),
-            user_id: None,
+            feed_id: (scope.resource != Resource::Analytics)
+                .then(|| scope.feed.as_str().to_owned()),
+            user_id: service_user.then(|| "*".to_owned()),
             exp,
         }
     }
@@ -56,14 +64,13 @@ impl Claims {
     }
 }
 
-/// Signs `claims` with HS256 and the secret.
+/// Signs `claims` with HS256 and the secret. The configuration never holds an empty secret
+/// (refused at start-up, kept out on reload), the one key jsonwebtoken refuses.
 pub fn encode(claims: &Claims, secret: &Secret) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.expose().as_bytes()),
-    )
-    .expect("HS256 over plain claims cannot fail")
+    let key = EncodingKey::from_secret(secret.expose().as_bytes())
+        .expect("the API secret is never empty");
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)
+        .expect("HS256 over plain claims cannot fail")
 }
 
 /// Why a token was refused.
@@ -90,12 +97,10 @@ pub fn verify(token: &str, secret: &Secret, now: u64) -> Result<Claims, VerifyEr
     v.required_spec_claims.clear();
     v.validate_exp = false; // checked below against the caller's clock
     v.leeway = 0;
-    let data = jsonwebtoken::decode::<Claims>(
-        token,
-        &DecodingKey::from_secret(secret.expose().as_bytes()),
-        &v,
-    )
-    .map_err(|e| {
+    // An empty secret signs nothing Stream takes.
+    let key = DecodingKey::from_secret(secret.expose().as_bytes())
+        .map_err(|_| VerifyError::BadSignature)?;
+    let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind as K;
         match e.kind() {
             K::InvalidSignature => VerifyError::BadSignature,
@@ -265,6 +270,22 @@ mod tests {
             let theirs = case["token"].as_str().unwrap().split('.').nth(1).unwrap();
             assert_eq!(ours, theirs);
         }
+    }
+
+    #[test]
+    fn analytics_and_personalization_tokens_carry_the_user_id_the_clients_send() {
+        let analytics = Claims::for_scope(&scope(Resource::Analytics, Action::All, "*"), None);
+        assert_eq!(
+            serde_json::to_value(&analytics).unwrap(),
+            serde_json::json!({"resource": "analytics", "action": "*", "user_id": "*"})
+        );
+        let perso = Claims::for_scope(&scope(Resource::Personalization, Action::All, "*"), None);
+        assert_eq!(
+            serde_json::to_value(&perso).unwrap(),
+            serde_json::json!({"resource": "personalization", "action": "*", "feed_id": "*", "user_id": "*"})
+        );
+        let feed = Claims::for_scope(&scope(Resource::Feed, Action::Read, "user42"), None);
+        assert_eq!(feed.user_id, None);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!   dropped connection (a delay alone then serves the request normally);
 //! - `DELETE /_emulator/faults`: clears faults; `POST /_emulator/reset`: clears everything;
 //! - `GET /_emulator/requests`: the last requests received (method, target, headers, body);
+//! - `GET /_emulator/analytics`: the analytics events received (`{"events": [{"kind",
+//!   "event"}]}`, `kind` `engagement` or `impression`, oldest first; a reset clears them);
 //! - `PUT /_emulator/secrets` `{"secrets": ["..."]}`: the API secrets taken from now on (one,
 //!   or old and new during a rotation); anything signed otherwise is still refused. Never shown.
 //! - `POST /_emulator/ratelimit` `{"method"?, "path_prefix", "limit", "reset_in_s"}`: Stream's
@@ -235,6 +237,11 @@ pub async fn set_secrets(State(st): State<Arc<EmulatorState>>, Json(s): Json<Sec
 }
 
 /// `POST /_emulator/reset`
+/// `GET /_emulator/analytics`.
+pub async fn list_analytics(State(st): State<Arc<EmulatorState>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "events": st.analytics_events() }))
+}
+
 pub async fn reset(State(st): State<Arc<EmulatorState>>) -> StatusCode {
     st.reset();
     StatusCode::NO_CONTENT

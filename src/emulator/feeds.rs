@@ -154,10 +154,19 @@ pub(super) async fn add_activity(
     if let Some(list) = v.get("activities") {
         let list: Vec<Map<String, Value>> = serde_json::from_value(list.clone())
             .map_err(|_| input_error("activities", "must be a list of objects"))?;
+        list.iter().try_for_each(base_fields)?;
         let mut store = st.store();
         let added: Vec<Value> = list.into_iter().map(|a| store.add(&feed, a)).collect();
         return Ok(created(json!({ "activities": added })));
     }
+    base_fields(&v)?;
+    Ok(created(st.store().add(&feed, v)))
+}
+
+/// Stream refuses an activity without `actor`, `verb` and `object` (a string, or a number
+/// for actor and object), and one whose `object` is empty (stream-js's own tests: adding
+/// `"object": ""` rejects).
+fn base_fields(v: &Map<String, Value>) -> Result<(), super::reply::EmuError> {
     for key in ["actor", "verb", "object"] {
         let ok = match v.get(key) {
             Some(Value::String(_)) => true,
@@ -168,7 +177,10 @@ pub(super) async fn add_activity(
             return Err(input_error(key, "is required"));
         }
     }
-    Ok(created(st.store().add(&feed, v)))
+    if v.get("object").and_then(Value::as_str) == Some("") {
+        return Err(input_error("object", "must not be empty"));
+    }
+    Ok(())
 }
 
 /// `DELETE feed/{slug}/{user}/{activity id or foreign id}/`

@@ -9,13 +9,15 @@
 //! - [`store`]: the data and Stream's feed semantics, with no HTTP inside;
 //! - [`call`] and [`reply`]: what every handler reads from a request and how it answers;
 //! - one file of handlers per resource: [`feeds`], [`activities`], [`reactions`],
-//!   [`collections`], [`users`], [`audit_logs`], and [`admin`] (fault injection and the request log, on the
+//!   [`collections`], [`users`], [`audit_logs`], [`analytics`] (and personalization's 501),
+//!   and [`admin`] (fault injection and the request log, on the
 //!   emulator's own port, never on the gateway's).
 //!
 //! It never calls into `proxy/`: the domain types are shared, the routing is its own.
 
 mod activities;
 pub mod admin;
+mod analytics;
 mod audit_logs;
 pub mod call;
 mod collections;

@@ -1,5 +1,5 @@
-//! Every route the emulator serves, in this one file: Stream's v1.0 routes, one function per
-//! family (behind the fault and log middleware, with Stream's 404 for the rest), and the admin
+//! Every route the emulator serves, in this one file: Stream's v1.0 routes (and its analytics
+//! and personalization services), one function per family (behind the fault and log middleware, with Stream's 404 for the rest), and the admin
 //! routes.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use axum::Router;
 
 use super::reply::stream_error;
 use super::state::EmulatorState;
-use super::{activities, admin, audit_logs, collections, feeds, reactions, users};
+use super::{activities, admin, analytics, audit_logs, collections, feeds, reactions, users};
 
 /// The emulator's router.
 pub fn router(state: Arc<EmulatorState>) -> Router {
@@ -20,6 +20,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         .merge(reaction_routes())
         .merge(collection_routes())
         .merge(user_routes())
+        .merge(service_routes())
         .fallback(|| async { stream_error(404, 16, "DoesNotExistException", "no such endpoint") })
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -33,6 +34,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
                 .get(admin::list_faults),
         )
         .route("/_emulator/requests", get(admin::list_requests))
+        .route("/_emulator/analytics", get(admin::list_analytics))
         .route("/_emulator/secrets", put(admin::set_secrets))
         .route(
             "/_emulator/ratelimit",
@@ -149,6 +151,19 @@ fn user_routes() -> Router<Arc<EmulatorState>> {
         )
         // Audit logs.
         .route(&v1("/audit_logs/"), get(audit_logs::filter))
+}
+
+/// Stream's other services: analytics (emulated) and personalization (501).
+fn service_routes() -> Router<Arc<EmulatorState>> {
+    Router::new()
+        .route("/analytics/v1.0/engagement/", post(analytics::engagement))
+        .route("/analytics/v1.0/impression/", post(analytics::impression))
+        .route(
+            "/personalization/v1.0/{resource}/",
+            get(analytics::personalization)
+                .post(analytics::personalization)
+                .delete(analytics::personalization),
+        )
 }
 
 /// A path under Stream's `/api/v1.0`.

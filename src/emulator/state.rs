@@ -28,6 +28,8 @@ pub struct EmulatorState {
     /// Stream's rate limit, when set: the rule, and the current window (its end, unix
     /// seconds, and the requests counted in it).
     rate: Mutex<Option<(RateRule, u64, u64)>>,
+    /// Analytics events received, oldest first, each `{"kind", "event"}`.
+    analytics: Mutex<VecDeque<serde_json::Value>>,
 }
 
 /// Where a rate-limited request stands in its window.
@@ -56,7 +58,25 @@ impl EmulatorState {
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(VecDeque::new()),
             rate: Mutex::new(None),
+            analytics: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Keeps analytics events of `kind` (`engagement`, `impression`), dropping the oldest
+    /// beyond [`super::analytics::EVENTS_CAPACITY`].
+    pub fn track(&self, kind: &str, events: Vec<serde_json::Value>) {
+        let mut kept = self.analytics.lock();
+        for event in events {
+            if kept.len() == super::analytics::EVENTS_CAPACITY {
+                kept.pop_front();
+            }
+            kept.push_back(serde_json::json!({ "kind": kind, "event": event }));
+        }
+    }
+
+    /// The analytics events received so far, oldest first.
+    pub fn analytics_events(&self) -> Vec<serde_json::Value> {
+        self.analytics.lock().iter().cloned().collect()
     }
 
     /// Locks the store (tests read it directly).
@@ -102,6 +122,7 @@ impl EmulatorState {
         }
         self.faults.lock().clear();
         self.log.lock().clear();
+        self.analytics.lock().clear();
         *self.rate.lock() = None;
     }
 

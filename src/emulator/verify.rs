@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, Method, Uri};
 
 use super::reply::{stream_error, EmuError};
 use crate::auth::{httpsig, jwt, Secret};
-use crate::stream::Scope;
+use crate::stream::{Resource, Scope};
 
 /// Largest clock difference a signed `Date` may have.
 pub const MAX_DATE_SKEW: Duration = Duration::from_secs(300);
@@ -20,6 +20,10 @@ pub enum Needed {
     Jwt(Scope),
     /// Application auth: an HTTP Signature, or a JWT covering this scope.
     App(Scope),
+    /// A JWT for one of Stream's other services (analytics, personalization): `resource` that
+    /// service or `*`, `action` `*`. Strict, exactly the token the current clients send:
+    /// `resource` the service, `user_id` `*`, and for analytics no `feed_id`.
+    Service(Resource),
 }
 
 /// The emulator's credentials and strictness.
@@ -57,12 +61,12 @@ impl Verifier {
                     "api_key is missing",
                 ))
             }
-            [_] => {
+            [k] => {
                 return Err(stream_error(
                     401,
                     2,
                     "ApiKeyException",
-                    "api_key is not valid",
+                    &crate::stream::query::foreign_key_detail(k),
                 ))
             }
             _ => {
@@ -87,6 +91,9 @@ impl Verifier {
             (Some(token), true, Needed::Jwt(scope) | Needed::App(scope)) => {
                 self.check_jwt(token, scope)
             }
+            (Some(token), true, Needed::Service(resource)) => {
+                self.check_service_jwt(token, *resource)
+            }
             (Some(sig), false, Needed::App(_)) if sig.starts_with("Signature ") => {
                 self.check_signature(method, uri, headers, sig)
             }
@@ -99,7 +106,47 @@ impl Verifier {
         }
     }
 
-    fn check_jwt(&self, token: &str, needed: &Scope) -> Result<(), EmuError> {
+    fn check_service_jwt(&self, token: &str, service: Resource) -> Result<(), EmuError> {
+        let claims = self.verified(token)?;
+        let resource = claims.resource.as_deref().and_then(Resource::parse);
+        let covers = matches!(resource, Some(r) if r == service || r == Resource::All)
+            && claims.action.as_deref() == Some("*");
+        if !covers {
+            return Err(stream_error(
+                403,
+                17,
+                "NotAllowedException",
+                "You do not have permission to perform this action.",
+            ));
+        }
+        let exact = resource == Some(service)
+            && claims.user_id.as_deref() == Some("*")
+            && match service {
+                Resource::Analytics => claims.feed_id.is_none(),
+                _ => claims.feed_id.as_deref() == Some("*"),
+            };
+        if self.strict_scopes && !exact {
+            return Err(stream_error(
+                403,
+                17,
+                "NotAllowedException",
+                &format!(
+                    "strict emulator: a {} token is {}/*, user_id *{}",
+                    service.as_str(),
+                    service.as_str(),
+                    if service == Resource::Analytics {
+                        ""
+                    } else {
+                        ", feed_id *"
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The claims of a token signed with a secret taken, unexpired.
+    fn verified(&self, token: &str) -> Result<jwt::Claims, EmuError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -118,8 +165,11 @@ impl Verifier {
                 Err(e) => refusal = e,
             }
         }
-        let claims = verified
-            .ok_or_else(|| stream_error(403, 17, "NotAllowedException", &refusal.to_string()))?;
+        verified.ok_or_else(|| stream_error(403, 17, "NotAllowedException", &refusal.to_string()))
+    }
+
+    fn check_jwt(&self, token: &str, needed: &Scope) -> Result<(), EmuError> {
+        let claims = self.verified(token)?;
         let denied = || {
             stream_error(
                 403,

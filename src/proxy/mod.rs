@@ -1,4 +1,4 @@
-//! The proxy: `/api/v1.0/...` in, validated, credentialed, forwarded with retries
+//! The proxy: `/api/v1.0/...` (and Stream's analytics and personalization paths) in, validated, credentialed, forwarded with retries
 //! ([`crate::upstream`]), Stream's answer back unchanged.
 
 use std::sync::Arc;
@@ -23,7 +23,8 @@ use crate::upstream::client::{Answer, Credential, Prepared};
 use crate::upstream::retry::{Outcome, Unusable};
 use crate::upstream::Tapped;
 
-/// The handler for every path under `/api/v1.0/`.
+/// The handler for every path under `/api/v1.0/`, `/analytics/v1.0/` and
+/// `/personalization/v1.0/`.
 pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let mut info = RequestInfo {
@@ -59,6 +60,25 @@ fn credential(st: &AppState, route: &Route) -> Credential {
     }
 }
 
+/// Refuses a request whose query names another app's `api_key` (401, Stream's
+/// `ApiKeyException`) or names one twice (400), counting it in
+/// `gateway_api_key_refused_total`. Every family calls it on the raw query before anything
+/// else reads it; see [`query::check_api_key`].
+pub fn refuse_foreign_api_key(st: &AppState, raw_query: Option<&str>) -> Result<(), ApiError> {
+    let s = &st.config.stream;
+    query::check_api_key(raw_query, &s.api_key, &s.accepted_api_keys).map_err(|r| {
+        st.metrics
+            .counter("gateway_api_key_refused_total", &[])
+            .increment(1);
+        match r {
+            query::ApiKeyRefusal::Foreign(detail) => ApiError::ForeignApiKey(detail),
+            query::ApiKeyRefusal::Repeated => ApiError::InvalidInput(
+                crate::stream::InvalidInput::new("api_key", "is given more than once"),
+            ),
+        }
+    })
+}
+
 /// Longest path and query the gateway forwards (nginx's default header buffer is 8 KiB).
 pub const MAX_TARGET_BYTES: usize = 8192;
 
@@ -75,6 +95,7 @@ async fn proxy(
     if target_len > MAX_TARGET_BYTES {
         return Err(ApiError::UriTooLong(MAX_TARGET_BYTES));
     }
+    refuse_foreign_api_key(st, parts.uri.query())?;
     let method = Method::parse(parts.method.as_str());
     let route = route(method, parts.uri.path()).map_err(|e| match e {
         RouteError::NotFound => ApiError::NotFound(parts.uri.path().to_owned()),
@@ -108,6 +129,7 @@ async fn proxy(
     let idempotent = match ep.idempotency {
         Idempotency::Always => true,
         Idempotency::WithForeignIdAndTime | Idempotency::WithId => keyed,
+        Idempotency::Never => false,
     };
 
     let s = &st.config.stream;
@@ -121,6 +143,7 @@ async fn proxy(
         .map_err(|_| st.overloaded("requests in flight"))?;
     let prepared = Prepared {
         method: parts.method.clone(),
+        host: ep.host,
         query: query::forward_string(&pairs, &s.api_key),
         path: route.path,
         body,
@@ -149,6 +172,7 @@ async fn proxy(
             trace,
         )
         .await;
+    let result = watch_auth(st, ep.name, result).await?;
     let mut resp = finish(
         result,
         trace.attempts,
@@ -160,6 +184,59 @@ async fn proxy(
     resp.extensions_mut()
         .insert(crate::server::AnswerDeadline(deadline));
     Ok(resp)
+}
+
+/// Largest refusal body read to tell a wrong secret from another refusal; Stream's error
+/// bodies are a few hundred bytes.
+const MAX_REFUSAL_BYTES: usize = 16 * 1024;
+
+/// Shows Stream's final answer to the wrong-secret watch: a success ends an episode, a 401 or
+/// 403 is read whole to see whether it is one.
+async fn watch_auth(
+    st: &AppState,
+    endpoint: &str,
+    result: Result<Answer, Outcome>,
+) -> Result<Result<Answer, Outcome>, ApiError> {
+    match result {
+        Ok(a) if matches!(a.status.as_u16(), 401 | 403) => {
+            Ok(Ok(watch_refusal(st, endpoint, a).await?))
+        }
+        Ok(a) => {
+            if a.status.is_success() {
+                st.auth_failures.accepted();
+            }
+            Ok(Ok(a))
+        }
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// Reads a 401 or 403 from Stream whole, tells [`AuthFailures`](crate::upstream::auth_failures)
+/// when it says the gateway's signature is wrong, and gives the same answer back.
+async fn watch_refusal(st: &AppState, endpoint: &str, a: Answer) -> Result<Answer, ApiError> {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Limited::new(a.body, MAX_REFUSAL_BYTES)
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::UpstreamUnusable(format!(
+                "Stream's {} answer could not be read whole",
+                a.status.as_u16()
+            ))
+        })?
+        .to_bytes();
+    if crate::upstream::auth_failures::is_signature_refusal(a.status.as_u16(), &body) {
+        let detail = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["detail"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        st.auth_failures.refused(endpoint, &detail);
+    }
+    Ok(Answer {
+        status: a.status,
+        headers: a.headers,
+        body: Body::from(body),
+    })
 }
 
 /// The permits a request holds until its answer is out: one of `server.max_concurrency`, and

@@ -76,6 +76,9 @@ pub fn check(kind: BodyKind, body: &[u8]) -> Result<CheckedBody, InvalidInput> {
         BodyKind::ReactionUpdate => reaction_update(&mut v, c)?,
         BodyKind::CollectionsUpsert => upsert_names_every_id(&v),
         BodyKind::CollectionEntry => names_id(&v),
+        // Stream's analytics and personalization services decide on the shape; JSON is all
+        // the gateway needs (a resend is never safe there, see the table).
+        BodyKind::Json => false,
     };
     let rewritten = changed.then(|| serde_json::to_vec(&v).expect("a Value always serializes"));
     Ok(CheckedBody { rewritten, keyed })
@@ -248,7 +251,14 @@ fn activity(v: &mut Value, prefix: &str, to: To, changed: &mut bool) -> Result<b
     // object); it takes a number for actor or object and stores it as a string.
     scalar(o, "actor", prefix, Presence::Required)?;
     verb(o, prefix)?;
-    scalar(o, "object", prefix, Presence::Required)?;
+    // Stream refuses an empty `object` too: stream-js's own tests add `"object": ""` and
+    // expect the promise to reject.
+    if !scalar(o, "object", prefix, Presence::Required)? {
+        return Err(InvalidInput::new(
+            format!("{prefix}.object"),
+            "must not be empty",
+        ));
+    }
     let foreign_id = scalar(o, "foreign_id", prefix, Presence::Optional)?;
     let time = time(o, prefix, Presence::Optional)?;
     if to == To::NotPermitted && o.contains_key("to") {
@@ -499,7 +509,9 @@ mod tests {
             // Accepted: numbers where Stream takes strings, forwarded as sent.
             (K::Activities, json!({"actor": 1, "verb": "tweet", "object": 1}), Ok(false), "numbers are Stream's to store as strings"),
             (K::Activities, json!({"actor": 1, "verb": "v", "object": 3, "foreign_id": 7, "time": T, "target": 9}), Ok(true), "numeric foreign_id keys an activity too"),
-            (K::Activities, json!({"actor": "", "verb": "", "object": ""}), Ok(false), "empty strings: Stream decides"),
+            (K::Activities, json!({"actor": "", "verb": "", "object": "o"}), Ok(false), "empty actor and verb: Stream decides"),
+            (K::Activities, json!({"actor": "a", "verb": "v", "object": ""}), Err("activity.object"), "Stream refuses an empty object"),
+            (K::Activities, json!({"activities": [{"actor": "a", "verb": "v", "object": "o"}, {"actor": "a", "verb": "v", "object": ""}]}), Err("activities[1].object"), "in a list too"),
             (K::Activities, json!({"actor": "a", "verb": ok_verb, "object": "o", "extra": {"x": [1]}}), Ok(false), "255-byte verb and custom fields"),
             (K::Activities, json!({"activities": []}), Ok(true), "an empty list: Stream decides"),
             (K::Activities, json!({"actor": "a", "verb": "v", "object": "o", "foreign_id": "f", "time": "2026-11-27T10:00:00.123Z"}), Ok(true), "stream-js toISOString time"),

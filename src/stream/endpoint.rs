@@ -56,6 +56,38 @@ pub enum AuthKind {
     Application,
 }
 
+/// Which of Stream's services a row belongs to: each has its own host and path prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// The feeds API: `stream.base_url`, paths under `/api/v1.0/`.
+    Api,
+    /// The analytics API: `stream.analytics_base_url`, paths under `/analytics/v1.0/`.
+    Analytics,
+    /// The personalization API: `stream.personalization_base_url`, paths under
+    /// `/personalization/v1.0/`.
+    Personalization,
+}
+
+impl Host {
+    /// Every host, in the order the table lists their rows.
+    pub const ALL: [Host; 3] = [Host::Api, Host::Analytics, Host::Personalization];
+
+    /// The prefix every path of this service has, as the official clients build it
+    /// (`{service}/{version}/`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Host::Api => API_PREFIX,
+            Host::Analytics => "/analytics/v1.0/",
+            Host::Personalization => "/personalization/v1.0/",
+        }
+    }
+
+    /// The position in [`Host::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Whether resending the call after it may have reached Stream can duplicate an effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotency {
@@ -67,6 +99,9 @@ pub enum Idempotency {
     /// Safe only when the body names every new object's `id`: a resend then meets the first
     /// one (a conflict) instead of creating a second.
     WithId,
+    /// Never: each call records something new (analytics events) or its effect is Stream's
+    /// own (personalization writes).
+    Never,
 }
 
 /// The JSON body an endpoint takes.
@@ -110,6 +145,9 @@ pub enum BodyKind {
     UserUpdate,
     /// `{"users": [{"id", "data"?}, ...], "override"?: bool}`.
     UsersBatch,
+    /// Any JSON value: analytics events and personalization writes, whose shape Stream's
+    /// services decide.
+    Json,
 }
 
 /// The query parameters an endpoint checks (others pass through untouched).
@@ -179,6 +217,11 @@ pub enum EndpointId {
     UsersAdd,
     UsersGet,
     UsersDelete,
+    AnalyticsEngagement,
+    AnalyticsImpression,
+    PersonalizationGet,
+    PersonalizationPost,
+    PersonalizationDelete,
 }
 
 /// One row of the endpoint table.
@@ -187,8 +230,10 @@ pub struct Endpoint {
     pub id: EndpointId,
     /// Stable name for logs and metrics (bounded cardinality).
     pub name: &'static str,
+    /// The service: where the call goes and the prefix of its path.
+    pub host: Host,
     pub method: Method,
-    /// The path under `/api/v1.0/`: literals, `a|b` aliases, `{name}` parameters named after
+    /// The path under the host's prefix ([`Host::prefix`]): literals, `a|b` aliases, `{name}` parameters named after
     /// the field an error names, `{name:a|b}` a fixed set, `[{name}/]` an optional last one.
     pub pattern: &'static str,
     /// The `resource` claim of the upstream token.
@@ -206,9 +251,13 @@ pub struct Endpoint {
 
 macro_rules! row {
     ($id:ident, $name:literal, $m:ident, $pat:literal, $r:ident, $a:ident, $fs:ident, $auth:ident, $idem:ident, $body:ident, $q:ident) => {
+        row!(Api, $id, $name, $m, $pat, $r, $a, $fs, $auth, $idem, $body, $q)
+    };
+    ($host:ident, $id:ident, $name:literal, $m:ident, $pat:literal, $r:ident, $a:ident, $fs:ident, $auth:ident, $idem:ident, $body:ident, $q:ident) => {
         Endpoint {
             id: EndpointId::$id,
             name: $name,
+            host: Host::$host,
             method: Method::$m,
             pattern: $pat,
             resource: Resource::$r,
@@ -232,8 +281,13 @@ macro_rules! row {
 /// for every call (GET read, POST/PUT write, DELETE delete). `og/` and `audit_logs/` are the
 /// rows whose resource stays `*`: no client names a resource for them (stream-js's
 /// `StreamAuditLogs` sends its `*`/`*`/`*` token), so only the action narrows.
+///
+/// The analytics and personalization rows go to their own hosts with the token the current
+/// clients send there: `analytics` / `*` (stream-js `getAnalyticsToken`, stream-go2
+/// `analyticsAuth`) and `personalization` / `*` (stream-python, stream-go2, stream-js), the
+/// action `*` on every method; the token's claims add the `user_id` those services read.
 #[rustfmt::skip]
-pub static ENDPOINTS: [Endpoint; 40] = [
+pub static ENDPOINTS: [Endpoint; 45] = [
     row!(FeedRead,                "feed.read",                Get,    "feed/{slug}/{user_id}/",                               Feed,        Read,   PathFeed, Jwt,         Always,               None,                  FeedPage),
     row!(FeedReadEnriched,        "feed.read_enriched",       Get,    "enrich/feed/{slug}/{user_id}/",                        Feed,        Read,   PathFeed, Jwt,         Always,               None,                  FeedPage),
     row!(FeedAdd,                 "feed.add",                 Post,   "feed/{slug}/{user_id}/",                               Feed,        Write,  PathFeed, Jwt,         WithForeignIdAndTime, Activities,            None),
@@ -274,6 +328,11 @@ pub static ENDPOINTS: [Endpoint; 40] = [
     row!(UsersAdd,                "users.add_many",           Post,   "users/",                                               Users,       Write,  All,      Jwt,         Always,               UsersBatch,            None),
     row!(UsersGet,                "users.get_many",           Get,    "users/",                                               Users,       Read,   All,      Jwt,         Always,               None,                  None),
     row!(UsersDelete,             "users.delete_many",        Delete, "users/",                                               Users,       Delete, All,      Jwt,         Always,               None,                  None),
+    row!(Analytics, AnalyticsEngagement, "analytics.engagement", Post, "engagement/",                                  Analytics,   All,    All,      Jwt,         Never,                Json,                  None),
+    row!(Analytics, AnalyticsImpression, "analytics.impression", Post, "impression/",                                  Analytics,   All,    All,      Jwt,         Never,                Json,                  None),
+    row!(Personalization, PersonalizationGet, "personalization.get", Get, "{resource}/",                               Personalization, All, All,    Jwt,         Always,               None,                  None),
+    row!(Personalization, PersonalizationPost, "personalization.post", Post, "{resource}/",                            Personalization, All, All,    Jwt,         Never,                Json,                  None),
+    row!(Personalization, PersonalizationDelete, "personalization.delete", Delete, "{resource}/",                      Personalization, All, All,    Jwt,         Always,               None,                  None),
 ];
 
 impl Endpoint {
@@ -297,7 +356,8 @@ pub struct Route {
     pub target: Option<FeedId>,
     /// The activity id or foreign id, for a delete (decoded).
     pub activity: Option<String>,
-    /// The path to forward, canonical: `/api/v1.0/...` ending in `/`, re-encoded.
+    /// The path to forward, canonical: the host's prefix, then the segments, ending in `/`,
+    /// re-encoded.
     pub path: String,
 }
 
@@ -453,11 +513,12 @@ static PATTERNS: std::sync::LazyLock<Vec<Pattern>> = std::sync::LazyLock::new(||
         .collect()
 });
 
-/// The rows whose pattern fits `segs` best (most fixed values met), in table order.
-fn best_rows(segs: &[&str]) -> Vec<usize> {
+/// The rows of `host` whose pattern fits `segs` best (most fixed values met), in table order.
+fn best_rows(host: Host, segs: &[&str]) -> Vec<usize> {
     let scored: Vec<(usize, usize)> = PATTERNS
         .iter()
         .enumerate()
+        .filter(|&(i, _)| ENDPOINTS[i].host == host)
         .filter_map(|(i, p)| p.score(segs).map(|s| (i, s)))
         .collect();
     let best = scored.iter().map(|&(_, s)| s).max();
@@ -520,34 +581,41 @@ fn extract(params: &[(&'static str, &str)]) -> Result<Parts, RouteError> {
     Ok(parts)
 }
 
-/// Splits a request path under [`API_PREFIX`] into decoded segments.
-fn segments(path: &str) -> Result<Vec<String>, RouteError> {
-    let rest = path
-        .strip_prefix(API_PREFIX)
-        .or_else(|| (path == "/api/v1.0").then_some(""))
+/// Splits a request path under one of the hosts' prefixes into its host and decoded segments.
+fn segments(path: &str) -> Result<(Host, Vec<String>), RouteError> {
+    let (host, rest) = Host::ALL
+        .into_iter()
+        .find_map(|h| {
+            let prefix = h.prefix();
+            path.strip_prefix(prefix)
+                .or_else(|| (path == &prefix[..prefix.len() - 1]).then_some(""))
+                .map(|rest| (h, rest))
+        })
         .ok_or(RouteError::NotFound)?;
     // A missing final slash is accepted and added: Stream redirects such paths and a redirect
     // can lose the body (stream-python collapses them for the same reason).
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() {
-        return Ok(Vec::new());
+        return Ok((host, Vec::new()));
     }
-    rest.split('/')
+    let segs = rest
+        .split('/')
         .map(decode_segment)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(RouteError::Invalid)
+        .map_err(RouteError::Invalid)?;
+    Ok((host, segs))
 }
 
-/// Matches `path` (the request path, percent-encoded, including `/api/v1.0/`) for `method`
-/// against the table's patterns.
+/// Matches `path` (the request path, percent-encoded, including its service's prefix such as
+/// `/api/v1.0/`) for `method` against the table's patterns.
 ///
 /// The order of checks is: shape (404), method (405), then each part (400), so a caller hears
 /// first about what is most wrong. Where several shapes fit, the one with the most fixed
 /// segments wins (`reaction/get_many/` over `reaction/{reaction_id}/`).
 pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
-    let owned = segments(path)?;
+    let (host, owned) = segments(path)?;
     let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
-    let rows = best_rows(&segs);
+    let rows = best_rows(host, &segs);
     if rows.is_empty() {
         return Err(RouteError::NotFound);
     }
@@ -559,7 +627,7 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
             allow: rows.iter().map(|&i| ENDPOINTS[i].method).collect(),
         })?;
     let parts = extract(&PATTERNS[i].params(&segs))?;
-    let mut canonical = String::from(API_PREFIX);
+    let mut canonical = String::from(host.prefix());
     for seg in &segs {
         canonical.extend(percent_encoding::utf8_percent_encode(seg, SEGMENT));
         canonical.push('/');
@@ -916,6 +984,36 @@ mod tests {
             "users.delete_many",
             "users/delete/*",
         ),
+        (
+            Method::Post,
+            "/analytics/v1.0/engagement/",
+            "analytics.engagement",
+            "analytics/*/*",
+        ),
+        (
+            Method::Post,
+            "/analytics/v1.0/impression/",
+            "analytics.impression",
+            "analytics/*/*",
+        ),
+        (
+            Method::Get,
+            "/personalization/v1.0/follow_recommendations/",
+            "personalization.get",
+            "personalization/*/*",
+        ),
+        (
+            Method::Post,
+            "/personalization/v1.0/follow_recommendations/",
+            "personalization.post",
+            "personalization/*/*",
+        ),
+        (
+            Method::Delete,
+            "/personalization/v1.0/meta/",
+            "personalization.delete",
+            "personalization/*/*",
+        ),
     ];
 
     #[test]
@@ -936,8 +1034,12 @@ mod tests {
     }
 
     #[test]
-    fn the_action_follows_the_method_on_every_row() {
+    fn the_action_follows_the_method_on_every_feeds_api_row_and_is_any_on_the_others() {
         for e in &ENDPOINTS {
+            if e.host != Host::Api {
+                assert_eq!(e.action, Action::All, "{}", e.name);
+                continue;
+            }
             let expected = match e.method {
                 Method::Get => Action::Read,
                 Method::Delete => Action::Delete,
@@ -1013,9 +1115,44 @@ mod tests {
                 "{}",
                 e.name
             );
-            assert_ne!(e.action, Action::All, "{}", e.name);
+            if e.host == Host::Api {
+                assert_ne!(e.action, Action::All, "{}", e.name);
+            }
             let in_path = e.pattern.contains("{slug}/{user_id}");
             assert_eq!(e.feed_scope == FeedScope::PathFeed, in_path, "{}", e.name);
+        }
+    }
+
+    #[test]
+    fn each_service_routes_only_its_own_paths_under_its_own_prefix() {
+        for (m, p) in [
+            (Method::Post, "/api/v1.0/engagement/"),
+            (Method::Get, "/analytics/v1.0/feed/user/1/"),
+            (Method::Post, "/analytics/v1.0/"),
+            (Method::Get, "/personalization/v1.0/"),
+            (Method::Get, "/personalization/v1.0/a/b/"),
+            (Method::Post, "/analytics/v2.0/engagement/"),
+        ] {
+            assert_eq!(route(m, p).unwrap_err(), RouteError::NotFound, "{p}");
+        }
+        assert_eq!(
+            route(Method::Get, "/analytics/v1.0/engagement/").unwrap_err(),
+            RouteError::MethodNotAllowed {
+                allow: vec![Method::Post]
+            }
+        );
+        let r = ok(Method::Post, "/analytics/v1.0/impression");
+        assert_eq!(r.path, "/analytics/v1.0/impression/");
+        assert_eq!(r.endpoint.host, Host::Analytics);
+        let r = ok(Method::Get, "/personalization/v1.0/recommended");
+        assert_eq!(r.path, "/personalization/v1.0/recommended/");
+        assert_eq!(r.endpoint.host, Host::Personalization);
+        assert_eq!(
+            invalid_field(Method::Get, "/personalization/v1.0/..%2Fapi/"),
+            "path"
+        );
+        for h in Host::ALL {
+            assert_eq!(Host::ALL[h.index()], h);
         }
     }
 

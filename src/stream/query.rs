@@ -189,6 +189,45 @@ fn follow_stats(q: &Pairs) -> Result<(), InvalidInput> {
     Ok(())
 }
 
+/// Why a caller's `api_key` was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeyRefusal {
+    /// Another app's key (Stream: 401, code 2, `ApiKeyException`); the detail to give.
+    Foreign(String),
+    /// Given more than once (safety: which one would be read?).
+    Repeated,
+}
+
+/// Stream refuses a request whose `api_key` is not the app's (`ApiKeyException`): a service
+/// configured for another app (staging's key against production's gateway) must hear so, not
+/// write into this app. The caller's `api_key` (exactly that name; look-alikes are dropped by
+/// [`check`]) must be `own` or one of `accepted` (placeholders a team gave its services); none
+/// at all is fine (the gateway adds the app's). Applied to the raw query of every family
+/// before anything else reads it.
+pub fn check_api_key(
+    raw: Option<&str>,
+    own: &str,
+    accepted: &[String],
+) -> Result<(), ApiKeyRefusal> {
+    let keys: Vec<_> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "api_key")
+        .map(|(_, v)| v)
+        .collect();
+    match keys.as_slice() {
+        [] => Ok(()),
+        [k] if k == own || accepted.iter().any(|a| a == k) => Ok(()),
+        [k] => Err(ApiKeyRefusal::Foreign(foreign_key_detail(k))),
+        _ => Err(ApiKeyRefusal::Repeated),
+    }
+}
+
+/// The detail of an `ApiKeyException`: the key's first 4 characters only (enough to tell which
+/// app's key it is, not enough to use it).
+pub fn foreign_key_detail(key: &str) -> String {
+    let head: String = key.chars().take(4).collect();
+    format!("api_key {head}... is not this app's api key")
+}
+
 /// The query string to send upstream: the caller's pairs, then the gateway's `api_key` last
 /// (as stream-php does), form-encoded.
 pub fn forward_string(pairs: &[(String, String)], api_key: &str) -> String {
@@ -342,6 +381,42 @@ mod tests {
             let got = q(id, raw).map(|_| ()).map_err(|e| e.field);
             assert_eq!(got, want.map_err(str::to_owned), "{id:?} {raw}: {why}");
         }
+    }
+
+    #[test]
+    fn only_the_apps_own_or_an_accepted_api_key_is_taken() {
+        let accepted = vec!["placeholder".to_owned()];
+        let run = |raw: &str| check_api_key(Some(raw), "appkey1234", &accepted);
+        assert_eq!(run(""), Ok(()));
+        assert_eq!(check_api_key(None, "appkey1234", &accepted), Ok(()));
+        assert_eq!(run("limit=1&api_key=appkey1234"), Ok(()));
+        assert_eq!(run("api_key=placeholder"), Ok(()));
+        assert_eq!(
+            run("API_KEY=other&apiKey=x"),
+            Ok(()),
+            "look-alikes are dropped"
+        );
+        assert_eq!(
+            run("api_key=5crf3bhfzesnMISSING"),
+            Err(ApiKeyRefusal::Foreign(
+                "api_key 5crf... is not this app's api key".into()
+            ))
+        );
+        assert_eq!(
+            run("api_key=appkey1234&api_key=appkey1234"),
+            Err(ApiKeyRefusal::Repeated)
+        );
+        assert_eq!(
+            run("api_key=appkey1234&api_key=x"),
+            Err(ApiKeyRefusal::Repeated)
+        );
+        assert_eq!(
+            run("api_key="),
+            Err(ApiKeyRefusal::Foreign(
+                "api_key ... is not this app's api key".into()
+            ))
+        );
+        assert!(!foreign_key_detail("abcdefgh").contains("abcde"));
     }
 
     #[test]

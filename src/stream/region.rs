@@ -22,9 +22,35 @@ pub fn base_url(region: &str) -> Option<String> {
         .then(|| format!("https://{region}-api.stream-io-api.com"))
 }
 
+/// Stream's analytics host: one for every region (stream-python's `base_analytics_url`,
+/// stream-go2 and stream-js without a location).
+pub const ANALYTICS_URL: &str = "https://analytics.stream-io-api.com";
+
+/// The personalization host for a known region, `https://{region}-personalization.stream-io-api.com`
+/// (stream-js `getBaseUrl`, stream-net); `None` otherwise.
+pub fn personalization_url(region: &str) -> Option<String> {
+    KNOWN_REGIONS
+        .contains(&region)
+        .then(|| format!("https://{region}-personalization.stream-io-api.com"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_regions_map_to_their_personalization_host_and_analytics_has_one() {
+        assert_eq!(
+            personalization_url("us-east").as_deref(),
+            Some("https://us-east-personalization.stream-io-api.com")
+        );
+        assert_eq!(
+            personalization_url("tokyo").as_deref(),
+            Some("https://tokyo-personalization.stream-io-api.com")
+        );
+        assert_eq!(personalization_url("mars"), None);
+        assert_eq!(ANALYTICS_URL, "https://analytics.stream-io-api.com");
+    }
 
     #[test]
     fn known_regions_map_to_their_api_host() {

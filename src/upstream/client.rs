@@ -35,6 +35,7 @@ use super::Transport;
 use crate::auth::{httpsig, Secret};
 use crate::config::UpstreamConfig;
 use crate::net::Dns;
+use crate::stream::endpoint::Host;
 use crate::trace::{SpanId, TRACEPARENT, TRACESTATE};
 
 /// `X-Stream-Client`, as the official clients name themselves.
@@ -63,7 +64,9 @@ pub enum Credential {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub method: Method,
-    /// The canonical path: `/api/v1.0/...`.
+    /// Which of Stream's services it goes to.
+    pub host: Host,
+    /// The canonical path: `/api/v1.0/...` (or the other service's prefix).
     pub path: String,
     /// The query to send, `api_key` included, form-encoded (never empty).
     pub query: String,
@@ -112,8 +115,8 @@ pub enum ClientError {
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<hyper_rustls::HttpsConnector<Connect>, Full<Bytes>>,
-    scheme: Scheme,
-    authority: Authority,
+    /// Scheme and authority of each service, by [`Host::index`].
+    bases: [(Scheme, Authority); 3],
     api_key: String,
     api_key_header: HeaderValue,
     max_response_bytes: usize,
@@ -126,7 +129,7 @@ pub struct Upstream {
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
-            .field("authority", &self.authority)
+            .field("authority", &self.bases[Host::Api.index()].1)
             .finish_non_exhaustive()
     }
 }
@@ -137,11 +140,18 @@ static X_STREAM_CLIENT: HeaderName = HeaderName::from_static("x-stream-client");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 impl Upstream {
-    /// A client for `base` (scheme + host [+ port], validated with the configuration).
-    pub fn new(cfg: &UpstreamConfig, base: &str, api_key: &str) -> Result<Self, ClientError> {
-        let base: Uri = base
-            .parse()
-            .expect("base_url was validated as scheme://host[:port]");
+    /// A client for each service's base URL (scheme + host [+ port], validated with the
+    /// configuration), in [`Host::ALL`] order.
+    pub fn new(cfg: &UpstreamConfig, bases: [&str; 3], api_key: &str) -> Result<Self, ClientError> {
+        let bases = bases.map(|base| {
+            let base: Uri = base
+                .parse()
+                .expect("base URLs were validated as scheme://host[:port]");
+            (
+                base.scheme().cloned().unwrap_or(Scheme::HTTPS),
+                base.authority().cloned().expect("a base URL has a host"),
+            )
+        });
         let http = crate::net::http_connector(cfg.connect_timeout);
         // Every request carries a token or a signature: it goes through a proxy only when the
         // configuration names one, never because of `HTTP_PROXY` in the environment.
@@ -166,8 +176,7 @@ impl Upstream {
             .build(connector);
         Ok(Self {
             client,
-            scheme: base.scheme().cloned().unwrap_or(Scheme::HTTPS),
-            authority: base.authority().cloned().expect("base_url has a host"),
+            bases,
             api_key: api_key.to_owned(),
             api_key_header: HeaderValue::from_str(api_key)
                 .expect("api_key was validated as printable ASCII"),
@@ -226,9 +235,10 @@ impl Upstream {
             }
             None => Full::default(),
         };
+        let (scheme, authority) = &self.bases[req.host.index()];
         let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
+            .scheme(scheme.clone())
+            .authority(authority.clone())
             .path_and_query(
                 PathAndQuery::from_maybe_shared(Bytes::from(target))
                     .expect("the path and query were encoded by the gateway"),
@@ -293,9 +303,20 @@ impl Transport for Upstream {
 /// Connection failures before the request was written are [`Outcome::NotSent`]; anything
 /// else broke after sending and is [`Outcome::Dropped`] (timeouts are the caller's).
 fn classify(e: &hyper_util::client::legacy::Error) -> Outcome {
+    // The cause (a name that does not resolve, a refused connection, a certificate rustls
+    // refuses) is only in the error's chain: say it, for the operator who turns on debug.
+    let mut cause = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause.push_str(": ");
+        cause.push_str(&s.to_string());
+        source = s.source();
+    }
     if e.is_connect() {
+        tracing::debug!(error = %cause, "connection to Stream failed");
         Outcome::NotSent
     } else {
+        tracing::debug!(error = %cause, "the exchange with Stream broke off");
         Outcome::Dropped
     }
 }

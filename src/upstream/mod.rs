@@ -1,10 +1,11 @@
-//! The way to Stream: the pooled client ([`client`]), the pure retry policy ([`retry`]), and the
-//! loop between them ([`RetryLoop`]).
+//! The way to Stream: the pooled client ([`client`]), the pure retry policy ([`retry`]), the
+//! loop between them ([`RetryLoop`]), and the watch for a wrong secret ([`auth_failures`]).
 //!
 //! The loop reaches the client only through [`Transport`], one attempt at a time, so tests
 //! drive it with a scripted upstream on paused time, and the client behind it can change
 //! without touching the policy.
 
+pub mod auth_failures;
 pub mod client;
 pub mod retry;
 
@@ -303,6 +304,7 @@ mod tests {
     fn request() -> Prepared {
         Prepared {
             method: http::Method::GET,
+            host: crate::stream::endpoint::Host::Api,
             path: "/api/v1.0/feed/user/1/".into(),
             query: "api_key=k".into(),
             body: None,

@@ -82,10 +82,13 @@ async fn invalid_utf8_in_path_or_query_is_400_and_not_forwarded() {
 }
 
 #[tokio::test]
-async fn duplicate_api_keys_become_exactly_one_of_ours() {
+async fn a_repeated_api_key_is_refused_and_look_alikes_become_exactly_one_of_ours() {
     let app = spawn_app().await;
+    let r = app.get("/feed/user/1/?api_key=a&api_key=b&limit=1").await;
+    assert_eq!(r.status, 400);
+    assert!(app.received().is_empty());
     let r = app
-        .get("/feed/user/1/?api_key=a&api_key=b&API_KEY=c&limit=1")
+        .get("/feed/user/1/?API_KEY=c&api-key=d&apiKey=e&limit=1")
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(api_keys(&app.received()[0]), vec![KEY.to_owned()]);

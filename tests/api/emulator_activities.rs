@@ -153,3 +153,88 @@ async fn removing_from_the_source_feed_also_removes_it_from_to_targets_and_their
         assert_eq!(page["results"], json!([]), "{feed}");
     }
 }
+
+#[tokio::test]
+async fn lookups_and_partial_updates_answer_the_fields_of_a_feed_read_with_a_null_origin() {
+    let app = spawn_app().await;
+    let a = keyed_activity(1);
+    let id = app.post("/feed/user/1/", &a).await.json["id"].clone();
+    let read = app.get("/feed/user/1/").await.json["results"][0].clone();
+
+    let by_id = &app
+        .get(&format!("/activities/?ids={}", id.as_str().unwrap()))
+        .await
+        .json["results"][0];
+    let by_key = &app
+        .get(&format!(
+            "/activities/?foreign_ids={}&timestamps={}",
+            a["foreign_id"].as_str().unwrap(),
+            a["time"].as_str().unwrap()
+        ))
+        .await
+        .json["results"][0];
+    for got in [by_id, by_key] {
+        assert_eq!(got, &read, "the same fields as a feed read");
+        assert!(got.get("origin").is_some_and(|o| o.is_null()), "{got}");
+    }
+    let r = app
+        .post("/activity/", &json!({"id": id, "set": {"x": 1}}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.json);
+    let updated = &r.json["activities"][0];
+    assert!(
+        updated.get("origin").is_some_and(|o| o.is_null()),
+        "{:?}",
+        r.json
+    );
+    assert_eq!(updated["x"], 1);
+}
+
+#[tokio::test]
+async fn an_empty_object_is_refused_by_the_gateway_and_by_the_emulator() {
+    let app = spawn_app().await;
+    let empty = json!({"actor": "a", "verb": "v", "object": ""});
+    let r = app.post("/feed/user/1/", &empty).await;
+    assert_eq!(
+        (r.status, r.json["exception"].as_str()),
+        (400, Some("InputException"))
+    );
+    assert!(
+        r.json["exception_fields"]["activity.object"].is_array(),
+        "{:?}",
+        r.json
+    );
+    assert!(app.received().is_empty(), "nothing reached Stream");
+
+    // The emulator refuses it too, as Stream does, to a client that talks to it directly.
+    let token = stream_gateway::auth::jwt::encode(
+        &stream_gateway::auth::jwt::Claims {
+            resource: Some("feed".into()),
+            action: Some("write".into()),
+            feed_id: Some("user1".into()),
+            ..Default::default()
+        },
+        &stream_gateway::auth::Secret::new(SECRET),
+    );
+    for body in [empty.clone(), json!({"activities": [activity(1), empty]})] {
+        let resp = app
+            .client
+            .post(format!(
+                "{}/api/v1.0/feed/user/1/?api_key={KEY}",
+                app.emu.url()
+            ))
+            .header("authorization", &token)
+            .header("stream-auth-type", "jwt")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{body}");
+        let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            (v["code"].as_u64(), v["exception"].as_str()),
+            (Some(4), Some("InputException"))
+        );
+    }
+    assert_eq!(app.emu().store().activity_count(), 0);
+}

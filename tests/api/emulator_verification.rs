@@ -149,15 +149,17 @@ async fn api_key_must_be_present_once_and_right() {
     let h = jwt_headers(token("feed", "read", "user42", SECRET, None));
     let (s, v) = direct(&emu.url(), "GET", "/api/v1.0/feed/user/42/", &h, None).await;
     assert_eq!((s, v["code"].as_u64()), (401, Some(2)));
-    let (s, _) = direct(
+    let (s, v) = direct(
         &emu.url(),
         "GET",
-        "/api/v1.0/feed/user/42/?api_key=other",
+        "/api/v1.0/feed/user/42/?api_key=otherkey",
         &h,
         None,
     )
     .await;
-    assert_eq!(s, 401);
+    assert_eq!((s, v["code"].as_u64()), (401, Some(2)));
+    assert_eq!(v["exception"], "ApiKeyException");
+    assert_eq!(v["detail"], "api_key othe... is not this app's api key");
     let (s, _) = direct(
         &emu.url(),
         "GET",

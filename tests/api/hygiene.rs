@@ -10,7 +10,7 @@ async fn caller_credentials_in_headers_and_query_are_replaced() {
     let req = app
         .client
         .get(format!(
-            "{}/feed/user/42/?api_key=theirs&limit=3&api_key=again&authorization=x",
+            "{}/feed/user/42/?api_key={KEY}&limit=3&API_KEY=again&authorization=x",
             app.api
         ))
         .header(

@@ -3,6 +3,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod adversarial;
+mod api_keys;
 mod callers;
 mod concurrency;
 mod connections;
@@ -18,11 +19,14 @@ mod helpers;
 mod hygiene;
 mod lifecycle;
 mod listeners;
+mod monitoring;
+mod oidc;
 mod operations;
 mod redis;
 mod redis_server;
 mod retries;
 mod rotation;
+mod services;
 mod surface;
 mod tokens;
 mod tracing;

@@ -271,3 +271,37 @@ async fn a_tokens_body_that_does_not_arrive_in_time_is_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("upstream.deadline_ms"), "{answer}");
 }
+
+#[tokio::test]
+async fn metrics_carry_the_build_version_and_the_process_cpu_memory_and_files() {
+    let app = spawn_app().await;
+    let text = metrics(&app).await;
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        sample(
+            &text,
+            &format!("gateway_build_info{{version=\"{version}\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(sample(&text, "gateway_upstream_auth_failures_total "), 0.0);
+    if cfg!(target_os = "linux") {
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter"),
+            "{text}"
+        );
+        assert!(sample(&text, "process_cpu_seconds_total ") > 0.0);
+        assert!(sample(&text, "process_resident_memory_bytes ") > 1e6);
+        assert!(sample(&text, "process_open_fds ") >= 3.0);
+        assert!(sample(&text, "process_threads ") >= 1.0);
+        let started = sample(&text, "process_start_time_seconds ");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            started <= now + 1.0 && started > now - 3600.0,
+            "{started} vs {now}"
+        );
+    }
+}

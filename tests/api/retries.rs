@@ -267,6 +267,22 @@ async fn a_request_is_in_flight_until_its_answer_has_streamed_out() {
 }
 
 #[tokio::test]
+async fn a_refusal_too_long_to_read_whole_is_502_and_not_counted_as_a_wrong_secret() {
+    // A 403 is read whole to see whether Stream says the signature is wrong: one that does not
+    // end within the bound is not passed on as if it were complete.
+    let head =
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    let upstream = raw_upstream(RawAnswer::EndlessChunks(head.into())).await;
+    let app = behind(&upstream).await;
+    let r = app.get("/feed/user/1/").await;
+    assert_unusable(&r, "403 answer could not be read whole");
+    assert_eq!(
+        app.metric("gateway_upstream_auth_failures_total").await,
+        0.0
+    );
+}
+
+#[tokio::test]
 async fn a_client_that_never_reads_a_large_answer_holds_its_permit_only_until_the_deadline() {
     use tokio::io::AsyncWriteExt;
     let mut bytes =

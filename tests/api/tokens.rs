@@ -408,3 +408,90 @@ async fn without_cors_origins_no_cors_headers_are_sent() {
     assert_eq!(r.status, 403);
     assert!(r.headers.get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn a_feed_id_that_also_reads_as_another_users_feed_of_an_unlisted_group_is_refused() {
+    // The docs' example lists user and timeline only; Stream's default timeline_aggregated
+    // group exists all the same: `timeline` + `_aggregated42` is user 42's aggregated timeline.
+    let app = spawn_with(|f| {
+        f.merge(("tokens.identity_header", "x-user"))
+            .merge(("tokens.feed_groups", ["user", "timeline"]))
+    })
+    .await;
+    let body = json!({"feed": "timeline:_aggregated42", "resource": "feed", "action": "read"});
+    let r = tokens(&app, body, &[("x-user", "_aggregated42")]).await;
+    assert_eq!(r.status, 403, "{:?}", r.json);
+    assert!(r.json["detail"]
+        .as_str()
+        .unwrap()
+        .contains("timeline_aggregated:42"));
+    let body = json!({"feed": "timeline:42", "resource": "feed", "action": "read"});
+    assert_eq!(tokens(&app, body, &[("x-user", "42")]).await.status, 200);
+}
+
+/// A connection that sends a request head and one byte of a 100-byte body, then waits.
+async fn slow_body(app: &TestApp, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         content-length: 100\r\n\r\n{{"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn slow_bodies_on_the_proxy_do_not_starve_tokens_nor_the_other_way_round() {
+    let app = spawn_with(|f| {
+        f.merge(("server.max_concurrency", 2))
+            .merge(("tokens.max_in_flight", 2))
+    })
+    .await;
+    let held: Vec<_> = [
+        slow_body(&app, "/api/v1.0/feed/user/1/").await,
+        slow_body(&app, "/api/v1.0/feed/user/2/").await,
+    ]
+    .into();
+    let mut refused = false;
+    for _ in 0..200 {
+        if app.post("/feed/user/3/", &activity(1)).await.status == 503 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(refused, "the proxy's body permits are all held");
+    let r = tokens(&app, json!({"user_id": "42"}), &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    drop(held);
+
+    let held: Vec<_> = [
+        slow_body(&app, "/tokens").await,
+        slow_body(&app, "/tokens").await,
+    ]
+    .into();
+    let mut refusal = Value::Null;
+    for _ in 0..200 {
+        let r = tokens(&app, json!({"user_id": "42"}), &[]).await;
+        if r.status == 503 {
+            refusal = r.json;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(
+        refusal["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("tokens.max_in_flight")),
+        "{refusal:?}"
+    );
+    assert_eq!(
+        app.metric(r#"gateway_tokens_refused_total{reason="overloaded"}"#)
+            .await,
+        1.0
+    );
+    let r = app.post("/feed/user/3/", &activity(1)).await;
+    assert_ne!(r.status, 503, "{:?}", r.json);
+    drop(held);
+}

@@ -1,9 +1,9 @@
 // stream-js 8.x (npm `getstream`), unchanged, under Node against the gateway: the server-side
-// client's calls for every endpoint the gateway serves. The client holds a wrong key and a
-// wrong secret; the gateway drops its credentials (stream-js sends `*` tokens for everything)
+// client's calls for every endpoint the gateway serves. The client holds the app's api key and
+// a wrong secret; the gateway drops its credentials (stream-js sends `*` tokens for everything)
 // and signs each call with its narrowest scope. Any rejected call fails the run.
 //
-//   GATEWAY_PORT=8080 node tests/compat/js8.cjs
+//   GATEWAY_PORT=8080 COMPAT_API_KEY=<the gateway's api key> node tests/compat/js8.cjs
 'use strict';
 
 const stream = require('getstream');
@@ -33,7 +33,8 @@ function check(cond, what) {
 
 async function main() {
   check(version.startsWith('8.'), `getstream 8.x, got ${version}`);
-  const client = stream.connect('not-the-key', 'not-the-secret', '1', {
+  // The app's api key (public) and a wrong secret.
+  const client = stream.connect(process.env.COMPAT_API_KEY, 'not-the-secret', '1', {
     urlOverride: { api: `http://127.0.0.1:${PORT}/api/` },
   });
   const user = client.feed('user', 'js8');

@@ -1,5 +1,6 @@
 """stream-python 2.x, unchanged, against the gateway: `add_to_many` and `follow_many`, which
-this client signs itself with an HTTP Signature (keyed with its own, wrong, secret). The
+this client signs itself with an HTTP Signature (keyed with its own, wrong, secret; it is given
+the app's api key, as services are). The
 gateway drops that signature and signs with the real secret. Any exception fails the run.
 
     GATEWAY_PORT=8080 python3 tests/compat/python2_legacy.py
@@ -10,11 +11,12 @@ import sys
 import stream
 
 PORT = int(os.environ["GATEWAY_PORT"])
+KEY = os.environ["COMPAT_API_KEY"]
 
 
 def main():
     assert stream.__version__.startswith("2."), stream.__version__
-    client = stream.connect("not-the-key", "not-the-secret", base_url=f"http://localhost:{PORT}")
+    client = stream.connect(KEY, "not-the-secret", base_url=f"http://localhost:{PORT}")
     try:
         client.add_to_many(
             {"actor": "app", "verb": "announce", "object": "release:2",

@@ -1,8 +1,8 @@
 """stream-python 5.x, unchanged, against the gateway: every Feed and StreamClient method for
-the endpoints the gateway serves. The client holds a wrong key and a wrong secret: the gateway
-drops its credentials and signs with its own. Any exception fails the run.
+the endpoints the gateway serves, and analytics. The client holds the app's api key and a wrong
+secret: the gateway drops its credentials and signs with its own. Any exception fails the run.
 
-    GATEWAY_PORT=8080 python3 tests/compat/python5.py
+    GATEWAY_PORT=8080 COMPAT_API_KEY=<the gateway's api key> python3 tests/compat/python5.py
 """
 import datetime
 import os
@@ -11,6 +11,7 @@ import sys
 import stream
 
 PORT = int(os.environ["GATEWAY_PORT"])
+KEY = os.environ["COMPAT_API_KEY"]
 CALLS = []
 
 
@@ -34,7 +35,7 @@ def check(cond, what):
 def main():
     assert stream.__version__.startswith("5."), stream.__version__
     # stream-python prefixes the host with "api." unless it is "localhost".
-    client = stream.connect("not-the-key", "not-the-secret", base_url=f"http://localhost:{PORT}")
+    client = stream.connect(KEY, "not-the-secret", base_url=f"http://localhost:{PORT}")
     user = client.feed("user", "py5")
     timeline = client.feed("timeline", "py5")
     t0 = datetime.datetime(2026, 11, 27, 10, 0, 0)
@@ -179,6 +180,13 @@ def main():
     check((back["actor"], back["object"], back["foreign_id"]) == ("1", "3", "7"),
           f"numbers come back as strings: {back}")
     check(back["id"] == n["id"], f"the same activity: {back}")
+
+    # Analytics, to the analytics host (in emulator mode, the emulator, which keeps the events).
+    call("StreamClient.track_engagements", client.track_engagements, [
+        {"content": "post:1", "label": "click", "user_data": "py5",
+         "features": [{"group": "topic", "value": "go"}]}])
+    call("StreamClient.track_impressions", client.track_impressions, [
+        {"content_list": ["post:1", "post:2"], "user_data": {"id": "py5", "alias": "Py"}}])
 
     print(f"python5: ok, {len(CALLS)} calls, stream-python {stream.__version__}")
 

@@ -194,6 +194,14 @@ impl Store {
             .unwrap_or(Value::Null)
     }
 
+    /// An activity as a lookup (by id, by `foreign_id` + `time`, a partial update) answers
+    /// it: the fields of a feed read, `"origin": null` included (read from no feed).
+    fn render_alone(&self, id: &Uuid) -> Value {
+        let mut v = self.render(id);
+        v["origin"] = Value::Null;
+        v
+    }
+
     /// Stores an activity (or updates the one with the same `foreign_id` + `time`) and returns
     /// it with its id. `fan_out` is false for `add_to_many`, which Stream does not propagate.
     fn store(&mut self, mut activity: Map<String, Value>) -> Key {
@@ -487,7 +495,7 @@ impl Store {
         ids.iter()
             .filter_map(|id| Uuid::parse_str(id).ok())
             .filter(|id| self.activities.contains_key(id))
-            .map(|id| self.render(&id))
+            .map(|id| self.render_alone(&id))
             .collect()
     }
 
@@ -495,7 +503,7 @@ impl Store {
     pub fn by_foreign_ids(&self, keys: &[(String, NaiveDateTime)]) -> Vec<Value> {
         keys.iter()
             .filter_map(|k| self.by_key.get(k))
-            .map(|id| self.render(id))
+            .map(|id| self.render_alone(id))
             .collect()
     }
 
@@ -541,7 +549,7 @@ impl Store {
                 unset_path(a, path);
             }
         }
-        Some(self.render(&id))
+        Some(self.render_alone(&id))
     }
 
     /// Changes the `to` targets of the activity with `foreign_id` + `time` added to `feed`:
