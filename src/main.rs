@@ -128,7 +128,14 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
     if let Err(e) = reloads.on_sighup() {
         tracing::warn!(error = %e, "SIGHUP cannot be handled: reload by changing the secret file");
     }
-    tracing::info!(listen = %app.local_addr(), upstream = %app.upstream(), region = %region, "stream-gateway serving");
+    tracing::info!(
+        listen = %app.local_addr(),
+        public_listen = app.public_addr().map(tracing::field::display),
+        admin_listen = app.admin_addr().map(tracing::field::display),
+        upstream = %app.upstream(),
+        region = %region,
+        "stream-gateway serving"
+    );
     match app.run_until_stopped(shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");

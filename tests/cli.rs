@@ -602,4 +602,8 @@ fn healthcheck_asks_the_admin_listener_when_one_is_set() {
     assert_eq!(run(&["--healthcheck"], &elsewhere).status.code(), Some(1));
     let (ok, err) = sigterm(&mut child);
     assert!(ok, "{err}");
+    assert!(
+        err.contains("admin_listen") && err.contains(&format!("127.0.0.1:{admin}")),
+        "the start-up line names the admin listener: {err}"
+    );
 }
