@@ -1,4 +1,5 @@
-//! The application: binds (port 0 works), builds the router, serves until shutdown.
+//! The application: binds its listeners (port 0 works), builds a router per audience, serves
+//! until shutdown.
 //! [`App::build`] + [`App::port`] are the one seam the integration tests use.
 
 use std::future::Future;
@@ -25,17 +26,25 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use crate::config::Config;
 use crate::emulator::{Emulator, EmulatorConfig, RealtimeSettings};
 use crate::error::ApiError;
+use crate::guard;
 use crate::proxy;
 use crate::server::Limits;
 use crate::state::AppState;
 use crate::telemetry;
 use crate::tokens;
 
+/// Builds a listener's router.
+type RouterFn = fn(Arc<AppState>) -> Router;
+
 /// A built, bound, not yet serving gateway.
 #[derive(Debug)]
 pub struct App {
     listener: TcpListener,
     router: Router,
+    /// `server.public_listen`, bound.
+    public: Option<TcpListener>,
+    /// `server.admin_listen`, bound.
+    admin: Option<TcpListener>,
     state: Arc<AppState>,
     emulator: Option<Emulator>,
     upstream: String,
@@ -87,16 +96,23 @@ impl App {
         } else {
             None
         };
-        let addr = config.server.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = bind(config.server.listen).await?;
+        let public = match config.server.public {
+            Some(l) => Some(bind(l.listen).await?),
+            None => None,
+        };
+        let admin = match config.server.admin {
+            Some(l) => Some(bind(l.listen).await?),
+            None => None,
+        };
         let upstream = config.stream.base_url.clone();
         let state = Arc::new(AppState::new(config)?);
         let router = router(state.clone());
         Ok(Self {
             listener,
             router,
+            public,
+            admin,
             state,
             emulator,
             upstream,
@@ -115,6 +131,16 @@ impl App {
             .expect("a bound listener has an address")
     }
 
+    /// The public listener's address (`server.public_listen`), when there is one.
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        self.public.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The admin listener's address (`server.admin_listen`), when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Where requests go: Stream's regional URL, the configured base URL, or the emulator.
     pub fn upstream(&self) -> &str {
         &self.upstream
@@ -130,6 +156,45 @@ impl App {
         &self.state
     }
 
+    /// Each bound listener with its name (a metric label), router and limits.
+    fn listeners(
+        internal: TcpListener,
+        router: Router,
+        public: Option<TcpListener>,
+        admin: Option<TcpListener>,
+        gw: &Arc<AppState>,
+    ) -> Vec<(&'static str, TcpListener, Router, Limits)> {
+        let server = &gw.config.server;
+        let peer_addr = gw.config.callers.is_some();
+        let mut listeners = vec![(
+            "internal",
+            internal,
+            router,
+            Limits {
+                max_connections: server.max_connections,
+                header_read_timeout: server.header_read_timeout,
+                idle_timeout: server.idle_timeout,
+                peer_addr,
+            },
+        )];
+        let others: [(_, _, _, RouterFn); 2] = [
+            ("public", public, server.public, public_router),
+            ("admin", admin, server.admin, admin_router),
+        ];
+        for (name, listener, conf, router) in others {
+            if let (Some(listener), Some(l)) = (listener, conf) {
+                let limits = Limits {
+                    max_connections: l.max_connections,
+                    header_read_timeout: l.header_read_timeout,
+                    idle_timeout: l.idle_timeout,
+                    peer_addr,
+                };
+                listeners.push((name, listener, router(gw.clone()), limits));
+            }
+        }
+        listeners
+    }
+
     /// Serves until `shutdown` resolves; then `/readyz` answers 503, the listener closes after
     /// `server.drain_delay_ms`, and in-flight requests get up to `server.shutdown_grace_ms`;
     /// last, spans waiting for export are sent (at most `telemetry.otlp_timeout_ms`).
@@ -139,28 +204,48 @@ impl App {
     ) -> std::io::Result<()> {
         let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
         let gw = self.state.clone();
-        let server = &self.state.config.server;
-        let limits = Limits {
-            max_connections: server.max_connections,
-            header_read_timeout: server.header_read_timeout,
-            idle_timeout: server.idle_timeout,
-            peer_addr: self.state.config.callers.is_some(),
-        };
-        let refused = gw.metrics.counter("gateway_connections_refused_total", &[]);
-        let serve = crate::server::serve(self.listener, self.router, limits, refused, async move {
-            shutdown.await;
-            gw.draining.store(true, Ordering::SeqCst);
-            let delay = gw.config.server.drain_delay;
-            if !delay.is_zero() {
-                tracing::info!(
-                    drain_delay_ms = delay.as_millis() as u64,
-                    "draining: /readyz answers 503, still serving"
-                );
-                tokio::time::sleep(delay).await;
+        // Every listener stops accepting at the same moment.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
             }
-            tracing::info!("shutting down: no new connections, letting in-flight requests finish");
-            let _ = began_tx.send(());
-        });
+        };
+        let listeners = Self::listeners(self.listener, self.router, self.public, self.admin, &gw);
+        let mut serving = tokio::task::JoinSet::new();
+        for (name, listener, router, limits) in listeners {
+            let refused = gw
+                .metrics
+                .counter("gateway_connections_refused_total", &[("listener", name)]);
+            serving.spawn(crate::server::serve(
+                listener,
+                router,
+                limits,
+                refused,
+                stopped(),
+            ));
+        }
+        let serve = async move {
+            let all_closed = async move { while serving.join_next().await.is_some() {} };
+            tokio::join!(all_closed, async move {
+                shutdown.await;
+                gw.draining.store(true, Ordering::SeqCst);
+                let delay = gw.config.server.drain_delay;
+                if !delay.is_zero() {
+                    tracing::info!(
+                        drain_delay_ms = delay.as_millis() as u64,
+                        "draining: /readyz answers 503, still serving"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                tracing::info!(
+                    "shutting down: no new connections, letting in-flight requests finish"
+                );
+                let _ = stop_tx.send(true);
+                let _ = began_tx.send(());
+            });
+        };
         let grace = self.state.config.server.shutdown_grace;
         // Histogram samples are drained into buckets every few seconds, scraped or not.
         let upkeep = {
@@ -181,7 +266,7 @@ impl App {
             }
         };
         tokio::select! {
-            () = serve => {}
+            _ = serve => {}
             () = expire => {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining connections");
             }
@@ -210,13 +295,12 @@ fn tokens_route(gw: &Arc<AppState>) -> MethodRouter<Arc<AppState>> {
     )
 }
 
-/// The router: health, `/tokens`, the proxy under `/api/v1.0/` (and Stream's analytics and
-/// personalization prefixes) and `/api/v2/`, the webhook routes, Stream's 404 elsewhere.
+/// The internal listener's router (`server.listen`): health, readiness, metrics, `/tokens`, the
+/// proxy under `/api/v1.0/` (and Stream's analytics and personalization prefixes) and
+/// `/api/v2/`, the webhook routes, Stream's 404 elsewhere; a request from a web page, or for a
+/// host that is not this gateway, is refused first ([`guard::check`]).
 pub fn router(gw: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let routes = operator_routes(Router::new())
         .route("/tokens", tokens_route(&gw))
         .route("/api/v1.0", any(proxy::handle))
         .route("/api/v1.0/", any(proxy::handle))
@@ -230,24 +314,83 @@ pub fn router(gw: Arc<AppState>) -> Router {
         .with_state(gw.clone())
         // Stream's webhooks, verified (`[webhooks.routes]`): also on the public listener.
         .merge(crate::webhooks::router(gw.webhooks().clone()))
-        // Outermost first.
-        .layer(
-            ServiceBuilder::new()
-                // Keep the caller's credentials out of anything that logs requests.
-                .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
-                // A request id for every request: the caller's `x-request-id` if it is one
-                // well-formed id, or a new one...
-                .layer(MapRequestLayer::new(telemetry::screen_request_id::<Body>))
-                .layer(SetRequestIdLayer::x_request_id(telemetry::FastRequestId))
-                // ...returned in the response...
-                .layer(PropagateRequestIdLayer::x_request_id())
-                // ...and on the one log line (and the metrics) of every request, which also
-                // takes up the caller's trace (or starts one) and records the request's span.
-                .layer(axum::middleware::from_fn_with_state(
-                    (gw.metrics.clone(), gw.tracer.clone()),
-                    telemetry::access_log,
-                )),
-        )
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            internal_guard,
+        ));
+    common_layers(routes, &gw)
+}
+
+/// The public listener's router (`server.public_listen`): what browsers and the internet may
+/// reach, `/tokens` with its CORS policy and the webhook routes, and 404 for everything else (the proxy, health and
+/// metrics are never served here). No Host check: it sits behind the app's ingress.
+pub fn public_router(gw: Arc<AppState>) -> Router {
+    let routes = Router::new()
+        .route("/tokens", tokens_route(&gw))
+        .fallback(not_found)
+        .with_state(gw.clone())
+        // Stream's webhooks, verified (`[webhooks.routes]`): this is the listener Stream reaches.
+        .merge(crate::webhooks::router(gw.webhooks().clone()));
+    common_layers(routes, &gw)
+}
+
+/// The admin listener's router (`server.admin_listen`): health, readiness and metrics only.
+pub fn admin_router(gw: Arc<AppState>) -> Router {
+    let routes = operator_routes(Router::new())
+        .fallback(not_found)
+        .with_state(gw.clone());
+    common_layers(routes, &gw)
+}
+
+fn operator_routes(r: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    r.route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// [`guard::check`] on every request of the internal listener.
+async fn internal_guard(
+    State(gw): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let policy = gw.token_policy();
+    match guard::check(
+        &gw.hosts,
+        &policy.cors_origins,
+        req.uri().path(),
+        req.headers(),
+    ) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The layers every listener's router has, outermost first.
+fn common_layers(routes: Router, gw: &Arc<AppState>) -> Router {
+    routes.layer(
+        ServiceBuilder::new()
+            // Keep the caller's credentials out of anything that logs requests.
+            .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+            // A request id for every request: the caller's `x-request-id` if it is one
+            // well-formed id, or a new one...
+            .layer(MapRequestLayer::new(telemetry::screen_request_id::<Body>))
+            .layer(SetRequestIdLayer::x_request_id(telemetry::FastRequestId))
+            // ...returned in the response...
+            .layer(PropagateRequestIdLayer::x_request_id())
+            // ...and on the one log line (and the metrics) of every request, which also
+            // takes up the caller's trace (or starts one) and records the request's span.
+            .layer(axum::middleware::from_fn_with_state(
+                (gw.metrics.clone(), gw.tracer.clone()),
+                telemetry::access_log,
+            )),
+    )
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 async fn readyz(State(gw): State<Arc<AppState>>) -> impl IntoResponse {

@@ -129,6 +129,21 @@ pub struct ServerFile {
     pub max_connections: u64,
     /// Runtime worker threads; none: one per CPU.
     pub workers: Option<u64>,
+    /// Names a request's `Host` may carry on the internal listener, besides the listen
+    /// address, `localhost`, the loopback addresses and the machine's hostname; `*`: any.
+    pub allowed_hosts: Vec<String>,
+    /// The listener that faces browsers and the internet (`/tokens` only); none: off.
+    pub public_listen: Option<String>,
+    /// Open connections on the public listener.
+    pub public_max_connections: u64,
+    /// Head timeout on the public listener.
+    pub public_header_read_timeout_ms: u64,
+    /// Idle timeout on the public listener.
+    pub public_idle_timeout_ms: u64,
+    /// The operators' listener (health, readiness, metrics); none: off.
+    pub admin_listen: Option<String>,
+    /// Open connections on the admin listener.
+    pub admin_max_connections: u64,
 }
 
 /// `[stream]` as read.
@@ -209,6 +224,13 @@ impl Default for ServerFile {
             idle_timeout_ms: 60_000,
             max_connections: 4096,
             workers: None,
+            allowed_hosts: Vec::new(),
+            public_listen: None,
+            public_max_connections: 1024,
+            public_header_read_timeout_ms: 5000,
+            public_idle_timeout_ms: 30_000,
+            admin_listen: None,
+            admin_max_connections: 8,
         }
     }
 }
@@ -478,7 +500,28 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Runtime worker threads (one per CPU unless set).
     pub workers: usize,
+    /// Extra names the internal listener answers to (`server.allowed_hosts`); `None`: any
+    /// (`*` listed).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// `server.public_listen` and its limits.
+    pub public: Option<Listener>,
+    /// `server.admin_listen` and its limits.
+    pub admin: Option<Listener>,
 }
+
+/// A listener besides the internal one: its address and its own connection limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Head timeout of the admin listener: probes send their request at once.
+pub const ADMIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle timeout of the admin listener.
+pub const ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `[stream]`, validated.
 #[derive(Debug, Clone)]
@@ -618,6 +661,126 @@ fn source_of(f: &Figment, key: &str) -> Option<String> {
     })
 }
 
+/// A figment error as one [`ConfigError`]: the key, where it was set (a file's line, a
+/// variable's name) and what is wrong, on one line, never quoting the source or a value (a
+/// TOML excerpt or a value may be a secret: `api_secret = 31415...`, a Redis password).
+pub fn extract_error(e: &figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let file = e.metadata.as_ref().and_then(|m| match &m.source {
+        Some(Source::File(path)) => Some(path.clone()),
+        _ => None,
+    });
+    let text = file
+        .as_deref()
+        .and_then(|p| std::fs::read_to_string(p).ok());
+    let mut key = e.path.join(".");
+    let mut line = text.as_deref().and_then(|t| line_of(t, &key));
+    let problem = match &e.kind {
+        Kind::Message(m) => match toml_syntax_error(m) {
+            Some((at, reason)) => {
+                line = Some(at);
+                if let Some(k) = text.as_deref().and_then(|t| key_at(t, at)) {
+                    key = k;
+                }
+                format!("not valid TOML: {reason}")
+            }
+            None => "is not valid here".to_owned(),
+        },
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            format!("expected {expected}, found {}", kind_of(actual))
+        }
+        Kind::InvalidLength(n, expected) => format!("expected {expected}, found {n} items"),
+        Kind::UnknownVariant(_, expected) => format!("must be one of: {}", expected.join(", ")),
+        Kind::UnknownField(field, _) => format!("unknown key {field:?}"),
+        Kind::MissingField(field) => format!("missing key {field:?}"),
+        Kind::DuplicateField(field) => format!("key {field:?} given twice"),
+        Kind::ISizeOutOfRange(_) | Kind::USizeOutOfRange(_) => "number out of range".to_owned(),
+        Kind::Unsupported(actual) | Kind::UnsupportedKey(actual, _) => {
+            format!("{} is not supported here", kind_of(actual))
+        }
+    };
+    let key = if key.is_empty() { "config".into() } else { key };
+    let at = match (&file, line, &e.metadata) {
+        (Some(path), Some(n), _) => format!(" ({} line {n})", path.display()),
+        (Some(path), None, _) => format!(" ({})", path.display()),
+        (None, _, Some(m)) if m.name.starts_with("environment variable ") => {
+            format!(" ({})", m.name)
+        }
+        (None, _, Some(m)) if m.name.contains("GATEWAY_") => format!(
+            " (environment variable GATEWAY_{})",
+            e.path.join("__").to_ascii_uppercase()
+        ),
+        _ => String::new(),
+    };
+    ConfigError::new(&key, format!("{problem}{at}"))
+}
+
+/// What kind of value was found, never the value.
+fn kind_of(a: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual as A;
+    match a {
+        A::Bool(_) => "a boolean",
+        A::Unsigned(_) | A::Signed(_) => "an integer",
+        A::Float(_) => "a number",
+        A::Char(_) | A::Str(_) | A::Bytes(_) | A::Other(_) => "a string",
+        A::Seq => "a list",
+        A::Map => "a table",
+        _ => "another kind of value",
+    }
+}
+
+/// A TOML syntax error's line and reason, from toml's message (whose excerpt of the source,
+/// the lines with `|`, is dropped); a reason that quotes anything is not repeated.
+fn toml_syntax_error(m: &str) -> Option<(usize, String)> {
+    let first = m.lines().next()?;
+    let at = first.strip_prefix("TOML parse error at line ")?;
+    let line: usize = at.split(',').next()?.trim().parse().ok()?;
+    let reason: Vec<&str> = m
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains('|'))
+        .collect();
+    let reason = reason.join("; ");
+    let reason = if reason.is_empty() || reason.contains(['"', '\'']) {
+        "syntax error".to_owned()
+    } else {
+        reason
+    };
+    Some((line, reason))
+}
+
+/// The dotted key set on line `n` (1-based) of a TOML text: its table and the name before `=`.
+fn key_at(text: &str, n: usize) -> Option<String> {
+    let mut table = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim();
+        if i + 1 == n {
+            let name = l.split_once('=')?.0.trim();
+            let bare = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            return bare.then(|| {
+                if table.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{table}.{name}")
+                }
+            });
+        }
+        if let Some(t) = l.strip_prefix('[').and_then(|t| t.split(']').next()) {
+            table = t.trim_matches(['[', ' ']).to_owned();
+        }
+    }
+    None
+}
+
+/// The line (1-based) of a TOML text that sets the dotted `key`, if one plainly does.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    (1..=text.lines().count()).find(|&n| key_at(text, n).as_deref() == Some(key))
+}
+
 /// The prefix a secret needs in emulator mode.
 pub const EMULATOR_SECRET_PREFIX: &str = "emulator-";
 
@@ -655,11 +818,7 @@ impl Config {
     /// Extracts and validates a figment (tests build their own, never touching the process
     /// environment).
     pub fn from_figment(f: &Figment) -> Result<Self, ConfigError> {
-        let raw: FileConfig = f.extract().map_err(|e| {
-            let key = e.path.join(".");
-            let key = if key.is_empty() { "config".into() } else { key };
-            ConfigError::new(&key, e.kind.to_string())
-        })?;
+        let raw: FileConfig = f.extract().map_err(|e| extract_error(&e))?;
         Self::validate_from(raw, &|key| source_of(f, key))
     }
 
@@ -679,11 +838,14 @@ impl Config {
         let upstream = UpstreamConfig::validate(raw.upstream)?;
         let tokens = TokensConfig::validate(raw.tokens)?;
         let emulator = EmulatorSettings::validate(raw.emulator)?;
-        let callers = raw
+        let mut callers = raw
             .callers
             .map(crate::callers::Settings::validate)
             .transpose()
             .map_err(|e| ConfigError::new(&e.key, e.problem))?;
+        if let Some(c) = &mut callers {
+            c.default_max_in_flight = (server.max_concurrency / 4).max(1);
+        }
         let telemetry = TelemetryConfig::validate(raw.telemetry)?;
         let webhooks = crate::webhooks::Settings::validate(raw.webhooks)
             .map_err(|e| ConfigError::new(&e.key, e.problem))?;
@@ -834,11 +996,65 @@ fn read_secret_file(path: &Path, inline: Option<&str>) -> Result<String, ConfigE
     secret_from_file(path).map_err(|e| ConfigError::new("stream.api_secret_file", e))
 }
 
+/// The largest secret file read: Stream's secrets are 64 characters.
+pub const MAX_SECRET_FILE_BYTES: u64 = 4096;
+/// How long reading the secret file may take (a file on a hung network mount).
+pub const SECRET_FILE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The text of a secret file without its line ending, or what is wrong (never the content).
+/// Only a regular file (after symlinks) of at most [`MAX_SECRET_FILE_BYTES`], read within
+/// [`SECRET_FILE_TIMEOUT`]: a FIFO would block the reader for good, `/dev/zero` or a huge file
+/// would fill memory.
 pub fn secret_from_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    let shown = path.display().to_string();
+    // `metadata` follows symlinks and does not open: a FIFO does not block it.
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {}", e.kind()))?;
+    check_secret_file(&shown, &meta)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("secret-file".into())
+        .spawn(move || {
+            let _ = tx.send(read_capped(&owned));
+        })
+        .map_err(|e| format!("cannot read {shown}: {}", e.kind()))?;
+    let text = rx
+        .recv_timeout(SECRET_FILE_TIMEOUT)
+        .map_err(|_| format!("reading {shown} took more than {SECRET_FILE_TIMEOUT:?}"))?
+        .map_err(|why| format!("{shown} {why}"))?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn check_secret_file(shown: &str, meta: &std::fs::Metadata) -> Result<(), String> {
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "{shown} is larger than {MAX_SECRET_FILE_BYTES} bytes: not a secret"
+        ));
+    }
+    Ok(())
+}
+
+/// The file's text, checked again once open (it may have been swapped), never more than the cap.
+fn read_capped(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {}", e.kind()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot be read: {}", e.kind()))?;
+    check_secret_file("it", &meta).map_err(|why| why.trim_start_matches("it ").to_owned())?;
+    let mut buf = Vec::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot be read: {}", e.kind()))?;
+    if buf.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "is larger than {MAX_SECRET_FILE_BYTES} bytes: not a secret"
+        ));
+    }
+    String::from_utf8(buf).map_err(|_| "is not UTF-8 text".to_owned())
 }
 
 /// The API secret, from the file when one was read, else from `stream.api_secret`; the
@@ -885,15 +1101,90 @@ fn api_secret(
     }
 }
 
+fn address(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("{v:?} is not an address such as 127.0.0.1:8080"),
+        )
+    })
+}
+
+/// `server.allowed_hosts`: host names or IP addresses, without port; `*` alone turns the check off.
+fn allowed_hosts(v: &[String]) -> Result<Option<Vec<String>>, ConfigError> {
+    let key = "server.allowed_hosts";
+    if v.iter().any(|h| h == "*") {
+        return Ok(None);
+    }
+    v.iter()
+        .map(|h| {
+            crate::guard::host_name(h)
+                .filter(|n| *n == h.to_ascii_lowercase().trim_end_matches('.'))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        key,
+                        format!(
+                            "{h:?} is not a host name such as gateway.internal \
+                             (no scheme, no port)"
+                        ),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
 impl ServerConfig {
     fn validate(sv: ServerFile) -> Result<Self, ConfigError> {
-        let listen = sv.listen.parse().map_err(|_| {
-            ConfigError::new(
-                "server.listen",
-                format!("{:?} is not an address such as 127.0.0.1:8080", sv.listen),
-            )
-        })?;
+        let listen = address("server.listen", &sv.listen)?;
+        let public = match present(sv.public_listen) {
+            None => None,
+            Some(a) => Some(Listener {
+                listen: address("server.public_listen", &a)?,
+                max_connections: positive(
+                    "server.public_max_connections",
+                    sv.public_max_connections,
+                )?,
+                header_read_timeout: ms(
+                    "server.public_header_read_timeout_ms",
+                    sv.public_header_read_timeout_ms,
+                )?,
+                idle_timeout: ms("server.public_idle_timeout_ms", sv.public_idle_timeout_ms)?,
+            }),
+        };
+        let admin = match present(sv.admin_listen) {
+            None => None,
+            Some(a) => Some(Listener {
+                listen: address("server.admin_listen", &a)?,
+                max_connections: positive(
+                    "server.admin_max_connections",
+                    sv.admin_max_connections,
+                )?,
+                header_read_timeout: ADMIN_HEADER_READ_TIMEOUT,
+                idle_timeout: ADMIN_IDLE_TIMEOUT,
+            }),
+        };
+        let ports = [
+            Some(listen),
+            public.map(|l| l.listen),
+            admin.map(|l| l.listen),
+        ];
+        for (i, key) in ["server.public_listen", "server.admin_listen"]
+            .iter()
+            .enumerate()
+        {
+            let Some(a) = ports[i + 1] else { continue };
+            if a.port() != 0 && ports[..=i].iter().flatten().any(|b| b.port() == a.port()) {
+                return Err(ConfigError::new(
+                    key,
+                    "must use a port of its own: each listener serves other routes to other callers",
+                ));
+            }
+        }
         Ok(Self {
+            allowed_hosts: allowed_hosts(&sv.allowed_hosts)?,
+            public,
+            admin,
             listen,
             max_body_bytes: positive("server.max_body_bytes", sv.max_body_bytes)?,
             max_concurrency: positive("server.max_concurrency", sv.max_concurrency)?,
@@ -914,7 +1205,8 @@ impl ServerConfig {
     /// Where `--healthcheck` connects: the listener that serves `/healthz` and `/readyz`, on
     /// loopback when it listens on every interface.
     pub fn probe_addr(&self) -> SocketAddr {
-        let listen = self.listen;
+        // The admin listener keeps connections of its own: a probe there answers under a flood.
+        let listen = self.admin.map_or(self.listen, |a| a.listen);
         let ip = match listen.ip() {
             std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
             std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
@@ -975,7 +1267,8 @@ pub const CONNECTION_MEMORY_BYTES: u64 = 80 << 10;
 
 impl Config {
     /// The most memory these limits let callers and Stream make the gateway hold, for sizing
-    /// a container: the base, every connection's buffers, and per request in flight a body
+    /// a container: the base, the upstream token cache, every connection's buffers (on every
+    /// listener), and per request in flight a body
     /// being received, a body being forwarded and Stream's answer.
     pub fn memory_bound_bytes(&self) -> u64 {
         let s = &self.server;
@@ -989,8 +1282,15 @@ impl Config {
             s.max_concurrency as u64 * 2 * w.max_body_bytes as u64
                 + w.dedupe_max_entries as u64 * crate::webhooks::dedupe::MAX_KEPT_BODY_BYTES as u64
         };
+        let connections = s.max_connections as u64
+            + [s.public, s.admin]
+                .iter()
+                .flatten()
+                .map(|l| l.max_connections as u64)
+                .sum::<u64>();
         BASE_MEMORY_BYTES
-            + s.max_connections as u64 * CONNECTION_MEMORY_BYTES
+            + crate::auth::jwt::CACHE_BYTES as u64
+            + connections * CONNECTION_MEMORY_BYTES
             + s.max_concurrency as u64 * per_request
             + webhooks
     }
@@ -1189,7 +1489,8 @@ fn validate_proxy(u: &str) -> Result<String, ConfigError> {
     let bad = || {
         ConfigError::new(
             "upstream.proxy",
-            format!("{u:?} is not an HTTP proxy URL such as http://proxy.internal:3128"),
+            // Never the value: a proxy URL may carry a password.
+            "is not an HTTP proxy URL such as http://proxy.internal:3128",
         )
     };
     let authority = u.strip_prefix("http://").ok_or_else(bad)?;
@@ -1269,7 +1570,8 @@ impl TelemetryConfig {
 
 /// `telemetry.otlp_endpoint`: an http(s) URL with the path spans are posted to.
 fn validate_otlp_endpoint(u: &str) -> Result<http::Uri, ConfigError> {
-    let bad = |why: &str| ConfigError::new("telemetry.otlp_endpoint", format!("{u:?} {why}"));
+    // Never the value: a collector URL may carry credentials.
+    let bad = |why: &str| ConfigError::new("telemetry.otlp_endpoint", why);
     let uri: http::Uri = u.parse().map_err(|_| bad("is not a valid URL"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(bad("must be an http or https URL"));
@@ -2125,5 +2427,168 @@ mod tests {
         assert_eq!(e.key, "telemetry.max_batch_spans");
         let e = err(base().merge(("telemetry.service_name", " ")));
         assert_eq!(e.key, "telemetry.service_name");
+    }
+
+    #[test]
+    fn the_public_and_admin_listeners_are_off_unless_named_and_take_their_own_limits() {
+        let c = Config::from_figment(&base()).unwrap();
+        assert!(c.server.public.is_none() && c.server.admin.is_none());
+        assert_eq!(c.server.allowed_hosts, Some(vec![]));
+        let c = Config::from_figment(
+            &base()
+                .merge(("server.public_listen", "0.0.0.0:8443"))
+                .merge(("server.public_max_connections", 10))
+                .merge(("server.admin_listen", "0.0.0.0:9090"))
+                .merge(("server.allowed_hosts", ["Stream-Gateway", "gw.internal."])),
+        )
+        .unwrap();
+        let public = c.server.public.unwrap();
+        assert_eq!(public.listen.to_string(), "0.0.0.0:8443");
+        assert_eq!(public.max_connections, 10);
+        assert_eq!(public.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.admin.unwrap().max_connections, 8);
+        assert_eq!(
+            c.server.allowed_hosts,
+            Some(vec!["stream-gateway".into(), "gw.internal".into()])
+        );
+        let star = base().merge(("server.allowed_hosts", ["a", "*"]));
+        assert_eq!(
+            Config::from_figment(&star).unwrap().server.allowed_hosts,
+            None
+        );
+        // The extra connections count in the memory bound.
+        let plain = Config::from_figment(&base()).unwrap().memory_bound_bytes();
+        assert_eq!(
+            Config::from_figment(&base().merge(("server.admin_listen", "127.0.0.1:9090")))
+                .unwrap()
+                .memory_bound_bytes(),
+            plain + 8 * CONNECTION_MEMORY_BYTES
+        );
+    }
+
+    #[test]
+    fn a_listener_on_a_taken_port_or_a_bad_host_name_is_refused() {
+        let e = err(base().merge(("server.admin_listen", "0.0.0.0:8080")));
+        assert_eq!(e.key, "server.admin_listen");
+        let e = err(base()
+            .merge(("server.public_listen", "0.0.0.0:9000"))
+            .merge(("server.admin_listen", "127.0.0.1:9000")));
+        assert_eq!(e.key, "server.admin_listen");
+        let e = err(base().merge(("server.public_listen", "nowhere")));
+        assert_eq!(e.key, "server.public_listen");
+        for bad in ["gw:8080", "http://gw", "", "a b"] {
+            let e = err(base().merge(("server.allowed_hosts", [bad])));
+            assert_eq!(e.key, "server.allowed_hosts", "{bad}");
+        }
+        let e = err(base()
+            .merge(("server.public_listen", "0.0.0.0:9000"))
+            .merge(("server.public_idle_timeout_ms", 0)));
+        assert_eq!(e.key, "server.public_idle_timeout_ms");
+    }
+
+    /// The one line of a configuration error, checked to hold none of `secrets`.
+    fn error_line(secrets: &[&str]) -> String {
+        let e = Config::load(Some(Path::new("gw.toml")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        for s in secrets {
+            assert!(!e.contains(s), "{s} in {e}");
+        }
+        e
+    }
+
+    #[test]
+    fn configuration_errors_name_key_and_line_and_never_quote_the_source_or_a_secret() {
+        Jail::expect_with(|jail| {
+            let head = "[stream]\napi_key = \"k\"\n";
+            // An unclosed quote: toml's message quotes the line.
+            jail.create_file(
+                "gw.toml",
+                &format!("{head}api_secret = \"s3cr3t-unclosed\n"),
+            )?;
+            let e = error_line(&["s3cr3t", "unclosed"]);
+            assert!(e.contains("stream.api_secret"), "{e}");
+            assert!(e.contains("gw.toml line 3"), "{e}");
+            // A number where a string goes: the number is the secret.
+            jail.create_file("gw.toml", &format!("{head}api_secret = 31415926535\n"))?;
+            let e = error_line(&["31415926535"]);
+            assert_eq!(
+                e,
+                "configuration error: stream.api_secret: expected a string, found an integer \
+                 (gw.toml line 3)"
+            );
+            // A bad escape in a Redis URL with its password.
+            jail.create_file(
+                "gw.toml",
+                &format!("{head}api_secret = \"x\"\n[callers]\nredis_url = \"redis://u:hunter2\\q@r:6379\"\n"),
+            )?;
+            let e = error_line(&["hunter2", "redis://"]);
+            assert!(
+                e.contains("callers.redis_url") && e.contains("line 5"),
+                "{e}"
+            );
+            // A proxy or collector URL whose shape is wrong is not repeated: it may hold a password.
+            jail.create_file(
+                "gw.toml",
+                &format!(
+                    "{head}api_secret = \"x\"\n[upstream]\nproxy = \"http://u:hunter2@p:3128\"\n"
+                ),
+            )?;
+            assert!(error_line(&["hunter2"]).contains("upstream.proxy"));
+            jail.create_file(
+                "gw.toml",
+                &format!("{head}api_secret = \"x\"\n[telemetry]\notlp_endpoint = \"ftp://u:hunter2@c/v1/traces\"\n"),
+            )?;
+            assert!(error_line(&["hunter2"]).contains("telemetry.otlp_endpoint"));
+            // From the environment: the variable is named, its value is not.
+            jail.create_file("gw.toml", &format!("{head}api_secret = \"x\"\n"))?;
+            jail.set_env("GATEWAY_SERVER__MAX_CONNECTIONS", "hunter2");
+            let e = error_line(&["hunter2"]);
+            assert!(e.contains("GATEWAY_SERVER__MAX_CONNECTIONS"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_secret_file_is_a_small_regular_file_and_anything_else_is_named_and_refused() {
+        let dir = std::env::temp_dir().join(format!("gw-secret-{}", random_hex(8)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let huge = dir.join("huge");
+        std::fs::write(&huge, "s".repeat(100_000)).unwrap();
+        let e = secret_from_file(&huge).unwrap_err();
+        assert!(e.contains("larger than 4096 bytes"), "{e}");
+        let e = secret_from_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let e = secret_from_file(&fifo).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(secret_from_file(&dir)
+            .unwrap_err()
+            .contains("not a regular file"));
+        // A symlink to a small regular file is read, as Kubernetes' volumes are.
+        std::fs::write(dir.join("real"), "s3cr3t\n").unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+        assert_eq!(secret_from_file(&dir.join("link")).unwrap(), "s3cr3t");
+        std::fs::write(dir.join("bad"), [0xff, 0xfe]).unwrap();
+        assert!(secret_from_file(&dir.join("bad"))
+            .unwrap_err()
+            .contains("UTF-8"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn healthcheck_probes_the_admin_listener_when_there_is_one() {
+        let f = base()
+            .merge(("server.listen", "0.0.0.0:8080"))
+            .merge(("server.admin_listen", "0.0.0.0:9090"));
+        assert_eq!(probe_addr(&f).unwrap().to_string(), "127.0.0.1:9090");
+        let f = base().merge(("server.listen", "0.0.0.0:8080"));
+        assert_eq!(probe_addr(&f).unwrap().to_string(), "127.0.0.1:8080");
     }
 }

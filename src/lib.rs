@@ -7,6 +7,7 @@
 //! - [`auth`]: JWT minting and caching, HTTP Signatures, the `Secret` type;
 //! - [`config`]: figment layers (defaults < TOML < env), validated once;
 //! - [`error`]: the one HTTP error type, rendered as Stream's error body;
+//! - [`guard`]: the internal listener's Host, Origin and Sec-Fetch-Site checks;
 //! - [`proxy`]: the `/api/v1.0/` and `/api/v2/` handlers, forwarding and the retry policy;
 //! - [`tokens`]: `POST /tokens`, short-lived frontend tokens under a policy;
 //! - [`oidc`]: frontends' own IdP tokens for `/tokens`: the IdP's keys (JWKS), their fetching
@@ -14,7 +15,7 @@
 //! - [`callers`]: which service calls, what it may call and how fast; Stream's window respected;
 //! - [`emulator`]: Stream's API in memory, served on its own port, verifying as Stream does;
 //! - [`app`]: binds, builds the router and serves until shutdown;
-//! - [`server`]: the accept loop: connection limit, head and idle timeouts, draining;
+//! - [`server`]: the accept loop of each listener: connection limit, head and idle timeouts, draining;
 //! - [`reload`]: the secret re-read when its file changes, the secret and `[tokens]` on SIGHUP;
 //! - [`telemetry`]: the tracing subscriber and the access log;
 //! - [`trace`]: W3C trace context, the request and attempt spans, OTLP export;
@@ -28,6 +29,7 @@ pub mod callers;
 pub mod config;
 pub mod emulator;
 pub mod error;
+pub mod guard;
 pub mod net;
 pub mod oidc;
 pub mod process;

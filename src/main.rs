@@ -30,8 +30,9 @@ struct Cli {
     emulator: bool,
     /// Check a running gateway and exit 0 if PATH (default /healthz; /readyz for readiness
     /// probes) answers 200; for container health checks, where there is no curl. The address
-    /// is the server's, from the same configuration (--config, GATEWAY_CONFIG, environment),
-    /// on loopback when it listens on every interface.
+    /// is server.admin_listen's when set (its connections are its own, so a probe answers
+    /// under a flood), else the server's, from the same configuration (--config,
+    /// GATEWAY_CONFIG, environment), on loopback when it listens on every interface.
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "/healthz")]
     healthcheck: Option<String>,
 }
@@ -135,7 +136,14 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
     if let Err(e) = reloads.on_sighup() {
         tracing::warn!(error = %e, "SIGHUP cannot be handled: reload by changing the secret file");
     }
-    tracing::info!(listen = %app.local_addr(), upstream = %app.upstream(), region = %region, "stream-gateway serving");
+    tracing::info!(
+        listen = %app.local_addr(),
+        public_listen = app.public_addr().map(tracing::field::display),
+        admin_listen = app.admin_addr().map(tracing::field::display),
+        upstream = %app.upstream(),
+        region = %region,
+        "stream-gateway serving"
+    );
     match app.run_until_stopped(shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");

@@ -198,9 +198,24 @@ impl Reloader {
 
     async fn reload_all(&mut self) {
         let load = self.load.clone();
-        let read = tokio::task::spawn_blocking(move || read_config(&load))
+        let emulator = self.gw.config.stream.emulator;
+        let read = tokio::task::spawn_blocking(move || read_config(&load, emulator))
             .await
             .unwrap_or_else(|_| Err(config_error("the configuration could not be read")));
+        // As the poll does: a secret read from a file counts once a second read agrees, so a
+        // file caught half-written is never put in force.
+        let read = match read {
+            Ok((config, raw)) => match &raw.stream.api_secret_file {
+                Some(path) if !settled(path, &config.stream.api_secret).await => Err(ConfigError {
+                    key: "stream.api_secret_file".into(),
+                    problem: "changed while it was read; send SIGHUP again once it is \
+                                  written"
+                        .into(),
+                }),
+                _ => Ok((config, raw)),
+            },
+            Err(e) => Err(e),
+        };
         match read {
             Ok((config, raw)) => self.apply(config, raw),
             Err(e) => {
@@ -279,12 +294,25 @@ fn config_error(problem: &str) -> ConfigError {
     }
 }
 
-/// The configuration from `load`, validated, and as read (to compare keys).
-fn read_config(load: &Load) -> Result<(Config, FileConfig), ConfigError> {
+/// The configuration from `load`, validated in the mode the process runs in (`emulator`: a
+/// reload cannot leave the emulator, so its secret is judged as the emulator's), and as read
+/// (to compare keys).
+fn read_config(load: &Load, emulator: bool) -> Result<(Config, FileConfig), ConfigError> {
     let f = load();
-    let config = Config::from_figment(&f)?;
-    let raw = f.extract().map_err(|e| config_error(&e.to_string()))?;
+    let config = Config::from_figment(&f.clone().merge(("stream.emulator", emulator)))?;
+    let raw = f.extract().map_err(|e| config::extract_error(&e))?;
     Ok((config, raw))
+}
+
+/// How long after a reload's read of the secret file it is read again.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Whether the secret file, read again after [`SETTLE`], still holds `secret`.
+async fn settled(path: &std::path::Path, secret: &Secret) -> bool {
+    tokio::time::sleep(SETTLE).await;
+    let path = path.to_path_buf();
+    let again = tokio::task::spawn_blocking(move || config::secret_from_file(&path)).await;
+    matches!(again, Ok(Ok(s)) if s == secret.expose())
 }
 
 /// Reads the secret file off the runtime's threads; the same rules as at start-up.
@@ -531,7 +559,8 @@ mod tests {
     /// Asks for a reload (as SIGHUP does) and lets it run.
     async fn reload(reloads: &Reloads) {
         reloads.request();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Past the second read of a secret file.
+        tokio::time::sleep(SETTLE * 3).await;
     }
 
     #[tokio::test(start_paused = true)]

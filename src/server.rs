@@ -31,6 +31,11 @@ use tower::ServiceExt;
 /// Heads need far less (8 KiB of target plus headers); this caps each connection's memory.
 pub const MAX_BUF_BYTES: usize = 64 * 1024;
 
+/// Put in a response's extensions by a handler: the answer must be written out by then, or
+/// the connection is closed (a client that does not read holds nothing past it).
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerDeadline(pub Instant);
+
 /// What bounds connections.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -118,6 +123,7 @@ async fn connection(
             // writes it, and a reader too slow to take it meets the idle timeout.
             let busy = Busy::start(&clock);
             let router = router.clone();
+            let clock = clock.clone();
             async move {
                 let mut req = req.map(Body::new);
                 if limits.peer_addr {
@@ -126,7 +132,19 @@ async fn connection(
                 }
                 let resp = router.oneshot(req).await;
                 drop(busy);
-                resp.map_err(|never| -> Infallible { match never {} })
+                resp.map(|resp| match resp.extensions().get::<AnswerDeadline>() {
+                    Some(&AnswerDeadline(by)) => {
+                        clock.answer_by(by);
+                        resp.map(|body| {
+                            Body::new(Writing {
+                                body,
+                                clock: clock.clone(),
+                            })
+                        })
+                    }
+                    None => resp,
+                })
+                .map_err(|never| -> Infallible { match never {} })
             }
         })
     };
@@ -134,7 +152,10 @@ async fn connection(
         .max_buf_size(MAX_BUF_BYTES)
         // Off: the clock above does it, without cutting idle keep-alive connections.
         .header_read_timeout(None)
-        .serve_connection(io, service);
+        .serve_connection(io, service)
+        // The emulator's realtime answers a WebSocket upgrade (101); the gateway's routes never
+        // do (nor a 2xx to CONNECT), so on its listeners an `Upgrade` stays ignored.
+        .with_upgrades();
     tokio::pin!(conn);
     let mut stopping = *stop.borrow();
     if stopping {
@@ -188,6 +209,8 @@ struct Clock {
     head_since: AtomicU64,
     idle_since: AtomicU64,
     busy: AtomicUsize,
+    /// When the answer being written must be out, if it has a deadline.
+    answer_until: AtomicU64,
     changed: Notify,
 }
 
@@ -199,6 +222,7 @@ impl Clock {
             head_since: AtomicU64::new(0),
             idle_since: AtomicU64::new(NONE),
             busy: AtomicUsize::new(0),
+            answer_until: AtomicU64::new(NONE),
             changed: Notify::new(),
         }
     }
@@ -228,15 +252,35 @@ impl Clock {
         }
     }
 
+    /// An answer with a deadline is being written.
+    fn answer_by(&self, by: Instant) {
+        let ms = by.saturating_duration_since(self.born).as_millis() as u64;
+        self.answer_until.store(ms, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    /// The answer is written out (or dropped).
+    fn answer_done(&self) {
+        self.answer_until.store(NONE, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
     /// When the connection is to be closed unless something happens first.
     fn deadline(&self, limits: Limits) -> Option<Instant> {
+        let answer = self.answer_until.load(Ordering::SeqCst);
+        let answer = (answer != NONE).then(|| self.at(answer));
         let head = self.head_since.load(Ordering::SeqCst);
-        if head != NONE {
-            return Some(self.at(head) + limits.header_read_timeout);
+        let other = if head != NONE {
+            Some(self.at(head) + limits.header_read_timeout)
+        } else {
+            let idle = self.idle_since.load(Ordering::SeqCst);
+            (idle != NONE && self.busy.load(Ordering::SeqCst) == 0)
+                .then(|| self.at(idle) + limits.idle_timeout)
+        };
+        match (answer, other) {
+            (Some(a), Some(o)) => Some(a.min(o)),
+            (a, o) => a.or(o),
         }
-        let idle = self.idle_since.load(Ordering::SeqCst);
-        (idle != NONE && self.busy.load(Ordering::SeqCst) == 0)
-            .then(|| self.at(idle) + limits.idle_timeout)
     }
 }
 
@@ -260,6 +304,38 @@ impl Drop for Busy {
             clock.idle_since.store(clock.now(), Ordering::SeqCst);
             clock.changed.notify_one();
         }
+    }
+}
+
+/// An answer's body with a deadline: the clock stops watching it once it is written or dropped.
+struct Writing {
+    body: Body,
+    clock: Arc<Clock>,
+}
+
+impl http_body::Body for Writing {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.clock.answer_done();
     }
 }
 
@@ -355,5 +431,24 @@ mod tests {
             clock.deadline(limits()),
             Some(head + Duration::from_secs(10))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_with_a_deadline_closes_the_connection_by_then_unless_written() {
+        let clock = Arc::new(Clock::new());
+        let t0 = clock.born;
+        drop(Busy::start(&clock));
+        let idle = Some(t0 + Duration::from_secs(60));
+        assert_eq!(clock.deadline(limits()), idle);
+        clock.answer_by(t0 + Duration::from_secs(3));
+        assert_eq!(clock.deadline(limits()), Some(t0 + Duration::from_secs(3)));
+        let writing = Writing {
+            body: Body::from("answer"),
+            clock: clock.clone(),
+        };
+        assert!(!http_body::Body::is_end_stream(&writing));
+        assert_eq!(http_body::Body::size_hint(&writing).exact(), Some(6));
+        drop(writing);
+        assert_eq!(clock.deadline(limits()), idle);
     }
 }

@@ -72,6 +72,8 @@ pub struct AppState {
     pub(crate) draining: AtomicBool,
     /// Who may call what, how fast, and Stream's rate-limit window (`[callers]`).
     pub(crate) callers: Callers,
+    /// The names the internal listener answers to (`server.allowed_hosts`).
+    pub(crate) hosts: crate::guard::Hosts,
     /// `tokens.max_in_flight` permits for `/tokens`, bodies included, apart from the proxy's,
     /// so slow bodies on one cannot starve the other.
     pub(crate) tokens_limiter: tokio::sync::Semaphore,
@@ -119,6 +121,10 @@ impl AppState {
             limiter: Arc::new(tokio::sync::Semaphore::new(config.server.max_concurrency)),
             body_limiter: tokio::sync::Semaphore::new(config.server.max_concurrency),
             draining: AtomicBool::new(false),
+            hosts: crate::guard::Hosts::new(
+                config.server.listen,
+                config.server.allowed_hosts.as_deref(),
+            ),
             keys,
             webhooks,
             tokens_limiter: tokio::sync::Semaphore::new(config.tokens.max_in_flight),

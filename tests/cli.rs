@@ -227,8 +227,10 @@ fn proxy_variables_in_the_environment_are_ignored_by_the_upstream_and_the_otlp_c
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"GET /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
+        s.write_all(
+            b"GET /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
@@ -351,7 +353,7 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
@@ -589,4 +591,29 @@ fn a_base_url_pointing_at_the_gateway_itself_stops_start_up() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("own address"), "{}", stderr(&o));
+}
+
+#[test]
+fn healthcheck_asks_the_admin_listener_when_one_is_set() {
+    let (port, admin) = (free_port(), free_port());
+    let admin_env = ("GATEWAY_SERVER__ADMIN_LISTEN", format!("127.0.0.1:{admin}"));
+    let mut child = start_emulated(port, std::slice::from_ref(&admin_env));
+    let listen = ("GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}"));
+    let both = [listen.clone(), admin_env];
+    assert!(run(&["--healthcheck", "/readyz"], &both).status.success());
+    // Proof it asks the admin port: one where nothing listens fails, whatever LISTEN says.
+    let elsewhere = [
+        listen,
+        (
+            "GATEWAY_SERVER__ADMIN_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        ),
+    ];
+    assert_eq!(run(&["--healthcheck"], &elsewhere).status.code(), Some(1));
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("admin_listen") && err.contains(&format!("127.0.0.1:{admin}")),
+        "the start-up line names the admin listener: {err}"
+    );
 }

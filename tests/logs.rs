@@ -494,3 +494,24 @@ async fn a_webhook_logs_its_id_route_and_outcome_never_its_body_or_signature() {
         assert!(!text.contains(leaked), "{leaked} is in the logs:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_access_log_escapes_characters_that_break_text_lines_in_the_path() {
+    let (cap, guard) = Capture::text();
+    let app = spawn_app().await;
+    // NEL, CSI and LINE SEPARATOR, as UTF-8, in the request target.
+    let mut req = b"GET /api/v1.0/feed/user/".to_vec();
+    req.extend_from_slice("a\u{85}b\u{9b}2Jc\u{2028}d".as_bytes());
+    req.extend_from_slice(b"/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    raw_http(app.addr, &req).await;
+    drop(guard);
+    let text = cap.text_so_far();
+    let line = text
+        .lines()
+        .find(|l| l.contains("path=/api/v1.0/feed/user/a"))
+        .unwrap_or_else(|| panic!("the request's line:\n{text}"));
+    assert!(line.contains(r"a\u{85}b\u{9b}2Jc\u{2028}d"), "{line}");
+    for c in ['\u{85}', '\u{9b}', '\u{2028}'] {
+        assert!(!text.contains(c), "{c:?} reached the log");
+    }
+}

@@ -117,6 +117,18 @@ pub fn verify(token: &str, secret: &Secret, now: u64) -> Result<Claims, VerifyEr
 /// Most scopes held at once; past it the cache is emptied (feed ids are unbounded, memory is
 /// not, and re-minting is cheap).
 pub const CACHE_CAPACITY: usize = 65_536;
+/// Most bytes the cached tokens may take, as [`entry_bytes`] counts them; past it the cache is
+/// emptied. Long feed ids make tokens of over 1 KB: the entry count alone let the cache grow
+/// to ~85 MB. Counted in `Config::memory_bound_bytes`.
+pub const CACHE_BYTES: usize = 8 << 20;
+/// What an entry costs beyond its token and feed id: the map's slot, the `Scope`, the
+/// allocations' headers (measured: 65,536 entries of 1.3 KB tokens took ~85 MB of RSS).
+const ENTRY_OVERHEAD_BYTES: usize = 160;
+
+/// The bytes one cached token is counted for.
+pub fn entry_bytes(scope: &Scope, token: &HeaderValue) -> usize {
+    token.len() + scope.feed.as_str().len() + ENTRY_OVERHEAD_BYTES
+}
 
 /// A cached token, ready as a sensitive `Authorization` value, and its `exp`.
 type Cached = (HeaderValue, Option<u64>);
@@ -126,9 +138,16 @@ type Cached = (HeaderValue, Option<u64>);
 pub struct TokenCache {
     secret: Secret,
     ttl_s: u64,
-    map: RwLock<HashMap<Scope, Cached>>,
+    map: RwLock<Entries>,
     /// The `/api/v2/` server token, minted once per secret.
     server: std::sync::OnceLock<HeaderValue>,
+}
+
+/// The cached tokens and the bytes they are counted for.
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<Scope, Cached>,
+    bytes: usize,
 }
 
 impl TokenCache {
@@ -137,7 +156,7 @@ impl TokenCache {
         Self {
             secret,
             ttl_s,
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(Entries::default()),
             server: std::sync::OnceLock::new(),
         }
     }
@@ -173,7 +192,7 @@ impl TokenCache {
     /// logs): the cached one while fresh, else a new one. The lock does not poison: a panic
     /// elsewhere cannot make every later request fail here.
     pub fn get(&self, scope: &Scope, now: u64) -> HeaderValue {
-        if let Some((t, exp)) = self.map.read().get(scope) {
+        if let Some((t, exp)) = self.map.read().map.get(scope) {
             if self.fresh(*exp, now) {
                 return t.clone();
             }
@@ -183,11 +202,15 @@ impl TokenCache {
             HeaderValue::from_str(&encode(&Claims::for_scope(scope, exp), &self.secret))
                 .expect("a JWT is base64url and dots");
         token.set_sensitive(true);
-        let mut map = self.map.write();
-        if map.len() >= CACHE_CAPACITY {
-            map.clear();
+        let cost = entry_bytes(scope, &token);
+        let mut cache = self.map.write();
+        if cache.map.len() >= CACHE_CAPACITY || cache.bytes + cost > CACHE_BYTES {
+            *cache = Entries::default();
         }
-        map.insert(scope.clone(), (token.clone(), exp));
+        if let Some((old, _)) = cache.map.insert(scope.clone(), (token.clone(), exp)) {
+            cache.bytes -= entry_bytes(scope, &old);
+        }
+        cache.bytes += cost;
         token
     }
 
@@ -198,7 +221,12 @@ impl TokenCache {
 
     /// How many scopes are cached.
     pub fn len(&self) -> usize {
-        self.map.read().len()
+        self.map.read().map.len()
+    }
+
+    /// The bytes the cached tokens are counted for (at most [`CACHE_BYTES`]).
+    pub fn bytes(&self) -> usize {
+        self.map.read().bytes
     }
 
     /// True when nothing is cached.
@@ -377,5 +405,28 @@ mod tests {
         let a = a.to_str().unwrap();
         assert_eq!(verify(a, &Secret::new("s"), u64::MAX).unwrap().exp, None);
         assert_eq!(cache.len(), 3);
+    }
+
+    #[test]
+    fn tokens_for_long_feed_ids_stay_within_the_cache_bytes() {
+        let cache = TokenCache::new(Secret::new("s"), 3600);
+        let long = "x".repeat(120);
+        let mut most = 0;
+        for i in 0..20_000 {
+            let s = scope(Resource::Feed, Action::Read, &format!("user{long}{i}"));
+            let token = cache.get(&s, 1_000);
+            assert!(token.len() > 250);
+            most = most.max(cache.bytes());
+            assert!(cache.bytes() <= CACHE_BYTES);
+        }
+        // The bound is reached and the cache starts over, rather than growing by count alone.
+        assert!(most > CACHE_BYTES - 2048, "{most}");
+        assert!(cache.len() < 20_000);
+        // A re-minted token replaces its entry's bytes rather than adding to them.
+        let s = scope(Resource::Feed, Action::Read, "user1");
+        cache.get(&s, 1_000);
+        let before = cache.bytes();
+        cache.get(&s, 1_000 + 3600);
+        assert_eq!(cache.bytes(), before);
     }
 }

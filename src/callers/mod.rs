@@ -26,6 +26,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwapOption;
 use http::HeaderMap;
 use metrics::{Counter, Gauge};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::error::{ApiError, RateLimited};
@@ -91,14 +92,17 @@ pub enum Verdict {
     RateLimited = 2,
     /// Stream's window is spent, or what is left is kept for other callers: 429.
     UpstreamLimited = 3,
+    /// The caller has `max_in_flight` requests in flight already: 503.
+    Busy = 4,
 }
 
 impl Verdict {
-    const ALL: [Verdict; 4] = [
+    const ALL: [Verdict; 5] = [
         Verdict::Allowed,
         Verdict::Forbidden,
         Verdict::RateLimited,
         Verdict::UpstreamLimited,
+        Verdict::Busy,
     ];
 
     /// The label value.
@@ -108,6 +112,7 @@ impl Verdict {
             Verdict::Forbidden => "forbidden",
             Verdict::RateLimited => "rate_limited",
             Verdict::UpstreamLimited => "upstream_limited",
+            Verdict::Busy => "busy",
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct Admission {
     pub caller: Option<Arc<str>>,
     /// Why the request is refused, if it is.
     pub refused: Option<ApiError>,
+    /// One of the caller's `max_in_flight` slots, when admitted: held until the answer is out.
+    pub slot: Option<OwnedSemaphorePermit>,
 }
 
 /// The handle the proxy asks: the current policy (replaceable) and Stream's window.
@@ -185,13 +192,14 @@ impl Callers {
             return Admission {
                 caller: None,
                 refused: None,
+                slot: None,
             };
         };
         let i = endpoint.index;
         let caller = policy.identify(headers, peer.map(|p| p.ip().to_canonical()));
-        let (verdict, refused) = match self.decide(policy, caller, endpoint).await {
-            Ok(()) => (Verdict::Allowed, None),
-            Err((verdict, refusal)) => (verdict, Some(refusal)),
+        let (verdict, refused, slot) = match self.decide(policy, caller, endpoint).await {
+            Ok(slot) => (Verdict::Allowed, None, Some(slot)),
+            Err((verdict, refusal)) => (verdict, Some(refusal), None),
         };
         caller
             .counter(&self.metrics, endpoint, i, verdict)
@@ -199,19 +207,21 @@ impl Callers {
         Admission {
             caller: Some(caller.name.clone()),
             refused,
+            slot,
         }
     }
 
     /// [`Callers::admit`] for a request: the peer's address from its `ConnectInfo`; the
-    /// caller's name goes into `caller`, admitted or not.
+    /// caller's name goes into `caller`, admitted or not. Admitted, the caller's in-flight
+    /// slot (none without `[callers]`), to hold until the answer is out.
     pub async fn admit_request(
         &self,
         parts: &http::request::Parts,
         endpoint: impl Into<Named>,
         caller: &mut Option<Arc<str>>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
         if !self.on.load(Ordering::Acquire) {
-            return Ok(());
+            return Ok(None);
         }
         let peer = parts
             .extensions
@@ -219,17 +229,18 @@ impl Callers {
             .map(|c| c.0);
         let admission = self.admit(&parts.headers, peer, endpoint).await;
         *caller = admission.caller;
-        admission.refused.map_or(Ok(()), Err)
+        admission.refused.map_or(Ok(admission.slot), Err)
     }
 
-    /// The allow list and this replica's view of Stream's window, then the caller's bucket:
-    /// in Redis when there is a store and it answers, else this replica's.
+    /// The allow list, a free in-flight slot of the caller's, this replica's view of Stream's
+    /// window, then the caller's bucket: in Redis when there is a store and it answers, else
+    /// this replica's.
     async fn decide(
         &self,
         policy: &Policy,
         caller: &Compiled,
         endpoint: Named,
-    ) -> Result<(), (Verdict, ApiError)> {
+    ) -> Result<OwnedSemaphorePermit, (Verdict, ApiError)> {
         let (i, name) = (endpoint.index, &*caller.name);
         if !caller.allow[i] {
             let detail = format!(
@@ -238,6 +249,14 @@ impl Callers {
             );
             return Err((Verdict::Forbidden, ApiError::NotAllowed(detail)));
         }
+        let slot = caller.in_flight.clone().try_acquire_owned().map_err(|_| {
+            let detail = format!(
+                "caller {name} has {} requests in flight (callers.service.{name}.max_in_flight); \
+                 retry later",
+                caller.max_in_flight
+            );
+            (Verdict::Busy, ApiError::Overloaded(detail))
+        })?;
         let others = (policy.reserved - caller.reserve).max(0.0);
         self.window
             .check(i, others, Instant::now())
@@ -250,7 +269,7 @@ impl Callers {
                 rate: caller.rate,
             };
             match shared.admit(&ask).await {
-                Some(Decision::Allowed) => return Ok(()),
+                Some(Decision::Allowed) => return Ok(slot),
                 Some(Decision::Spent(spent)) => return Err(window_refusal(endpoint, spent)),
                 Some(Decision::OverRate(wait)) => return Err(rate_refusal(name, wait)),
                 None => {} // counted: this replica's bucket decides
@@ -259,8 +278,9 @@ impl Callers {
         match &caller.bucket {
             Some(bucket) => bucket
                 .take(Instant::now())
+                .map(|()| slot)
                 .map_err(|wait| rate_refusal(name, wait)),
-            None => Ok(()),
+            None => Ok(slot),
         }
     }
 
@@ -362,13 +382,20 @@ struct Compiled {
     rate: Option<(f64, u32)>,
     cidrs: Vec<ipnet::IpNet>,
     reserve: f64,
+    /// `max_in_flight` permits: one per request of this caller, from admission (before its
+    /// body is read) until its answer is out.
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
     /// `gateway_caller_requests_total` handles by endpoint and outcome, registered on first use.
     counters: Box<[OnceLock<Counter>]>,
 }
 
 impl Compiled {
-    fn new(s: &settings::Service, now: Instant) -> Self {
+    fn new(s: &settings::Service, default_max_in_flight: usize, now: Instant) -> Self {
+        let max_in_flight = s.max_in_flight.unwrap_or(default_max_in_flight).max(1);
         Self {
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
             name: Arc::from(s.name.as_str()),
             allow: s.allow.clone(),
             bucket: s.rate.map(|(rate, burst)| Bucket::new(rate, burst, now)),
@@ -401,7 +428,12 @@ impl Compiled {
 
 impl Policy {
     fn compile(s: &Settings, now: Instant) -> Self {
-        let mut callers: Vec<Compiled> = s.services.iter().map(|c| Compiled::new(c, now)).collect();
+        let max = s.default_max_in_flight;
+        let mut callers: Vec<Compiled> = s
+            .services
+            .iter()
+            .map(|c| Compiled::new(c, max, now))
+            .collect();
         let default = match callers.iter().position(|c| &*c.name == DEFAULT_CALLER) {
             Some(i) => i,
             None => {
@@ -411,8 +443,9 @@ impl Policy {
                     rate: None,
                     cidrs: Vec::new(),
                     reserve: 0.0,
+                    max_in_flight: None,
                 };
-                callers.push(Compiled::new(&everything, now));
+                callers.push(Compiled::new(&everything, max, now));
                 callers.len() - 1
             }
         };

@@ -43,6 +43,9 @@ pub struct ServiceFile {
     pub cidrs: Vec<String>,
     /// Share (0 to 1) of each Stream window kept for this caller.
     pub reserve: Option<f64>,
+    /// Requests of this caller in flight at once, bodies included; none: a quarter of
+    /// `server.max_concurrency`, at least 1.
+    pub max_in_flight: Option<u64>,
 }
 
 /// Why `[callers]` is refused: the dotted key and what is wrong.
@@ -72,7 +75,14 @@ pub struct Settings {
     pub redis_url: Option<RedisUrl>,
     /// `callers.redis_timeout_ms`: the longest a decision waits for Redis.
     pub redis_timeout: std::time::Duration,
+    /// `max_in_flight` of a caller that sets none (`default` added unconfigured included): a
+    /// quarter of `server.max_concurrency`, at least 1 (the configuration sets it).
+    pub default_max_in_flight: usize,
 }
+
+/// `server.max_concurrency` by default, over four: [`Settings::default_max_in_flight`] until
+/// the configuration sets it from the running value.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024 / 4;
 
 /// `callers.redis_url`, checked, with its client (which only parses: nothing connects yet). Its
 /// `Debug` and [`RedisUrl::redacted`] leave out user and password.
@@ -141,6 +151,8 @@ pub struct Service {
     pub cidrs: Vec<IpNet>,
     /// Share of each Stream window kept for this caller.
     pub reserve: f64,
+    /// Requests in flight at once; none: [`Settings::default_max_in_flight`].
+    pub max_in_flight: Option<usize>,
 }
 
 impl Settings {
@@ -188,6 +200,7 @@ impl Settings {
             services,
             redis_url,
             redis_timeout,
+            default_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         })
     }
 }
@@ -242,12 +255,18 @@ impl Service {
         if !(0.0..=1.0).contains(&reserve) {
             return Err(problem(key("reserve"), "must be between 0 and 1"));
         }
+        let max_in_flight = match s.max_in_flight {
+            None => None,
+            Some(0) => return Err(problem(key("max_in_flight"), "must be greater than 0")),
+            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        };
         Ok(Self {
             name,
             allow,
             rate,
             cidrs,
             reserve,
+            max_in_flight,
         })
     }
 }
@@ -543,5 +562,22 @@ mod tests {
         for bad in [0, 1001] {
             assert_eq!(with(Some(bad)).unwrap_err().key, "callers.redis_timeout_ms");
         }
+    }
+
+    #[test]
+    fn max_in_flight_is_positive_and_unset_takes_the_default() {
+        let e = service(ServiceFile {
+            max_in_flight: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.key, "callers.service.svc.max_in_flight");
+        let s = service(ServiceFile {
+            max_in_flight: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.max_in_flight, Some(3));
+        assert_eq!(service(ServiceFile::default()).unwrap().max_in_flight, None);
     }
 }

@@ -315,3 +315,26 @@ fn the_documented_example_is_valid_and_means_what_the_page_says() {
     assert!(!indexer.allow[EndpointId::FeedAdd as usize]);
     assert!((p.reserved - 0.2).abs() < 1e-9);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cidr_only_caller_from_elsewhere_is_default_unlimited_unless_default_says_otherwise() {
+    let only_cidrs = r#"
+        [service.indexer]
+        allow = ["feed.read"]
+        cidrs = ["10.1.0.0/16"]
+    "#;
+    let c = callers(only_cidrs);
+    let away = admit(&c, None, "192.0.2.7", EndpointId::FeedAdd).await;
+    assert_eq!(away.caller.as_deref(), Some("default"));
+    assert!(
+        away.refused.is_none(),
+        "no default entry: allowed everything"
+    );
+    let c = callers(&format!("{only_cidrs}\n[service.default]\nallow = []\n"));
+    let away = admit(&c, None, "192.0.2.7", EndpointId::FeedRead).await;
+    assert_eq!(
+        refused_status(&away),
+        Some(403),
+        "a default that allows nothing"
+    );
+}

@@ -40,6 +40,8 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use crate::server::Limits;
+
 use crate::auth::Secret;
 pub use admin::{Fault, RateRule, Received};
 pub use realtime::{Bounds as RealtimeBounds, RealtimeSettings};
@@ -68,6 +70,14 @@ pub struct Emulator {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The emulator's connection limits: a process on loopback that clients and the soak share.
+pub const LIMITS: Limits = Limits {
+    max_connections: 1024,
+    header_read_timeout: std::time::Duration::from_secs(10),
+    idle_timeout: std::time::Duration::from_secs(60),
+    peer_addr: false,
+};
+
 impl Emulator {
     /// Binds `addr` (port 0 picks one) and serves in the background, with the feed group
     /// kinds of Stream's default app.
@@ -84,6 +94,16 @@ impl Emulator {
         Self::spawn_with_realtime(cfg, groups, RealtimeSettings::default(), addr).await
     }
 
+    /// As [`Emulator::spawn_with_groups`], with these connection limits.
+    pub async fn spawn_limited(
+        cfg: EmulatorConfig,
+        groups: FeedGroups,
+        addr: SocketAddr,
+        limits: Limits,
+    ) -> std::io::Result<Self> {
+        Self::spawn_full(cfg, groups, RealtimeSettings::default(), addr, limits).await
+    }
+
     /// As [`Emulator::spawn_with_groups`], with these realtime settings. When
     /// `realtime.listen` cannot be bound (another emulator has it), one warning is logged and
     /// realtime is served on the emulator's port only.
@@ -93,22 +113,42 @@ impl Emulator {
         realtime: RealtimeSettings,
         addr: SocketAddr,
     ) -> std::io::Result<Self> {
+        Self::spawn_full(cfg, groups, realtime, addr, LIMITS).await
+    }
+
+    async fn spawn_full(
+        cfg: EmulatorConfig,
+        groups: FeedGroups,
+        realtime: RealtimeSettings,
+        addr: SocketAddr,
+        limits: Limits,
+    ) -> std::io::Result<Self> {
         let state = Arc::new(EmulatorState::with_realtime(cfg, groups, &realtime));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = router(state.clone());
-        let mut tasks = vec![tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        })];
+        // The gateway's own accept loop: bounded connections, head and idle timeouts (a
+        // WebSocket, once upgraded, has realtime's own idle bound).
+        let mut tasks = vec![tokio::spawn(crate::server::serve(
+            listener,
+            app,
+            limits,
+            metrics::Counter::noop(),
+            std::future::pending(),
+        ))];
         let mut realtime_addr = None;
         if let Some(listen) = realtime.listen {
             match TcpListener::bind(listen).await {
                 Ok(l) => {
                     realtime_addr = l.local_addr().ok();
                     let app = realtime::transport::routes().with_state(state.clone());
-                    tasks.push(tokio::spawn(async move {
-                        let _ = axum::serve(l, app).await;
-                    }));
+                    tasks.push(tokio::spawn(crate::server::serve(
+                        l,
+                        app,
+                        limits,
+                        metrics::Counter::noop(),
+                        std::future::pending(),
+                    )));
                 }
                 Err(e) => tracing::warn!(
                     realtime_listen = %listen,

@@ -109,14 +109,16 @@ async fn proxy(
     trace.endpoint = ep.name;
     let pairs = query::check(ep, parts.uri.query())?;
 
+    // The caller's policy first, before its body is read: a caller that may not make this
+    // call, or is over its rate or its `max_in_flight`, holds nothing while it sends a slow
+    // body. A refused request's body is left unread, so its connection is closed after the
+    // answer. The caller's slot is held until the answer is out.
+    let slot = st.callers.admit_request(parts, ep, caller).await?;
     // Reading the body is part of the request, bounded by its deadline, and holds a body
     // permit, not one of the permits below. A body on a GET or DELETE is read too, and
     // dropped: left unread, the HTTP layer closes the connection after the answer, and a
     // client's next request on it fails (stream-python sends `{}` with every DELETE).
     let raw = st.receive_body(&parts.headers, body, deadline).await?;
-    // The caller's policy, once the body is in (a refusal with the body unread would close
-    // the caller's connection) and before it is checked or anything goes upstream.
-    st.callers.admit_request(parts, ep, caller).await?;
     let (body, keyed) = if ep.body == BodyKind::None {
         (None, false)
     } else {
@@ -174,12 +176,17 @@ async fn proxy(
         )
         .await;
     let result = watch_auth(st, ep.name, result).await?;
-    finish(
+    let mut resp = finish(
         result,
         trace.attempts,
         st.config.upstream.max_response_bytes,
-        permit,
-    )
+        (permit, slot),
+    )?;
+    // The deadline bounds the whole answer, written out included: a client that does not read
+    // it has its connection closed then, and the permits go back.
+    resp.extensions_mut()
+        .insert(crate::server::AnswerDeadline(deadline));
+    Ok(resp)
 }
 
 /// Largest refusal body read to tell a wrong secret from another refusal; Stream's error
@@ -235,10 +242,14 @@ async fn watch_refusal(st: &AppState, endpoint: &str, a: Answer) -> Result<Answe
     })
 }
 
-/// An answer's body that holds its request's concurrency permit until it is done or dropped.
+/// The permits a request holds until its answer is out: one of `server.max_concurrency`, and
+/// its caller's `max_in_flight` slot (with `[callers]`).
+type Permits = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
+
+/// An answer's body that holds its request's permits until it is done or dropped.
 struct Holding {
     body: Body,
-    _permit: OwnedSemaphorePermit,
+    _permits: Permits,
 }
 
 impl http_body::Body for Holding {
@@ -265,13 +276,13 @@ pub(crate) fn finish(
     result: Result<Answer, Outcome>,
     attempts: u32,
     max_response_bytes: usize,
-    permit: OwnedSemaphorePermit,
+    permits: Permits,
 ) -> Result<Response, ApiError> {
     match result {
         Ok(a) => {
             let mut resp = Response::new(Body::new(Holding {
                 body: a.body,
-                _permit: permit,
+                _permits: permits,
             }));
             *resp.status_mut() = a.status;
             resp.headers_mut().extend(a.headers);

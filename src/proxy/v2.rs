@@ -155,10 +155,11 @@ async fn proxy(
     let named = Named::v2(matched.index);
     let pairs = v2::query_pairs(parts.uri.query())?;
 
-    // As on v1.0: the body is read (bounded by size and the deadline) before the caller's
-    // policy, so a refusal does not leave it unread on the connection.
+    // As on v1.0: the caller's policy first, before its body is read, so a caller that may not
+    // make this call (or is over its rate or `max_in_flight`) holds nothing while it sends a
+    // slow body; its slot is held until the answer is out.
+    let slot = st.callers.admit_request(parts, named, caller).await?;
     let raw = st.receive_body(&parts.headers, body, deadline).await?;
-    st.callers.admit_request(parts, named, caller).await?;
     let body = checked_body(op.method, raw)?;
     let s = &st.config.stream;
     let permit = st
@@ -194,13 +195,17 @@ async fn proxy(
             trace,
         )
         .await;
-    super::finish(
+    let mut resp = super::finish(
         result,
         trace.attempts,
         st.config.upstream.max_response_bytes,
-        permit,
+        (permit, slot),
     )
-    .map_err(V2Error::from)
+    .map_err(V2Error::from)?;
+    // The deadline bounds the whole answer, written out included, as on v1.0.
+    resp.extensions_mut()
+        .insert(crate::server::AnswerDeadline(deadline));
+    Ok(resp)
 }
 
 /// Why a path matched no operation, in Stream's v2 shape.

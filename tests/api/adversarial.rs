@@ -15,7 +15,7 @@ fn is_4xx_or_closed(answer: &str) -> bool {
 async fn conflicting_content_length_and_transfer_encoding_are_refused() {
     let app = spawn_app().await;
     // A smuggling shape: which length wins decides whether a second request hides in the body.
-    let smuggle = "POST /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/v1.0/feed/user/2/ HTTP/1.1\r\nHost: x\r\n\r\n";
+    let smuggle = "POST /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/v1.0/feed/user/2/ HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let answer = raw_http(app.addr, smuggle.as_bytes()).await;
     assert!(is_4xx_or_closed(&answer), "{answer}");
     assert!(
@@ -24,7 +24,7 @@ async fn conflicting_content_length_and_transfer_encoding_are_refused() {
             .all(|r| !r.target.contains("/user/2/")),
         "nothing smuggled through"
     );
-    let two_lengths = "POST /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}";
+    let two_lengths = "POST /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}";
     let answer = raw_http(app.addr, two_lengths.as_bytes()).await;
     assert!(is_4xx_or_closed(&answer), "{answer}");
     assert!(app.received().is_empty());
@@ -33,7 +33,7 @@ async fn conflicting_content_length_and_transfer_encoding_are_refused() {
 #[tokio::test]
 async fn a_header_flood_is_refused_and_the_gateway_keeps_serving() {
     let app = spawn_app().await;
-    let mut req = String::from("GET /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: x\r\n");
+    let mut req = String::from("GET /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: localhost\r\n");
     for i in 0..500 {
         req.push_str(&format!("X-Flood-{i}: {}\r\n", "a".repeat(1000)));
     }
@@ -75,7 +75,8 @@ async fn invalid_utf8_in_path_or_query_is_400_and_not_forwarded() {
         (r.status, r.json["exception"].as_str()),
         (400, Some("InputException"))
     );
-    let raw = b"GET /api/v1.0/feed/user/\xff/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let raw =
+        b"GET /api/v1.0/feed/user/\xff/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     assert!(is_4xx_or_closed(&raw_http(app.addr, raw).await));
     assert!(app.received().is_empty());
 }

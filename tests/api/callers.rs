@@ -197,3 +197,90 @@ async fn without_callers_every_call_goes_to_stream_as_before() {
     assert!(!m.contains("gateway_caller_requests_total{"), "{m}");
     assert!(!m.contains("gateway_upstream_ratelimit_remaining{"), "{m}");
 }
+
+/// A POST whose body never finishes, from `caller`: its socket (kept open by the caller).
+async fn slow_post(app: &TestApp, caller: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: localhost\r\nX-Caller: {caller}\r\n\
+         Content-Length: 100\r\n\r\n{{\"actor\""
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+/// The status of the answer on `s`, within `within` (panics otherwise).
+async fn answer_within(s: &mut tokio::net::TcpStream, within: std::time::Duration) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 12];
+    tokio::time::timeout(within, s.read_exact(&mut head))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_caller_that_may_not_write_is_refused_before_its_slow_body_is_read() {
+    let app = spawn_with(|f| {
+        example(f, 1000.0, "192.0.2.0/24")
+            .merge(("server.max_concurrency", 4))
+            .merge(("callers.service.reader.allow", ["feed.read"]))
+    })
+    .await;
+    // The read-only caller's slow writes, more than every body permit.
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let mut s = slow_post(&app, "reader").await;
+        let status = answer_within(&mut s, std::time::Duration::from_secs(1)).await;
+        assert_eq!(status, 403, "refused at once, its body unread");
+        slow.push(s);
+    }
+    // Writers are unaffected.
+    let r = app
+        .send(
+            app.client
+                .post(format!("{}/feed/user/1/", app.api))
+                .header("X-Caller", "web")
+                .body(json!({"actor": "user:1", "verb": "pin", "object": "x:1"}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+}
+
+#[tokio::test]
+async fn one_caller_holds_at_most_its_max_in_flight_requests_bodies_included() {
+    // max_concurrency 8: a caller without max_in_flight may hold 2; batch sets 3.
+    let app = spawn_with(|f| {
+        example(f, 1000.0, "192.0.2.0/24")
+            .merge(("server.max_concurrency", 8))
+            .merge(("callers.service.batch.max_in_flight", 3))
+            .merge(("callers.service.batch.burst", 100))
+    })
+    .await;
+    for (caller, max) in [("web", 2), ("batch", 3)] {
+        let mut held = Vec::new();
+        for _ in 0..max {
+            held.push(slow_post(&app, caller).await);
+        }
+        // Give the gateway time to admit them.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = app.get_as(caller, "/feed/user/1/").await;
+        assert_eq!(r.status, 503, "{caller}: {}", r.json);
+        assert!(
+            r.json["detail"].as_str().unwrap().contains("max_in_flight"),
+            "{}",
+            r.json
+        );
+        // Another caller still gets through.
+        assert_eq!(app.get_as("indexer", "/feed/user/1/").await.status, 200);
+        drop(held);
+    }
+    let busy = app
+        .metric(
+            "gateway_caller_requests_total{caller=\"web\",endpoint=\"feed.read\",outcome=\"busy\"}",
+        )
+        .await;
+    assert_eq!(busy, 1.0);
+}

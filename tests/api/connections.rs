@@ -51,7 +51,7 @@ async fn a_connection_that_completes_no_head_in_time_is_closed() {
     // Half a head.
     let t0 = Instant::now();
     let mut s = TcpStream::connect(app.addr).await.unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
         .await
         .unwrap();
     assert!(closed_after(&mut s, t0).await >= timeout);
@@ -79,7 +79,7 @@ async fn a_connection_that_completes_no_head_in_time_is_closed() {
 
     // A whole head in time is served.
     let mut s = TcpStream::connect(app.addr).await.unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     assert!(read_healthz(&mut s).await.starts_with("HTTP/1.1 200"));
@@ -94,7 +94,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout_not_before()
     })
     .await;
     let mut s = TcpStream::connect(app.addr).await.unwrap();
-    let get = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let get = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
     s.write_all(get).await.unwrap();
     assert!(read_healthz(&mut s).await.starts_with("HTTP/1.1 200"));
     // Idle for longer than the head timeout: still open, and still serving.
@@ -133,5 +133,43 @@ async fn beyond_max_connections_new_connections_are_closed_at_once_and_counted()
         .lines()
         .find(|l| l.starts_with("gateway_connections_refused_total"))
         .unwrap_or_else(|| panic!("{text}"));
-    assert_eq!(line, format!("gateway_connections_refused_total {refused}"));
+    assert_eq!(
+        line,
+        format!("gateway_connections_refused_total{{listener=\"internal\"}} {refused}")
+    );
+}
+
+#[tokio::test]
+async fn the_emulators_port_limits_connections_and_closes_silent_ones() {
+    use stream_gateway::auth::Secret;
+    use stream_gateway::emulator::{Emulator, EmulatorConfig, Limits};
+    let emu = Emulator::spawn_limited(
+        EmulatorConfig {
+            api_key: KEY.into(),
+            api_secret: Secret::new(SECRET),
+            strict_scopes: true,
+        },
+        Default::default(),
+        ([127, 0, 0, 1], 0).into(),
+        Limits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(60),
+            peer_addr: false,
+        },
+    )
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    let mut held = [
+        TcpStream::connect(emu.addr()).await.unwrap(),
+        TcpStream::connect(emu.addr()).await.unwrap(),
+    ];
+    let mut third = TcpStream::connect(emu.addr()).await.unwrap();
+    assert!(closed_after(&mut third, Instant::now()).await < Duration::from_millis(300));
+    // Silent connections are closed after the head timeout, not held for ever.
+    for s in &mut held {
+        assert!(closed_after(s, t0).await >= Duration::from_millis(300));
+    }
+    assert_eq!(stream_gateway::emulator::LIMITS.max_connections, 1024);
 }

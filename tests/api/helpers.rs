@@ -18,6 +18,10 @@ pub const SECRET: &str = "test-secret-5f0c1e9a7b3d";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// `server.public_listen`, when configured.
+    pub public: Option<SocketAddr>,
+    /// `server.admin_listen`, when configured.
+    pub admin: Option<SocketAddr>,
     pub api: String,
     pub emu: Emulator,
     pub client: reqwest::Client,
@@ -76,6 +80,7 @@ pub async fn spawn_with(tweak: impl FnOnce(Figment) -> Figment) -> TestApp {
 pub async fn start(config: Config, emu: Emulator) -> TestApp {
     let app = App::build(config).await.expect("app builds");
     let addr = app.local_addr();
+    let (public, admin) = (app.public_addr(), app.admin_addr());
     let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -83,6 +88,8 @@ pub async fn start(config: Config, emu: Emulator) -> TestApp {
     }));
     TestApp {
         addr,
+        public,
+        admin,
         api: format!("http://{addr}/api/v1.0"),
         emu,
         client: reqwest::Client::new(),

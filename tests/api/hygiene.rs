@@ -123,7 +123,8 @@ async fn a_body_sent_with_a_get_or_delete_keeps_the_connection_usable() {
             "/api/v1.0/feed/user/1/".to_owned()
         };
         // The head first, the body a moment later, as a client's separate writes arrive.
-        let head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n");
+        let head =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n");
         conn.get_mut().write_all(head.as_bytes()).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         conn.get_mut().write_all(b"{}").await.unwrap();

@@ -128,7 +128,7 @@ fn sigterm_drains_and_exits_0() {
     };
     assert!(banner, "the emulator banner says it plainly");
     let mut s = std::net::TcpStream::connect(&listen).unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();

@@ -18,6 +18,7 @@ mod endpoints;
 mod helpers;
 mod hygiene;
 mod lifecycle;
+mod listeners;
 mod monitoring;
 mod oidc;
 mod operations;

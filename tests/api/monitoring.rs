@@ -295,7 +295,8 @@ async fn monitored_app(secret_file: &Path) -> (Arc<TestApp>, Reloads) {
         .merge(("upstream.deadline_ms", 700))
         .merge(("upstream.retry_budget_percent", 0))
         .merge(("callers.identity_header", "X-Caller"))
-        .merge(("callers.service.web", json!({})))
+        // More than server.max_concurrency: the shedding below is the global limit's.
+        .merge(("callers.service.web.max_in_flight", 4))
         .merge(("callers.service.batch.rate", 0.5))
         .merge(("callers.service.batch.burst", 1))
         .merge(("callers.redis_url", "redis://127.0.0.1:1/"))

@@ -215,7 +215,9 @@ async fn readyz_is_503_while_draining_and_requests_are_still_served() {
 async fn stalled_body(app: &TestApp, path: &str) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{\"actor\"");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{{\"actor\""
+    );
     s.write_all(head.as_bytes()).await.unwrap();
     s
 }

@@ -124,7 +124,7 @@ async fn the_deadline_counts_from_the_start_of_the_request_body_included() {
     let started = Instant::now();
     let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let req = format!(
-        "POST /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{head}",
+        "POST /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{head}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -280,4 +280,47 @@ async fn a_refusal_too_long_to_read_whole_is_502_and_not_counted_as_a_wrong_secr
         app.metric("gateway_upstream_auth_failures_total").await,
         0.0
     );
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_a_large_answer_holds_its_permit_only_until_the_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let mut bytes =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7340032\r\n\r\n"
+            .to_vec();
+    bytes.resize(bytes.len() + 7 * 1024 * 1024, b' ');
+    let upstream = raw_upstream(RawAnswer::Bytes(bytes)).await;
+    let url = upstream.url.clone();
+    let app = spawn_with(move |f| {
+        f.merge(("stream.base_url", url))
+            .merge(("server.max_concurrency", 2))
+            .merge(("upstream.deadline_ms", 1000))
+            .merge(("upstream.timeout_ms", 1000))
+    })
+    .await;
+    // Two clients ask for the answer and never read it: both permits are taken.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        s.write_all(b"GET /api/v1.0/feed/user/1/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        app.get("/feed/user/1/").await.status,
+        503,
+        "both permits held"
+    );
+    // Past the deadline (not the 60 s idle timeout) they are given back.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r = app
+        .client
+        .get(format!("{}/feed/user/1/", app.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(slow);
 }

@@ -241,3 +241,69 @@ async fn the_emulator_takes_the_secrets_it_is_given_and_refuses_others() {
     assert_eq!(app.get("/feed/user/1/").await.status, 200);
     assert_eq!(app.post("/follow_many/", &batch).await.status, 201);
 }
+
+#[tokio::test]
+async fn a_reload_that_leaves_the_emulator_mode_cannot_put_a_real_secret_in_force() {
+    let emulated = |emulator: bool, secret: &str| {
+        figment::Figment::from(figment::providers::Serialized::defaults(
+            stream_gateway::config::FileConfig::default(),
+        ))
+        .merge(("server.listen", "127.0.0.1:0"))
+        .merge(("stream.api_key", KEY))
+        .merge(("stream.emulator", emulator))
+        .merge(("stream.api_secret", secret))
+    };
+    let started = emulated(true, "emulator-5e1f0c");
+    let app = start(
+        Config::from_figment(&started).unwrap(),
+        strict_emulator().await,
+    )
+    .await;
+    // The file now says: no emulator, a real secret. The process still runs the emulator.
+    let edited = emulated(false, "real-secret-31415926");
+    let reloads_ = Reloads::start(
+        app.state.clone(),
+        &started,
+        Arc::new(move || edited.clone()),
+    );
+    reloads_.request();
+    wait_until("the reload was refused", || reloads(&app, "error") >= 1).await;
+    assert_eq!(app.state.keys().load().secret().expose(), "emulator-5e1f0c");
+    assert_eq!(reloads(&app, "ok"), 0);
+}
+
+#[tokio::test]
+async fn a_reload_puts_a_secret_file_in_force_only_once_a_second_read_agrees() {
+    let dir = TempDir::new();
+    let file = dir.0.join("api_secret");
+    std::fs::write(&file, SECRET).unwrap();
+    let (app, reloads_) = rotating_app(&file).await;
+    // A writer that never settles: every read finds another secret.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (file, stop) = (file.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for n in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::fs::write(&file, format!("{NEW}-{n}")).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    reloads_.request();
+    wait_until("the reload was refused", || reloads(&app, "error") >= 1).await;
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    assert_eq!(app.state.keys().load().secret().expose(), SECRET);
+    assert_eq!(reloads(&app, "ok"), 0);
+    // Settled, a reload takes it.
+    std::fs::write(&file, NEW).unwrap();
+    reloads_.request();
+    wait_until("the reload took the settled file", || {
+        reloads(&app, "ok") >= 1
+    })
+    .await;
+    assert_eq!(app.state.keys().load().secret().expose(), NEW);
+}

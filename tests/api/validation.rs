@@ -242,7 +242,7 @@ async fn bodies_over_the_limit_are_413() {
     // Without a Content-Length (chunked), the limit still holds.
     let body = big.to_string();
     let raw = format!(
-        "POST /api/v1.0/feed/user/42/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        "POST /api/v1.0/feed/user/42/ HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
         body.len()
     );
     let answer = raw_http(app.addr, raw.as_bytes()).await;
@@ -276,7 +276,7 @@ async fn a_body_that_trickles_in_past_the_deadline_is_408_and_never_forwarded() 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_with(|f| f.merge(("upstream.deadline_ms", 300))).await;
     let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    s.write_all(b"POST /api/v1.0/feed/user/42/ HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n{\"actor\":")
+    s.write_all(b"POST /api/v1.0/feed/user/42/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 60\r\n\r\n{\"actor\":")
         .await
         .unwrap();
     let started = std::time::Instant::now();

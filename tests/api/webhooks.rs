@@ -271,7 +271,7 @@ async fn an_oversize_body_is_refused_without_being_read_past_the_cap() {
     // sender still has megabytes to go.
     let sig = sign(&Secret::new(SECRET), b"{}");
     let head = format!(
-        "POST /webhooks/chat HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\nx-signature: {sig}\r\n\
+        "POST /webhooks/chat HTTP/1.1\r\nhost: localhost\r\nx-api-key: {KEY}\r\nx-signature: {sig}\r\n\
          transfer-encoding: chunked\r\n\r\n"
     );
     let mut bytes = head.into_bytes();
@@ -303,7 +303,7 @@ async fn a_body_that_stalls_is_refused_after_the_timeout_and_not_forwarded() {
     let app = gateway(&target, |f| f.merge(("webhooks.timeout_ms", 200))).await;
     let sig = sign(&Secret::new(SECRET), b"{}");
     let head = format!(
-        "POST /webhooks/chat HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\nx-signature: {sig}\r\n\
+        "POST /webhooks/chat HTTP/1.1\r\nhost: localhost\r\nx-api-key: {KEY}\r\nx-signature: {sig}\r\n\
          content-length: 100\r\n\r\n{{\"a\":"
     );
     let started = std::time::Instant::now();

@@ -1,0 +1,244 @@
+//! Who may use the internal listener: services and operators, never a web page.
+//!
+//! A page in a browser on the gateway's host (or on its network) can send "simple" cross-site
+//! writes to it, and through DNS rebinding read its answers. Browsers betray both: a rebound
+//! request carries the attacker's name in `Host`, and a cross-site request carries `Origin`
+//! and `Sec-Fetch-Site`, which services do not send. [`check`] refuses them before anything
+//! is read or sent; it is a plain function so any request path can call it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::http::{header, HeaderMap, HeaderValue};
+
+use crate::error::ApiError;
+
+/// The names a `Host` header may carry on the internal listener.
+#[derive(Debug, Clone)]
+pub struct Hosts {
+    /// `None`: any (`server.allowed_hosts` lists `*`).
+    names: Option<Vec<String>>,
+}
+
+impl Hosts {
+    /// The listen address, `localhost`, the machine's hostname and `extra`
+    /// (`server.allowed_hosts`; `None` turns the check off). Loopback addresses always pass.
+    pub fn new(listen: SocketAddr, extra: Option<&[String]>) -> Self {
+        let names = extra.map(|extra| {
+            let mut names = vec!["localhost".to_owned(), ip_name(listen.ip())];
+            names.extend(machine_hostname());
+            names.extend(extra.iter().cloned());
+            names
+        });
+        Self { names }
+    }
+
+    /// Whether a request whose `Host` is `value` is for this gateway.
+    pub fn allow(&self, value: &str) -> bool {
+        let Some(names) = &self.names else {
+            return true;
+        };
+        let Some(name) = host_name(value) else {
+            return false;
+        };
+        let ip = name.trim_start_matches('[').trim_end_matches(']');
+        ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) || names.contains(&name)
+    }
+}
+
+/// An IP address as it appears in a `Host` header (IPv6 in brackets).
+fn ip_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// The machine's hostname, lower-cased (Linux; elsewhere `$HOSTNAME`).
+fn machine_hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())?;
+    host_name(name.trim())
+}
+
+/// The host of a `Host` header value: without its port, lower-cased, without a trailing
+/// dot; `None` when it is not a host name or address.
+pub fn host_name(value: &str) -> Option<String> {
+    let value = value.trim();
+    let host = if value.starts_with('[') {
+        let end = value.find(']')?;
+        let rest = &value[end + 1..];
+        if !(rest.is_empty() || rest.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        &value[..=end]
+    } else {
+        match value.rsplit_once(':') {
+            Some((h, port)) if is_port(port) => h,
+            Some(_) => return None,
+            None => value,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let ok = !host.is_empty()
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+        });
+    ok.then_some(host)
+}
+
+fn is_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether a request to the internal listener may go on: its `Host` names this gateway, and it
+/// carries no sign of a browser (`Origin`, or `Sec-Fetch-Site` other than `none` or
+/// `same-origin`) unless it is a `/tokens` request from an origin of its CORS policy
+/// (`cors_origins`). `/healthz` and `/readyz` always pass: they say nothing and change nothing,
+/// and a probe may name the host by any address.
+pub fn check(
+    hosts: &Hosts,
+    cors_origins: &[HeaderValue],
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if matches!(path, "/healthz" | "/readyz") {
+        return Ok(());
+    }
+    if let Some(host) = headers.get(header::HOST) {
+        if !host.to_str().is_ok_and(|h| hosts.allow(h)) {
+            return Err(ApiError::NotAllowed(
+                "the Host header does not name this gateway; add the name to \
+                 server.allowed_hosts"
+                    .into(),
+            ));
+        }
+    }
+    let origin = headers.get(header::ORIGIN);
+    if path == "/tokens" && origin.is_some_and(|o| cors_origins.contains(o)) {
+        return Ok(());
+    }
+    let site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|s| !matches!(s.as_bytes(), b"none" | b"same-origin"));
+    if origin.is_some() || site {
+        return Err(ApiError::NotAllowed(
+            "requests from web pages are refused here (Origin, Sec-Fetch-Site); browsers \
+             call /tokens from an origin in tokens.cors_origins, or the public listener"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(extra: &[&str]) -> Hosts {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Hosts::new(([10, 0, 0, 5], 8080).into(), Some(&extra))
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn the_gateways_own_names_pass_with_or_without_a_port() {
+        let h = hosts(&["stream-gateway"]);
+        for ok in [
+            "localhost",
+            "LOCALHOST:8080",
+            "localhost.",
+            "127.0.0.1:8080",
+            "127.8.9.1",
+            "[::1]:8080",
+            "10.0.0.5:8080",
+            "stream-gateway:8080",
+        ] {
+            assert!(h.allow(ok), "{ok}");
+        }
+        if let Some(name) = machine_hostname() {
+            assert!(h.allow(&name));
+        }
+    }
+
+    #[test]
+    fn other_names_and_malformed_hosts_are_refused() {
+        let h = hosts(&["stream-gateway"]);
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "stream-gateway.evil.example",
+            "10.0.0.6",
+            "localhost:80:80",
+            "local host",
+            "[::1",
+            "",
+        ] {
+            assert!(!h.allow(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_star_lets_any_host_pass() {
+        let h = Hosts::new(([127, 0, 0, 1], 8080).into(), None);
+        assert!(h.allow("evil.example"));
+    }
+
+    #[test]
+    fn a_cross_site_request_is_refused_and_a_service_request_passes() {
+        let h = hosts(&[]);
+        let cors = [HeaderValue::from_static("https://app.example.com")];
+        let path = "/api/v1.0/feed/user/1/";
+        assert!(check(&h, &cors, path, &headers(&[("host", "localhost")])).is_ok());
+        assert!(check(&h, &cors, path, &HeaderMap::new()).is_ok());
+        for refused in [
+            vec![("host", "evil.example")],
+            vec![("host", "localhost"), ("origin", "https://evil.example")],
+            vec![("host", "localhost"), ("origin", "null")],
+            vec![("host", "localhost"), ("sec-fetch-site", "cross-site")],
+            vec![("host", "localhost"), ("sec-fetch-site", "same-site")],
+        ] {
+            assert_eq!(
+                check(&h, &cors, path, &headers(&refused))
+                    .unwrap_err()
+                    .parts()
+                    .0,
+                403,
+                "{refused:?}"
+            );
+        }
+        for passes in ["none", "same-origin"] {
+            let hd = headers(&[("host", "localhost"), ("sec-fetch-site", passes)]);
+            assert!(check(&h, &cors, path, &hd).is_ok());
+        }
+    }
+
+    #[test]
+    fn tokens_from_an_allowed_origin_pass_and_probes_always_pass() {
+        let h = hosts(&[]);
+        let cors = [HeaderValue::from_static("https://app.example.com")];
+        let browser = headers(&[
+            ("host", "localhost"),
+            ("origin", "https://app.example.com"),
+            ("sec-fetch-site", "cross-site"),
+        ]);
+        assert!(check(&h, &cors, "/tokens", &browser).is_ok());
+        assert!(check(&h, &cors, "/api/v1.0/feed/user/1/", &browser).is_err());
+        let other = headers(&[("host", "localhost"), ("origin", "https://evil.example")]);
+        assert!(check(&h, &cors, "/tokens", &other).is_err());
+        let rebound = headers(&[("host", "evil.example"), ("origin", "https://evil.example")]);
+        assert!(check(&h, &cors, "/metrics", &rebound).is_err());
+        assert!(check(&h, &cors, "/healthz", &rebound).is_ok());
+        assert!(check(&h, &cors, "/readyz", &rebound).is_ok());
+    }
+}
