@@ -144,6 +144,7 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
         region = %region,
         "stream-gateway serving"
     );
+    warn_public_tokens_without_oidc(&app);
     match app.run_until_stopped(shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
@@ -153,6 +154,18 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
             eprintln!("stream-gateway: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `/tokens` facing browsers with no verified identity: say so once, at start-up.
+fn warn_public_tokens_without_oidc(app: &App) {
+    if app.public_addr().is_some() && app.state().config().tokens.oidc.is_none() {
+        tracing::warn!(
+            "server.public_listen serves /tokens without [tokens.oidc]: whoever reaches it names \
+             the user itself (tokens.identity_header, or no identity at all); configure \
+             [tokens.oidc], or keep that listener behind a proxy that sets and strips the \
+             identity header"
+        );
     }
 }
 

@@ -285,6 +285,30 @@ fn healthcheck_answers_for_a_running_gateway_and_fails_otherwise() {
 }
 
 #[test]
+fn a_public_listener_without_oidc_is_warned_about_at_start_up() {
+    let port = free_port();
+    let public = free_port();
+    let mut child = start_emulated(
+        port,
+        &[(
+            "GATEWAY_SERVER__PUBLIC_LISTEN",
+            format!("127.0.0.1:{public}"),
+        )],
+    );
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+    let warned = |err: &str| {
+        err.lines()
+            .any(|l| l.contains("WARN") && l.contains("without [tokens.oidc]"))
+    };
+    assert!(warned(&err), "{err}");
+    let mut child = start_emulated(port, &[]);
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+    assert!(!warned(&err), "no public listener, no warning: {err}");
+}
+
+#[test]
 fn the_json_banner_names_the_emulator_and_the_listener() {
     let port = free_port();
     let mut child = start_emulated(port, &[("GATEWAY_LOG__FORMAT", "json".into())]);

@@ -123,8 +123,12 @@ fn render_v2() -> String {
          connection failed before anything was sent.\n\
          - **Checked**: path parameters are one non-empty segment without `/`, `\\`, control \
          characters, `.` or `..` once decoded; a body is JSON with each key once, within \
-         `server.max_body_bytes` (a `GET` or `DELETE` body is dropped); the caller's \
-         `Authorization`, `Stream-Auth-Type` and `api_key` are replaced. The rest is Stream's.\n",
+         `server.max_body_bytes` (a `GET` or `DELETE` body is dropped), except the uploads' \
+         (`chat.UploadChannelFile`, `chat.UploadChannelImage`, `common.UploadFile`, \
+         `common.UploadImage`), sent as `multipart/form-data` with their boundary and forwarded \
+         as they came; the caller's `Authorization` and `Stream-Auth-Type` are replaced, and its \
+         `api_key` too when it is the app's (another app's is refused: 401, code 2). The rest is \
+         Stream's.\n",
         V2_ROUTES.len()
     );
     for p in Product::ALL {

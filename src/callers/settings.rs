@@ -219,7 +219,12 @@ impl Service {
             ));
         }
         let allow = match &s.allow {
-            None => vec![true; named_count()],
+            // Every v1.0 endpoint, whose tokens are scoped; a v2 operation carries a server
+            // token that may do anything (app settings, webhook URL), so it is allowed only
+            // by a pattern that names it (`chat.*`, `*`).
+            None => (0..named_count())
+                .map(|i| i < crate::stream::endpoint::ENDPOINTS.len())
+                .collect(),
             Some(patterns) => allowed(patterns).map_err(|p| problem(key("allow"), p))?,
         };
         let rate = match (s.rate, s.burst) {
@@ -342,9 +347,15 @@ mod tests {
     }
 
     #[test]
-    fn a_caller_with_no_keys_may_call_everything_without_a_limit() {
+    fn a_caller_with_no_keys_may_call_every_v1_endpoint_and_no_v2_operation_without_a_limit() {
         let s = service(ServiceFile::default()).unwrap();
-        assert!(s.allow.iter().all(|a| *a));
+        let v1 = crate::stream::endpoint::ENDPOINTS.len();
+        assert!(s.allow[..v1].iter().all(|a| *a));
+        assert!(
+            s.allow[v1..].iter().all(|a| !*a),
+            "a server token's operations need a pattern"
+        );
+        assert_eq!(s.allow.len(), named_count());
         assert_eq!((s.rate, s.reserve), (None, 0.0));
     }
 

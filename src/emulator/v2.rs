@@ -29,6 +29,9 @@ fn v2_error(status: StatusCode, code: u16, message: String) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// How Stream's v2 family begins the refusal of a token signed with another secret.
+const BAD_SIGNATURE: &str = "JWTAuth error: signature is not valid.";
+
 /// Why a request is not a server-side call signed with one of `secrets`, if it is not.
 fn refusal(req: &Request, key: &str, secrets: &[Secret]) -> Option<String> {
     let query = req.uri().query().unwrap_or("");
@@ -53,7 +56,10 @@ fn refusal(req: &Request, key: &str, secrets: &[Secret]) -> Option<String> {
         jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).ok()
     });
     match claims {
-        None => Some("the token's signature is invalid".into()),
+        // Stream's words (its Chat API, seen in its SDKs' issues), code 43.
+        None => Some(format!(
+            "{BAD_SIGNATURE} Make sure the token is created using the secret for API key \"{key}\""
+        )),
         Some(c) if c.claims != json!({ "server": true }) => Some(format!(
             "strict emulator: a server-side call's claims are exactly {{\"server\": true}}, not {}",
             c.claims
@@ -66,7 +72,12 @@ fn refusal(req: &Request, key: &str, secrets: &[Secret]) -> Option<String> {
 pub async fn not_emulated(State(st): State<Arc<EmulatorState>>, req: Request) -> Response {
     let (key, secrets) = st.credentials();
     if let Some(why) = refusal(&req, &key, &secrets) {
-        return v2_error(StatusCode::UNAUTHORIZED, 5, why);
+        let code = if why.starts_with(BAD_SIGNATURE) {
+            43
+        } else {
+            5
+        };
+        return v2_error(StatusCode::UNAUTHORIZED, code, why);
     }
     let (method, path) = (req.method().as_str(), req.uri().path());
     match v2::route(method, path) {

@@ -150,6 +150,7 @@ async fn proxy(
         query: query::forward_string(&pairs, &s.api_key),
         path: route.path,
         body,
+        content_type: None,
         credential,
         request_id: parts.headers.get("x-request-id").cloned(),
         // The access log made the request's context; without it (a router built without

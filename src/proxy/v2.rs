@@ -160,7 +160,12 @@ async fn proxy(
     // slow body; its slot is held until the answer is out.
     let slot = st.callers.admit_request(parts, named, caller).await?;
     let raw = st.receive_body(&parts.headers, body, deadline).await?;
-    let body = checked_body(op.method, raw)?;
+    let content_type = upload_type(op.name, &parts.headers);
+    let body = if content_type.is_some() {
+        (!raw.is_empty()).then_some(raw)
+    } else {
+        checked_body(op.method, raw)?
+    };
     let s = &st.config.stream;
     let permit = st
         .limiter
@@ -173,6 +178,7 @@ async fn proxy(
         path: matched.path,
         host: crate::stream::endpoint::Host::Api,
         body,
+        content_type,
         credential: Credential::Jwt(st.keys.load().server_token()),
         request_id: parts.headers.get("x-request-id").cloned(),
         trace: crate::trace::current().unwrap_or_else(|| {
@@ -195,6 +201,8 @@ async fn proxy(
             trace,
         )
         .await;
+    // A wrong secret is seen on this family too (one error per episode, counted).
+    let result = super::watch_auth(st, op.name, result).await?;
     let mut resp = super::finish(
         result,
         trace.attempts,
@@ -237,6 +245,27 @@ fn route_refusal(e: V2RouteError, parts: &Parts) -> V2Error {
         }
         V2RouteError::Invalid(i) => i.into(),
     }
+}
+
+/// The operations whose request body is `multipart/form-data` in Stream's spec (the
+/// uploads, as the SDKs send them); every other operation's body is JSON.
+pub const MULTIPART_OPERATIONS: [&str; 4] = [
+    "chat.UploadChannelFile",
+    "chat.UploadChannelImage",
+    "common.UploadFile",
+    "common.UploadImage",
+];
+
+/// An upload's `Content-Type`, to forward with its body as sent (bounded by size like any
+/// body, its parts Stream's to judge): for an upload operation sent as `multipart/form-data`
+/// with a boundary. `None` otherwise, and the body is checked as JSON.
+fn upload_type(op: &str, headers: &HeaderMap) -> Option<HeaderValue> {
+    let ct = headers.get(header::CONTENT_TYPE)?;
+    let text = ct.to_str().ok()?.to_ascii_lowercase();
+    (MULTIPART_OPERATIONS.contains(&op)
+        && text.starts_with("multipart/form-data")
+        && text.contains("boundary="))
+    .then(|| ct.clone())
 }
 
 /// The body to forward: none for a GET or DELETE (no operation of the spec takes one) or an

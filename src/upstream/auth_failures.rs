@@ -10,7 +10,8 @@ use metrics::Counter;
 use crate::recorder::Metrics;
 
 /// Whether Stream's answer (`status`, error `body`) says the gateway's credential was signed
-/// with the wrong secret: `signature is invalid` for a JWT (403, code 17) or a
+/// with the wrong secret: `signature is invalid` for a JWT (403, code 17; on the v2 family
+/// `signature is not valid` in its `message`, 401 code 43) or a
 /// `SignatureException` for an HTTP Signature (401, code 3). A permission refusal (a scope
 /// that does not cover the call) is not one: the secret was right.
 pub fn is_signature_refusal(status: u16, body: &[u8]) -> bool {
@@ -20,8 +21,15 @@ pub fn is_signature_refusal(status: u16, body: &[u8]) -> bool {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return false;
     };
-    let detail = v["detail"].as_str().unwrap_or("").to_ascii_lowercase();
-    detail.contains("signature is invalid") || v["exception"] == "SignatureException"
+    // v1.0 says it in `detail`; the v2 family in `message` ("JWTAuth error: signature is not
+    // valid. Make sure the token is created using the secret for API key ...", code 43).
+    let says = |field: &str| {
+        v[field].as_str().is_some_and(|t| {
+            let t = t.to_ascii_lowercase();
+            t.contains("signature is invalid") || t.contains("signature is not valid")
+        })
+    };
+    says("detail") || says("message") || v["exception"] == "SignatureException"
 }
 
 /// The episode of wrong-secret answers, and their count.
@@ -85,6 +93,10 @@ mod tests {
         assert!(!is_signature_refusal(403, scope));
         assert!(!is_signature_refusal(200, jwt));
         assert!(!is_signature_refusal(403, b"<html>forbidden</html>"));
+        let v2 = br#"{"code":43,"message":"JWTAuth error: signature is not valid. Make sure the token is created using the secret for API key k","StatusCode":401}"#;
+        assert!(is_signature_refusal(401, v2));
+        let v2_other = br#"{"code":17,"message":"User 'x' with role 'user' is not allowed to perform action ReadChannel","StatusCode":403}"#;
+        assert!(!is_signature_refusal(403, v2_other));
     }
 
     #[test]

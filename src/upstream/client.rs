@@ -72,6 +72,8 @@ pub struct Prepared {
     pub query: String,
     /// Already checked (and re-serialized if credentials were removed).
     pub body: Option<Bytes>,
+    /// The body's type when it is not JSON: a v2 upload's `multipart/form-data; boundary=...`.
+    pub content_type: Option<HeaderValue>,
     pub credential: Credential,
     /// The caller's request id, forwarded for support tickets.
     pub request_id: Option<HeaderValue>,
@@ -229,8 +231,8 @@ impl Upstream {
         }
         let body = match &req.body {
             Some(b) => {
-                builder =
-                    builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                let json = HeaderValue::from_static("application/json");
+                builder = builder.header(CONTENT_TYPE, req.content_type.clone().unwrap_or(json));
                 Full::new(b.clone())
             }
             None => Full::default(),

@@ -308,6 +308,7 @@ mod tests {
             path: "/api/v1.0/feed/user/1/".into(),
             query: "api_key=k".into(),
             body: None,
+            content_type: None,
             credential: Credential::Signature(crate::auth::Secret::new("s")),
             request_id: None,
             trace: crate::trace::Context::new(true),

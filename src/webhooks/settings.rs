@@ -19,6 +19,8 @@ pub const DEFAULT_DEDUPE_MAX_ENTRIES: u64 = 10_000;
 /// Paths the gateway serves itself, which a webhook route may neither be nor sit under.
 pub const RESERVED_PATHS: &[&str] = &[
     "/api",
+    "/analytics",
+    "/personalization",
     "/tokens",
     "/healthz",
     "/readyz",

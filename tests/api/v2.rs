@@ -27,6 +27,7 @@ struct Seen {
     method: String,
     target: String,
     body: Bytes,
+    content_type: Option<String>,
     /// Why the fake refused it, if it did.
     refused: Option<String>,
 }
@@ -113,6 +114,10 @@ async fn fake_handler(State(st): State<Arc<FakeState>>, req: Request) -> axum::r
         method: parts.method.to_string(),
         target: target.clone(),
         body,
+        content_type: parts
+            .headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned()),
         refused: refused.clone(),
     });
     if let Some(why) = refused {
@@ -212,6 +217,65 @@ fn v2_refusal(r: &Reply, status: u16, says: &str) {
     );
     let msg = r.json["message"].as_str().unwrap_or_default();
     assert!(msg.contains(says), "{msg:?} does not say {says:?}");
+}
+
+#[tokio::test]
+async fn an_upload_goes_as_multipart_with_its_boundary_and_any_other_operation_stays_json() {
+    let fake = fake_v2().await;
+    let app = gateway(true, &fake, |f| f).await;
+    let ct = "multipart/form-data; boundary=XyZ42";
+    let body = "--XyZ42\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\
+                Content-Type: text/plain\r\n\r\nhello\r\n--XyZ42--\r\n";
+    let send = |path: &str| {
+        app.client
+            .post(format!("{}?api_key={KEY}", app.v2_url(path)))
+            .header("content-type", ct)
+            .body(body)
+    };
+    for path in ["uploads/file", "chat/channels/messaging/general/image"] {
+        let r = app.send(send(path)).await;
+        assert_eq!(r.status, 201, "{path}: {:?}", r.json);
+    }
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        assert_eq!(s.refused, None);
+        assert_eq!(s.content_type.as_deref(), Some(ct), "the boundary travels");
+        assert_eq!(&s.body[..], body.as_bytes(), "the parts as sent");
+    }
+    // Not an upload: the body must be JSON, whatever type it claims; nothing is sent.
+    let r = app.send(send("users")).await;
+    assert_eq!(r.status, 400, "{:?}", r.json);
+    assert_eq!(fake.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_on_v2_is_logged_once_and_counted() {
+    // The emulator answers v2 calls signed with another secret as Stream does (401, code 43).
+    let app = spawn_with(|f| f.merge(("stream.v2", true))).await;
+    let emu = app.emu.url();
+    let r = app
+        .client
+        .put(format!("{emu}/_emulator/secrets"))
+        .header("content-type", "application/json")
+        .body(json!({"secrets": ["another-secret-the-gateway-lacks"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for _ in 0..2 {
+        let r = app.v2("GET", "video/call/default/c1", None).await;
+        assert_eq!(r.status, 401, "{:?}", r.json);
+        assert_eq!(
+            r.json["code"], 43,
+            "Stream's answer, unchanged: {:?}",
+            r.json
+        );
+    }
+    assert_eq!(
+        app.metric("gateway_upstream_auth_failures_total").await,
+        2.0
+    );
 }
 
 #[tokio::test]
@@ -367,7 +431,9 @@ async fn unknown_paths_bad_parameters_and_bad_bodies_are_refused_and_nothing_is_
         "video/call/%2E%2E/c1",
         "video/call/default/..",
     ] {
-        let raw = format!("GET /api/v2/{target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+        let raw = format!(
+            "GET /api/v2/{target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
+        );
         let answer = raw_http(app.addr, raw.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
         assert!(answer.contains("dot segment"), "{target}: {answer}");
