@@ -367,7 +367,9 @@ async fn unknown_paths_bad_parameters_and_bad_bodies_are_refused_and_nothing_is_
         "video/call/%2E%2E/c1",
         "video/call/default/..",
     ] {
-        let raw = format!("GET /api/v2/{target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+        let raw = format!(
+            "GET /api/v2/{target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
+        );
         let answer = raw_http(app.addr, raw.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
         assert!(answer.contains("dot segment"), "{target}: {answer}");
