@@ -5,7 +5,8 @@
 //!   "times", "retry_after"?}`: the next `times` matching requests get that status, delay or a
 //!   dropped connection (a delay alone then serves the request normally);
 //! - `DELETE /_emulator/faults`: clears faults; `POST /_emulator/reset`: clears everything;
-//! - `GET /_emulator/requests`: the last requests received (method, target, headers, body);
+//! - `GET /_emulator/requests`: the last requests received (method, target, headers, body,
+//!   `seq`, `at`, `status`);
 //! - `GET /_emulator/analytics`: the analytics events received (`{"events": [{"kind",
 //!   "event"}]}`, `kind` `engagement` or `impression`, oldest first; a reset clears them);
 //! - `PUT /_emulator/secrets` `{"secrets": ["..."]}`: the API secrets taken from now on (one,
@@ -15,7 +16,12 @@
 //!   `reset_in_s`; its first `limit` requests are served, the rest answered 429 (code 9), all
 //!   with `X-Ratelimit-Limit/Remaining/Reset` counting down; `DELETE` removes it.
 //! - `POST /_emulator/webhooks/send`: a webhook signed as Stream signs it, sent to a URL
-//!   (see [`super::webhooks`]).
+//!   (see [`super::webhooks`]);
+//! - `GET /_emulator/`, `GET /_emulator/export`, `GET /_emulator/log`: the console, the whole
+//!   state as one document, the request log with credentials decoded (see [`super::console`]).
+//!
+//! Every one of them but the reads refuses another site's web page
+//! ([`super::console::same_origin`]).
 
 use std::sync::Arc;
 use std::time::Duration;
