@@ -194,7 +194,21 @@ async fn the_console_updates_live_with_each_write_and_its_scope_and_its_reset_bu
     )
     .await;
 
-    // The page's own button: the browser's POST (with its Origin) is not refused.
+    // The page's own buttons: the browser's POSTs (with their Origin) are not refused.
+    page.eval(
+        r#"const f = document.getElementById("fault");
+           f.path_prefix.value = "/api/v1.0/feed/user/9/"; f.status.value = "502";
+           f.requestSubmit(); true"#,
+    )
+    .await;
+    page.until(
+        r##"document.querySelector("#faults").innerText.includes("/api/v1.0/feed/user/9/ → 502 × 1")"##,
+        Duration::from_secs(5),
+        "the injected fault shows",
+    )
+    .await;
+    assert_eq!(app.emu().faults()[0].status, Some(502));
+
     page.eval(r#"window.confirm = () => true; window.alert = () => {}; document.getElementById("reset").click(); true"#)
         .await;
     page.until(
