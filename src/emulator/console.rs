@@ -109,24 +109,39 @@ pub fn credential(r: &Received) -> Value {
     }
 }
 
-/// Refuses (403, Stream's error shape) an admin request that changes something and comes from
-/// a web page of another site: `Sec-Fetch-Site` other than `none` or `same-origin`, or an
-/// `Origin` other than the emulator's own (`http://` and the `Host` it was reached by, which
-/// must name this machine: a loopback address, `localhost` or its hostname, so a page that
-/// rebinds its own name to the emulator's address is refused too). Reads pass: a browser
-/// does not let another site's page read the answers.
+/// Refuses (403, Stream's error shape) an admin request that a web page of another site could
+/// have sent:
+///
+/// - any, reads included, whose `Host` does not name this machine (a loopback address,
+///   `localhost` or its hostname): a page that rebinds its own name to the emulator's address
+///   (DNS rebinding) could otherwise read the request log;
+/// - one that changes something (all but `GET` and `HEAD`) with `Sec-Fetch-Site` other than
+///   `none` or `same-origin`, or an `Origin` other than the emulator's own (`http://` and the
+///   `Host` it was reached by).
+///
+/// Reads from another site's page pass: without CORS headers a browser does not let it read
+/// the answer. Services and curl send none of these headers, or a local `Host`.
 pub async fn same_origin(req: Request, next: Next) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD) || !cross_site(req.headers()) {
-        return next.run(req).await;
-    }
-    stream_error(
-        403,
-        17,
-        "NotAllowedException",
+    let headers = req.headers();
+    let refused = if !local_host(headers.get(header::HOST)) {
+        "emulator: the Host header does not name this machine (a loopback address, localhost \
+         or its hostname); the emulator's admin routes and console answer only those"
+    } else if !matches!(*req.method(), Method::GET | Method::HEAD) && cross_site(headers) {
         "emulator: requests from another site's web page may not change the emulator \
-         (Origin, Sec-Fetch-Site); use its console at /_emulator/ or call it from a service",
-    )
-    .into_response()
+         (Origin, Sec-Fetch-Site); use its console at /_emulator/ or call it from a service"
+    } else {
+        return next.run(req).await;
+    };
+    stream_error(403, 17, "NotAllowedException", refused).into_response()
+}
+
+/// This machine's names: loopback addresses, `localhost`, its hostname (read once).
+static LOCAL: std::sync::LazyLock<Hosts> =
+    std::sync::LazyLock::new(|| Hosts::new(([127, 0, 0, 1], 0).into(), Some(&[])));
+
+/// Whether a request's `Host` (absent: HTTP/1.0) names this machine.
+fn local_host(host: Option<&HeaderValue>) -> bool {
+    host.is_none_or(|h| h.to_str().is_ok_and(|h| LOCAL.allow(h)))
 }
 
 /// Whether the headers show a request sent by another site's page.
@@ -147,8 +162,11 @@ fn is_own_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
     let (Ok(origin), Some(Ok(host))) = (origin.to_str(), host.map(HeaderValue::to_str)) else {
         return false;
     };
-    let local = Hosts::new(([127, 0, 0, 1], 0).into(), Some(&[]));
-    origin.strip_prefix("http://") == Some(host) && host_name(host).is_some() && local.allow(host)
+    origin.strip_prefix("http://") == Some(host)
+        && host_name(host).is_some()
+        && local_host(Some(
+            &HeaderValue::from_str(host).expect("was a header value"),
+        ))
 }
 
 #[cfg(test)]
@@ -258,6 +276,28 @@ mod tests {
         ];
         for h in &foreign {
             assert!(cross_site(h), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn only_this_machines_names_are_local_hosts() {
+        for h in [
+            "127.0.0.1:9000",
+            "localhost:9000",
+            "[::1]:9000",
+            "127.0.0.2",
+            "LOCALHOST",
+        ] {
+            assert!(local_host(Some(&HeaderValue::from_static(h))), "{h}");
+        }
+        assert!(local_host(None), "HTTP/1.0 sends no Host");
+        for h in [
+            "evil.example:9000",
+            "10.0.0.5:9000",
+            "localhost.evil.example",
+            "a b",
+        ] {
+            assert!(!local_host(Some(&HeaderValue::from_static(h))), "{h}");
         }
     }
 }

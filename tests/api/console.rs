@@ -334,6 +334,21 @@ async fn other_sites_pages_cannot_change_the_emulator_and_the_gateway_has_no_con
         }
     }
     assert_eq!(app.emu().store().activity_count(), 1, "nothing was reset");
+    // A page that rebinds its own name to the emulator's address reads nothing either.
+    for path in [
+        "/_emulator/",
+        "/_emulator/log",
+        "/_emulator/requests",
+        "/_emulator/export",
+    ] {
+        let r = c
+            .get(format!("{emu}{path}"))
+            .header("host", "rebound.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
     // The console's own page may reset; reads pass from anywhere (a browser keeps another
     // site's page from reading the answer).
     let r = c
