@@ -127,7 +127,8 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
             app_id = %app_id,
             realtime = %realtime,
             "EMULATOR MODE: requests go to an in-memory Stream emulator, not to Stream; \
-             nothing is stored beyond this process (fault injection: {emu}/_emulator/faults); \
+             nothing is stored beyond this process (console: {emu}/_emulator/, fault \
+             injection: {emu}/_emulator/faults); \
              clients give api_key {api_key} (set it with STREAM_API_KEY): another key is refused"
         );
     }

@@ -5,7 +5,8 @@
 //!   "times", "retry_after"?}`: the next `times` matching requests get that status, delay or a
 //!   dropped connection (a delay alone then serves the request normally);
 //! - `DELETE /_emulator/faults`: clears faults; `POST /_emulator/reset`: clears everything;
-//! - `GET /_emulator/requests`: the last requests received (method, target, headers, body);
+//! - `GET /_emulator/requests`: the last requests received (method, target, headers, body,
+//!   `seq`, `at`, `status`);
 //! - `GET /_emulator/analytics`: the analytics events received (`{"events": [{"kind",
 //!   "event"}]}`, `kind` `engagement` or `impression`, oldest first; a reset clears them);
 //! - `PUT /_emulator/secrets` `{"secrets": ["..."]}`: the API secrets taken from now on (one,
@@ -15,7 +16,12 @@
 //!   `reset_in_s`; its first `limit` requests are served, the rest answered 429 (code 9), all
 //!   with `X-Ratelimit-Limit/Remaining/Reset` counting down; `DELETE` removes it.
 //! - `POST /_emulator/webhooks/send`: a webhook signed as Stream signs it, sent to a URL
-//!   (see [`super::webhooks`]).
+//!   (see [`super::webhooks`]);
+//! - `GET /_emulator/`, `GET /_emulator/export`, `GET /_emulator/log`: the console, the whole
+//!   state as one document, the request log with credentials decoded (see [`super::console`]).
+//!
+//! Every one of them but the reads refuses another site's web page
+//! ([`super::console::same_origin`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +86,15 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// Body, as text.
     pub body: String,
+    /// Its number in the log, from 1 (since start or the last reset).
+    #[serde(default)]
+    pub seq: u64,
+    /// When it was received (RFC 3339, UTC, milliseconds).
+    #[serde(default)]
+    pub at: String,
+    /// The status it was answered with; `null` while being served, or when dropped.
+    #[serde(default)]
+    pub status: Option<u16>,
 }
 
 impl Received {
@@ -103,7 +118,7 @@ pub async fn faults_and_log(
     let bytes = axum::body::to_bytes(body, 64 << 20)
         .await
         .unwrap_or_default();
-    st.record(Received {
+    let seq = st.record(Received {
         method: parts.method.to_string(),
         target: parts
             .uri
@@ -121,7 +136,25 @@ pub async fn faults_and_log(
             })
             .collect(),
         body: String::from_utf8_lossy(&bytes).into_owned(),
+        seq: 0,
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        status: None,
     });
+    let (resp, dropped) = serve(&st, parts, bytes, next).await;
+    if !dropped {
+        st.answered(seq, resp.status().as_u16());
+    }
+    resp
+}
+
+/// Applies a matching fault, else serves the request within the rate limit; whether the
+/// connection is dropped.
+async fn serve(
+    st: &EmulatorState,
+    parts: axum::http::request::Parts,
+    bytes: Bytes,
+    next: Next,
+) -> (Response, bool) {
     if let Some(f) = st.take_fault(&parts.method, parts.uri.path()) {
         if let Some(ms) = f.delay_ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -131,7 +164,7 @@ pub async fn faults_and_log(
             let stream = futures_util::stream::once(async {
                 Err::<Bytes, std::io::Error>(std::io::Error::other("emulator: injected drop"))
             });
-            return Response::new(Body::from_stream(stream));
+            return (Response::new(Body::from_stream(stream)), true);
         }
         if let Some(status) = f.status {
             let mut resp = stream_error(
@@ -144,7 +177,7 @@ pub async fn faults_and_log(
             if let Some(ra) = f.retry_after.as_deref().and_then(|v| v.parse().ok()) {
                 resp.headers_mut().insert("retry-after", ra);
             }
-            return resp;
+            return (resp, false);
         }
     }
     let now = std::time::SystemTime::now()
@@ -176,7 +209,7 @@ pub async fn faults_and_log(
         axum::http::HeaderValue::from(remaining),
     );
     h.insert("x-ratelimit-reset", axum::http::HeaderValue::from(reset));
-    resp
+    (resp, false)
 }
 
 /// `POST /_emulator/ratelimit`

@@ -13,7 +13,9 @@
 //! - one file of handlers per resource: [`feeds`], [`activities`], [`reactions`],
 //!   [`collections`], [`users`], [`audit_logs`], [`analytics`] (and personalization's 501),
 //!   and [`admin`] (fault injection and the request log, on the
-//!   emulator's own port, never on the gateway's).
+//!   emulator's own port, never on the gateway's);
+//! - [`console`]: the page at `/_emulator/` that shows the store and the request log, the
+//!   export, and the refusal of other sites' pages on the admin routes.
 //!
 //! It never calls into `proxy/`: the domain types are shared, the routing is its own.
 
@@ -23,6 +25,7 @@ mod analytics;
 mod audit_logs;
 pub mod call;
 mod collections;
+pub mod console;
 mod feeds;
 mod reactions;
 pub mod realtime;

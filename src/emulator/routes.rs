@@ -1,6 +1,7 @@
 //! Every route the emulator serves, in this one file: Stream's v1.0 routes (and its analytics
 //! and personalization services), one function per family (behind the fault and log middleware,
-//! with Stream's 404 for the rest), `/api/v2/` (answered 501: not emulated), the admin routes,
+//! with Stream's 404 for the rest), `/api/v2/` (answered 501: not emulated), the admin routes
+//! and the console,
 //! and realtime (`/faye`, [`realtime::transport`]).
 
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use axum::Router;
 use super::reply::stream_error;
 use super::state::EmulatorState;
 use super::{
-    activities, admin, analytics, audit_logs, collections, feeds, reactions, realtime, users, v2,
-    webhooks,
+    activities, admin, analytics, audit_logs, collections, console, feeds, reactions, realtime,
+    users, v2, webhooks,
 };
 
 /// The emulator's router.
@@ -31,7 +32,12 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             state.clone(),
             admin::faults_and_log,
         ));
+    // Every admin route that changes something refuses another site's page
+    // ([`console::same_origin`]); reads pass.
     let admin = Router::new()
+        .route("/_emulator/", get(console::page))
+        .route("/_emulator/export", get(console::export))
+        .route("/_emulator/log", get(console::log))
         .route(
             "/_emulator/faults",
             post(admin::add_fault)
@@ -46,7 +52,8 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             post(admin::set_rate_limit).delete(admin::clear_rate_limit),
         )
         .route("/_emulator/reset", post(admin::reset))
-        .route("/_emulator/webhooks/send", post(webhooks::send));
+        .route("/_emulator/webhooks/send", post(webhooks::send))
+        .route_layer(middleware::from_fn(console::same_origin));
     api.merge(admin)
         .merge(realtime::transport::routes())
         .with_state(state)

@@ -165,13 +165,32 @@ impl EmulatorState {
         self.log.lock().iter().cloned().collect()
     }
 
-    /// Records a request, dropping the oldest beyond [`LOG_CAPACITY`].
-    pub fn record(&self, r: Received) {
+    /// Records a request, dropping the oldest beyond [`LOG_CAPACITY`]; its sequence number
+    /// (`seq`, counted from 1 since start or reset), for [`EmulatorState::answered`].
+    pub fn record(&self, mut r: Received) -> u64 {
         let mut log = self.log.lock();
+        r.seq = log.back().map_or(1, |last| last.seq + 1);
         if log.len() == LOG_CAPACITY {
             log.pop_front();
         }
+        let seq = r.seq;
         log.push_back(r);
+        seq
+    }
+
+    /// Notes the status a recorded request was answered with.
+    pub fn answered(&self, seq: u64, status: u16) {
+        if let Some(r) = self.log.lock().iter_mut().rev().find(|r| r.seq == seq) {
+            r.status = Some(status);
+        }
+    }
+
+    /// The whole state as one JSON document (`GET /_emulator/export`, format in
+    /// docs/emulator.md): the store's data and the analytics events.
+    pub fn export(&self) -> Value {
+        let mut v = self.store().export();
+        v["analytics"] = Value::Array(self.analytics_events());
+        v
     }
 
     /// Forgets data, faults and the request log; the feed group kinds stay.

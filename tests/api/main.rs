@@ -7,6 +7,7 @@ mod api_keys;
 mod callers;
 mod concurrency;
 mod connections;
+mod console;
 mod emulator_activities;
 mod emulator_audit_logs;
 mod emulator_enrichment;

@@ -117,7 +117,7 @@ impl Store {
     }
 
     /// The groups of `feed`, each with its entries newest first, most recently updated first.
-    fn grouped(&self, feed: &str) -> Vec<(String, Vec<&Entry>)> {
+    pub(super) fn grouped(&self, feed: &str) -> Vec<(String, Vec<&Entry>)> {
         let mut order: Vec<(String, Vec<&Entry>)> = Vec::new();
         let mut at: HashMap<String, usize> = HashMap::new();
         for e in self.feeds.get(feed).map(Vec::as_slice).unwrap_or_default() {

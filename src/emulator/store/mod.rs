@@ -23,6 +23,7 @@ use crate::stream::{parse_time, FeedId};
 pub mod audit;
 pub mod changes;
 pub mod enrich;
+pub mod export;
 pub mod groups;
 pub mod objects;
 
