@@ -35,6 +35,12 @@ fuzz_target!(|data: &[u8]| {
             .map(String::from)
             .to_vec(),
         cors_origins: Vec::new(),
+        // Every group of the app: the listed ones, which prefix each other.
+        app_feed_groups: ["user", "user4", "timeline", "timeline1", "t"]
+            .map(String::from)
+            .to_vec(),
+        max_in_flight: 64,
+        oidc: None,
     };
     let identity = std::str::from_utf8(identity_raw).ok();
     let identity = if flags & 2 == 2 {
