@@ -761,10 +761,9 @@ fn the_webhooks_compose_example_parses_and_its_routes_validate() {
     }
     // The webhook keys, as the gateway reads them from the environment, validate.
     figment::Jail::expect_with(|jail| {
-        for (k, v) in env
-            .iter()
-            .filter(|(k, _)| k.starts_with("GATEWAY_WEBHOOKS__"))
-        {
+        // Every key of the example the gateway reads from the environment (the secret is the
+        // test's: the example's file is not here).
+        for (k, v) in env.iter().filter(|(k, _)| k.starts_with("GATEWAY_")) {
             jail.set_env(k, v.as_str().unwrap());
         }
         let f = stream_gateway::config::with_env(
@@ -775,6 +774,10 @@ fn the_webhooks_compose_example_parses_and_its_routes_validate() {
             .merge(("stream.api_secret", "s")),
         );
         let c = stream_gateway::config::Config::from_figment(&f).unwrap();
+        assert!(
+            c.server.public.is_some(),
+            "the example's public listener is configured"
+        );
         let routes: Vec<_> = c
             .webhooks
             .routes

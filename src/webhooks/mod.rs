@@ -132,6 +132,12 @@ pub fn router(hooks: Arc<Hooks>) -> Router {
                 let hooks = hooks.clone();
                 let route = route.clone();
                 async move { hooks.handle(&route, headers, body).await }
+            })
+            // Another method: Stream's error shape, as everywhere else on the gateway.
+            .fallback(|| async {
+                crate::error::ApiError::MethodNotAllowed(vec![
+                    crate::stream::endpoint::Method::Post,
+                ])
             }),
         );
     }

@@ -493,6 +493,8 @@ async fn a_route_takes_only_post_and_other_paths_stay_streams_404() {
         .send(app.client.get(format!("http://{}/webhooks/chat", app.addr)))
         .await;
     assert_eq!(get.status, 405);
+    assert_eq!(get.json["code"], 4, "Stream's error shape: {:?}", get.json);
+    assert_eq!(get.json["exception"], "InputException");
     let other = app
         .send(
             app.client
