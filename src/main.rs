@@ -146,6 +146,9 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
         "stream-gateway serving"
     );
     warn_public_tokens_without_oidc(&app);
+    if emulated {
+        announce(&app);
+    }
     match app.run_until_stopped(shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
@@ -156,6 +159,22 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
             ExitCode::from(1)
         }
     }
+}
+
+/// The one line a test harness reads on stdout (logs are on stderr): where the gateway and
+/// its emulator listen, once both accept connections. With `server.listen` on port 0 this is
+/// how a parallel test worker learns its own instance's ports.
+fn announce(app: &App) {
+    use std::io::Write;
+    // Written by hand for the documented key order; both values are `http://IP:PORT`.
+    let line = format!(
+        r#"{{"event":"listening","gateway":"http://{}","emulator":"{}"}}"#,
+        app.local_addr(),
+        app.emulator().map(|e| e.url()).unwrap_or_default(),
+    );
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (nobody reading) is no reason not to serve.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// `/tokens` facing browsers with no verified identity: say so once, at start-up.
