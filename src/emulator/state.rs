@@ -243,7 +243,7 @@ impl EmulatorState {
         let mut faults = self.faults.lock();
         let i = faults.iter().position(|f| {
             f.times > 0
-                && path.starts_with(&f.path_prefix)
+                && f.matches_path(path)
                 && f.method
                     .as_deref()
                     .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))

@@ -113,3 +113,82 @@ async fn an_update_by_foreign_id_and_time_changes_the_stored_activity() {
     assert_eq!(read["results"][0]["id"], added["id"]);
     assert_eq!(read["results"][0]["popularity"], 99);
 }
+
+async fn post_fault(app: &TestApp, fault: Value) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!("{}/_emulator/faults", app.emu.url()))
+        .header("content-type", "application/json")
+        .body(fault.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn token_faults_answer_streams_token_refusals_for_the_next_calls() {
+    let app = spawn_app().await;
+    let details = [
+        ("expired", "token is expired by 1h0m0s"),
+        ("invalid_signature", "signature is invalid"),
+        (
+            "not_allowed",
+            "You do not have permission to perform this action.",
+        ),
+    ];
+    for (kind, detail) in details {
+        let fault = json!({"token_error": kind, "times": 2});
+        assert_eq!(post_fault(&app, fault).await, 201);
+        for _ in 0..2 {
+            let r = app.get("/feed/user/1/").await;
+            assert_eq!(r.status, 403, "{kind}");
+            let mut body = r.json.clone();
+            assert_eq!(body["duration"].take().as_str().map(|_| ()), Some(()));
+            assert_eq!(
+                body,
+                json!({"code": 17, "detail": detail, "duration": null,
+                       "exception": "NotAllowedException", "status_code": 403}),
+                "{kind}"
+            );
+        }
+        assert_eq!(app.get("/feed/user/1/").await.status, 200, "{kind} used up");
+    }
+}
+
+#[tokio::test]
+async fn token_faults_can_target_one_feed_or_one_user() {
+    let app = spawn_app().await;
+    let fault = json!({"token_error": "expired", "feed": "user:7", "times": 5});
+    assert_eq!(post_fault(&app, fault).await, 201);
+    assert_eq!(app.get("/feed/user/8/").await.status, 200);
+    assert_eq!(app.get("/feed/timeline/7/").await.status, 200);
+    assert_eq!(app.get("/feed/user/7/").await.status, 403);
+    assert_eq!(app.post("/feed/user/7/", &activity(1)).await.status, 403);
+    app.emu().clear_faults();
+
+    let fault = json!({"token_error": "not_allowed", "user_id": "7", "times": 5});
+    assert_eq!(post_fault(&app, fault).await, 201);
+    assert_eq!(app.get("/feed/user/8/").await.status, 200);
+    assert_eq!(app.get("/feed/timeline/7/").await.status, 403);
+    assert_eq!(app.get("/feed/notification/7/").await.status, 403);
+    assert_eq!(app.get("/user/7/").await.status, 403);
+    assert_eq!(app.get("/user/8/").await.status, 404);
+}
+
+#[tokio::test]
+async fn a_fault_with_a_bad_feed_user_or_count_is_refused() {
+    let app = spawn_app().await;
+    for fault in [
+        json!({"token_error": "expired", "feed": "user7", "times": 1}),
+        json!({"token_error": "expired", "feed": "user:", "times": 1}),
+        json!({"token_error": "expired", "user_id": "", "times": 1}),
+        json!({"token_error": "expired", "times": 0}),
+    ] {
+        assert_eq!(post_fault(&app, fault.clone()).await, 400, "{fault}");
+    }
+    assert_eq!(
+        post_fault(&app, json!({"token_error": "stale", "times": 1})).await,
+        422
+    );
+    assert!(app.emu().faults().is_empty());
+}
