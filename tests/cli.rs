@@ -724,3 +724,42 @@ fn eight_emulated_gateways_on_port_0_each_announce_their_ports_and_share_nothing
     }
     assert!(warned >= 7, "{warned} warnings");
 }
+
+#[test]
+fn emulator_seed_loads_the_example_fixture_and_a_bad_one_stops_start_up() {
+    use std::io::BufRead;
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/config/emulator-seed.json");
+    let env = [("GATEWAY_SERVER__LISTEN", "127.0.0.1:0".to_owned())];
+    let mut child = gateway(&["--emulator", "--emulator-seed", fixture], &env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let gw = port_of(&v["gateway"]);
+    let (status, timeline) = http(gw, "GET", "/api/v1.0/feed/timeline/bob/", "");
+    assert_eq!(status, 200, "{timeline}");
+    assert!(timeline.contains("Hello from the seed"), "{timeline}");
+    assert_eq!(http(gw, "GET", "/api/v1.0/user/alice/", "").0, 200);
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+
+    let bad = std::env::temp_dir().join(format!("gw-seed-{}.json", free_port()));
+    std::fs::write(&bad, r#"{"version": 7}"#).unwrap();
+    let o = run_expecting_exit(
+        &["--emulator", "--emulator-seed", bad.to_str().unwrap()],
+        &env,
+    );
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(bad.to_str().unwrap()) && err.contains("version: must be 1"),
+        "{err}"
+    );
+}

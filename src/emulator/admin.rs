@@ -6,6 +6,8 @@
 //!   requests get that status, Stream's refusal of their token ([`TokenError`]), delay or a
 //!   dropped connection (a delay alone then serves the request normally);
 //! - `DELETE /_emulator/faults`: clears faults; `POST /_emulator/reset`: clears everything;
+//! - `POST /_emulator/import?mode=replace|merge`: loads a `GET /_emulator/export` document
+//!   (refused whole when bad, see [`super::store::import`]);
 //! - `GET /_emulator/requests`: the last requests received (method, target, headers, body,
 //!   `seq`, `at`, `status`);
 //! - `GET /_emulator/analytics`: the analytics events received (`{"events": [{"kind",
@@ -365,12 +367,43 @@ pub async fn set_secrets(State(st): State<Arc<EmulatorState>>, Json(s): Json<Sec
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// `POST /_emulator/reset`
+/// The largest document `POST /_emulator/import` reads.
+pub const MAX_IMPORT_BYTES: usize = 64 << 20;
+
+/// `POST /_emulator/import?mode=replace|merge` (default `replace`): loads an export document;
+/// a bad one is refused whole (400, code 4, naming where) and nothing changes.
+pub async fn import(
+    State(st): State<Arc<EmulatorState>>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    let bad = |detail: String| stream_error(400, 4, "InputException", &detail).into_response();
+    let mode = uri
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|p| p.strip_prefix("mode="));
+    let merge = match mode {
+        None | Some("replace") => false,
+        Some("merge") => true,
+        Some(m) => return bad(format!("mode: must be replace or merge, not {m:?}")),
+    };
+    let doc: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => return bad(format!("the document is not JSON: {e}")),
+    };
+    match st.import(&doc, merge) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => bad(format!("import refused, nothing changed: {e}")),
+    }
+}
+
 /// `GET /_emulator/analytics`.
 pub async fn list_analytics(State(st): State<Arc<EmulatorState>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "events": st.analytics_events() }))
 }
 
+/// `POST /_emulator/reset`
 pub async fn reset(State(st): State<Arc<EmulatorState>>) -> StatusCode {
     st.reset();
     StatusCode::NO_CONTENT

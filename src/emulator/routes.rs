@@ -52,6 +52,12 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             post(admin::set_rate_limit).delete(admin::clear_rate_limit),
         )
         .route("/_emulator/reset", post(admin::reset))
+        .route(
+            "/_emulator/import",
+            post(admin::import).layer(axum::extract::DefaultBodyLimit::max(
+                admin::MAX_IMPORT_BYTES,
+            )),
+        )
         .route("/_emulator/webhooks/send", post(webhooks::send))
         .route_layer(middleware::from_fn(console::same_origin));
     api.merge(admin)

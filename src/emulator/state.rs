@@ -16,6 +16,7 @@ use super::call::Call;
 use super::realtime::{Hub, RealtimeSettings};
 use super::reply::EmuError;
 use super::store::groups::FeedGroups;
+use super::store::import::{self, ImportError};
 use super::store::Store;
 use super::verify::{Needed, Verifier};
 use super::EmulatorConfig;
@@ -191,6 +192,35 @@ impl EmulatorState {
         let mut v = self.store().export();
         v["analytics"] = Value::Array(self.analytics_events());
         v
+    }
+
+    /// Loads an export document (`POST /_emulator/import`, `--emulator-seed`): in place of
+    /// the data and analytics events (`replace`), or on top of them (`merge`: same ids
+    /// replaced). A bad document changes nothing. Faults, the request log and the rate limit
+    /// stay.
+    pub fn import(&self, doc: &Value, merge: bool) -> Result<(), ImportError> {
+        let groups = self.store().feed_groups().clone();
+        let incoming = Store::from_export(doc, groups)?;
+        let events = import::analytics(doc)?;
+        {
+            let mut store = self.store();
+            if merge {
+                store.merge(incoming);
+            } else {
+                *store = incoming;
+            }
+        }
+        let mut kept = self.analytics.lock();
+        if !merge {
+            kept.clear();
+        }
+        for e in events {
+            if kept.len() == super::analytics::EVENTS_CAPACITY {
+                kept.pop_front();
+            }
+            kept.push_back(e);
+        }
+        Ok(())
     }
 
     /// Forgets data, faults and the request log; the feed group kinds stay.

@@ -192,3 +192,160 @@ async fn a_fault_with_a_bad_feed_user_or_count_is_refused() {
     );
     assert!(app.emu().faults().is_empty());
 }
+
+async fn admin(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    body: &str,
+    origin: Option<&str>,
+) -> (u16, String) {
+    let c = reqwest::Client::new();
+    let mut req = c
+        .request(method.parse().unwrap(), format!("{}{path}", app.emu.url()))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_export_imported_again_exports_the_same_and_a_bad_import_changes_nothing() {
+    let app = spawn_app().await;
+    app.post("/feed/timeline/1/follows/", &json!({"target": "user:1"}))
+        .await;
+    for n in 1..=3 {
+        assert_eq!(
+            app.post("/feed/user/1/", &keyed_activity(n)).await.status,
+            201
+        );
+    }
+    app.post("/feed/notification/1/", &activity(9)).await;
+    let (_, exported) = admin(&app, "GET", "/_emulator/export", "", None).await;
+    let doc: Value = serde_json::from_str(&exported).unwrap();
+
+    assert_eq!(
+        admin(&app, "POST", "/_emulator/reset", "", None).await.0,
+        204
+    );
+    assert_eq!(
+        admin(&app, "POST", "/_emulator/import", &exported, None)
+            .await
+            .0,
+        204
+    );
+    let (_, again) = admin(&app, "GET", "/_emulator/export", "", None).await;
+    assert_eq!(serde_json::from_str::<Value>(&again).unwrap(), doc);
+    assert_eq!(
+        app.get("/feed/timeline/1/").await.json["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // A document bad in its last part is refused whole: nothing of it was loaded.
+    let mut bad = doc.clone();
+    bad["activities"][0]["foreign_id"] = json!("changed");
+    bad["users"] = json!([{"id": 5}]);
+    let (status, body) = admin(
+        &app,
+        "POST",
+        "/_emulator/import?mode=replace",
+        &bad.to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("users[0].id") && body.contains("nothing changed"),
+        "{body}"
+    );
+    for bad_body in ["{", r#"{"version": 1}"#] {
+        let (status, _) = admin(
+            &app,
+            "POST",
+            "/_emulator/import?mode=sideways",
+            bad_body,
+            None,
+        )
+        .await;
+        assert_eq!(status, 400);
+    }
+    assert_eq!(
+        admin(&app, "POST", "/_emulator/import", "{", None).await.0,
+        400
+    );
+    let (_, after) = admin(&app, "GET", "/_emulator/export", "", None).await;
+    assert_eq!(serde_json::from_str::<Value>(&after).unwrap(), doc);
+
+    // Another site's page may not import.
+    let (status, _) = admin(
+        &app,
+        "POST",
+        "/_emulator/import",
+        &exported,
+        Some("https://evil.example"),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn an_import_in_merge_mode_keeps_what_is_there() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post("/feed/user/1/", &keyed_activity(1)).await.status,
+        201
+    );
+    let (_, exported) = admin(&app, "GET", "/_emulator/export", "", None).await;
+    assert_eq!(
+        admin(&app, "POST", "/_emulator/reset", "", None).await.0,
+        204
+    );
+    assert_eq!(
+        app.post("/feed/user/1/", &keyed_activity(2)).await.status,
+        201
+    );
+    assert_eq!(
+        admin(
+            &app,
+            "POST",
+            "/_emulator/import?mode=merge",
+            &exported,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        app.get("/feed/user/1/").await.json["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        admin(
+            &app,
+            "POST",
+            "/_emulator/import?mode=replace",
+            &exported,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        app.get("/feed/user/1/").await.json["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
