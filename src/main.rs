@@ -187,6 +187,15 @@ fn seed_emulator(app: &App, file: &std::path::Path) -> Result<(), String> {
     let emulator = app
         .emulator()
         .ok_or("there is no emulator to seed (give --emulator)")?;
+    let max = emulator.state().bounds().max_import_bytes;
+    let size = std::fs::metadata(file)
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .len();
+    if size > max as u64 {
+        return Err(format!(
+            "{size} bytes, larger than emulator.max_import_bytes ({max})"
+        ));
+    }
     let text = std::fs::read(file).map_err(|e| format!("cannot read it: {e}"))?;
     let doc = serde_json::from_slice(&text).map_err(|e| format!("not JSON: {e}"))?;
     emulator

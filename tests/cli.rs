@@ -644,8 +644,14 @@ fn healthcheck_asks_the_admin_listener_when_one_is_set() {
 
 /// `--emulator` on port 0: the one JSON line it prints on stdout, read as it comes.
 fn start_on_port_0() -> (Child, serde_json::Value, Duration) {
+    start_on_port_0_with(&[])
+}
+
+/// [`start_on_port_0`] with more environment.
+fn start_on_port_0_with(extra: &[(&str, String)]) -> (Child, serde_json::Value, Duration) {
     use std::io::BufRead;
-    let env = [("GATEWAY_SERVER__LISTEN", "127.0.0.1:0".to_owned())];
+    let mut env = vec![("GATEWAY_SERVER__LISTEN", "127.0.0.1:0".to_owned())];
+    env.extend(extra.iter().cloned());
     let t0 = Instant::now();
     let mut child = gateway(&["--emulator"], &env)
         .stdout(Stdio::piped())
@@ -749,6 +755,19 @@ fn emulator_seed_loads_the_example_fixture_and_a_bad_one_stops_start_up() {
     let (ok, err) = sigterm(&mut child);
     assert!(ok, "{err}");
 
+    // emulator.max_import_bytes bounds a seed too.
+    let small = [
+        env[0].clone(),
+        ("GATEWAY_EMULATOR__MAX_IMPORT_BYTES", "100".to_owned()),
+    ];
+    let o = run_expecting_exit(&["--emulator", "--emulator-seed", fixture], &small);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("emulator.max_import_bytes (100)"),
+        "{}",
+        stderr(&o)
+    );
+
     let bad = std::env::temp_dir().join(format!("gw-seed-{}.json", free_port()));
     std::fs::write(&bad, r#"{"version": 7}"#).unwrap();
     let o = run_expecting_exit(
@@ -762,4 +781,21 @@ fn emulator_seed_loads_the_example_fixture_and_a_bad_one_stops_start_up() {
         err.contains(bad.to_str().unwrap()) && err.contains("version: must be 1"),
         "{err}"
     );
+}
+
+#[test]
+fn emulator_max_activities_from_the_configuration_bounds_the_emulator() {
+    let (mut child, line, _) =
+        start_on_port_0_with(&[("GATEWAY_EMULATOR__MAX_ACTIVITIES", "1".to_owned())]);
+    let gw = port_of(&line["gateway"]);
+    let post = |n: u32| {
+        let body = format!(r#"{{"actor":"1","verb":"post","object":"o:{n}"}}"#);
+        http(gw, "POST", "/api/v1.0/feed/user/1/", &body)
+    };
+    assert_eq!(post(1).0, 201);
+    let (status, body) = post(2);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("emulator.max_activities (1)"), "{body}");
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
 }

@@ -367,17 +367,24 @@ pub async fn set_secrets(State(st): State<Arc<EmulatorState>>, Json(s): Json<Sec
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// The largest document `POST /_emulator/import` reads.
-pub const MAX_IMPORT_BYTES: usize = 64 << 20;
-
 /// `POST /_emulator/import?mode=replace|merge` (default `replace`): loads an export document;
 /// a bad one is refused whole (400, code 4, naming where) and nothing changes.
 pub async fn import(
     State(st): State<Arc<EmulatorState>>,
     uri: axum::http::Uri,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let bad = |detail: String| stream_error(400, 4, "InputException", &detail).into_response();
+    let max = st.bounds().max_import_bytes;
+    let Ok(body) = axum::body::to_bytes(body, max).await else {
+        return stream_error(
+            413,
+            4,
+            "InputException",
+            &format!("the document is larger than emulator.max_import_bytes ({max} bytes)"),
+        )
+        .into_response();
+    };
     let mode = uri
         .query()
         .into_iter()

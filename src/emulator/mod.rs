@@ -49,7 +49,7 @@ use crate::auth::Secret;
 pub use admin::{Fault, RateRule, Received, TokenError};
 pub use realtime::{Bounds as RealtimeBounds, RealtimeSettings};
 pub use routes::router;
-pub use state::EmulatorState;
+pub use state::{Bounds, EmulatorState};
 pub use store::groups::{FeedGroups, FeedKind};
 
 /// Settings of an emulator.

@@ -54,9 +54,8 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         .route("/_emulator/reset", post(admin::reset))
         .route(
             "/_emulator/import",
-            post(admin::import).layer(axum::extract::DefaultBodyLimit::max(
-                admin::MAX_IMPORT_BYTES,
-            )),
+            // The handler reads up to `emulator.max_import_bytes`.
+            post(admin::import).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/_emulator/webhooks/send", post(webhooks::send))
         .route_layer(middleware::from_fn(console::same_origin));

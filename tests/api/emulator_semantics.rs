@@ -349,3 +349,96 @@ async fn an_import_in_merge_mode_keeps_what_is_there() {
         1
     );
 }
+
+fn bounded(app: &TestApp, f: impl FnOnce(&mut stream_gateway::emulator::Bounds)) {
+    let mut b = app.emu().bounds();
+    f(&mut b);
+    app.emu().set_bounds(b);
+}
+
+#[tokio::test]
+async fn adds_beyond_max_activities_are_refused_in_streams_shape() {
+    let app = spawn_app().await;
+    bounded(&app, |b| b.max_activities = 2);
+    assert_eq!(app.post("/feed/user/1/", &activity(1)).await.status, 201);
+    let two = json!({"activities": [activity(2), activity(3)]});
+    let r = app.post("/feed/user/1/", &two).await;
+    assert_eq!(
+        (r.status, r.json["code"].clone()),
+        (400, json!(4)),
+        "{}",
+        r.json
+    );
+    assert_eq!(r.json["exception"], "InputException");
+    assert!(r.json["detail"]
+        .as_str()
+        .unwrap()
+        .contains("emulator.max_activities (2)"));
+    assert_eq!(app.post("/feed/user/1/", &activity(2)).await.status, 201);
+    assert_eq!(app.post("/feed/user/1/", &activity(3)).await.status, 400);
+    let many = json!({"activity": activity(4), "feeds": ["user:2"]});
+    assert_eq!(app.post("/feed/add_to_many/", &many).await.status, 400);
+    let update = json!({"activities": [keyed_activity(5)]});
+    assert_eq!(app.post("/activities/", &update).await.status, 400);
+    assert_eq!(
+        app.get("/feed/user/1/").await.json["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // An import that would hold more is refused too; a reset makes room.
+    let (_, exported) = admin(&app, "GET", "/_emulator/export", "", None).await;
+    assert_eq!(
+        admin(&app, "POST", "/_emulator/reset", "", None).await.0,
+        204
+    );
+    bounded(&app, |b| b.max_activities = 1);
+    let (status, body) = admin(&app, "POST", "/_emulator/import", &exported, None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("max_activities (1)"), "{body}");
+    assert_eq!(app.post("/feed/user/1/", &activity(1)).await.status, 201);
+}
+
+#[tokio::test]
+async fn the_request_log_keeps_the_last_max_request_log_requests() {
+    let app = spawn_app().await;
+    bounded(&app, |b| b.max_request_log = 3);
+    for n in 1..=5 {
+        app.get(&format!("/feed/user/{n}/")).await;
+    }
+    let seen: Vec<String> = app.received().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[0].starts_with("/api/v1.0/feed/user/3/"), "{seen:?}");
+    assert!(seen[2].starts_with("/api/v1.0/feed/user/5/"), "{seen:?}");
+    assert_eq!(app.received()[2].seq, 5);
+}
+
+#[tokio::test]
+async fn an_import_larger_than_max_import_bytes_is_refused() {
+    let app = spawn_app().await;
+    let (_, exported) = admin(&app, "GET", "/_emulator/export", "", None).await;
+    bounded(&app, |b| b.max_import_bytes = exported.len() - 1);
+    let (status, body) = admin(&app, "POST", "/_emulator/import", &exported, None).await;
+    assert_eq!(status, 413, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["code"].clone(), v["exception"].clone()),
+        (json!(4), json!("InputException"))
+    );
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("emulator.max_import_bytes"),
+        "{v}"
+    );
+    bounded(&app, |b| b.max_import_bytes = exported.len());
+    assert_eq!(
+        admin(&app, "POST", "/_emulator/import", &exported, None)
+            .await
+            .0,
+        204
+    );
+}

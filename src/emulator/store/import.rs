@@ -310,6 +310,14 @@ impl Store {
         Ok(())
     }
 
+    /// How many of this store's activities `other` does not hold.
+    pub fn new_activities(&self, other: &Store) -> usize {
+        self.activities
+            .keys()
+            .filter(|id| !other.activities.contains_key(id))
+            .count()
+    }
+
     /// Moves `other`'s data into this store: an activity, reaction, collection entry, user or
     /// group with the same id is replaced; feeds gain the other's entries; follows are added.
     pub fn merge(&mut self, other: Store) {
