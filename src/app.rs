@@ -87,6 +87,7 @@ impl App {
             )
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+            emu.state().set_bounds(config.emulator.bounds);
             config.stream.base_url = emu.url();
             // The emulator serves (or names as not emulated) the other services too.
             config.stream.analytics_base_url = emu.url();

@@ -1424,6 +1424,12 @@ pub struct EmulatorFile {
     /// Realtime (Faye) also served here, where stream-js's `LOCAL_FAYE` connects; `""`: on
     /// the emulator's port only.
     pub realtime_listen: String,
+    /// Activities the emulator holds at most; adds beyond are refused.
+    pub max_activities: usize,
+    /// Requests kept for `GET /_emulator/requests`, oldest out first.
+    pub max_request_log: usize,
+    /// The largest document `POST /_emulator/import` (and `--emulator-seed`) reads.
+    pub max_import_bytes: usize,
 }
 
 /// Where stream-js's `LOCAL_FAYE` looks for Faye (`http://localhost:9999/faye/`).
@@ -1434,6 +1440,9 @@ impl Default for EmulatorFile {
         Self {
             feed_groups: Default::default(),
             realtime_listen: DEFAULT_REALTIME_LISTEN.into(),
+            max_activities: crate::emulator::Bounds::default().max_activities,
+            max_request_log: crate::emulator::Bounds::default().max_request_log,
+            max_import_bytes: crate::emulator::Bounds::default().max_import_bytes,
         }
     }
 }
@@ -1446,6 +1455,8 @@ pub struct EmulatorSettings {
     pub feed_groups: crate::emulator::FeedGroups,
     /// `emulator.realtime_listen`: `None` when empty.
     pub realtime_listen: Option<SocketAddr>,
+    /// `emulator.max_activities`, `max_request_log`, `max_import_bytes`.
+    pub bounds: crate::emulator::Bounds,
 }
 
 impl Default for EmulatorSettings {
@@ -1453,6 +1464,7 @@ impl Default for EmulatorSettings {
         Self {
             feed_groups: Default::default(),
             realtime_listen: DEFAULT_REALTIME_LISTEN.parse().ok(),
+            bounds: Default::default(),
         }
     }
 }
@@ -1477,9 +1489,23 @@ impl EmulatorSettings {
                 )
             })?)
         };
+        for (key, v) in [
+            ("emulator.max_activities", e.max_activities),
+            ("emulator.max_request_log", e.max_request_log),
+            ("emulator.max_import_bytes", e.max_import_bytes),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(key, "must be at least 1".to_owned()));
+            }
+        }
         Ok(Self {
             feed_groups: crate::emulator::FeedGroups::new(e.feed_groups.into_iter().collect()),
             realtime_listen,
+            bounds: crate::emulator::Bounds {
+                max_activities: e.max_activities,
+                max_request_log: e.max_request_log,
+                max_import_bytes: e.max_import_bytes,
+            },
         })
     }
 }
@@ -1953,6 +1979,28 @@ mod tests {
         assert!(made_up.bytes().all(|b| b.is_ascii_digit()), "{made_up}");
         let given = Config::from_figment(&f.merge(("stream.app_id", "1234"))).unwrap();
         assert_eq!(given.stream.app_id.as_deref(), Some("1234"));
+    }
+
+    #[test]
+    fn the_emulators_bounds_default_to_the_documented_values_and_refuse_zero() {
+        let c = Config::from_figment(&base()).unwrap();
+        assert_eq!(
+            c.emulator.bounds,
+            crate::emulator::Bounds {
+                max_activities: 1_000_000,
+                max_request_log: 10_000,
+                max_import_bytes: 64 << 20,
+            }
+        );
+        let c = Config::from_figment(&base().merge(("emulator.max_request_log", 5))).unwrap();
+        assert_eq!(c.emulator.bounds.max_request_log, 5);
+        for key in [
+            "emulator.max_activities",
+            "emulator.max_request_log",
+            "emulator.max_import_bytes",
+        ] {
+            assert_eq!(err(base().merge((key, 0))).key, key);
+        }
     }
 
     #[test]

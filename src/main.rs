@@ -28,6 +28,9 @@ struct Cli {
     /// Serve with the embedded Stream emulator as upstream (no account, no network).
     #[arg(long)]
     emulator: bool,
+    /// Load this export document (GET /_emulator/export's format) into the emulator at start.
+    #[arg(long, value_name = "FILE")]
+    emulator_seed: Option<PathBuf>,
     /// Check a running gateway and exit 0 if PATH (default /healthz; /readyz for readiness
     /// probes) answers 200; for container health checks, where there is no curl. The address
     /// is server.admin_listen's when set (its connections are its own, so a probe answers
@@ -79,10 +82,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(config, &figment, load, source))
+    runtime.block_on(serve(config, &figment, load, source, cli.emulator_seed))
 }
 
-async fn serve(config: Config, figment: &Figment, load: Load, source: Option<PathBuf>) -> ExitCode {
+async fn serve(
+    config: Config,
+    figment: &Figment,
+    load: Load,
+    source: Option<PathBuf>,
+    seed: Option<PathBuf>,
+) -> ExitCode {
     let logs = telemetry::init(config.log_format);
     let file = source.as_ref().map(|p| p.display().to_string());
     tracing::info!(
@@ -114,23 +123,15 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
             return ExitCode::from(1);
         }
     };
+    if let Some(file) = seed {
+        if let Err(e) = seed_emulator(&app, &file) {
+            eprintln!("stream-gateway: --emulator-seed {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+        tracing::info!(seed = %file.display(), "emulator seeded");
+    }
     if emulated {
-        let emu = app.emulator().map(|e| e.url()).unwrap_or_default();
-        let realtime = app
-            .emulator()
-            .and_then(|e| e.realtime_addr())
-            .map(|a| format!("http://{a}/faye"))
-            .unwrap_or_else(|| format!("{emu}/faye"));
-        tracing::warn!(
-            emulator = %emu,
-            api_key = %api_key,
-            app_id = %app_id,
-            realtime = %realtime,
-            "EMULATOR MODE: requests go to an in-memory Stream emulator, not to Stream; \
-             nothing is stored beyond this process (console: {emu}/_emulator/, fault \
-             injection: {emu}/_emulator/faults); \
-             clients give api_key {api_key} (set it with STREAM_API_KEY): another key is refused"
-        );
+        emulator_banner(&app, &api_key, &app_id);
     }
     let reloads = Reloads::start(app.state().clone(), figment, load);
     #[cfg(unix)]
@@ -146,6 +147,9 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
         "stream-gateway serving"
     );
     warn_public_tokens_without_oidc(&app);
+    if emulated {
+        announce(&app);
+    }
     match app.run_until_stopped(shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
@@ -156,6 +160,64 @@ async fn serve(config: Config, figment: &Figment, load: Load, source: Option<Pat
             ExitCode::from(1)
         }
     }
+}
+
+/// The warning that this is an emulator, not Stream, with where to reach it.
+fn emulator_banner(app: &App, api_key: &str, app_id: &str) {
+    let emu = app.emulator().map(|e| e.url()).unwrap_or_default();
+    let realtime = app
+        .emulator()
+        .and_then(|e| e.realtime_addr())
+        .map(|a| format!("http://{a}/faye"))
+        .unwrap_or_else(|| format!("{emu}/faye"));
+    tracing::warn!(
+        emulator = %emu,
+        api_key = %api_key,
+        app_id = %app_id,
+        realtime = %realtime,
+        "EMULATOR MODE: requests go to an in-memory Stream emulator, not to Stream; \
+         nothing is stored beyond this process (console: {emu}/_emulator/, fault \
+         injection: {emu}/_emulator/faults); \
+         clients give api_key {api_key} (set it with STREAM_API_KEY): another key is refused"
+    );
+}
+
+/// Imports an export document into the emulator (replacing its empty state).
+fn seed_emulator(app: &App, file: &std::path::Path) -> Result<(), String> {
+    let emulator = app
+        .emulator()
+        .ok_or("there is no emulator to seed (give --emulator)")?;
+    let max = emulator.state().bounds().max_import_bytes;
+    let size = std::fs::metadata(file)
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .len();
+    if size > max as u64 {
+        return Err(format!(
+            "{size} bytes, larger than emulator.max_import_bytes ({max})"
+        ));
+    }
+    let text = std::fs::read(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let doc = serde_json::from_slice(&text).map_err(|e| format!("not JSON: {e}"))?;
+    emulator
+        .state()
+        .import(&doc, false)
+        .map_err(|e| format!("refused: {e}"))
+}
+
+/// The one line a test harness reads on stdout (logs are on stderr): where the gateway and
+/// its emulator listen, once both accept connections. With `server.listen` on port 0 this is
+/// how a parallel test worker learns its own instance's ports.
+fn announce(app: &App) {
+    use std::io::Write;
+    // Written by hand for the documented key order; both values are `http://IP:PORT`.
+    let line = format!(
+        r#"{{"event":"listening","gateway":"http://{}","emulator":"{}"}}"#,
+        app.local_addr(),
+        app.emulator().map(|e| e.url()).unwrap_or_default(),
+    );
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (nobody reading) is no reason not to serve.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// `/tokens` facing browsers with no verified identity: say so once, at start-up.

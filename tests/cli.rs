@@ -641,3 +641,161 @@ fn healthcheck_asks_the_admin_listener_when_one_is_set() {
         "the start-up line names the admin listener: {err}"
     );
 }
+
+/// `--emulator` on port 0: the one JSON line it prints on stdout, read as it comes.
+fn start_on_port_0() -> (Child, serde_json::Value, Duration) {
+    start_on_port_0_with(&[])
+}
+
+/// [`start_on_port_0`] with more environment.
+fn start_on_port_0_with(extra: &[(&str, String)]) -> (Child, serde_json::Value, Duration) {
+    use std::io::BufRead;
+    let mut env = vec![("GATEWAY_SERVER__LISTEN", "127.0.0.1:0".to_owned())];
+    env.extend(extra.iter().cloned());
+    let t0 = Instant::now();
+    let mut child = gateway(&["--emulator"], &env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let took = t0.elapsed();
+    // The documented line, key order included.
+    assert!(
+        line.starts_with(r#"{"event":"listening","gateway":"http://127.0.0.1:"#)
+            && line.contains(r#"","emulator":"http://127.0.0.1:"#)
+            && line.ends_with("\"}\n"),
+        "{line:?}"
+    );
+    let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    (child, v, took)
+}
+
+fn port_of(url: &serde_json::Value) -> u16 {
+    let url = url.as_str().expect("a URL");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn eight_emulated_gateways_on_port_0_each_announce_their_ports_and_share_nothing() {
+    let started: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8).map(|_| s.spawn(start_on_port_0)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ports = std::collections::HashSet::new();
+    for (i, (_, line, took)) in started.iter().enumerate() {
+        assert_eq!(line["event"], "listening", "{line}");
+        assert_eq!(line.as_object().unwrap().len(), 3, "{line}");
+        let (gw, emu) = (port_of(&line["gateway"]), port_of(&line["emulator"]));
+        assert!(
+            ports.insert(gw) && ports.insert(emu),
+            "ports reused: {line}"
+        );
+        eprintln!("instance {i}: listening line after {took:?}");
+        // Each writes its own activity through its gateway...
+        let body =
+            format!(r#"{{"actor":"1","verb":"post","object":"x","foreign_id":"only-in-{i}"}}"#);
+        assert_eq!(http(gw, "POST", "/api/v1.0/feed/user/1/", &body).0, 201);
+    }
+    for (i, (_, line, _)) in started.iter().enumerate() {
+        // ...and reads back its own, and no other's.
+        let (status, feed) = http(
+            port_of(&line["gateway"]),
+            "GET",
+            "/api/v1.0/feed/user/1/",
+            "",
+        );
+        assert_eq!(status, 200, "{feed}");
+        for j in 0..8 {
+            let mine = format!("\"only-in-{j}\"");
+            assert_eq!(
+                feed.contains(&mine),
+                i == j,
+                "instance {i} sees {j}'s: {feed}"
+            );
+        }
+    }
+    let mut warned = 0;
+    for (mut child, _, _) in started {
+        let (ok, err) = sigterm(&mut child);
+        assert!(ok, "{err}");
+        // Only one can hold emulator.realtime_listen; the others say so once, and serve.
+        let n = err.matches("realtime_listen cannot be bound").count();
+        assert!(n <= 1, "{err}");
+        warned += n;
+    }
+    assert!(warned >= 7, "{warned} warnings");
+}
+
+#[test]
+fn emulator_seed_loads_the_example_fixture_and_a_bad_one_stops_start_up() {
+    use std::io::BufRead;
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/config/emulator-seed.json");
+    let env = [("GATEWAY_SERVER__LISTEN", "127.0.0.1:0".to_owned())];
+    let mut child = gateway(&["--emulator", "--emulator-seed", fixture], &env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let gw = port_of(&v["gateway"]);
+    let (status, timeline) = http(gw, "GET", "/api/v1.0/feed/timeline/bob/", "");
+    assert_eq!(status, 200, "{timeline}");
+    assert!(timeline.contains("Hello from the seed"), "{timeline}");
+    assert_eq!(http(gw, "GET", "/api/v1.0/user/alice/", "").0, 200);
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+
+    // emulator.max_import_bytes bounds a seed too.
+    let small = [
+        env[0].clone(),
+        ("GATEWAY_EMULATOR__MAX_IMPORT_BYTES", "100".to_owned()),
+    ];
+    let o = run_expecting_exit(&["--emulator", "--emulator-seed", fixture], &small);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("emulator.max_import_bytes (100)"),
+        "{}",
+        stderr(&o)
+    );
+
+    let bad = std::env::temp_dir().join(format!("gw-seed-{}.json", free_port()));
+    std::fs::write(&bad, r#"{"version": 7}"#).unwrap();
+    let o = run_expecting_exit(
+        &["--emulator", "--emulator-seed", bad.to_str().unwrap()],
+        &env,
+    );
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(bad.to_str().unwrap()) && err.contains("version: must be 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn emulator_max_activities_from_the_configuration_bounds_the_emulator() {
+    let (mut child, line, _) =
+        start_on_port_0_with(&[("GATEWAY_EMULATOR__MAX_ACTIVITIES", "1".to_owned())]);
+    let gw = port_of(&line["gateway"]);
+    let post = |n: u32| {
+        let body = format!(r#"{{"actor":"1","verb":"post","object":"o:{n}"}}"#);
+        http(gw, "POST", "/api/v1.0/feed/user/1/", &body)
+    };
+    assert_eq!(post(1).0, 201);
+    let (status, body) = post(2);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("emulator.max_activities (1)"), "{body}");
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+}

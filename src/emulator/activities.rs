@@ -64,6 +64,7 @@ pub(super) async fn update_activities(State(st): St, call: Call, body: Bytes) ->
         return Err(input_error("activities", "at most 100"));
     }
     let mut store = st.store();
+    st.room_for(&store, b.activities.len())?;
     for mut a in b.activities {
         store::stringify_scalars(&mut a);
         if !(a.get("foreign_id").is_some_and(Value::is_string)

@@ -1,10 +1,13 @@
 //! The admin API, on the emulator's own port under `/_emulator/`, and the middleware that
 //! logs every request and injects faults into Stream's routes:
 //!
-//! - `POST /_emulator/faults` `{"method"?, "path_prefix", "status"?, "delay_ms"?, "drop"?,
-//!   "times", "retry_after"?}`: the next `times` matching requests get that status, delay or a
+//! - `POST /_emulator/faults` `{"method"?, "path_prefix"?, "feed"?, "user_id"?, "status"?,
+//!   "token_error"?, "delay_ms"?, "drop"?, "times", "retry_after"?}`: the next `times` matching
+//!   requests get that status, Stream's refusal of their token ([`TokenError`]), delay or a
 //!   dropped connection (a delay alone then serves the request normally);
 //! - `DELETE /_emulator/faults`: clears faults; `POST /_emulator/reset`: clears everything;
+//! - `POST /_emulator/import?mode=replace|merge`: loads a `GET /_emulator/export` document
+//!   (refused whole when bad, see [`super::store::import`]);
 //! - `GET /_emulator/requests`: the last requests received (method, target, headers, body,
 //!   `seq`, `at`, `status`);
 //! - `GET /_emulator/analytics`: the analytics events received (`{"events": [{"kind",
@@ -39,13 +42,24 @@ use super::state::EmulatorState;
 use crate::auth::Secret;
 
 /// A fault to inject into matching requests.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Fault {
     /// Only this method (any when absent).
     #[serde(default)]
     pub method: Option<String>,
-    /// Paths starting with this.
+    /// Paths starting with this (every path when empty).
+    #[serde(default)]
     pub path_prefix: String,
+    /// Only calls on this feed, `slug:id` (its `/feed/<slug>/<id>/` routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed: Option<String>,
+    /// Only calls for this user: any of its feeds (`/feed/<slug>/<user_id>/`) and its user
+    /// object (`/user/<user_id>/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Refuse the call as Stream refuses its token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_error: Option<TokenError>,
     /// Answer with this status (and Stream's error body).
     #[serde(default)]
     pub status: Option<u16>,
@@ -60,6 +74,62 @@ pub struct Fault {
     pub retry_after: Option<String>,
     /// How many matching requests it applies to.
     pub times: u32,
+}
+
+/// How Stream refuses a call's token: all 403, code 17, `NotAllowedException`
+/// (reference/stream-wire.md, section 2 and 5), told apart by `detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenError {
+    /// An expired token. Stream's `detail` here is UNCONFIRMED: it is the one of the JWT
+    /// library whose other messages Stream's are (`signature is invalid`, `token contains an
+    /// invalid number of segments`).
+    Expired,
+    /// A token not signed with the app's secret (GetStream/stream-go2#98).
+    InvalidSignature,
+    /// A token whose scope does not cover the call (GetStream/stream-js#396).
+    NotAllowed,
+}
+
+impl TokenError {
+    /// Stream's `detail` for it.
+    pub fn detail(self) -> &'static str {
+        match self {
+            Self::Expired => "token is expired by 1h0m0s",
+            Self::InvalidSignature => "signature is invalid",
+            Self::NotAllowed => "You do not have permission to perform this action.",
+        }
+    }
+}
+
+impl Fault {
+    /// Whether it applies to `path` (the method aside).
+    pub fn matches_path(&self, path: &str) -> bool {
+        if !path.starts_with(&self.path_prefix) {
+            return false;
+        }
+        let segments: Vec<&str> = path.split('/').collect();
+        let feed_is = |slug: Option<&str>, id: &str| {
+            segments
+                .windows(3)
+                .any(|w| w[0] == "feed" && slug.is_none_or(|s| w[1] == s) && w[2] == id)
+        };
+        if let Some(feed) = &self.feed {
+            let Some((slug, id)) = feed.split_once(':') else {
+                return false;
+            };
+            if !feed_is(Some(slug), id) {
+                return false;
+            }
+        }
+        if let Some(user) = &self.user_id {
+            let user_object = segments.windows(2).any(|w| w[0] == "user" && w[1] == user);
+            if !feed_is(None, user) && !user_object {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// Stream's rate limit on matching requests, windows of `reset_in_s` from the first request.
@@ -166,6 +236,12 @@ async fn serve(
             });
             return (Response::new(Body::from_stream(stream)), true);
         }
+        if let Some(e) = f.token_error {
+            return (
+                stream_error(403, 17, "NotAllowedException", e.detail()).into_response(),
+                false,
+            );
+        }
         if let Some(status) = f.status {
             let mut resp = stream_error(
                 status,
@@ -228,9 +304,29 @@ pub async fn clear_rate_limit(State(st): State<Arc<EmulatorState>>) -> StatusCod
 }
 
 /// `POST /_emulator/faults`
-pub async fn add_fault(State(st): State<Arc<EmulatorState>>, Json(f): Json<Fault>) -> StatusCode {
+pub async fn add_fault(State(st): State<Arc<EmulatorState>>, Json(f): Json<Fault>) -> Response {
+    let bad = |field: &str, reason: &str| {
+        stream_error(400, 4, "InputException", &format!("{field}: {reason}")).into_response()
+    };
+    if f.times == 0 {
+        return bad("times", "must be at least 1");
+    }
+    if let Some(feed) = &f.feed {
+        let ok = feed
+            .split_once(':')
+            .is_some_and(|(slug, id)| !slug.is_empty() && !id.is_empty() && !id.contains('/'));
+        if !ok {
+            return bad("feed", "must be slug:id");
+        }
+    }
+    if f.user_id
+        .as_deref()
+        .is_some_and(|u| u.is_empty() || u.contains('/'))
+    {
+        return bad("user_id", "must be a user id");
+    }
     st.inject(f);
-    StatusCode::CREATED
+    StatusCode::CREATED.into_response()
 }
 
 /// `DELETE /_emulator/faults`
@@ -271,12 +367,50 @@ pub async fn set_secrets(State(st): State<Arc<EmulatorState>>, Json(s): Json<Sec
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// `POST /_emulator/reset`
+/// `POST /_emulator/import?mode=replace|merge` (default `replace`): loads an export document;
+/// a bad one is refused whole (400, code 4, naming where) and nothing changes.
+pub async fn import(
+    State(st): State<Arc<EmulatorState>>,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Response {
+    let bad = |detail: String| stream_error(400, 4, "InputException", &detail).into_response();
+    let max = st.bounds().max_import_bytes;
+    let Ok(body) = axum::body::to_bytes(body, max).await else {
+        return stream_error(
+            413,
+            4,
+            "InputException",
+            &format!("the document is larger than emulator.max_import_bytes ({max} bytes)"),
+        )
+        .into_response();
+    };
+    let mode = uri
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|p| p.strip_prefix("mode="));
+    let merge = match mode {
+        None | Some("replace") => false,
+        Some("merge") => true,
+        Some(m) => return bad(format!("mode: must be replace or merge, not {m:?}")),
+    };
+    let doc: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => return bad(format!("the document is not JSON: {e}")),
+    };
+    match st.import(&doc, merge) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => bad(format!("import refused, nothing changed: {e}")),
+    }
+}
+
 /// `GET /_emulator/analytics`.
 pub async fn list_analytics(State(st): State<Arc<EmulatorState>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "events": st.analytics_events() }))
 }
 
+/// `POST /_emulator/reset`
 pub async fn reset(State(st): State<Arc<EmulatorState>>) -> StatusCode {
     st.reset();
     StatusCode::NO_CONTENT

@@ -156,11 +156,14 @@ pub(super) async fn add_activity(
             .map_err(|_| input_error("activities", "must be a list of objects"))?;
         list.iter().try_for_each(base_fields)?;
         let mut store = st.store();
+        st.room_for(&store, list.len())?;
         let added: Vec<Value> = list.into_iter().map(|a| store.add(&feed, a)).collect();
         return Ok(created(json!({ "activities": added })));
     }
     base_fields(&v)?;
-    Ok(created(st.store().add(&feed, v)))
+    let mut store = st.store();
+    st.room_for(&store, 1)?;
+    Ok(created(store.add(&feed, v)))
 }
 
 /// Stream refuses an activity without `actor`, `verb` and `object` (a string, or a number
@@ -316,7 +319,9 @@ pub(super) async fn add_to_many(State(st): St, call: Call, body: Bytes) -> Reply
         .iter()
         .map(|f| FeedId::parse(f).map_err(|e| input_error("feeds", &e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
-    st.store().add_to_many(&feeds, b.activity);
+    let mut store = st.store();
+    st.room_for(&store, 1)?;
+    store.add_to_many(&feeds, b.activity);
     Ok(created(json!({})))
 }
 

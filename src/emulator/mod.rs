@@ -46,10 +46,10 @@ use tokio::net::TcpListener;
 pub use crate::server::Limits;
 
 use crate::auth::Secret;
-pub use admin::{Fault, RateRule, Received};
+pub use admin::{Fault, RateRule, Received, TokenError};
 pub use realtime::{Bounds as RealtimeBounds, RealtimeSettings};
 pub use routes::router;
-pub use state::EmulatorState;
+pub use state::{Bounds, EmulatorState};
 pub use store::groups::{FeedGroups, FeedKind};
 
 /// Settings of an emulator.

@@ -52,6 +52,11 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             post(admin::set_rate_limit).delete(admin::clear_rate_limit),
         )
         .route("/_emulator/reset", post(admin::reset))
+        .route(
+            "/_emulator/import",
+            // The handler reads up to `emulator.max_import_bytes`.
+            post(admin::import).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/_emulator/webhooks/send", post(webhooks::send))
         .route_layer(middleware::from_fn(console::same_origin));
     api.merge(admin)

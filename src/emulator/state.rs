@@ -16,13 +16,32 @@ use super::call::Call;
 use super::realtime::{Hub, RealtimeSettings};
 use super::reply::EmuError;
 use super::store::groups::FeedGroups;
+use super::store::import::{self, ImportError};
 use super::store::Store;
 use super::verify::{Needed, Verifier};
 use super::EmulatorConfig;
 use crate::auth::Secret;
 
-/// Requests kept for `GET /_emulator/requests`.
-pub const LOG_CAPACITY: usize = 2000;
+/// What the emulator holds at most (`emulator.max_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Activities stored; an add beyond is refused.
+    pub max_activities: usize,
+    /// Requests kept for `GET /_emulator/requests`, oldest out first.
+    pub max_request_log: usize,
+    /// The largest import document read.
+    pub max_import_bytes: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            max_activities: 1_000_000,
+            max_request_log: 10_000,
+            max_import_bytes: 64 << 20,
+        }
+    }
+}
 
 /// The emulator's state, shared by its handlers.
 #[derive(Debug)]
@@ -37,6 +56,7 @@ pub struct EmulatorState {
     /// Analytics events received, oldest first, each `{"kind", "event"}`.
     analytics: Mutex<VecDeque<serde_json::Value>>,
     realtime: Hub,
+    bounds: RwLock<Bounds>,
 }
 
 /// The store, locked; on release the feed changes made under it go to realtime subscribers.
@@ -106,6 +126,7 @@ impl EmulatorState {
             rate: Mutex::new(None),
             analytics: Mutex::new(VecDeque::new()),
             realtime: Hub::new(rt.app_id.clone(), rt.bounds.clone()),
+            bounds: RwLock::new(Bounds::default()),
         }
     }
 
@@ -160,17 +181,18 @@ impl EmulatorState {
         self.faults.lock().clear();
     }
 
-    /// The requests received so far (the last 2000).
+    /// The requests received so far (the last `max_request_log`).
     pub fn received(&self) -> Vec<Received> {
         self.log.lock().iter().cloned().collect()
     }
 
-    /// Records a request, dropping the oldest beyond [`LOG_CAPACITY`]; its sequence number
+    /// Records a request, dropping the oldest beyond `max_request_log`; its sequence number
     /// (`seq`, counted from 1 since start or reset), for [`EmulatorState::answered`].
     pub fn record(&self, mut r: Received) -> u64 {
         let mut log = self.log.lock();
         r.seq = log.back().map_or(1, |last| last.seq + 1);
-        if log.len() == LOG_CAPACITY {
+        let max = self.bounds.read().max_request_log;
+        while log.len() >= max {
             log.pop_front();
         }
         let seq = r.seq;
@@ -191,6 +213,77 @@ impl EmulatorState {
         let mut v = self.store().export();
         v["analytics"] = Value::Array(self.analytics_events());
         v
+    }
+
+    /// Sets what the emulator holds at most (`[emulator]`'s `max_*`).
+    pub fn set_bounds(&self, b: Bounds) {
+        *self.bounds.write() = b;
+    }
+
+    /// What the emulator holds at most.
+    pub fn bounds(&self) -> Bounds {
+        *self.bounds.read()
+    }
+
+    /// Refuses adding `n` activities to `store` when that would take it beyond
+    /// `max_activities` (400, code 4, `InputException`, naming the key).
+    pub fn room_for(&self, store: &Store, n: usize) -> Result<(), EmuError> {
+        let max = self.bounds.read().max_activities;
+        if store.activity_count().saturating_add(n) > max {
+            return Err(super::reply::stream_error(
+                400,
+                4,
+                "InputException",
+                &format!(
+                    "emulator: emulator.max_activities ({max}) reached; reset the emulator \
+                     (POST /_emulator/reset) or raise emulator.max_activities"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loads an export document (`POST /_emulator/import`, `--emulator-seed`): in place of
+    /// the data and analytics events (`replace`), or on top of them (`merge`: same ids
+    /// replaced). A bad document changes nothing. Faults, the request log and the rate limit
+    /// stay.
+    pub fn import(&self, doc: &Value, merge: bool) -> Result<(), ImportError> {
+        let groups = self.store().feed_groups().clone();
+        let incoming = Store::from_export(doc, groups)?;
+        let events = import::analytics(doc)?;
+        {
+            let mut store = self.store();
+            let max = self.bounds.read().max_activities;
+            let total = if merge {
+                store.activity_count() + incoming.new_activities(&store)
+            } else {
+                incoming.activity_count()
+            };
+            if total > max {
+                return Err(ImportError {
+                    at: "activities".into(),
+                    reason: format!(
+                        "{total} activities would be held, over emulator.max_activities ({max})"
+                    ),
+                });
+            }
+            if merge {
+                store.merge(incoming);
+            } else {
+                *store = incoming;
+            }
+        }
+        let mut kept = self.analytics.lock();
+        if !merge {
+            kept.clear();
+        }
+        for e in events {
+            if kept.len() == super::analytics::EVENTS_CAPACITY {
+                kept.pop_front();
+            }
+            kept.push_back(e);
+        }
+        Ok(())
     }
 
     /// Forgets data, faults and the request log; the feed group kinds stay.
@@ -243,7 +336,7 @@ impl EmulatorState {
         let mut faults = self.faults.lock();
         let i = faults.iter().position(|f| {
             f.times > 0
-                && path.starts_with(&f.path_prefix)
+                && f.matches_path(path)
                 && f.method
                     .as_deref()
                     .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))

@@ -117,6 +117,7 @@ impl TestApp {
             drop: false,
             retry_after: None,
             times: 1,
+            ..Fault::default()
         };
         f(&mut fault);
         self.emu().inject(fault);

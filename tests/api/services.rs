@@ -188,6 +188,7 @@ async fn an_analytics_call_is_not_resent_after_it_may_have_reached_stream() {
         drop: false,
         retry_after: None,
         times: 1,
+        ..Default::default()
     });
     let r = call(
         &app,

@@ -116,6 +116,40 @@ impl Store {
         );
     }
 
+    /// Sets a group's id (when given) and marks it seen or read up to its newest activity
+    /// (an import); false when no activity of `feed` is in `group`.
+    pub(super) fn restore_group(
+        &mut self,
+        feed: &str,
+        group: &str,
+        id: Option<Uuid>,
+        seen: bool,
+        read: bool,
+    ) -> bool {
+        let Some(newest) = self
+            .grouped(feed)
+            .into_iter()
+            .find(|(g, _)| g == group)
+            .map(|(_, entries)| entries[0].key)
+        else {
+            return false;
+        };
+        self.note_group(feed, &newest);
+        let Some(state) = self
+            .group_state
+            .get_mut(feed)
+            .and_then(|g| g.get_mut(group))
+        else {
+            return false;
+        };
+        if let Some(id) = id {
+            state.id = id;
+        }
+        state.seen = seen.then_some(newest);
+        state.read = read.then_some(newest);
+        true
+    }
+
     /// The groups of `feed`, each with its entries newest first, most recently updated first.
     pub(super) fn grouped(&self, feed: &str) -> Vec<(String, Vec<&Entry>)> {
         let mut order: Vec<(String, Vec<&Entry>)> = Vec::new();

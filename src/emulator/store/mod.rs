@@ -25,6 +25,7 @@ pub mod changes;
 pub mod enrich;
 pub mod export;
 pub mod groups;
+pub mod import;
 pub mod objects;
 
 use groups::{FeedGroups, GroupState};
