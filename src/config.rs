@@ -1430,6 +1430,8 @@ pub struct EmulatorFile {
     pub max_request_log: usize,
     /// The largest document `POST /_emulator/import` (and `--emulator-seed`) reads.
     pub max_import_bytes: usize,
+    /// Where the state is kept across restarts (`emulator.sqlite3` there); `""`: memory only.
+    pub data_dir: String,
 }
 
 /// Where stream-js's `LOCAL_FAYE` looks for Faye (`http://localhost:9999/faye/`).
@@ -1443,6 +1445,7 @@ impl Default for EmulatorFile {
             max_activities: crate::emulator::Bounds::default().max_activities,
             max_request_log: crate::emulator::Bounds::default().max_request_log,
             max_import_bytes: crate::emulator::Bounds::default().max_import_bytes,
+            data_dir: String::new(),
         }
     }
 }
@@ -1457,6 +1460,8 @@ pub struct EmulatorSettings {
     pub realtime_listen: Option<SocketAddr>,
     /// `emulator.max_activities`, `max_request_log`, `max_import_bytes`.
     pub bounds: crate::emulator::Bounds,
+    /// `emulator.data_dir`: `None` when empty (memory only).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EmulatorSettings {
@@ -1465,6 +1470,7 @@ impl Default for EmulatorSettings {
             feed_groups: Default::default(),
             realtime_listen: DEFAULT_REALTIME_LISTEN.parse().ok(),
             bounds: Default::default(),
+            data_dir: None,
         }
     }
 }
@@ -1506,6 +1512,9 @@ impl EmulatorSettings {
                 max_request_log: e.max_request_log,
                 max_import_bytes: e.max_import_bytes,
             },
+            data_dir: Some(e.data_dir.trim())
+                .filter(|d| !d.is_empty())
+                .map(Into::into),
         })
     }
 }
@@ -1994,6 +2003,9 @@ mod tests {
         );
         let c = Config::from_figment(&base().merge(("emulator.max_request_log", 5))).unwrap();
         assert_eq!(c.emulator.bounds.max_request_log, 5);
+        assert_eq!(c.emulator.data_dir, None);
+        let c = Config::from_figment(&base().merge(("emulator.data_dir", ".stream"))).unwrap();
+        assert_eq!(c.emulator.data_dir, Some(".stream".into()));
         for key in [
             "emulator.max_activities",
             "emulator.max_request_log",

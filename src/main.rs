@@ -31,6 +31,10 @@ struct Cli {
     /// Load this export document (GET /_emulator/export's format) into the emulator at start.
     #[arg(long, value_name = "FILE")]
     emulator_seed: Option<PathBuf>,
+    /// Keep the emulator's state in DIR (DIR/emulator.sqlite3) across restarts
+    /// (emulator.data_dir); with --emulator-seed, the seed is loaded only into an empty DIR.
+    #[arg(long, value_name = "DIR")]
+    emulator_data: Option<PathBuf>,
     /// Check a running gateway and exit 0 if PATH (default /healthz; /readyz for readiness
     /// probes) answers 200; for container health checks, where there is no curl. The address
     /// is server.admin_listen's when set (its connections are its own, so a probe answers
@@ -53,14 +57,16 @@ fn main() -> ExitCode {
     }
     // SIGHUP reads the configuration again, from the same file and flags.
     let source = config::file_in_use(cli.config.as_deref());
-    let (file, emulator) = (cli.config, cli.emulator);
+    let (file, emulator, data) = (cli.config, cli.emulator, cli.emulator_data);
     let load: Load = Arc::new(move || {
-        let figment = config::figment(file.as_deref());
+        let mut figment = config::figment(file.as_deref());
         if emulator {
-            figment.merge(("stream.emulator", true))
-        } else {
-            figment
+            figment = figment.merge(("stream.emulator", true));
         }
+        if let Some(dir) = &data {
+            figment = figment.merge(("emulator.data_dir", dir.display().to_string()));
+        }
+        figment
     });
     let figment = load();
     let config = match Config::from_figment(&figment) {
@@ -116,6 +122,7 @@ async fn serve(
     let emulated = config.stream.emulator;
     let (api_key, region) = (config.stream.api_key.clone(), config.stream.region.clone());
     let app_id = config.stream.app_id.clone().unwrap_or_default();
+    let data_dir = config.emulator.data_dir.clone().filter(|_| emulated);
     let app = match App::build(config).await {
         Ok(a) => a,
         Err(e) => {
@@ -123,12 +130,9 @@ async fn serve(
             return ExitCode::from(1);
         }
     };
-    if let Some(file) = seed {
-        if let Err(e) = seed_emulator(&app, &file) {
-            eprintln!("stream-gateway: --emulator-seed {}: {e}", file.display());
-            return ExitCode::from(2);
-        }
-        tracing::info!(seed = %file.display(), "emulator seeded");
+    if let Err(e) = load_emulator(&app, data_dir.as_deref(), seed.as_deref()) {
+        eprintln!("stream-gateway: {e}");
+        return ExitCode::from(2);
     }
     if emulated {
         emulator_banner(&app, &api_key, &app_id);
@@ -175,11 +179,33 @@ fn emulator_banner(app: &App, api_key: &str, app_id: &str) {
         api_key = %api_key,
         app_id = %app_id,
         realtime = %realtime,
-        "EMULATOR MODE: requests go to an in-memory Stream emulator, not to Stream; \
-         nothing is stored beyond this process (console: {emu}/_emulator/, fault \
+        "EMULATOR MODE: requests go to an Stream emulator, not to Stream; \
+         its data lives in memory, and in emulator.data_dir when set (console: {emu}/_emulator/, fault \
          injection: {emu}/_emulator/faults); \
          clients give api_key {api_key} (set it with STREAM_API_KEY): another key is refused"
     );
+}
+
+/// The emulator's state at start: loaded from `emulator.data_dir` and kept there, when set;
+/// the seed imported when the data dir held no state (or there is none).
+fn load_emulator(
+    app: &App,
+    data_dir: Option<&std::path::Path>,
+    seed: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let mut stored = false;
+    if let (Some(dir), Some(emu)) = (data_dir, app.emulator()) {
+        stored = emu
+            .state()
+            .persist_to(dir)
+            .map_err(|e| format!("emulator.data_dir: {e}"))?;
+        tracing::info!(data_dir = %dir.display(), loaded = stored, "emulator state kept in emulator.data_dir");
+    }
+    if let Some(file) = seed.filter(|_| !stored) {
+        seed_emulator(app, file).map_err(|e| format!("--emulator-seed {}: {e}", file.display()))?;
+        tracing::info!(seed = %file.display(), "emulator seeded");
+    }
+    Ok(())
 }
 
 /// Imports an export document into the emulator (replacing its empty state).
@@ -201,7 +227,9 @@ fn seed_emulator(app: &App, file: &std::path::Path) -> Result<(), String> {
     emulator
         .state()
         .import(&doc, false)
-        .map_err(|e| format!("refused: {e}"))
+        .map_err(|e| format!("refused: {e}"))?;
+    // Kept in emulator.data_dir, when set.
+    emulator.state().save_if_changed()
 }
 
 /// The one line a test harness reads on stdout (logs are on stderr): where the gateway and

@@ -649,11 +649,19 @@ fn start_on_port_0() -> (Child, serde_json::Value, Duration) {
 
 /// [`start_on_port_0`] with more environment.
 fn start_on_port_0_with(extra: &[(&str, String)]) -> (Child, serde_json::Value, Duration) {
+    start_on_port_0_args(&["--emulator"], extra)
+}
+
+/// [`start_on_port_0_with`] with these arguments.
+fn start_on_port_0_args(
+    args: &[&str],
+    extra: &[(&str, String)],
+) -> (Child, serde_json::Value, Duration) {
     use std::io::BufRead;
     let mut env = vec![("GATEWAY_SERVER__LISTEN", "127.0.0.1:0".to_owned())];
     env.extend(extra.iter().cloned());
     let t0 = Instant::now();
-    let mut child = gateway(&["--emulator"], &env)
+    let mut child = gateway(args, &env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -798,4 +806,163 @@ fn emulator_max_activities_from_the_configuration_bounds_the_emulator() {
     assert!(body.contains("emulator.max_activities (1)"), "{body}");
     let (ok, err) = sigterm(&mut child);
     assert!(ok, "{err}");
+}
+
+/// A fresh directory for `--emulator-data`.
+fn data_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("gw-data-{name}-{}", free_port()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn emulator_data_keeps_acknowledged_writes_across_restarts_and_the_seed_fills_only_an_empty_dir() {
+    let dir = data_dir("restart");
+    let d = dir.to_str().unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/config/emulator-seed.json");
+    let args = [
+        "--emulator",
+        "--emulator-data",
+        d,
+        "--emulator-seed",
+        fixture,
+    ];
+    let (mut child, line, _) = start_on_port_0_args(&args, &[]);
+    let gw = port_of(&line["gateway"]);
+    let body = r#"{"actor":"1","verb":"post","object":"x","foreign_id":"kept-1"}"#;
+    assert_eq!(http(gw, "POST", "/api/v1.0/feed/user/1/", body).0, 201);
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+
+    // Started again with the same dir (and the seed, not loaded again over the data).
+    let (mut child, line, _) = start_on_port_0_args(&args, &[]);
+    let gw = port_of(&line["gateway"]);
+    let (status, feed) = http(gw, "GET", "/api/v1.0/feed/user/1/", "");
+    assert_eq!(status, 200, "{feed}");
+    assert!(feed.contains("kept-1"), "{feed}");
+    let (_, timeline) = http(gw, "GET", "/api/v1.0/feed/timeline/bob/", "");
+    assert!(timeline.contains("Hello from the seed"), "{timeline}");
+    // A reset is kept too.
+    let emu = port_of(&line["emulator"]);
+    assert_eq!(http(emu, "POST", "/_emulator/reset", "").0 / 100, 2);
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+
+    let (mut child, line, _) = start_on_port_0_args(
+        &["--emulator"],
+        &[("GATEWAY_EMULATOR__DATA_DIR", d.to_owned())],
+    );
+    let gw = port_of(&line["gateway"]);
+    let (status, feed) = http(gw, "GET", "/api/v1.0/feed/user/1/", "");
+    assert_eq!(status, 200, "{feed}");
+    assert!(!feed.contains("kept-1"), "{feed}");
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// [`http`] that says `None` where the connection fails or is cut.
+fn try_http(port: u16, method: &str, path: &str, body: &str) -> Option<u16> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.get(9..12)?.parse().ok()
+}
+
+#[test]
+fn a_sigkill_during_writes_loses_no_acknowledged_activity_and_the_state_loads() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = data_dir("kill");
+    let d = dir.to_str().unwrap().to_owned();
+    let (mut child, line, _) = start_on_port_0_args(&["--emulator", "--emulator-data", &d], &[]);
+    let gw = port_of(&line["gateway"]);
+    let acked = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let acked = acked.clone();
+        std::thread::spawn(move || {
+            // At most 90: one read of 100 shows them all.
+            for i in 0..90 {
+                let body = format!(
+                    r#"{{"actor":"1","verb":"post","object":"x","foreign_id":"acked-{i}"}}"#
+                );
+                match try_http(gw, "POST", "/api/v1.0/feed/user/1/", &body) {
+                    Some(201) => acked.store(i + 1, Ordering::SeqCst),
+                    _ => return,
+                }
+            }
+        })
+    };
+    wait_for("20 acknowledged writes", || {
+        acked.load(Ordering::SeqCst) >= 20
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    writer.join().unwrap();
+    let n = acked.load(Ordering::SeqCst);
+    assert!(n < 90, "the kill came during the writes ({n})");
+
+    let (mut child, line, _) = start_on_port_0_args(&["--emulator", "--emulator-data", &d], &[]);
+    let gw = port_of(&line["gateway"]);
+    let (status, feed) = http(gw, "GET", "/api/v1.0/feed/user/1/?limit=100", "");
+    assert_eq!(status, 200, "{feed}");
+    for i in 0..n {
+        assert!(
+            feed.contains(&format!("\"acked-{i}\"")),
+            "acked-{i} lost: {feed}"
+        );
+    }
+    let (ok, err) = sigterm(&mut child);
+    assert!(ok, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_corrupted_data_file_stops_start_up_naming_it() {
+    let dir = data_dir("corrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("emulator.sqlite3");
+    std::fs::write(&file, vec![0x5a; 4096]).unwrap();
+    let env = [("GATEWAY_SERVER__LISTEN", "127.0.0.1:0".to_owned())];
+    let o = run_expecting_exit(
+        &["--emulator", "--emulator-data", dir.to_str().unwrap()],
+        &env,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(file.to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+
+    // A database whose document the import refuses.
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = rusqlite::Connection::open(&file).unwrap();
+    db.execute_batch(
+        "CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), doc BLOB NOT NULL);
+         INSERT INTO state (id, doc) VALUES (1, CAST('{\"version\": 7}' AS BLOB));",
+    )
+    .unwrap();
+    drop(db);
+    let o = run_expecting_exit(
+        &["--emulator", "--emulator-data", dir.to_str().unwrap()],
+        &env,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(file.to_str().unwrap()) && err.contains("version: must be 1"),
+        "{err}"
+    );
 }

@@ -27,6 +27,7 @@ pub mod call;
 mod collections;
 pub mod console;
 mod feeds;
+pub mod persist;
 mod reactions;
 pub mod realtime;
 pub mod reply;

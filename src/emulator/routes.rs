@@ -61,7 +61,37 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         .route_layer(middleware::from_fn(console::same_origin));
     api.merge(admin)
         .merge(realtime::transport::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), persist_first))
         .with_state(state)
+}
+
+/// With `emulator.data_dir`: a request that changed the state is answered only once the
+/// state is written (a failed write is a 500 in Stream's shape, the change kept in memory and
+/// written with the next one).
+async fn persist_first(
+    axum::extract::State(st): axum::extract::State<Arc<EmulatorState>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let res = next.run(req).await;
+    if !st.persisting() {
+        return res;
+    }
+    let saved = tokio::task::spawn_blocking(move || st.save_if_changed())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match saved {
+        Ok(()) => res,
+        Err(e) => {
+            tracing::error!(error = %e, "emulator: the state cannot be written to emulator.data_dir");
+            axum::response::IntoResponse::into_response(stream_error(
+                500,
+                0,
+                "StorageException",
+                &format!("emulator: the state cannot be written: {e}"),
+            ))
+        }
+    }
 }
 
 /// Feeds: activities in feeds, follows, targets.

@@ -8,11 +8,14 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use axum::http::Method;
 
 use super::admin::{Fault, RateRule, Received};
 use super::call::Call;
+use super::persist::Persist;
 use super::realtime::{Hub, RealtimeSettings};
 use super::reply::EmuError;
 use super::store::groups::FeedGroups;
@@ -57,12 +60,18 @@ pub struct EmulatorState {
     analytics: Mutex<VecDeque<serde_json::Value>>,
     realtime: Hub,
     bounds: RwLock<Bounds>,
+    /// The store or the analytics events may have changed since the last write to
+    /// `persist` (set before the change, under the store's lock).
+    dirty: AtomicBool,
+    /// `emulator.data_dir`'s file, when set.
+    persist: OnceLock<Persist>,
 }
 
 /// The store, locked; on release the feed changes made under it go to realtime subscribers.
 pub struct StoreGuard<'a> {
     store: MutexGuard<'a, Store>,
     hub: &'a Hub,
+    dirty: &'a AtomicBool,
 }
 
 impl Deref for StoreGuard<'_> {
@@ -74,6 +83,7 @@ impl Deref for StoreGuard<'_> {
 
 impl DerefMut for StoreGuard<'_> {
     fn deref_mut(&mut self) -> &mut Store {
+        self.dirty.store(true, Ordering::SeqCst);
         &mut self.store
     }
 }
@@ -127,6 +137,8 @@ impl EmulatorState {
             analytics: Mutex::new(VecDeque::new()),
             realtime: Hub::new(rt.app_id.clone(), rt.bounds.clone()),
             bounds: RwLock::new(Bounds::default()),
+            dirty: AtomicBool::new(false),
+            persist: OnceLock::new(),
         }
     }
 
@@ -134,6 +146,7 @@ impl EmulatorState {
     /// beyond [`super::analytics::EVENTS_CAPACITY`].
     pub fn track(&self, kind: &str, events: Vec<serde_json::Value>) {
         let mut kept = self.analytics.lock();
+        self.dirty.store(true, Ordering::SeqCst);
         for event in events {
             if kept.len() == super::analytics::EVENTS_CAPACITY {
                 kept.pop_front();
@@ -152,7 +165,52 @@ impl EmulatorState {
         StoreGuard {
             store: self.store.lock(),
             hub: &self.realtime,
+            dirty: &self.dirty,
         }
+    }
+
+    /// Keeps the state in `dir/emulator.sqlite3` from now on (`emulator.data_dir`), first
+    /// loading the state stored there, if any (then `true`). An unreadable file or a stored
+    /// document the import refuses is an error naming the file.
+    pub fn persist_to(&self, dir: &std::path::Path) -> Result<bool, String> {
+        let (p, doc) = Persist::open(dir)?;
+        let loaded = doc.is_some();
+        if let Some(doc) = doc {
+            self.import(&doc, false).map_err(|e| {
+                format!(
+                    "{}: the stored state cannot be loaded: {e}",
+                    p.path().display()
+                )
+            })?;
+        }
+        self.dirty.store(false, Ordering::SeqCst);
+        self.persist
+            .set(p)
+            .map_err(|_| "the emulator already keeps its state in a data directory".to_owned())?;
+        Ok(loaded)
+    }
+
+    /// The state is kept in `emulator.data_dir`.
+    pub fn persisting(&self) -> bool {
+        self.persist.get().is_some()
+    }
+
+    /// Writes the state to `emulator.data_dir`'s file if it changed since the last write
+    /// (blocking: the file is synced). Runs after every request, before the answer is sent.
+    pub fn save_if_changed(&self) -> Result<(), String> {
+        let Some(p) = self.persist.get() else {
+            return Ok(());
+        };
+        let mut taken = false;
+        let written = p.write_with(|| {
+            taken = self.dirty.swap(false, Ordering::SeqCst);
+            taken.then(|| self.export())
+        });
+        if written.is_err() && taken {
+            // Written next time.
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+        written
     }
 
     /// The realtime clients and subscriptions.

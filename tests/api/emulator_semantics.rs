@@ -442,3 +442,40 @@ async fn an_import_larger_than_max_import_bytes_is_refused() {
         204
     );
 }
+
+#[tokio::test]
+async fn a_failed_write_to_the_data_dir_answers_500_and_the_change_is_written_with_the_next() {
+    let app = spawn_app().await;
+    let dir = std::env::temp_dir().join(format!("gw-persist-api-{}", uuid::Uuid::new_v4()));
+    let emu = app.emu();
+    assert!(
+        !emu.persist_to(&dir).unwrap(),
+        "an empty dir holds no state"
+    );
+    assert!(emu.persist_to(&dir).is_err(), "one data dir at most");
+    assert_eq!(app.post("/feed/user/1/", &activity(1)).await.status, 201);
+    // The table gone, the next write cannot be kept.
+    let file = dir.join("emulator.sqlite3");
+    let db = rusqlite::Connection::open(&file).unwrap();
+    db.execute_batch("DROP TABLE state").unwrap();
+    let r = app.post("/feed/user/1/", &activity(2)).await;
+    assert_eq!(r.status, 500, "{}", r.json);
+    assert!(
+        r.json.to_string().contains("StorageException"),
+        "{}",
+        r.json
+    );
+    // Back, the next request (a read here) writes both.
+    db.execute_batch(
+        "CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), doc BLOB NOT NULL)",
+    )
+    .unwrap();
+    assert_eq!(app.get("/feed/user/1/").await.status, 200);
+    let doc: Vec<u8> = db
+        .query_row("SELECT doc FROM state", [], |r| r.get(0))
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+    assert_eq!(doc["activities"].as_array().unwrap().len(), 2, "{doc}");
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}
