@@ -260,12 +260,12 @@ pub const MULTIPART_OPERATIONS: [&str; 4] = [
 /// body, its parts Stream's to judge): for an upload operation sent as `multipart/form-data`
 /// with a boundary. `None` otherwise, and the body is checked as JSON.
 fn upload_type(op: &str, headers: &HeaderMap) -> Option<HeaderValue> {
+    if !MULTIPART_OPERATIONS.contains(&op) {
+        return None;
+    }
     let ct = headers.get(header::CONTENT_TYPE)?;
     let text = ct.to_str().ok()?.to_ascii_lowercase();
-    (MULTIPART_OPERATIONS.contains(&op)
-        && text.starts_with("multipart/form-data")
-        && text.contains("boundary="))
-    .then(|| ct.clone())
+    (text.starts_with("multipart/form-data") && text.contains("boundary=")).then(|| ct.clone())
 }
 
 /// The body to forward: none for a GET or DELETE (no operation of the spec takes one) or an
