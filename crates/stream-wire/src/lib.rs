@@ -22,7 +22,6 @@ pub mod query;
 pub mod region;
 pub mod scope;
 pub mod v2;
-mod v2_routes;
 pub mod webhook;
 
 pub use endpoint::{route, Endpoint, EndpointId, Method, Route, RouteError, ENDPOINTS};

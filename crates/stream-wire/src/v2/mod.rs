@@ -1,5 +1,5 @@
 //! Stream's `/api/v2/` family (Feeds v3, Chat, Video, Moderation and the operations they share)
-//! as data: the route table generated from Stream's specs ([`V2_ROUTES`], in `v2_routes.rs`),
+//! as data: the route table generated from Stream's specs ([`V2_ROUTES`], in `routes.rs`),
 //! the router over its path templates, and the names `[callers]` policies use.
 //!
 //! Unlike v1.0, v2 has no scoped tokens: every server-side call carries a server token, so the
@@ -14,8 +14,10 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-pub use super::v2_routes::{SPEC_FILES, SPEC_VERSION, V2_ROUTES};
+mod routes;
+
 use super::InvalidInput;
+pub use routes::{SPEC_FILES, SPEC_VERSION, V2_ROUTES};
 
 /// The prefix every v2 path has.
 pub const V2_PREFIX: &str = "/api/v2/";

@@ -8,7 +8,7 @@
 //! - `video-serverside-api.json` 95e5e604a8e5025cf70d94a0f675acf1ea3e4f5a8e38e61619cf19957a3d19d4
 //! - `moderation-serverside-api.json` 3eefd9f61d9524cd28620f12ff0f57f2163b438c8861b3b8be2b710cf2dd385e
 
-use super::v2::{Product, V2Method, V2Route};
+use super::{Product, V2Method, V2Route};
 
 /// The version of Stream's spec the table was generated from.
 pub const SPEC_VERSION: &str = "v236.0.4";
