@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-use crate::recorder::{CallerName, Metrics, RequestInfo};
+use crate::recorder::{Metrics, RequestRecord};
 use crate::trace::{self, Context, SpanKind, SpanRecord, Tracer};
 
 /// What [`init`] set up, for the start-up line: the level filter in force, and a `RUST_LOG`
@@ -128,15 +128,9 @@ pub async fn access_log(
     let guard = InFlight(&metrics.in_flight);
     let resp = trace::scope(ctx.clone(), next.run(req)).await;
     drop(guard);
-    let info = resp
-        .extensions()
-        .get::<RequestInfo>()
-        .copied()
-        .unwrap_or(RequestInfo {
-            endpoint: fixed_route(&path),
-            attempts: 0,
-        });
-    let caller: Option<&str> = resp.extensions().get::<CallerName>().map(|c| &*c.0);
+    let fixed = RequestRecord::new(fixed_route(&path));
+    let info = resp.extensions().get::<RequestRecord>().unwrap_or(&fixed);
+    let caller: Option<&str> = info.caller.as_deref();
     let took: Duration = started.elapsed();
     let status = resp.status();
     metrics.request_done(info.endpoint, status, took);

@@ -211,25 +211,25 @@ impl Callers {
         }
     }
 
-    /// [`Callers::admit`] for a request: the peer's address from its `ConnectInfo`; the
-    /// caller's name goes into `caller`, admitted or not. Admitted, the caller's in-flight
-    /// slot (none without `[callers]`), to hold until the answer is out.
+    /// [`Callers::admit`] for a request: the peer's address from its `ConnectInfo`. Without
+    /// `[callers]`, admitted with no caller and no slot, at the cost of one load.
     pub async fn admit_request(
         &self,
         parts: &http::request::Parts,
         endpoint: impl Into<Named>,
-        caller: &mut Option<Arc<str>>,
-    ) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+    ) -> Admission {
         if !self.on.load(Ordering::Acquire) {
-            return Ok(None);
+            return Admission {
+                caller: None,
+                refused: None,
+                slot: None,
+            };
         }
         let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
-        let admission = self.admit(&parts.headers, peer, endpoint).await;
-        *caller = admission.caller;
-        admission.refused.map_or(Ok(admission.slot), Err)
+        self.admit(&parts.headers, peer, endpoint).await
     }
 
     /// The allow list, a free in-flight slot of the caller's, this replica's view of Stream's
