@@ -45,8 +45,7 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// `server.idle_timeout_ms`.
     pub idle_timeout: Duration,
-    /// Pass the peer's address on (`ConnectInfo` for the router, an argument for the direct
-    /// service): `[callers]` needs it.
+    /// Pass the peer's address to the direct service: `[callers]` needs it.
     pub peer_addr: bool,
 }
 
@@ -188,17 +187,10 @@ async fn connection<D: Direct>(
                 let claimed = direct.and_then(|d| Some((d.claim(req.uri().path())?, d)));
                 let resp = match claimed {
                     Some((claim, d)) => d.call(claim, req, limits.peer_addr.then_some(peer)).await,
-                    None => {
-                        let mut req = req;
-                        if limits.peer_addr {
-                            req.extensions_mut()
-                                .insert(axum::extract::ConnectInfo(peer));
-                        }
-                        match router.oneshot(req).await {
-                            Ok(resp) => resp,
-                            Err(never) => match never {},
-                        }
-                    }
+                    None => match router.oneshot(req).await {
+                        Ok(resp) => resp,
+                        Err(never) => match never {},
+                    },
                 };
                 drop(busy);
                 Ok::<_, Infallible>(match resp.extensions().get::<AnswerDeadline>() {

@@ -211,27 +211,6 @@ impl Callers {
         }
     }
 
-    /// [`Callers::admit`] for a request: the peer's address from its `ConnectInfo`. Without
-    /// `[callers]`, admitted with no caller and no slot, at the cost of one load.
-    pub async fn admit_request(
-        &self,
-        parts: &http::request::Parts,
-        endpoint: impl Into<Named>,
-    ) -> Admission {
-        if !self.on.load(Ordering::Acquire) {
-            return Admission {
-                caller: None,
-                refused: None,
-                slot: None,
-            };
-        }
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        self.admit(&parts.headers, peer, endpoint).await
-    }
-
     /// The allow list, a free in-flight slot of the caller's, this replica's view of Stream's
     /// window, then the caller's bucket: in Redis when there is a store and it answers, else
     /// this replica's.

@@ -4,11 +4,11 @@
 
 pub mod v2;
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -22,14 +22,54 @@ use crate::recorder::RequestRecord;
 use crate::state::{AppState, BodyRules};
 use crate::stream::endpoint::{AuthKind, BodyKind, Host, Idempotency, Route};
 use crate::stream::{body, query, route, Method, RouteError};
+use crate::trace::Context;
 use crate::upstream::client::{Answer, Credential, Prepared, Upstream};
 use crate::upstream::retry::{Outcome, Unusable};
 use crate::upstream::Tapped;
 
-/// The handler for every path under `/api/v1.0/`, `/analytics/v1.0/` and
-/// `/personalization/v1.0/`.
-pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
-    serve::<V1>(&st, req).await
+/// The API families the proxy forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `/api/v1.0/...`, `/analytics/v1.0/...`, `/personalization/v1.0/...`: the endpoint table.
+    V1,
+    /// `/api/v2/...`: the generated operation table ([`v2`]).
+    V2,
+}
+
+impl Api {
+    /// The family a request path belongs to; `None`: not the proxy's.
+    pub fn of(path: &str) -> Option<Api> {
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if under("/api/v1.0") {
+            Some(Api::V1)
+        } else if under("/api/v2") {
+            Some(Api::V2)
+        } else if path.starts_with("/analytics/v1.0/") || path.starts_with("/personalization/v1.0/")
+        {
+            Some(Api::V1)
+        } else {
+            None
+        }
+    }
+}
+
+/// Answers one proxied request of the `api` family, in the trace `trace`, from `peer` (when
+/// the listener passes it on: `[callers]` identifies callers by it). The answer carries the
+/// request's [`RequestRecord`].
+pub async fn answer(
+    st: &AppState,
+    api: Api,
+    req: Request,
+    trace: Context,
+    peer: Option<SocketAddr>,
+) -> Response {
+    match api {
+        Api::V1 => serve::<V1>(st, req, trace, peer).await,
+        Api::V2 => serve::<v2::V2>(st, req, trace, peer).await,
+    }
 }
 
 /// What differs between the API families the proxy forwards (v1.0 here, [`v2`]): how a
@@ -74,9 +114,14 @@ pub(crate) struct Outgoing<'a> {
 
 /// One proxied request, start to answer: the [`RequestRecord`] is made here and put once in
 /// the answer's extensions.
-pub(crate) async fn serve<F: Family>(st: &AppState, req: Request) -> Response {
+async fn serve<F: Family>(
+    st: &AppState,
+    req: Request,
+    trace: Context,
+    peer: Option<SocketAddr>,
+) -> Response {
     let (parts, body) = req.into_parts();
-    let (result, record) = forward::<F>(st, &parts, body).await;
+    let (result, record) = forward::<F>(st, &parts, body, trace, peer).await;
     let mut resp = result.unwrap_or_else(IntoResponse::into_response);
     resp.extensions_mut().insert(record);
     resp
@@ -89,6 +134,8 @@ async fn forward<F: Family>(
     st: &AppState,
     parts: &Parts,
     body: Body,
+    trace: Context,
+    peer: Option<SocketAddr>,
 ) -> (Result<Response, F::Error>, RequestRecord) {
     // One deadline for the whole request: reading the body, every attempt, every backoff.
     let deadline = Instant::now() + st.config.upstream.deadline;
@@ -108,7 +155,7 @@ async fn forward<F: Family>(
     // on a GET or DELETE is read too, and dropped: left unread, the HTTP layer closes the
     // connection after the answer, and a client's next request on it fails (stream-python
     // sends `{}` with every DELETE). The caller's slot is held until the answer is out.
-    let admit = st.callers.admit_request(parts, named);
+    let admit = st.callers.admit(&parts.headers, peer, named);
     let rules = BodyRules::Proxy { deadline };
     let (admission, raw) = st.receive(rules, &parts.headers, body, admit).await;
     record.caller = admission.caller;
@@ -130,10 +177,7 @@ async fn forward<F: Family>(
         content_type: out.content_type,
         credential: out.credential,
         request_id: parts.headers.get("x-request-id").cloned(),
-        // The access log made the request's context; a handler served without it starts a
-        // trace of its own.
-        trace: crate::trace::current()
-            .unwrap_or_else(|| crate::trace::Context::new(st.tracer.exporting())),
+        trace,
     };
     let sent = st
         .retries
@@ -384,5 +428,31 @@ fn finish(
         Err(_) => Err(ApiError::UpstreamUnavailable(format!(
             "connection failed ({attempts} attempt(s))"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proxy_claims_its_families_paths_and_nothing_beside_them() {
+        for (path, api) in [
+            ("/api/v1.0", Some(Api::V1)),
+            ("/api/v1.0/", Some(Api::V1)),
+            ("/api/v1.0/feed/user/1/", Some(Api::V1)),
+            ("/analytics/v1.0/impression/", Some(Api::V1)),
+            ("/personalization/v1.0/x/", Some(Api::V1)),
+            ("/api/v2", Some(Api::V2)),
+            ("/api/v2/users", Some(Api::V2)),
+            ("/api/v1.0x", None),
+            ("/api/v2x/users", None),
+            ("/api/", None),
+            ("/analytics/v1.0", None),
+            ("/tokens", None),
+            ("/healthz", None),
+        ] {
+            assert_eq!(Api::of(path), api, "{path}");
+        }
     }
 }

@@ -7,9 +7,6 @@
 //! concurrency limit as v1.0. Refusals are in Stream's v2 error shape
 //! (`{"code", "message", "StatusCode", "duration", "more_info", "details"}`).
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -110,13 +107,8 @@ impl IntoResponse for V2Error {
     }
 }
 
-/// The handler for every path under `/api/v2/`.
-pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
-    super::serve::<V2>(&st, req).await
-}
-
 /// Stream's `/api/v2/` family: the generated operation table.
-struct V2;
+pub(super) struct V2;
 
 impl super::Family for V2 {
     type Error = V2Error;
