@@ -63,7 +63,8 @@ impl Direct for ProxyService {
         }
         let request_id = req.headers().get(X_REQUEST_ID).cloned();
         let access = Access::begin(&req, &gw.metrics, &gw.tracer);
-        let policy = gw.token_policy();
+        // The `/tokens` CORS origins in force (a page of one may still not use the proxy).
+        let policy = gw.token_policy.load();
         let checked = guard::check(
             &gw.hosts,
             &policy.cors_origins,
