@@ -47,8 +47,11 @@ impl Api {
             Some(Api::V1)
         } else if under("/api/v2") {
             Some(Api::V2)
-        } else if path.starts_with("/analytics/v1.0/") || path.starts_with("/personalization/v1.0/")
+        } else if ["/analytics/v1.0/", "/personalization/v1.0/"]
+            .iter()
+            .any(|p| path.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
         {
+            // Something after the prefix, as the routes these services had in the router.
             Some(Api::V1)
         } else {
             None
@@ -82,14 +85,18 @@ pub(crate) trait Family {
     type Matched;
     /// The endpoint name the access log and metrics give a request that matched none.
     const UNMATCHED: &'static str;
-    /// Matches the request, refusing what Stream would refuse, before anything is read.
+    /// Matches the request's path to an endpoint, refusing what Stream would refuse, before
+    /// anything is read.
     fn route(st: &AppState, parts: &Parts) -> Result<Self::Matched, Self::Error>;
     /// The endpoint, for callers' allow lists and windows, logs and metrics.
     fn named(m: &Self::Matched) -> Named;
-    /// What to send Stream, from the matched request and its body as received.
+    /// The matched endpoint's query, checked (a refusal is counted under the endpoint's name).
+    fn query(m: &Self::Matched, parts: &Parts) -> Result<Vec<(String, String)>, Self::Error>;
+    /// What to send Stream, from the matched request, its query and its body as received.
     fn outgoing<'a>(
         st: &'a AppState,
         m: Self::Matched,
+        query: Vec<(String, String)>,
         parts: &Parts,
         body: Bytes,
     ) -> Result<Outgoing<'a>, Self::Error>;
@@ -151,6 +158,7 @@ async fn forward<F: Family>(
     let matched = or_refuse!(F::route(st, parts));
     let named = F::named(&matched);
     record.endpoint = named.name;
+    let pairs = or_refuse!(F::query(&matched, parts));
     // The caller's policy first, before its body is read (see `AppState::receive`). A body
     // on a GET or DELETE is read too, and dropped: left unread, the HTTP layer closes the
     // connection after the answer, and a client's next request on it fails (stream-python
@@ -160,7 +168,7 @@ async fn forward<F: Family>(
     let (admission, raw) = st.receive(rules, &parts.headers, body, admit).await;
     record.caller = admission.caller;
     let raw = or_refuse!(raw);
-    let out = or_refuse!(F::outgoing(st, matched, parts, raw));
+    let out = or_refuse!(F::outgoing(st, matched, pairs, parts, raw));
     // Refuse at once beyond the limit rather than queue without bound. The permit goes with
     // the answer's body: a request is in flight until its answer has streamed out.
     let permit = or_refuse!(st
@@ -214,7 +222,7 @@ struct V1;
 
 impl Family for V1 {
     type Error = ApiError;
-    type Matched = (Route, Vec<(String, String)>);
+    type Matched = Route;
     const UNMATCHED: &'static str = "unknown";
 
     fn route(st: &AppState, parts: &Parts) -> Result<Self::Matched, ApiError> {
@@ -225,17 +233,21 @@ impl Family for V1 {
             RouteError::MethodNotAllowed { allow } => ApiError::MethodNotAllowed(allow),
             RouteError::Invalid(i) => ApiError::InvalidInput(i),
         })?;
-        let pairs = query::check(route.endpoint, parts.uri.query())?;
-        Ok((route, pairs))
+        Ok(route)
     }
 
     fn named(m: &Self::Matched) -> Named {
-        m.0.endpoint.into()
+        m.endpoint.into()
+    }
+
+    fn query(m: &Route, parts: &Parts) -> Result<Vec<(String, String)>, ApiError> {
+        Ok(query::check(m.endpoint, parts.uri.query())?)
     }
 
     fn outgoing<'a>(
         st: &'a AppState,
-        (route, pairs): Self::Matched,
+        route: Self::Matched,
+        pairs: Vec<(String, String)>,
         _: &Parts,
         raw: Bytes,
     ) -> Result<Outgoing<'a>, ApiError> {
@@ -449,6 +461,8 @@ mod tests {
             ("/api/v2x/users", None),
             ("/api/", None),
             ("/analytics/v1.0", None),
+            ("/analytics/v1.0/", None),
+            ("/personalization/v1.0/", None),
             ("/tokens", None),
             ("/healthz", None),
         ] {

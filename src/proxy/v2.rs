@@ -112,7 +112,7 @@ pub(super) struct V2;
 
 impl super::Family for V2 {
     type Error = V2Error;
-    type Matched = (V2Match, Vec<(String, String)>);
+    type Matched = V2Match;
     const UNMATCHED: &'static str = UNMATCHED;
 
     fn route(st: &AppState, parts: &Parts) -> Result<Self::Matched, V2Error> {
@@ -123,17 +123,21 @@ impl super::Family for V2 {
         super::check_target(st, parts)?;
         let matched = v2::route(parts.method.as_str(), parts.uri.path())
             .map_err(|e| route_refusal(e, parts))?;
-        let pairs = v2::query_pairs(parts.uri.query())?;
-        Ok((matched, pairs))
+        Ok(matched)
     }
 
     fn named(m: &Self::Matched) -> Named {
-        Named::v2(m.0.index)
+        Named::v2(m.index)
+    }
+
+    fn query(_: &V2Match, parts: &Parts) -> Result<Vec<(String, String)>, V2Error> {
+        Ok(v2::query_pairs(parts.uri.query())?)
     }
 
     fn outgoing<'a>(
         st: &'a AppState,
-        (matched, pairs): Self::Matched,
+        matched: Self::Matched,
+        pairs: Vec<(String, String)>,
         parts: &Parts,
         raw: Bytes,
     ) -> Result<Outgoing<'a>, V2Error> {

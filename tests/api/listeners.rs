@@ -54,6 +54,39 @@ async fn a_cross_site_simple_post_from_a_web_page_is_refused_before_anything_is_
 }
 
 #[tokio::test]
+async fn every_family_the_proxy_serves_refuses_pages_and_foreign_hosts_even_from_a_cors_origin() {
+    let app = spawn_with(|f| {
+        f.merge(("stream.v2", true))
+            .merge(("tokens.cors_origins", ["https://app.example.com"]))
+    })
+    .await;
+    for (method, path) in [
+        ("GET", "/api/v1.0/feed/user/1/"),
+        ("GET", "/api/v2/app"),
+        ("POST", "/analytics/v1.0/impression/"),
+        ("GET", "/personalization/v1.0/taste/"),
+    ] {
+        for extra in [
+            "Host: localhost\r\nOrigin: https://evil.example\r\n",
+            // `/tokens`' CORS origins admit a page to `/tokens` only.
+            "Host: localhost\r\nOrigin: https://app.example.com\r\n",
+            "Host: localhost\r\nSec-Fetch-Site: cross-site\r\n",
+            "Host: evil.example\r\n",
+        ] {
+            let head = format!(
+                "{method} {path} HTTP/1.1\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            assert_eq!(
+                status_of(app.addr, &head).await,
+                403,
+                "{method} {path} {extra:?}"
+            );
+        }
+    }
+    assert!(app.received().is_empty(), "nothing reached Stream");
+}
+
+#[tokio::test]
 async fn listed_hosts_pass_and_a_star_turns_the_host_check_off() {
     let app = spawn_with(|f| f.merge(("server.allowed_hosts", ["stream-gateway"]))).await;
     assert_eq!(

@@ -40,6 +40,8 @@ async fn metrics_count_requests_attempts_retries_and_tokens_by_endpoint() {
     app.fault("GET", "/api/v1.0/feed/user/42/", |f| f.status = Some(503));
     assert_eq!(app.get("/feed/user/42/").await.status, 200);
     assert_eq!(app.get("/feed/us-er/42/").await.status, 400);
+    // A bad query on a known endpoint is counted under the endpoint, not as unknown.
+    assert_eq!(app.get("/feed/user/42/?limit=-1").await.status, 400);
     let t = app.tokens(json!({"user_id": "42"}), &[]).await;
     assert_eq!(t.status, 200);
 
@@ -50,6 +52,13 @@ async fn metrics_count_requests_attempts_retries_and_tokens_by_endpoint() {
             r#"gateway_requests_total{endpoint="feed.read",status="200"}"#
         ),
         2.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"gateway_requests_total{endpoint="feed.read",status="400"}"#
+        ),
+        1.0
     );
     assert_eq!(
         sample(
