@@ -16,6 +16,8 @@ use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
 
 pub use crate::auth::Secret;
+pub use crate::settings::ConfigError;
+use crate::settings::{ms, positive, present, split_http_url};
 use crate::stream::{region, Action, Resource};
 
 /// The file read when neither `--config` nor `$GATEWAY_CONFIG` names one.
@@ -282,25 +284,6 @@ impl Default for LogFile {
     }
 }
 
-/// A configuration error: the key and what is wrong, for one line on stderr.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("configuration error: {key}: {problem}")]
-pub struct ConfigError {
-    /// The dotted key (`stream.api_secret`).
-    pub key: String,
-    /// What is wrong, without the value when the value is secret.
-    pub problem: String,
-}
-
-impl ConfigError {
-    fn new(key: &str, problem: impl Into<String>) -> Self {
-        Self {
-            key: key.to_owned(),
-            problem: problem.into(),
-        }
-    }
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -375,8 +358,7 @@ impl TokensConfig {
         let oidc = t
             .oidc
             .map(crate::oidc::OidcSettings::validate)
-            .transpose()
-            .map_err(|e| ConfigError::new(&e.key, e.problem))?;
+            .transpose()?;
         if identity_header.is_some() && oidc.is_some() {
             return Err(ConfigError::new(
                 "tokens.oidc",
@@ -784,24 +766,6 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
 /// The prefix a secret needs in emulator mode.
 pub const EMULATOR_SECRET_PREFIX: &str = "emulator-";
 
-fn ms(key: &str, v: u64) -> Result<Duration, ConfigError> {
-    if v == 0 {
-        return Err(ConfigError::new(key, "must be greater than 0"));
-    }
-    Ok(Duration::from_millis(v))
-}
-
-fn positive(key: &str, v: u64) -> Result<usize, ConfigError> {
-    if v == 0 {
-        return Err(ConfigError::new(key, "must be greater than 0"));
-    }
-    Ok(v as usize)
-}
-
-fn present(v: Option<String>) -> Option<String> {
-    v.filter(|s| !s.trim().is_empty())
-}
-
 /// A random hex string of `n` bytes, for the emulator's generated credentials.
 pub fn random_hex(n: usize) -> String {
     (0..n)
@@ -841,14 +805,12 @@ impl Config {
         let mut callers = raw
             .callers
             .map(crate::callers::Settings::validate)
-            .transpose()
-            .map_err(|e| ConfigError::new(&e.key, e.problem))?;
+            .transpose()?;
         if let Some(c) = &mut callers {
             c.default_max_in_flight = (server.max_concurrency / 4).max(1);
         }
         let telemetry = TelemetryConfig::validate(raw.telemetry)?;
-        let webhooks = crate::webhooks::Settings::validate(raw.webhooks)
-            .map_err(|e| ConfigError::new(&e.key, e.problem))?;
+        let webhooks = crate::webhooks::Settings::validate(raw.webhooks)?;
         for (key, url) in [
             ("stream.base_url", &stream.base_url),
             ("stream.analytics_base_url", &stream.analytics_base_url),
@@ -1294,25 +1256,6 @@ impl Config {
             + s.max_concurrency as u64 * per_request
             + webhooks
     }
-}
-
-/// `scheme://host[:port]`, http or https, nothing after the authority but an optional `/`:
-/// the scheme and the authority, or what is wrong, worded to follow the quoted value.
-fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
-    let (scheme, rest) = u
-        .split_once("://")
-        .ok_or("has no scheme: write http://host:port or https://host")?;
-    if scheme != "http" && scheme != "https" {
-        return Err("must use http or https");
-    }
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() {
-        return Err("has no host");
-    }
-    if authority.contains(['/', '?', '#', '@', ' ']) {
-        return Err("must be scheme + host [+ port], with no path, query or user info");
-    }
-    Ok((scheme, authority))
 }
 
 /// With the emulator, a configured URL of Stream's is refused, naming its key: the emulator

@@ -5,7 +5,8 @@
 //! - [`stream`]: the domain: ids, scopes, the endpoint table, query and body checks, the v2
 //!   route table generated from Stream's specs;
 //! - [`auth`]: JWT minting and caching, HTTP Signatures, the `Secret` type;
-//! - [`config`]: figment layers (defaults < TOML < env), validated once;
+//! - [`config`]: figment layers (defaults < TOML < env), each section validated once and assembled;
+//! - [`settings`]: what the sections' settings share: the error naming a key, plain checks;
 //! - [`error`]: the one HTTP error type, rendered as Stream's error body;
 //! - [`guard`]: the internal listener's Host, Origin and Sec-Fetch-Site checks;
 //! - [`proxy`]: the `/api/v1.0/` and `/api/v2/` handlers, forwarding and the retry policy;
@@ -37,6 +38,7 @@ pub mod proxy;
 pub mod recorder;
 pub mod reload;
 pub mod server;
+pub mod settings;
 pub mod state;
 pub mod stream;
 pub mod telemetry;

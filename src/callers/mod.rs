@@ -34,7 +34,7 @@ use crate::recorder::Metrics;
 use crate::stream::endpoint::{Endpoint, ENDPOINTS};
 use crate::stream::v2::{V2Route, V2_ROUTES};
 use bucket::{whole_seconds, Bucket};
-pub use settings::{CallersFile, RedisUrl, Settings, SettingsError, DEFAULT_CALLER};
+pub use settings::{CallersFile, RedisUrl, Settings, DEFAULT_CALLER};
 use shared::{Ask, Decision, Shared};
 use window::{Report, Spent, Window};
 

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::settings::ConfigError;
+
 use super::{named_count, named_endpoints};
 
 /// The caller that covers everyone not otherwise known.
@@ -48,17 +50,8 @@ pub struct ServiceFile {
     pub max_in_flight: Option<u64>,
 }
 
-/// Why `[callers]` is refused: the dotted key and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingsError {
-    /// The dotted key.
-    pub key: String,
-    /// What is wrong.
-    pub problem: String,
-}
-
-fn problem(key: String, problem: impl Into<String>) -> SettingsError {
-    SettingsError {
+fn problem(key: String, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
         key,
         problem: problem.into(),
     }
@@ -157,7 +150,7 @@ pub struct Service {
 
 impl Settings {
     /// Validates `[callers]`; the first problem names its key.
-    pub fn validate(f: CallersFile) -> Result<Self, SettingsError> {
+    pub fn validate(f: CallersFile) -> Result<Self, ConfigError> {
         let identity_header = match f.identity_header.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(h) => Some(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
@@ -206,7 +199,7 @@ impl Settings {
 }
 
 impl Service {
-    fn validate(name: String, s: ServiceFile) -> Result<Self, SettingsError> {
+    fn validate(name: String, s: ServiceFile) -> Result<Self, ConfigError> {
         let key = |k: &str| format!("callers.service.{name}.{k}");
         let name_ok = (1..=64).contains(&name.len())
             && name
@@ -333,7 +326,7 @@ fn parse_cidr(c: &str) -> Option<IpNet> {
 mod tests {
     use super::*;
 
-    fn service(f: ServiceFile) -> Result<Service, SettingsError> {
+    fn service(f: ServiceFile) -> Result<Service, ConfigError> {
         Service::validate("svc".into(), f)
     }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 
+use crate::settings::ConfigError;
+
 /// `tokens.oidc.leeway_s` at most: a clock further off than this is a broken clock.
 pub const MAX_LEEWAY_S: u64 = 300;
 
@@ -57,17 +59,8 @@ pub struct OidcSettings {
     pub refetch_interval: Duration,
 }
 
-/// Why `[tokens.oidc]` is refused: the dotted key and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingsError {
-    /// The dotted key.
-    pub key: String,
-    /// What is wrong.
-    pub problem: String,
-}
-
-fn problem(key: &str, problem: impl Into<String>) -> SettingsError {
-    SettingsError {
+fn problem(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
         key: format!("tokens.oidc.{key}"),
         problem: problem.into(),
     }
@@ -79,7 +72,7 @@ pub const DEFAULT_ALGORITHMS: [Algorithm; 3] =
 
 impl OidcSettings {
     /// Validates `[tokens.oidc]`.
-    pub fn validate(f: OidcFile) -> Result<Self, SettingsError> {
+    pub fn validate(f: OidcFile) -> Result<Self, ConfigError> {
         let issuer = f
             .issuer
             .filter(|s| !s.trim().is_empty())
@@ -139,7 +132,7 @@ impl OidcSettings {
     }
 }
 
-fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, SettingsError> {
+fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, ConfigError> {
     if names.is_empty() {
         return Err(problem("algorithms", "must name at least one algorithm"));
     }
