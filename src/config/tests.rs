@@ -4,7 +4,11 @@
 #![allow(clippy::result_large_err)]
 
 use super::*;
+use std::time::Duration;
+
 use figment::Jail;
+
+use crate::stream::{Action, Resource};
 
 fn base() -> Figment {
     Figment::from(Serialized::defaults(FileConfig::default()))
