@@ -26,8 +26,8 @@ pub use crate::tokens::settings::{
 pub use crate::trace::settings::{TelemetryConfig, TelemetryFile};
 pub use crate::upstream::settings::{UpstreamConfig, UpstreamFile};
 pub use crate::upstream::stream_settings::{
-    random_hex, secret_from_file, BatchAuth, StreamConfig, StreamFile, DEFAULT_V2_BASE_URL,
-    EMULATOR_SECRET_PREFIX, MAX_SECRET_FILE_BYTES, SECRET_FILE_TIMEOUT,
+    random_hex, reread_secret_file, secret_from_file, BatchAuth, StreamConfig, StreamFile,
+    DEFAULT_V2_BASE_URL, EMULATOR_SECRET_PREFIX, MAX_SECRET_FILE_BYTES, SECRET_FILE_TIMEOUT,
 };
 
 /// The file read when neither `--config` nor `$GATEWAY_CONFIG` names one.
@@ -91,6 +91,35 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `[webhooks]`, validated.
     pub webhooks: crate::webhooks::Settings,
+}
+
+/// Whether a reload (SIGHUP) puts a key in force: the one place that says so. A dotted key
+/// takes its longest entry (`tokens.max_in_flight` before `tokens`); a key under none is read at
+/// start-up only, and a reload that changes it names it in a warning and keeps its value.
+pub const RELOADS: &[(&str, bool)] = &[
+    // The secret, which rotations change.
+    ("stream.api_secret", true),
+    ("stream.api_secret_file", true),
+    // The token policy ([tokens.oidc] included: a new provider, whose keys are fetched again),
+    // but not the size of /tokens' pool, made at start-up.
+    ("tokens", true),
+    ("tokens.max_in_flight", false),
+    // The callers' policy (new buckets start full), but not the store the replicas share.
+    ("callers", true),
+    ("callers.redis_url", false),
+    ("callers.redis_timeout_ms", false),
+];
+
+/// Whether a reload puts the dotted `key` in force, as [`RELOADS`] says.
+pub fn reloads(key: &str) -> bool {
+    RELOADS
+        .iter()
+        .filter(|(k, _)| {
+            key.strip_prefix(k)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
+        .max_by_key(|(k, _)| k.len())
+        .is_some_and(|(_, reloads)| *reloads)
 }
 
 /// The file the configuration is read from: `file` (`--config`), else `$GATEWAY_CONFIG`, else

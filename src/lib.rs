@@ -17,7 +17,7 @@
 //! - [`emulator`]: Stream's API in memory, served on its own port, verifying as Stream does;
 //! - [`app`]: binds, builds the router and serves until shutdown;
 //! - [`server`]: the accept loop of each listener: connection limit, head and idle timeouts, draining;
-//! - [`reload`]: the secret re-read when its file changes, the secret and `[tokens]` on SIGHUP;
+//! - [`reload`]: the secret re-read when its file changes; on SIGHUP what `config::RELOADS` names;
 //! - [`telemetry`]: the tracing subscriber and the access log;
 //! - [`trace`]: W3C trace context, the request and attempt spans, OTLP export;
 //! - [`webhooks`]: Stream's webhooks, verified and forwarded to the app's services;

@@ -111,6 +111,29 @@ pub struct StreamConfig {
 /// The prefix a secret needs in emulator mode.
 pub const EMULATOR_SECRET_PREFIX: &str = "emulator-";
 
+/// Whether the emulator may sign with `secret`: only with one made for it, since its request
+/// log (unauthenticated, on loopback) shows the tokens the gateway signs, and tokens signed
+/// with a real secret work against Stream.
+pub fn made_for_the_emulator(secret: &str) -> bool {
+    secret.starts_with(EMULATOR_SECRET_PREFIX)
+}
+
+/// The secret in `stream.api_secret_file` as a reload reads it, by the rules of start-up: the
+/// file as [`secret_from_file`] takes it, not blank, and with the emulator one made for it; or
+/// why not (never the content).
+pub fn reread_secret_file(path: &Path, emulator: bool) -> Result<Secret, String> {
+    let s = secret_from_file(path)?;
+    if s.trim().is_empty() {
+        return Err("the file is empty".into());
+    }
+    if emulator && !made_for_the_emulator(&s) {
+        return Err(format!(
+            "with the emulator the secret must start with `{EMULATOR_SECRET_PREFIX}`"
+        ));
+    }
+    Ok(Secret::new(s))
+}
+
 /// A random hex string of `n` bytes, for the emulator's generated credentials.
 pub fn random_hex(n: usize) -> String {
     (0..n)
@@ -315,12 +338,10 @@ fn api_secret(
         "stream.api_secret"
     };
     let api_secret = present(from_file.or(inline));
-    // The emulator's request log (unauthenticated, on loopback) shows the tokens the
-    // gateway signs; signed with a real secret, they would work against Stream.
     if emulator
         && api_secret
             .as_deref()
-            .is_some_and(|v| !v.starts_with(EMULATOR_SECRET_PREFIX))
+            .is_some_and(|v| !made_for_the_emulator(v))
     {
         let from = source(secret_key).unwrap_or_else(|| "the configuration".into());
         return Err(ConfigError::new(
