@@ -20,6 +20,7 @@ pub use crate::server::settings::{
     Listener, ServerConfig, ServerFile, ADMIN_HEADER_READ_TIMEOUT, ADMIN_IDLE_TIMEOUT,
 };
 pub use crate::settings::ConfigError;
+pub use crate::telemetry::settings::{LogFile, LogFormat};
 pub use crate::tokens::settings::{
     parse_origin, OriginError, TokensConfig, TokensFile, STREAM_DEFAULT_FEED_GROUPS,
 };
@@ -32,16 +33,6 @@ pub use crate::upstream::stream_settings::{
 
 /// The file read when neither `--config` nor `$GATEWAY_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "config/gateway.toml";
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// The configuration as read: every key, with its default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -59,21 +50,6 @@ pub struct FileConfig {
     pub telemetry: TelemetryFile,
     /// `[webhooks]`: Stream's webhooks, verified and forwarded (schema in `webhooks::settings`).
     pub webhooks: crate::webhooks::WebhooksFile,
-}
-
-/// `[log]` as read.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogFile {
-    pub format: LogFormat,
-}
-
-impl Default for LogFile {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Text,
-        }
-    }
 }
 
 /// The validated configuration.
