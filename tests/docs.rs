@@ -858,8 +858,8 @@ fn shown(v: &serde_json::Value) -> String {
 }
 
 /// The rows of docs/configuration.md's key table: each key (`a` / `b` names two, `b` in `a`'s
-/// section) with its default cell (`50` / `2000` gives each its own).
-fn documented_defaults() -> Vec<(String, String)> {
+/// section) with its default cell (`50` / `2000` gives each its own) and its meaning.
+fn documented_keys() -> Vec<(String, String, String)> {
     let page = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/docs/configuration.md"
@@ -888,7 +888,8 @@ fn documented_defaults() -> Vec<(String, String)> {
                 format!("{section}.{key}")
             };
             let default = defaults.get(i).or(defaults.first()).unwrap().trim();
-            rows.push((key, default.to_owned()));
+            let meaning = cells.get(2).unwrap_or(&"").trim_end_matches(" |");
+            rows.push((key, default.to_owned(), meaning.to_owned()));
         }
     }
     rows
@@ -898,7 +899,7 @@ fn documented_defaults() -> Vec<(String, String)> {
 fn every_default_in_the_configuration_reference_is_the_codes() {
     let code = code_defaults();
     let (mut compared, mut wrong) = (0, Vec::new());
-    for (key, default) in documented_defaults() {
+    for (key, default, _) in documented_keys() {
         if key.contains(['*', '<']) {
             continue; // a section or a map's entries: no one default
         }
@@ -982,4 +983,26 @@ fn every_value_the_configuration_file_shows_for_a_key_with_a_default_is_that_def
     }
     assert!(wrong.is_empty(), "config/gateway.toml: {wrong:#?}");
     assert!(compared > 50, "too few defaults compared: {compared}");
+}
+
+#[test]
+fn the_configuration_reference_says_read_at_start_up_only_of_the_keys_a_reload_keeps() {
+    use stream_gateway::config::{reloads, RELOADS};
+    let mut wrong = Vec::new();
+    for (key, _, meaning) in documented_keys() {
+        // A section that reloads says which of its keys do not; elsewhere none reloads but
+        // the secret, as the page says once.
+        let section = key.split('.').next().unwrap();
+        if !RELOADS.contains(&(section, true)) || key.contains('*') {
+            continue;
+        }
+        let says = meaning.contains("read at start-up only");
+        if says == reloads(&key) {
+            wrong.push(format!(
+                "{key}: reloads {}, the reference says {meaning:?}",
+                reloads(&key)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "docs/configuration.md: {wrong:#?}");
 }
