@@ -5,6 +5,12 @@
 //! - `GATEWAY_<SECTION>__<KEY>` sets any key (`GATEWAY_UPSTREAM__TIMEOUT_MS=2000`).
 //! - Stream's own variables set `[stream]`: `STREAM_API_KEY`, `STREAM_API_SECRET`,
 //!   `STREAM_APP_ID`, `STREAM_REGION`, `STREAM_BASE_URL`, `STREAM_API_SECRET_FILE`.
+//!
+//! Each section's schema, defaults and validation live beside the code that reads it
+//! (`server::settings`, `upstream::settings` and `upstream::stream_settings`,
+//! `tokens::settings`, `callers::settings`, `webhooks::settings`, `trace::settings`,
+//! `telemetry::settings`, `emulator::settings`). Here: loading, the assembly into [`Config`],
+//! the checks that span sections, and which keys a reload changes ([`RELOADS`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

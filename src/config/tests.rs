@@ -1026,3 +1026,18 @@ fn healthcheck_probes_the_admin_listener_when_there_is_one() {
     let f = base().merge(("server.listen", "0.0.0.0:8080"));
     assert_eq!(probe_addr(&f).unwrap().to_string(), "127.0.0.1:8080");
 }
+
+#[test]
+fn every_entry_of_the_reload_table_is_a_key_or_section_the_configuration_has() {
+    let mut f = FileConfig::default();
+    f.tokens.oidc = Some(Default::default());
+    f.callers = Some(Default::default());
+    let v = serde_json::to_value(&f).unwrap();
+    for (key, _) in RELOADS {
+        let found = key.split('.').try_fold(&v, |v, k| v.get(k));
+        assert!(
+            found.is_some(),
+            "RELOADS names {key}, which the configuration lacks"
+        );
+    }
+}
