@@ -74,7 +74,7 @@ impl App {
                 listen: config.emulator.realtime_listen,
                 ..RealtimeSettings::default()
             };
-            let emu = Emulator::spawn_with_realtime(
+            let emu = Emulator::spawn_served(
                 EmulatorConfig {
                     api_key: config.stream.api_key.clone(),
                     api_secret: config.stream.api_secret.clone(),
@@ -84,10 +84,20 @@ impl App {
                 config.emulator.feed_groups.clone(),
                 realtime,
                 addr,
+                // The gateway's accept loop: bounded connections, head and idle timeouts.
+                crate::server::emulator_serve(crate::server::EMULATOR_LIMITS),
             )
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
             emu.state().set_bounds(config.emulator.bounds);
+            // Names resolved as the gateway resolves them (hickory: the static image has no NSS).
+            emu.state()
+                .set_webhook_connector(tower::util::BoxCloneSyncService::new(
+                    tower::ServiceExt::map_err(
+                        crate::net::http_connector(crate::emulator::webhooks::SEND_TIMEOUT),
+                        Into::into,
+                    ),
+                ));
             config.stream.base_url = emu.url();
             // The emulator serves (or names as not emulated) the other services too.
             config.stream.analytics_base_url = emu.url();

@@ -25,10 +25,8 @@
 //! - [`process`]: CPU, memory and file metrics of the process, from `/proc`.
 
 pub mod app;
-pub mod auth;
 pub mod callers;
 pub mod config;
-pub mod emulator;
 pub mod error;
 pub mod guard;
 pub mod net;
@@ -40,9 +38,13 @@ pub mod reload;
 pub mod server;
 pub mod settings;
 pub mod state;
-pub mod stream;
 pub mod telemetry;
 pub mod tokens;
 pub mod trace;
 pub mod upstream;
 pub mod webhooks;
+
+// The crates under crates/, under the names the gateway's modules use.
+pub use stream_emulator as emulator;
+pub use stream_wire as stream;
+pub use stream_wire::auth;

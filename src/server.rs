@@ -51,6 +51,27 @@ pub struct Limits {
     pub peer_addr: bool,
 }
 
+/// The emulator's connection limits: a process on loopback that clients and the soak share.
+pub const EMULATOR_LIMITS: Limits = Limits {
+    max_connections: 1024,
+    header_read_timeout: Duration::from_secs(10),
+    idle_timeout: Duration::from_secs(60),
+    peer_addr: false,
+};
+
+/// This accept loop, with `limits`, as the way the emulator serves its listeners.
+pub fn emulator_serve(limits: Limits) -> stream_emulator::Serve {
+    Arc::new(move |listener, router| {
+        Box::pin(serve(
+            listener,
+            router,
+            limits,
+            metrics::Counter::noop(),
+            std::future::pending(),
+        ))
+    })
+}
+
 /// Serves `router` on `listener` until `stop` resolves, then stops accepting, lets every
 /// open connection finish its request in flight, and returns once all are closed.
 /// `refused` counts connections closed at once over the limit.

@@ -46,7 +46,7 @@ fn query(rule: QueryRule) -> &'static str {
 fn render() -> String {
     let mut s = String::from(
         "# Endpoints\n\n\
-         <!-- Written from the endpoint table (src/stream/endpoint.rs) by tests/docs.rs: \
+         <!-- Written from the endpoint table (crates/stream-wire/src/endpoint.rs) by tests/docs.rs: \
          `UPDATE_DOCS=1 cargo test --test docs`. Do not edit by hand. -->\n\n\
          Every path is exactly Stream's: the feeds API's under `/api/v1.0/` (shown without \
          it), sent to `stream.base_url`; the analytics and personalization paths under their \

@@ -16,7 +16,7 @@
 
 pub mod dedupe;
 pub mod settings;
-pub mod signature;
+pub use stream_wire::webhook as signature;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

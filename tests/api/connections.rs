@@ -142,21 +142,23 @@ async fn beyond_max_connections_new_connections_are_closed_at_once_and_counted()
 #[tokio::test]
 async fn the_emulators_port_limits_connections_and_closes_silent_ones() {
     use stream_gateway::auth::Secret;
-    use stream_gateway::emulator::{Emulator, EmulatorConfig, Limits};
-    let emu = Emulator::spawn_limited(
+    use stream_gateway::emulator::{Emulator, EmulatorConfig};
+    use stream_gateway::server::{emulator_serve, Limits, EMULATOR_LIMITS};
+    let emu = Emulator::spawn_served(
         EmulatorConfig {
             api_key: KEY.into(),
             api_secret: Secret::new(SECRET),
             strict_scopes: true,
         },
         Default::default(),
+        Default::default(),
         ([127, 0, 0, 1], 0).into(),
-        Limits {
+        emulator_serve(Limits {
             max_connections: 2,
             header_read_timeout: Duration::from_millis(300),
             idle_timeout: Duration::from_secs(60),
             peer_addr: false,
-        },
+        }),
     )
     .await
     .unwrap();
@@ -171,5 +173,5 @@ async fn the_emulators_port_limits_connections_and_closes_silent_ones() {
     for s in &mut held {
         assert!(closed_after(s, t0).await >= Duration::from_millis(300));
     }
-    assert_eq!(stream_gateway::emulator::LIMITS.max_connections, 1024);
+    assert_eq!(EMULATOR_LIMITS.max_connections, 1024);
 }
