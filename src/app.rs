@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{any, get, post, MethodRouter};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -27,14 +27,20 @@ use crate::config::Config;
 use crate::emulator::{Emulator, EmulatorConfig, RealtimeSettings};
 use crate::error::ApiError;
 use crate::guard;
-use crate::proxy;
 use crate::server::Limits;
 use crate::state::AppState;
 use crate::telemetry;
 use crate::tokens;
 
+mod direct;
+
+pub use direct::ProxyService;
+
 /// Builds a listener's router.
 type RouterFn = fn(Arc<AppState>) -> Router;
+
+/// What a listener serves: its router, and the proxy's service when it serves the proxy.
+type Routes = (Router, Option<Arc<ProxyService>>);
 
 /// A built, bound, not yet serving gateway.
 #[derive(Debug)]
@@ -174,13 +180,14 @@ impl App {
         public: Option<TcpListener>,
         admin: Option<TcpListener>,
         gw: &Arc<AppState>,
-    ) -> Vec<(&'static str, TcpListener, Router, Limits)> {
+    ) -> Vec<(&'static str, TcpListener, Routes, Limits)> {
         let server = &gw.config.server;
         let peer_addr = gw.config.callers.is_some();
+        let proxy = Some(Arc::new(ProxyService::new(gw.clone())));
         let mut listeners = vec![(
             "internal",
             internal,
-            router,
+            (router, proxy),
             Limits {
                 max_connections: server.max_connections,
                 header_read_timeout: server.header_read_timeout,
@@ -200,7 +207,7 @@ impl App {
                     idle_timeout: l.idle_timeout,
                     peer_addr,
                 };
-                listeners.push((name, listener, router(gw.clone()), limits));
+                listeners.push((name, listener, (router(gw.clone()), None), limits));
             }
         }
         listeners
@@ -225,13 +232,14 @@ impl App {
         };
         let listeners = Self::listeners(self.listener, self.router, self.public, self.admin, &gw);
         let mut serving = tokio::task::JoinSet::new();
-        for (name, listener, router, limits) in listeners {
+        for (name, listener, (router, proxy), limits) in listeners {
             let refused = gw
                 .metrics
                 .counter("gateway_connections_refused_total", &[("listener", name)]);
-            serving.spawn(crate::server::serve(
+            serving.spawn(crate::server::serve_with(
                 listener,
                 router,
+                proxy,
                 limits,
                 refused,
                 stopped(),
@@ -307,20 +315,13 @@ fn tokens_route(gw: &Arc<AppState>) -> MethodRouter<Arc<AppState>> {
 }
 
 /// The internal listener's router (`server.listen`): health, readiness, metrics, `/tokens`, the
-/// proxy under `/api/v1.0/` (and Stream's analytics and personalization prefixes) and
-/// `/api/v2/`, the webhook routes, Stream's 404 elsewhere; a request from a web page, or for a
-/// host that is not this gateway, is refused first ([`guard::check`]).
+/// webhook routes, Stream's 404 elsewhere; a request from a web page, or for a host that is
+/// not this gateway, is refused first ([`guard::check`]). The proxy's paths (`/api/v1.0/`,
+/// Stream's analytics and personalization prefixes, `/api/v2/`) never reach it: the accept
+/// loop hands them to [`ProxyService`], which does what these layers do itself.
 pub fn router(gw: Arc<AppState>) -> Router {
     let routes = operator_routes(Router::new())
         .route("/tokens", tokens_route(&gw))
-        .route("/api/v1.0", any(proxy::handle))
-        .route("/api/v1.0/", any(proxy::handle))
-        .route("/api/v1.0/{*rest}", any(proxy::handle))
-        .route("/analytics/v1.0/{*rest}", any(proxy::handle))
-        .route("/personalization/v1.0/{*rest}", any(proxy::handle))
-        .route("/api/v2", any(proxy::v2::handle))
-        .route("/api/v2/", any(proxy::v2::handle))
-        .route("/api/v2/{*rest}", any(proxy::v2::handle))
         .fallback(not_found)
         .with_state(gw.clone())
         // Stream's webhooks, verified (`[webhooks.routes]`): also on the public listener.

@@ -26,9 +26,10 @@ pub enum ApiError {
     /// 414, code 4: path and query longer than the gateway takes.
     #[error("request target is longer than {0} bytes")]
     UriTooLong(usize),
-    /// 408, code 4: the body did not arrive within `upstream.deadline_ms`.
-    #[error("request body was not received within {0} ms (upstream.deadline_ms)")]
-    RequestTimeout(u128),
+    /// 408, code 4: the body did not arrive in time; the key that says how long (the proxy's
+    /// `upstream.deadline_ms`, `/tokens`' `tokens.body_timeout_ms`).
+    #[error("request body was not received within {0} ms ({1})")]
+    RequestTimeout(u128, &'static str),
     /// 401, code 2: the caller's `api_key` is another app's; the detail names its first 4
     /// characters only.
     #[error("{0}")]
@@ -84,7 +85,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, 16, "DoesNotExistException"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, 4, "InputException"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, 4, "InputException"),
-            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, 4, "InputException"),
+            ApiError::RequestTimeout(..) => (StatusCode::REQUEST_TIMEOUT, 4, "InputException"),
             ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, 4, "InputException"),
             ApiError::ForeignApiKey(_) => (StatusCode::UNAUTHORIZED, 2, "ApiKeyException"),
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, 17, "NotAllowedException"),
@@ -190,7 +191,12 @@ mod tests {
                 "InputException",
             ),
             (ApiError::PayloadTooLarge(10), 413, 4, "InputException"),
-            (ApiError::RequestTimeout(10), 408, 4, "InputException"),
+            (
+                ApiError::RequestTimeout(10, "upstream.deadline_ms"),
+                408,
+                4,
+                "InputException",
+            ),
             (ApiError::UriTooLong(10), 414, 4, "InputException"),
             (
                 ApiError::Unauthenticated("x".into()),

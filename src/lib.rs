@@ -9,14 +9,16 @@
 //! - [`settings`]: what the sections' settings share: the error naming a key, plain checks;
 //! - [`error`]: the one HTTP error type, rendered as Stream's error body;
 //! - [`guard`]: the internal listener's Host, Origin and Sec-Fetch-Site checks;
-//! - [`proxy`]: the `/api/v1.0/` and `/api/v2/` handlers, forwarding and the retry policy;
+//! - [`proxy`]: one pipeline for `/api/v1.0/` and `/api/v2/`: match, admit, body, forward
+//!   (through [`upstream`]'s retries), answer, and the request's record;
 //! - [`tokens`]: `POST /tokens`, short-lived frontend tokens under a policy;
 //! - [`oidc`]: frontends' own IdP tokens for `/tokens`: the IdP's keys (JWKS), their fetching
 //!   and caching, and verification with the algorithm pinned by the key;
 //! - [`callers`]: which service calls, what it may call and how fast; Stream's window respected;
 //! - [`emulator`]: Stream's API in memory, served on its own port, verifying as Stream does;
-//! - [`app`]: binds, builds the router and serves until shutdown;
-//! - [`server`]: the accept loop of each listener: connection limit, head and idle timeouts, draining;
+//! - [`app`]: binds, builds the routers and the proxy's own service, serves until shutdown;
+//! - [`server`]: the accept loop of each listener: connection limit, head and idle timeouts,
+//!   draining; a direct service (the proxy) for its paths, the router for the rest;
 //! - [`reload`]: the secret re-read when its file changes; on SIGHUP what `config::RELOADS` names;
 //! - [`telemetry`]: the tracing subscriber and the access log;
 //! - [`trace`]: W3C trace context, the request and attempt spans, OTLP export;

@@ -9,19 +9,29 @@ use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use parking_lot::RwLock;
 
-/// What a handler tells the access log about a request (in the response's extensions).
-#[derive(Debug, Clone, Copy)]
-pub struct RequestInfo {
+/// What became of one request, for its access-log line, its metrics and its span: which
+/// endpoint it was, which caller sent it, and how many attempts went to Stream. The handler
+/// that answers puts it once in the response's extensions; nothing else carries it.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
     /// The endpoint table's name, or a fixed route's.
     pub endpoint: &'static str,
+    /// The caller's name, when `[callers]` is configured and the request got that far.
+    pub caller: Option<std::sync::Arc<str>>,
     /// Upstream attempts made.
     pub attempts: u32,
 }
 
-/// The caller a request came from, when `[callers]` is configured (in the response's
-/// extensions, for the access log).
-#[derive(Debug, Clone)]
-pub struct CallerName(pub std::sync::Arc<str>);
+impl RequestRecord {
+    /// A request to `endpoint` from no known caller, with no attempt made yet.
+    pub fn new(endpoint: &'static str) -> Self {
+        Self {
+            endpoint,
+            caller: None,
+            attempts: 0,
+        }
+    }
+}
 
 /// Latency buckets, seconds.
 const BUCKETS: &[f64] = &[

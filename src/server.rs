@@ -47,7 +47,7 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// `server.idle_timeout_ms`.
     pub idle_timeout: Duration,
-    /// Put the peer's address in each request's extensions (`ConnectInfo`): `[callers]` needs it.
+    /// Pass the peer's address to the direct service: `[callers]` needs it.
     pub peer_addr: bool,
 }
 
@@ -72,12 +72,68 @@ pub fn emulator_serve(limits: Limits) -> stream_emulator::Serve {
     })
 }
 
+/// A service the accept loop calls itself for the paths it claims, with no router and no
+/// layer stack on the way: the gateway's proxy, whose requests are most of the traffic.
+pub trait Direct: Send + Sync + 'static {
+    /// What the service learns from a path it claims (which of its routes), for [`Self::call`].
+    type Claim: Send;
+    /// The claim on requests for `path`; `None`: they are the router's.
+    fn claim(&self, path: &str) -> Option<Self::Claim>;
+    /// Answers `req`, claimed as `claim`, from `peer` when [`Limits::peer_addr`] says to pass
+    /// it on.
+    fn call(
+        &self,
+        claim: Self::Claim,
+        req: http::Request<Body>,
+        peer: Option<std::net::SocketAddr>,
+    ) -> impl Future<Output = http::Response<Body>> + Send;
+}
+
+/// No direct service: everything goes to the router.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterOnly;
+
+impl Direct for RouterOnly {
+    type Claim = Infallible;
+    fn claim(&self, _: &str) -> Option<Infallible> {
+        None
+    }
+    async fn call(
+        &self,
+        claim: Infallible,
+        _: http::Request<Body>,
+        _: Option<std::net::SocketAddr>,
+    ) -> http::Response<Body> {
+        match claim {}
+    }
+}
+
 /// Serves `router` on `listener` until `stop` resolves, then stops accepting, lets every
 /// open connection finish its request in flight, and returns once all are closed.
 /// `refused` counts connections closed at once over the limit.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: Limits,
+    refused: metrics::Counter,
+    stop: impl Future<Output = ()>,
+) {
+    serve_with(
+        listener,
+        router,
+        None::<Arc<RouterOnly>>,
+        limits,
+        refused,
+        stop,
+    )
+    .await;
+}
+
+/// [`serve`], with the paths `direct` claims answered by it rather than by `router`.
+pub async fn serve_with<D: Direct>(
+    listener: TcpListener,
+    router: Router,
+    direct: Option<Arc<D>>,
     limits: Limits,
     refused: metrics::Counter,
     stop: impl Future<Output = ()>,
@@ -112,7 +168,8 @@ pub async fn serve(
         };
         // Small responses go out at once rather than waiting on Nagle and delayed ACKs.
         let _ = stream.set_nodelay(true);
-        let conn = connection(stream, peer, router.clone(), limits, stop_rx.clone(), slot);
+        let services = (router.clone(), direct.clone());
+        let conn = connection(stream, peer, services, limits, stop_rx.clone(), slot);
         let open = open_rx.clone();
         tokio::spawn(async move {
             conn.await;
@@ -126,10 +183,10 @@ pub async fn serve(
 }
 
 /// One connection, from accept to close.
-async fn connection(
+async fn connection<D: Direct>(
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    router: Router,
+    (router, direct): (Router, Option<Arc<D>>),
     limits: Limits,
     mut stop: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
@@ -146,16 +203,20 @@ async fn connection(
             // writes it, and a reader too slow to take it meets the idle timeout.
             let busy = Busy::start(&clock);
             let router = router.clone();
+            let direct = direct.clone();
             let clock = clock.clone();
             async move {
-                let mut req = req.map(Body::new);
-                if limits.peer_addr {
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                }
-                let resp = router.oneshot(req).await;
+                let req = req.map(Body::new);
+                let claimed = direct.and_then(|d| Some((d.claim(req.uri().path())?, d)));
+                let resp = match claimed {
+                    Some((claim, d)) => d.call(claim, req, limits.peer_addr.then_some(peer)).await,
+                    None => match router.oneshot(req).await {
+                        Ok(resp) => resp,
+                        Err(never) => match never {},
+                    },
+                };
                 drop(busy);
-                resp.map(|resp| match resp.extensions().get::<AnswerDeadline>() {
+                Ok::<_, Infallible>(match resp.extensions().get::<AnswerDeadline>() {
                     Some(&AnswerDeadline(by)) => {
                         clock.answer_by(by);
                         resp.map(|body| {
@@ -167,7 +228,6 @@ async fn connection(
                     }
                     None => resp,
                 })
-                .map_err(|never| -> Infallible { match never {} })
             }
         })
     };

@@ -4,8 +4,10 @@
 //! access log takes only the metrics. The state depends on the building blocks (config, auth,
 //! upstream, recorder), never on a feature, so no module cycle runs through it.
 
+use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
@@ -180,39 +182,87 @@ impl AppState {
         ))
     }
 
-    /// Reads a request body: at most `server.max_body_bytes` (413), complete by `deadline`
-    /// (408), and only while one of `server.max_concurrency` body permits is free (503).
-    pub(crate) async fn receive_body(
+    /// The one way a request body is read (the proxy's and `/tokens`'): `admit` decides first
+    /// whether the caller may make this request at all, and a refused request's body is left
+    /// unread (its connection is closed after the answer), so a caller that may not call holds
+    /// nothing while it sends a slow body. Then the body: at most `server.max_body_bytes`
+    /// (413), complete by the deadline of `rules` (408), and for the proxy only while one of
+    /// `server.max_concurrency` body permits is free (503), given back once the body is in.
+    /// Returns the verdict whatever happens (it names the caller for the access log), with
+    /// the body or the refusal.
+    pub(crate) async fn receive<V: Verdict>(
         &self,
+        rules: BodyRules,
         headers: &HeaderMap,
         body: Body,
-        deadline: Instant,
-    ) -> Result<Bytes, ApiError> {
+        admit: impl Future<Output = V>,
+    ) -> (V, Result<Bytes, V::Refusal>) {
+        let mut verdict = admit.await;
+        if let Some(refusal) = verdict.refusal() {
+            return (verdict, Err(refusal));
+        }
         // A request without a body (most GETs) takes no body permit.
         if http_body::Body::is_end_stream(&body) {
-            return Ok(Bytes::new());
+            return (verdict, Ok(Bytes::new()));
         }
-        let _receiving = self
-            .body_limiter
-            .try_acquire()
-            .map_err(|_| self.overloaded("request bodies being received"))?;
-        self.read_body_until(headers, body, deadline).await
+        let (deadline, key) = match rules {
+            BodyRules::Proxy { deadline } => (deadline, "upstream.deadline_ms"),
+            BodyRules::Tokens { timeout } => (Instant::now() + timeout, "tokens.body_timeout_ms"),
+        };
+        let _receiving = match rules {
+            BodyRules::Proxy { .. } => match self.body_limiter.try_acquire() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let refusal = self.overloaded("request bodies being received");
+                    return (verdict, Err(refusal.into()));
+                }
+            },
+            BodyRules::Tokens { .. } => None,
+        };
+        let limit = self.config.server.max_body_bytes;
+        let read = tokio::time::timeout_at(deadline, read_body(headers, body, limit))
+            .await
+            .unwrap_or_else(|_| {
+                let ms = match rules {
+                    BodyRules::Proxy { .. } => self.config.upstream.deadline.as_millis(),
+                    BodyRules::Tokens { timeout } => timeout.as_millis(),
+                };
+                Err(ApiError::RequestTimeout(ms, key))
+            });
+        (verdict, read.map_err(Into::into))
     }
+}
 
-    /// Reads a request body, bounded in size and time like [`Self::receive_body`], under a
-    /// permit the caller holds (`/tokens` has its own pool).
-    pub(crate) async fn read_body_until(
-        &self,
-        headers: &HeaderMap,
-        body: Body,
+/// Whose body [`AppState::receive`] reads, which says its deadline and its pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BodyRules {
+    /// A proxied request's: by the request's deadline (`upstream.deadline_ms`, which also
+    /// bounds every attempt), under a body permit of `server.max_concurrency`.
+    Proxy {
+        /// The whole request's deadline.
         deadline: Instant,
-    ) -> Result<Bytes, ApiError> {
-        tokio::time::timeout_at(
-            deadline,
-            read_body(headers, body, self.config.server.max_body_bytes),
-        )
-        .await
-        .map_err(|_| ApiError::RequestTimeout(self.config.upstream.deadline.as_millis()))?
+    },
+    /// `/tokens`': within `tokens.body_timeout_ms` of the caller's admission, under the
+    /// `tokens.max_in_flight` permit its admission took.
+    Tokens {
+        /// `tokens.body_timeout_ms` in force.
+        timeout: Duration,
+    },
+}
+
+/// What admitting a caller decided, as [`AppState::receive`] needs it: a refusal stops the
+/// request before its body is read.
+pub(crate) trait Verdict {
+    /// The answer to a refused request (body errors become one too).
+    type Refusal: From<ApiError>;
+    /// The refusal, taken out, when the caller may not make this request.
+    fn refusal(&mut self) -> Option<Self::Refusal>;
+}
+
+impl Verdict for crate::callers::Admission {
+    type Refusal = ApiError;
+    fn refusal(&mut self) -> Option<ApiError> {
+        self.refused.take()
     }
 }
 

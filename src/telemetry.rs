@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-use crate::recorder::{CallerName, Metrics, RequestInfo};
+use crate::recorder::{Metrics, RequestRecord};
 use crate::trace::{self, Context, SpanKind, SpanRecord, Tracer};
 
 /// What [`init`] set up, for the start-up line: the level filter in force, and a `RUST_LOG`
@@ -89,9 +89,9 @@ pub fn init(format: LogFormat) -> LogSetup {
 }
 
 /// Counts a request in flight until dropped, even if the request is cancelled.
-struct InFlight<'a>(&'a Gauge);
+struct InFlight(Gauge);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }
@@ -107,83 +107,124 @@ fn fixed_route(path: &str) -> &'static str {
     }
 }
 
-/// One log line and the request metrics for every request. Runs inside the request-id
-/// layer, so `x-request-id` is always set. The request's trace context is made here, from
-/// the caller's `traceparent` or new, and the rest of the request runs in it.
+/// One request's access-log entry, from its head to its answer: [`Access::begin`] takes up
+/// the caller's trace (or starts one) and counts the request in flight; [`Access::end`]
+/// writes the one log line, records the request metrics and, when exported, the request's
+/// span, from the answer's [`RequestRecord`]. The router's middleware ([`access_log`]) and
+/// the proxy's own service both write their lines with it.
+pub struct Access {
+    started: Instant,
+    ctx: Context,
+    wall: Option<SystemTime>,
+    method: http::Method,
+    path: String,
+    request_id: String,
+    in_flight: InFlight,
+}
+
+impl Access {
+    /// Begins the entry of a request whose `x-request-id` is set.
+    pub fn begin<B>(req: &http::Request<B>, metrics: &Metrics, tracer: &Tracer) -> Self {
+        let started = Instant::now();
+        let ctx = Context::from_headers(req.headers(), tracer.exporting());
+        let wall = tracer.recording(&ctx).then(SystemTime::now);
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        metrics.in_flight.increment(1.0);
+        Self {
+            started,
+            ctx,
+            wall,
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            request_id,
+            in_flight: InFlight(metrics.in_flight.clone()),
+        }
+    }
+
+    /// The request's trace context: the caller's trace, or a new one.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Ends the entry with the request's answer.
+    pub fn end<B>(self, resp: &http::Response<B>, metrics: &Metrics, tracer: &Tracer) {
+        let Self {
+            started,
+            ctx,
+            wall,
+            method,
+            path,
+            request_id,
+            in_flight,
+        } = self;
+        drop(in_flight);
+        let fixed = RequestRecord::new(fixed_route(&path));
+        let info = resp.extensions().get::<RequestRecord>().unwrap_or(&fixed);
+        let caller: Option<&str> = info.caller.as_deref();
+        let took: Duration = started.elapsed();
+        let status = resp.status();
+        metrics.request_done(info.endpoint, status, took);
+        let duration_ms = took.as_secs_f64() * 1000.0;
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    request_id = %request_id,
+                    trace_id = %ctx.trace_id,
+                    method = %method,
+                    path = %log_safe(&path),
+                    endpoint = info.endpoint,
+                    caller,
+                    status = status.as_u16(),
+                    attempts = info.attempts,
+                    duration_ms,
+                    "request"
+                )
+            };
+        }
+        // Probes and scrapes: quiet in the logs, and no span.
+        let probe = matches!(info.endpoint, "healthz" | "readyz" | "metrics");
+        if probe {
+            line!(debug);
+        } else {
+            line!(info);
+        }
+        if let Some(start) = wall.filter(|_| !probe) {
+            tracer.record(SpanRecord {
+                trace_id: ctx.trace_id,
+                span_id: ctx.span_id,
+                parent: ctx.parent,
+                tracestate: ctx.tracestate,
+                start,
+                end: start + took,
+                kind: SpanKind::Request {
+                    method,
+                    path: capped(path, MAX_SPAN_PATH_BYTES),
+                    endpoint: info.endpoint,
+                    status: status.as_u16(),
+                    attempts: info.attempts,
+                    request_id,
+                },
+            });
+        }
+    }
+}
+
+/// One log line and the request metrics for every request the router serves. Runs inside
+/// the request-id layer, so `x-request-id` is always set. The request's trace context is
+/// made here, from the caller's `traceparent` or new, and the rest of the request runs in it.
 pub async fn access_log(
     State((metrics, tracer)): State<(Arc<Metrics>, Tracer)>,
     req: Request,
     next: Next,
 ) -> Response {
-    let started = Instant::now();
-    let ctx = Context::from_headers(req.headers(), tracer.exporting());
-    let wall = tracer.recording(&ctx).then(SystemTime::now);
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
-    metrics.in_flight.increment(1.0);
-    let guard = InFlight(&metrics.in_flight);
-    let resp = trace::scope(ctx.clone(), next.run(req)).await;
-    drop(guard);
-    let info = resp
-        .extensions()
-        .get::<RequestInfo>()
-        .copied()
-        .unwrap_or(RequestInfo {
-            endpoint: fixed_route(&path),
-            attempts: 0,
-        });
-    let caller: Option<&str> = resp.extensions().get::<CallerName>().map(|c| &*c.0);
-    let took: Duration = started.elapsed();
-    let status = resp.status();
-    metrics.request_done(info.endpoint, status, took);
-    let duration_ms = took.as_secs_f64() * 1000.0;
-    macro_rules! line {
-        ($level:ident) => {
-            tracing::$level!(
-                request_id = %request_id,
-                trace_id = %ctx.trace_id,
-                method = %method,
-                path = %log_safe(&path),
-                endpoint = info.endpoint,
-                caller,
-                status = status.as_u16(),
-                attempts = info.attempts,
-                duration_ms,
-                "request"
-            )
-        };
-    }
-    // Probes and scrapes: quiet in the logs, and no span.
-    let probe = matches!(info.endpoint, "healthz" | "readyz" | "metrics");
-    if probe {
-        line!(debug);
-    } else {
-        line!(info);
-    }
-    if let Some(start) = wall.filter(|_| !probe) {
-        tracer.record(SpanRecord {
-            trace_id: ctx.trace_id,
-            span_id: ctx.span_id,
-            parent: ctx.parent,
-            tracestate: ctx.tracestate,
-            start,
-            end: start + took,
-            kind: SpanKind::Request {
-                method,
-                path: capped(path, MAX_SPAN_PATH_BYTES),
-                endpoint: info.endpoint,
-                status: status.as_u16(),
-                attempts: info.attempts,
-                request_id,
-            },
-        });
-    }
+    let access = Access::begin(&req, &metrics, &tracer);
+    let resp = trace::scope(access.context().clone(), next.run(req)).await;
+    access.end(&resp, &metrics, &tracer);
     resp
 }
 

@@ -22,12 +22,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::time::Instant;
+use tokio::sync::SemaphorePermit;
 
 use crate::auth::jwt::{encode, Claims};
 use crate::error::ApiError;
 use crate::oidc::bearer;
-use crate::state::AppState;
+use crate::state::{AppState, BodyRules, Verdict};
 use crate::stream::{Action, FeedId, InvalidInput, Resource, UserId};
 use settings::TokensConfig;
 
@@ -325,7 +325,7 @@ impl From<ApiError> for Refused {
             ApiError::NotAllowed(_) => "policy",
             ApiError::Unauthenticated(_) => "identity_missing",
             ApiError::PayloadTooLarge(_) => "body_too_large",
-            ApiError::RequestTimeout(_) => "body_timeout",
+            ApiError::RequestTimeout(..) => "body_timeout",
             ApiError::Overloaded(_) => "overloaded",
             _ => "other",
         };
@@ -349,8 +349,9 @@ impl From<crate::oidc::Refusal> for Refused {
     }
 }
 
-/// The `POST /tokens` handler. The body is bounded in size and time like a proxied one, under
-/// a permit of `/tokens`' own pool.
+/// The `POST /tokens` handler. The caller is admitted (a permit of `/tokens`' own pool, then
+/// its identity) before its body is read, bounded in size like a proxied one and in time by
+/// `tokens.body_timeout_ms`.
 pub async fn mint(State(gw): State<Arc<AppState>>, req: Request) -> Response {
     match mint_pooled(&gw, req).await {
         Ok(r) => r,
@@ -372,19 +373,56 @@ pub async fn mint(State(gw): State<Arc<AppState>>, req: Request) -> Response {
 }
 
 async fn mint_pooled(gw: &AppState, req: Request) -> Result<Response, Refused> {
-    let _permit = gw.tokens_limiter.try_acquire().map_err(|_| {
+    let (parts, body) = req.into_parts();
+    let policy = gw.token_policy();
+    let rules = BodyRules::Tokens {
+        timeout: policy.body_timeout,
+    };
+    let admit = admit(gw, &parts.headers, &policy);
+    let (admitted, body) = gw.receive(rules, &parts.headers, body, admit).await;
+    Ok(mint_inner(gw, &policy, admitted.caller, &body?)?)
+}
+
+/// `/tokens`' admission: a permit of its own pool (`tokens.max_in_flight`), held until the
+/// answer, then who the caller is (the identity header, or a verified IdP token): both before
+/// the body is read.
+struct Admitted<'a> {
+    _permit: Option<SemaphorePermit<'a>>,
+    caller: Option<Caller>,
+    refused: Option<Refused>,
+}
+
+impl Verdict for Admitted<'_> {
+    type Refusal = Refused;
+    fn refusal(&mut self) -> Option<Refused> {
+        self.refused.take()
+    }
+}
+
+async fn admit<'a>(gw: &'a AppState, headers: &HeaderMap, cfg: &TokensConfig) -> Admitted<'a> {
+    let Ok(permit) = gw.tokens_limiter.try_acquire() else {
         gw.metrics
             .counter("gateway_overloaded_total", &[])
             .increment(1);
-        ApiError::Overloaded(format!(
+        let e = ApiError::Overloaded(format!(
             "more than {} /tokens requests in flight (tokens.max_in_flight); retry later",
             gw.config.tokens.max_in_flight
-        ))
-    })?;
-    let deadline = Instant::now() + gw.config.upstream.deadline;
-    let (parts, body) = req.into_parts();
-    let body = gw.read_body_until(&parts.headers, body, deadline).await?;
-    mint_inner(gw, &parts.headers, &body).await
+        ));
+        return Admitted {
+            _permit: None,
+            caller: None,
+            refused: Some(e.into()),
+        };
+    };
+    let (caller, refused) = match caller(gw, headers, cfg).await {
+        Ok(c) => (c, None),
+        Err(r) => (None, Some(r)),
+    };
+    Admitted {
+        _permit: Some(permit),
+        caller,
+        refused,
+    }
 }
 
 fn now_s() -> u64 {
@@ -451,12 +489,15 @@ async fn caller(
     }))
 }
 
-async fn mint_inner(gw: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, Refused> {
-    let policy = gw.token_policy();
-    let cfg = &*policy;
+/// The answer to an admitted caller's token request.
+fn mint_inner(
+    gw: &AppState,
+    cfg: &TokensConfig,
+    who: Option<Caller>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let req: TokenRequest = serde_json::from_slice(body)
         .map_err(|e| input("body", &format!("is not a token request: {e}")))?;
-    let who = caller(gw, headers, cfg).await?;
     let idp_exp = who.as_ref().and_then(|c| c.idp_exp);
     let grant = decide(&req, who.as_ref().map(|c| c.user_id.as_deref()), cfg)?;
     // A Stream token never outlives the sign-in it came from.
@@ -518,6 +559,7 @@ mod tests {
                 .map(String::from)
                 .to_vec(),
             max_in_flight: 64,
+            body_timeout: std::time::Duration::from_secs(10),
             oidc: None,
         }
     }

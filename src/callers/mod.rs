@@ -206,27 +206,6 @@ impl Callers {
         }
     }
 
-    /// [`Callers::admit`] for a request: the peer's address from its `ConnectInfo`; the
-    /// caller's name goes into `caller`, admitted or not. Admitted, the caller's in-flight
-    /// slot (none without `[callers]`), to hold until the answer is out.
-    pub async fn admit_request(
-        &self,
-        parts: &http::request::Parts,
-        endpoint: impl Into<Named>,
-        caller: &mut Option<Arc<str>>,
-    ) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
-        if !self.on.load(Ordering::Acquire) {
-            return Ok(None);
-        }
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        let admission = self.admit(&parts.headers, peer, endpoint).await;
-        *caller = admission.caller;
-        admission.refused.map_or(Ok(admission.slot), Err)
-    }
-
     /// The allow list, a free in-flight slot of the caller's, this replica's view of Stream's
     /// window, then the caller's bucket: in Redis when there is a store and it answers, else
     /// this replica's.

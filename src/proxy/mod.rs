@@ -4,46 +4,278 @@
 
 pub mod v2;
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use crate::callers::Named;
 use crate::config::BatchAuth;
 use crate::error::ApiError;
-use crate::recorder::{CallerName, RequestInfo};
-use crate::state::AppState;
-use crate::stream::endpoint::Route;
-use crate::stream::endpoint::{AuthKind, BodyKind, Idempotency};
+use crate::recorder::RequestRecord;
+use crate::state::{AppState, BodyRules};
+use crate::stream::endpoint::{AuthKind, BodyKind, Host, Idempotency, Route};
 use crate::stream::{body, query, route, Method, RouteError};
-use crate::upstream::client::{Answer, Credential, Prepared};
+use crate::trace::Context;
+use crate::upstream::client::{Answer, Credential, Prepared, Upstream};
 use crate::upstream::retry::{Outcome, Unusable};
 use crate::upstream::Tapped;
 
-/// The handler for every path under `/api/v1.0/`, `/analytics/v1.0/` and
-/// `/personalization/v1.0/`.
-pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let mut info = RequestInfo {
-        endpoint: "unknown",
-        attempts: 0,
-    };
-    let mut caller = None;
-    let mut resp = match proxy(&st, &parts, body, &mut info, &mut caller).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    resp.extensions_mut().insert(info);
-    if let Some(c) = caller {
-        resp.extensions_mut().insert(CallerName(c));
+/// The API families the proxy forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `/api/v1.0/...`, `/analytics/v1.0/...`, `/personalization/v1.0/...`: the endpoint table.
+    V1,
+    /// `/api/v2/...`: the generated operation table ([`v2`]).
+    V2,
+}
+
+impl Api {
+    /// The family a request path belongs to; `None`: not the proxy's.
+    pub fn of(path: &str) -> Option<Api> {
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if under("/api/v1.0") {
+            Some(Api::V1)
+        } else if under("/api/v2") {
+            Some(Api::V2)
+        } else if path.starts_with("/analytics/v1.0/") || path.starts_with("/personalization/v1.0/")
+        {
+            Some(Api::V1)
+        } else {
+            None
+        }
     }
+}
+
+/// Answers one proxied request of the `api` family, in the trace `trace`, from `peer` (when
+/// the listener passes it on: `[callers]` identifies callers by it). The answer carries the
+/// request's [`RequestRecord`].
+pub async fn answer(
+    st: &AppState,
+    api: Api,
+    req: Request,
+    trace: Context,
+    peer: Option<SocketAddr>,
+) -> Response {
+    match api {
+        Api::V1 => serve::<V1>(st, req, trace, peer).await,
+        Api::V2 => serve::<v2::V2>(st, req, trace, peer).await,
+    }
+}
+
+/// What differs between the API families the proxy forwards (v1.0 here, [`v2`]): how a
+/// request is matched to an endpoint, what its body must be, which credential it goes with,
+/// and the shape of a refusal. The rest is [`serve`]'s, the same for both.
+pub(crate) trait Family {
+    /// A refusal, in the family's error shape.
+    type Error: From<ApiError> + IntoResponse;
+    /// A request matched to one of the family's endpoints.
+    type Matched;
+    /// The endpoint name the access log and metrics give a request that matched none.
+    const UNMATCHED: &'static str;
+    /// Matches the request, refusing what Stream would refuse, before anything is read.
+    fn route(st: &AppState, parts: &Parts) -> Result<Self::Matched, Self::Error>;
+    /// The endpoint, for callers' allow lists and windows, logs and metrics.
+    fn named(m: &Self::Matched) -> Named;
+    /// What to send Stream, from the matched request and its body as received.
+    fn outgoing<'a>(
+        st: &'a AppState,
+        m: Self::Matched,
+        parts: &Parts,
+        body: Bytes,
+    ) -> Result<Outgoing<'a>, Self::Error>;
+}
+
+/// A request as it goes to Stream, less what every family sends alike (the method, the
+/// request id, the trace).
+pub(crate) struct Outgoing<'a> {
+    /// The client of the family's base URL.
+    pub(crate) upstream: &'a Upstream,
+    pub(crate) host: Host,
+    pub(crate) path: String,
+    /// The query to send, `api_key` included.
+    pub(crate) query: String,
+    pub(crate) body: Option<Bytes>,
+    /// The body's type when it is not JSON.
+    pub(crate) content_type: Option<http::HeaderValue>,
+    pub(crate) credential: Credential,
+    /// Whether it may be sent again after an attempt that may have reached Stream.
+    pub(crate) idempotent: bool,
+}
+
+/// One proxied request, start to answer: the [`RequestRecord`] is made here and put once in
+/// the answer's extensions.
+async fn serve<F: Family>(
+    st: &AppState,
+    req: Request,
+    trace: Context,
+    peer: Option<SocketAddr>,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let (result, record) = forward::<F>(st, &parts, body, trace, peer).await;
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    resp.extensions_mut().insert(record);
     resp
+}
+
+/// The pipeline: match, admit the caller, read the body, take a permit, send with retries,
+/// watch for a wrong secret, answer. Returns the answer (or the refusal) with the record of
+/// how far the request got.
+async fn forward<F: Family>(
+    st: &AppState,
+    parts: &Parts,
+    body: Body,
+    trace: Context,
+    peer: Option<SocketAddr>,
+) -> (Result<Response, F::Error>, RequestRecord) {
+    // One deadline for the whole request: reading the body, every attempt, every backoff.
+    let deadline = Instant::now() + st.config.upstream.deadline;
+    let mut record = RequestRecord::new(F::UNMATCHED);
+    macro_rules! or_refuse {
+        ($result:expr) => {
+            match $result {
+                Ok(v) => v,
+                Err(e) => return (Err(e.into()), record),
+            }
+        };
+    }
+    let matched = or_refuse!(F::route(st, parts));
+    let named = F::named(&matched);
+    record.endpoint = named.name;
+    // The caller's policy first, before its body is read (see `AppState::receive`). A body
+    // on a GET or DELETE is read too, and dropped: left unread, the HTTP layer closes the
+    // connection after the answer, and a client's next request on it fails (stream-python
+    // sends `{}` with every DELETE). The caller's slot is held until the answer is out.
+    let admit = st.callers.admit(&parts.headers, peer, named);
+    let rules = BodyRules::Proxy { deadline };
+    let (admission, raw) = st.receive(rules, &parts.headers, body, admit).await;
+    record.caller = admission.caller;
+    let raw = or_refuse!(raw);
+    let out = or_refuse!(F::outgoing(st, matched, parts, raw));
+    // Refuse at once beyond the limit rather than queue without bound. The permit goes with
+    // the answer's body: a request is in flight until its answer has streamed out.
+    let permit = or_refuse!(st
+        .limiter
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| st.overloaded("requests in flight")));
+    let prepared = Prepared {
+        method: parts.method.clone(),
+        host: out.host,
+        query: out.query,
+        path: out.path,
+        body: out.body,
+        content_type: out.content_type,
+        credential: out.credential,
+        request_id: parts.headers.get("x-request-id").cloned(),
+        trace,
+    };
+    let sent = st
+        .retries
+        .run(
+            // With callers configured, every answer tells the window tracker what Stream says.
+            &Tapped {
+                inner: out.upstream,
+                tap: record.caller.is_some().then_some(|a: &Answer| {
+                    st.callers.observe(named, a.status.as_u16(), &a.headers);
+                }),
+            },
+            &st.metrics,
+            &prepared,
+            out.idempotent,
+            deadline,
+            named.name,
+        )
+        .await;
+    record.attempts = sent.attempts;
+    // A wrong secret is seen on every family (one error per episode, counted).
+    let result = or_refuse!(watch_auth(st, named.name, sent.result).await);
+    let permits = (permit, admission.slot);
+    let max = st.config.upstream.max_response_bytes;
+    let mut resp = or_refuse!(finish(result, sent.attempts, max, permits));
+    // The deadline bounds the whole answer, written out included: a client that does not read
+    // it has its connection closed then, and the permits go back.
+    resp.extensions_mut()
+        .insert(crate::server::AnswerDeadline(deadline));
+    (Ok(resp), record)
+}
+
+/// Stream's v1.0 REST API, its analytics and personalization services: the endpoint table.
+struct V1;
+
+impl Family for V1 {
+    type Error = ApiError;
+    type Matched = (Route, Vec<(String, String)>);
+    const UNMATCHED: &'static str = "unknown";
+
+    fn route(st: &AppState, parts: &Parts) -> Result<Self::Matched, ApiError> {
+        check_target(st, parts)?;
+        let method = Method::parse(parts.method.as_str());
+        let route = route(method, parts.uri.path()).map_err(|e| match e {
+            RouteError::NotFound => ApiError::NotFound(parts.uri.path().to_owned()),
+            RouteError::MethodNotAllowed { allow } => ApiError::MethodNotAllowed(allow),
+            RouteError::Invalid(i) => ApiError::InvalidInput(i),
+        })?;
+        let pairs = query::check(route.endpoint, parts.uri.query())?;
+        Ok((route, pairs))
+    }
+
+    fn named(m: &Self::Matched) -> Named {
+        m.0.endpoint.into()
+    }
+
+    fn outgoing<'a>(
+        st: &'a AppState,
+        (route, pairs): Self::Matched,
+        _: &Parts,
+        raw: Bytes,
+    ) -> Result<Outgoing<'a>, ApiError> {
+        let ep = route.endpoint;
+        let (body, keyed) = if ep.body == BodyKind::None {
+            (None, false)
+        } else {
+            let checked = body::check(ep.body, &raw)?;
+            let keyed = checked.keyed;
+            (
+                Some(checked.rewritten.map(Bytes::from).unwrap_or(raw)),
+                keyed,
+            )
+        };
+        let idempotent = match ep.idempotency {
+            Idempotency::Always => true,
+            Idempotency::WithForeignIdAndTime | Idempotency::WithId => keyed,
+            Idempotency::Never => false,
+        };
+        Ok(Outgoing {
+            upstream: &st.upstream,
+            host: ep.host,
+            query: query::forward_string(&pairs, &st.config.stream.api_key),
+            credential: credential(st, &route),
+            path: route.path,
+            body,
+            content_type: None,
+            idempotent,
+        })
+    }
+}
+
+/// The checks every family makes first, on the raw target: its length, and the `api_key`
+/// it names.
+fn check_target(st: &AppState, parts: &Parts) -> Result<(), ApiError> {
+    let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > MAX_TARGET_BYTES {
+        return Err(ApiError::UriTooLong(MAX_TARGET_BYTES));
+    }
+    refuse_foreign_api_key(st, parts.uri.query())
 }
 
 /// The upstream credential for this call: an HTTP Signature for the batch calls when so
@@ -84,111 +316,6 @@ pub fn refuse_foreign_api_key(st: &AppState, raw_query: Option<&str>) -> Result<
 
 /// Longest path and query the gateway forwards (nginx's default header buffer is 8 KiB).
 pub const MAX_TARGET_BYTES: usize = 8192;
-
-async fn proxy(
-    st: &AppState,
-    parts: &Parts,
-    body: Body,
-    trace: &mut RequestInfo,
-    caller: &mut Option<Arc<str>>,
-) -> Result<Response, ApiError> {
-    // One deadline for the whole request: reading the body, every attempt, every backoff.
-    let deadline = Instant::now() + st.config.upstream.deadline;
-    let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
-    if target_len > MAX_TARGET_BYTES {
-        return Err(ApiError::UriTooLong(MAX_TARGET_BYTES));
-    }
-    refuse_foreign_api_key(st, parts.uri.query())?;
-    let method = Method::parse(parts.method.as_str());
-    let route = route(method, parts.uri.path()).map_err(|e| match e {
-        RouteError::NotFound => ApiError::NotFound(parts.uri.path().to_owned()),
-        RouteError::MethodNotAllowed { allow } => ApiError::MethodNotAllowed(allow),
-        RouteError::Invalid(i) => ApiError::InvalidInput(i),
-    })?;
-    let ep = route.endpoint;
-    trace.endpoint = ep.name;
-    let pairs = query::check(ep, parts.uri.query())?;
-
-    // The caller's policy first, before its body is read: a caller that may not make this
-    // call, or is over its rate or its `max_in_flight`, holds nothing while it sends a slow
-    // body. A refused request's body is left unread, so its connection is closed after the
-    // answer. The caller's slot is held until the answer is out.
-    let slot = st.callers.admit_request(parts, ep, caller).await?;
-    // Reading the body is part of the request, bounded by its deadline, and holds a body
-    // permit, not one of the permits below. A body on a GET or DELETE is read too, and
-    // dropped: left unread, the HTTP layer closes the connection after the answer, and a
-    // client's next request on it fails (stream-python sends `{}` with every DELETE).
-    let raw = st.receive_body(&parts.headers, body, deadline).await?;
-    let (body, keyed) = if ep.body == BodyKind::None {
-        (None, false)
-    } else {
-        let checked = body::check(ep.body, &raw)?;
-        let keyed = checked.keyed;
-        (
-            Some(checked.rewritten.map(Bytes::from).unwrap_or(raw)),
-            keyed,
-        )
-    };
-    let idempotent = match ep.idempotency {
-        Idempotency::Always => true,
-        Idempotency::WithForeignIdAndTime | Idempotency::WithId => keyed,
-        Idempotency::Never => false,
-    };
-
-    let s = &st.config.stream;
-    let credential = credential(st, &route);
-    // Refuse at once beyond the limit rather than queue without bound. The permit goes with
-    // the answer's body: a request is in flight until its answer has streamed out.
-    let permit = st
-        .limiter
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| st.overloaded("requests in flight"))?;
-    let prepared = Prepared {
-        method: parts.method.clone(),
-        host: ep.host,
-        query: query::forward_string(&pairs, &s.api_key),
-        path: route.path,
-        body,
-        content_type: None,
-        credential,
-        request_id: parts.headers.get("x-request-id").cloned(),
-        // The access log made the request's context; without it (a router built without
-        // that layer), one from the caller's headers.
-        trace: crate::trace::current().unwrap_or_else(|| {
-            crate::trace::Context::from_headers(&parts.headers, st.tracer.exporting())
-        }),
-    };
-    let result = st
-        .retries
-        .run(
-            // With callers configured, every answer tells the window tracker what Stream says.
-            &Tapped {
-                inner: &st.upstream,
-                tap: caller.is_some().then_some(|a: &Answer| {
-                    st.callers.observe(ep, a.status.as_u16(), &a.headers);
-                }),
-            },
-            &st.metrics,
-            &prepared,
-            idempotent,
-            deadline,
-            trace,
-        )
-        .await;
-    let result = watch_auth(st, ep.name, result).await?;
-    let mut resp = finish(
-        result,
-        trace.attempts,
-        st.config.upstream.max_response_bytes,
-        (permit, slot),
-    )?;
-    // The deadline bounds the whole answer, written out included: a client that does not read
-    // it has its connection closed then, and the permits go back.
-    resp.extensions_mut()
-        .insert(crate::server::AnswerDeadline(deadline));
-    Ok(resp)
-}
 
 /// Largest refusal body read to tell a wrong secret from another refusal; Stream's error
 /// bodies are a few hundred bytes.
@@ -273,7 +400,7 @@ impl http_body::Body for Holding {
     }
 }
 
-pub(crate) fn finish(
+fn finish(
     result: Result<Answer, Outcome>,
     attempts: u32,
     max_response_bytes: usize,
@@ -301,5 +428,31 @@ pub(crate) fn finish(
         Err(_) => Err(ApiError::UpstreamUnavailable(format!(
             "connection failed ({attempts} attempt(s))"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proxy_claims_its_families_paths_and_nothing_beside_them() {
+        for (path, api) in [
+            ("/api/v1.0", Some(Api::V1)),
+            ("/api/v1.0/", Some(Api::V1)),
+            ("/api/v1.0/feed/user/1/", Some(Api::V1)),
+            ("/analytics/v1.0/impression/", Some(Api::V1)),
+            ("/personalization/v1.0/x/", Some(Api::V1)),
+            ("/api/v2", Some(Api::V2)),
+            ("/api/v2/users", Some(Api::V2)),
+            ("/api/v1.0x", None),
+            ("/api/v2x/users", None),
+            ("/api/", None),
+            ("/analytics/v1.0", None),
+            ("/tokens", None),
+            ("/healthz", None),
+        ] {
+            assert_eq!(Api::of(path), api, "{path}");
+        }
     }
 }

@@ -7,25 +7,20 @@
 //! concurrency limit as v1.0. Refusals are in Stream's v2 error shape
 //! (`{"code", "message", "StatusCode", "duration", "more_info", "details"}`).
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
-use tokio::time::Instant;
 
 use crate::callers::Named;
 use crate::error::ApiError;
-use crate::recorder::{CallerName, RequestInfo};
 use crate::state::AppState;
-use crate::stream::v2::{self, V2Method, V2RouteError};
+use crate::stream::v2::{self, V2Match, V2Method, V2RouteError};
 use crate::stream::{json as strict_json, query, InvalidInput};
-use crate::upstream::client::{Answer, Credential, Prepared};
-use crate::upstream::Tapped;
+use crate::upstream::client::Credential;
+
+use super::Outgoing;
 
 /// The name logs and metrics give a v2 request that matched no operation.
 pub const UNMATCHED: &str = "v2.unknown";
@@ -112,108 +107,57 @@ impl IntoResponse for V2Error {
     }
 }
 
-/// The handler for every path under `/api/v2/`.
-pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let mut info = RequestInfo {
-        endpoint: UNMATCHED,
-        attempts: 0,
-    };
-    let mut caller = None;
-    let mut resp = match proxy(&st, &parts, body, &mut info, &mut caller).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    resp.extensions_mut().insert(info);
-    if let Some(c) = caller {
-        resp.extensions_mut().insert(CallerName(c));
-    }
-    resp
-}
+/// Stream's `/api/v2/` family: the generated operation table.
+pub(super) struct V2;
 
-async fn proxy(
-    st: &AppState,
-    parts: &Parts,
-    body: Body,
-    trace: &mut RequestInfo,
-    caller: &mut Option<Arc<str>>,
-) -> Result<Response, V2Error> {
-    let deadline = Instant::now() + st.config.upstream.deadline;
-    let Some(upstream) = st.v2_upstream.as_ref() else {
-        return Err(V2Error::not_enabled(parts.uri.path()));
-    };
-    let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
-    if target_len > super::MAX_TARGET_BYTES {
-        return Err(ApiError::UriTooLong(super::MAX_TARGET_BYTES).into());
-    }
-    // A foreign api_key is refused on this family as on v1.0, before anything else reads it.
-    super::refuse_foreign_api_key(st, parts.uri.query())?;
-    let matched =
-        v2::route(parts.method.as_str(), parts.uri.path()).map_err(|e| route_refusal(e, parts))?;
-    let op = matched.route;
-    trace.endpoint = op.name;
-    let named = Named::v2(matched.index);
-    let pairs = v2::query_pairs(parts.uri.query())?;
+impl super::Family for V2 {
+    type Error = V2Error;
+    type Matched = (V2Match, Vec<(String, String)>);
+    const UNMATCHED: &'static str = UNMATCHED;
 
-    // As on v1.0: the caller's policy first, before its body is read, so a caller that may not
-    // make this call (or is over its rate or `max_in_flight`) holds nothing while it sends a
-    // slow body; its slot is held until the answer is out.
-    let slot = st.callers.admit_request(parts, named, caller).await?;
-    let raw = st.receive_body(&parts.headers, body, deadline).await?;
-    let content_type = upload_type(op.name, &parts.headers);
-    let body = if content_type.is_some() {
-        (!raw.is_empty()).then_some(raw)
-    } else {
-        checked_body(op.method, raw)?
-    };
-    let s = &st.config.stream;
-    let permit = st
-        .limiter
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| st.overloaded("requests in flight"))?;
-    let prepared = Prepared {
-        method: parts.method.clone(),
-        query: query::forward_string(&pairs, &s.api_key),
-        path: matched.path,
-        host: crate::stream::endpoint::Host::Api,
-        body,
-        content_type,
-        credential: Credential::Jwt(st.keys.load().server_token()),
-        request_id: parts.headers.get("x-request-id").cloned(),
-        trace: crate::trace::current().unwrap_or_else(|| {
-            crate::trace::Context::from_headers(&parts.headers, st.tracer.exporting())
-        }),
-    };
-    let result = st
-        .retries
-        .run(
-            &Tapped {
-                inner: upstream,
-                tap: caller.is_some().then_some(|a: &Answer| {
-                    st.callers.observe(named, a.status.as_u16(), &a.headers);
-                }),
-            },
-            &st.metrics,
-            &prepared,
-            op.method.idempotent(),
-            deadline,
-            trace,
-        )
-        .await;
-    // A wrong secret is seen on this family too (one error per episode, counted).
-    let result = super::watch_auth(st, op.name, result).await?;
-    let mut resp = super::finish(
-        result,
-        trace.attempts,
-        st.config.upstream.max_response_bytes,
-        (permit, slot),
-    )
-    .map_err(V2Error::from)?;
-    // The deadline bounds the whole answer, written out included, as on v1.0.
-    resp.extensions_mut()
-        .insert(crate::server::AnswerDeadline(deadline));
-    Ok(resp)
+    fn route(st: &AppState, parts: &Parts) -> Result<Self::Matched, V2Error> {
+        if st.v2_upstream.is_none() {
+            return Err(V2Error::not_enabled(parts.uri.path()));
+        }
+        // A foreign api_key is refused on this family as on v1.0, before anything else reads it.
+        super::check_target(st, parts)?;
+        let matched = v2::route(parts.method.as_str(), parts.uri.path())
+            .map_err(|e| route_refusal(e, parts))?;
+        let pairs = v2::query_pairs(parts.uri.query())?;
+        Ok((matched, pairs))
+    }
+
+    fn named(m: &Self::Matched) -> Named {
+        Named::v2(m.0.index)
+    }
+
+    fn outgoing<'a>(
+        st: &'a AppState,
+        (matched, pairs): Self::Matched,
+        parts: &Parts,
+        raw: Bytes,
+    ) -> Result<Outgoing<'a>, V2Error> {
+        let Some(upstream) = st.v2_upstream.as_ref() else {
+            return Err(V2Error::not_enabled(parts.uri.path()));
+        };
+        let op = matched.route;
+        let content_type = upload_type(op.name, &parts.headers);
+        let body = if content_type.is_some() {
+            (!raw.is_empty()).then_some(raw)
+        } else {
+            checked_body(op.method, raw)?
+        };
+        Ok(Outgoing {
+            upstream,
+            host: crate::stream::endpoint::Host::Api,
+            query: query::forward_string(&pairs, &st.config.stream.api_key),
+            path: matched.path,
+            body,
+            content_type,
+            credential: Credential::Jwt(st.keys.load().server_token()),
+            idempotent: op.method.idempotent(),
+        })
+    }
 }
 
 /// Why a path matched no operation, in Stream's v2 shape.

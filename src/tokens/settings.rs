@@ -1,9 +1,11 @@
 //! `[tokens]` as read ([`TokensFile`]) and validated ([`TokensConfig`]): the policy of
 //! `POST /tokens`. A problem names its key.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use crate::settings::{positive, split_http_url, ConfigError};
+use crate::settings::{ms, positive, split_http_url, ConfigError};
 use crate::stream::{Action, Resource};
 
 /// `[tokens]` as read: the policy of `POST /tokens`.
@@ -29,6 +31,8 @@ pub struct TokensFile {
     pub app_feed_groups: Vec<String>,
     /// `/tokens` requests in flight (bodies included) before 503, apart from the proxy's.
     pub max_in_flight: u64,
+    /// How long a `/tokens` request body may take to arrive before 408.
+    pub body_timeout_ms: u64,
     /// `[tokens.oidc]`: the caller's identity from their own IdP token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oidc: Option<crate::oidc::OidcFile>,
@@ -51,6 +55,7 @@ impl Default for TokensFile {
             cors_origins: Vec::new(),
             app_feed_groups: STREAM_DEFAULT_FEED_GROUPS.map(String::from).to_vec(),
             max_in_flight: 64,
+            body_timeout_ms: 10_000,
             oidc: None,
         }
     }
@@ -77,6 +82,8 @@ pub struct TokensConfig {
     pub app_feed_groups: Vec<String>,
     /// `/tokens` requests in flight before 503 (read at start-up).
     pub max_in_flight: usize,
+    /// How long a `/tokens` request body may take to arrive before 408.
+    pub body_timeout: Duration,
     /// `[tokens.oidc]`, when set.
     pub oidc: Option<crate::oidc::OidcSettings>,
 }
@@ -136,6 +143,7 @@ impl TokensConfig {
             }
         }
         let max_in_flight = positive("tokens.max_in_flight", t.max_in_flight)?;
+        let body_timeout = ms("tokens.body_timeout_ms", t.body_timeout_ms)?;
         let cors_origins = t
             .cors_origins
             .iter()
@@ -154,6 +162,7 @@ impl TokensConfig {
             cors_origins,
             app_feed_groups,
             max_in_flight,
+            body_timeout,
             oidc,
         })
     }

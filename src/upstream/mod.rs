@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::recorder::{Metrics, RequestInfo};
+use crate::recorder::Metrics;
 use crate::trace::{SpanId, SpanKind, SpanRecord, Tracer};
 use client::{Answer, Prepared};
 use retry::{Attempted, Backoff, Decision, Outcome, RetryBudget, Stop};
@@ -58,6 +58,15 @@ impl<T: Transport + Sync, F: Fn(&Answer) + Sync> Transport for Tapped<'_, T, F> 
     }
 }
 
+/// What the retry loop ends with: the last attempt's result, and how many attempts it made.
+#[derive(Debug)]
+pub struct Sent {
+    /// Stream's last answer, or how the last attempt failed.
+    pub result: Result<Answer, Outcome>,
+    /// Attempts made, at least one.
+    pub attempts: u32,
+}
+
 /// The retry loop's settings and its shared budget.
 #[derive(Debug)]
 pub struct RetryLoop {
@@ -83,9 +92,10 @@ impl RetryLoop {
     }
 
     /// Sends `req` until an attempt's outcome is final for the policy, the retries or the
-    /// budget are spent, or `deadline` passes; returns the last attempt's result. Counts
-    /// attempts in `trace`, records attempts, their durations and retries in `metrics`, and
-    /// each attempt's span, a child of the request's, when its trace is recorded.
+    /// budget are spent, or `deadline` passes; returns the last attempt's result with the
+    /// number of attempts. Records attempts, their durations and retries in `metrics` under
+    /// `endpoint`, and each attempt's span, a child of the request's, when its trace is
+    /// recorded.
     pub async fn run(
         &self,
         transport: &impl Transport,
@@ -93,25 +103,30 @@ impl RetryLoop {
         req: &Prepared,
         idempotent: bool,
         deadline: Instant,
-        trace: &mut RequestInfo,
-    ) -> Result<Answer, Outcome> {
+        endpoint: &'static str,
+    ) -> Sent {
         self.budget.record_request(Instant::now());
         let mut retries = 0;
+        let mut attempts = 0;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            trace.attempts += 1;
+            attempts += 1;
+            let attempt = Attempt {
+                endpoint,
+                number: attempts,
+            };
             let sent = Instant::now();
             let span = SpanId::random();
             let wall = self.tracer.recording(&req.trace).then(SystemTime::now);
             let result = transport.send(req, span, self.timeout.min(remaining)).await;
             let took = sent.elapsed();
-            metrics.upstream_attempt(trace.endpoint, took);
+            metrics.upstream_attempt(endpoint, took);
             let outcome = match &result {
                 Ok(a) => a.outcome(SystemTime::now()),
                 Err(o) => *o,
             };
             if let Some(start) = wall {
-                let span = attempt_span(req, span, trace, outcome, start, took);
+                let span = attempt_span(req, span, attempt, outcome, start, took);
                 self.tracer.record(span);
             }
             let attempted = Attempted {
@@ -126,11 +141,11 @@ impl RetryLoop {
                     metrics
                         .counter(
                             "gateway_retries_total",
-                            &[("endpoint", trace.endpoint), ("reason", reason.as_str())],
+                            &[("endpoint", endpoint), ("reason", reason.as_str())],
                         )
                         .increment(1);
                     tracing::debug!(
-                        attempt = trace.attempts,
+                        attempt = attempts,
                         retryable = true,
                         reason = reason.as_str(),
                         wait_ms = after.as_millis() as u64,
@@ -140,19 +155,27 @@ impl RetryLoop {
                     retries += 1;
                 }
                 Decision::Stop(stop) => {
-                    stopped(metrics, stop, &result, trace);
-                    return result;
+                    stopped(metrics, stop, &result, attempt);
+                    return Sent { result, attempts };
                 }
             }
         }
     }
 }
 
+/// Which attempt of which endpoint's request, for its span, metrics and log fields.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    endpoint: &'static str,
+    /// 1 for the first.
+    number: u32,
+}
+
 /// The span of one attempt, a child of the request's.
 fn attempt_span(
     req: &Prepared,
     span_id: SpanId,
-    trace: &RequestInfo,
+    attempt: Attempt,
     outcome: Outcome,
     start: SystemTime,
     took: Duration,
@@ -173,8 +196,8 @@ fn attempt_span(
         end: start + took,
         kind: SpanKind::Attempt {
             method: req.method.clone(),
-            endpoint: trace.endpoint,
-            attempt: trace.attempts,
+            endpoint: attempt.endpoint,
+            attempt: attempt.number,
             outcome,
             status,
         },
@@ -182,20 +205,20 @@ fn attempt_span(
 }
 
 /// Records why the loop stopped.
-fn stopped(metrics: &Metrics, stop: Stop, result: &Result<Answer, Outcome>, trace: &RequestInfo) {
+fn stopped(metrics: &Metrics, stop: Stop, result: &Result<Answer, Outcome>, attempt: Attempt) {
     if stop == Stop::Budget {
         metrics
             .counter(
                 "gateway_retry_budget_exhausted_total",
-                &[("endpoint", trace.endpoint)],
+                &[("endpoint", attempt.endpoint)],
             )
             .increment(1);
     }
     if stop != Stop::Final {
-        tracing::debug!(attempt = trace.attempts, retryable = false, stop = ?stop, "not retrying");
+        tracing::debug!(attempt = attempt.number, retryable = false, stop = ?stop, "not retrying");
     }
     if let Err(Outcome::Unusable(u)) = result {
-        tracing::warn!(attempt = trace.attempts, unusable = ?u, "Stream's answer refused");
+        tracing::warn!(attempt = attempt.number, unusable = ?u, "Stream's answer refused");
     }
 }
 
@@ -324,24 +347,20 @@ mod tests {
         idempotent: bool,
         deadline: Duration,
     ) -> (Result<u16, Outcome>, u32, Duration) {
-        let mut trace = RequestInfo {
-            endpoint: "test",
-            attempts: 0,
-        };
         let started = Instant::now();
-        let r = l
+        let sent = l
             .run(
                 script,
                 &Metrics::new(),
                 &request(),
                 idempotent,
                 started + deadline,
-                &mut trace,
+                "test",
             )
             .await;
         (
-            r.map(|a| a.status.as_u16()),
-            trace.attempts,
+            sent.result.map(|a| a.status.as_u16()),
+            sent.attempts,
             started.elapsed(),
         )
     }
@@ -433,22 +452,21 @@ mod tests {
             inner: &script,
             tap: Some(|a: &Answer| seen.lock().push(a.status.as_u16())),
         };
-        let mut trace = RequestInfo {
-            endpoint: "test",
-            attempts: 0,
-        };
         let deadline = Instant::now() + DEADLINE;
-        let r = retry_loop(2)
+        let sent = retry_loop(2)
             .run(
                 &tapped,
                 &Metrics::new(),
                 &request(),
                 false,
                 deadline,
-                &mut trace,
+                "test",
             )
             .await;
-        assert_eq!(r.unwrap().status, 201);
+        assert_eq!(
+            (sent.result.unwrap().status.as_u16(), sent.attempts),
+            (201, 2)
+        );
         assert_eq!(*seen.lock(), [429, 201]);
     }
 

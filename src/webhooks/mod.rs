@@ -35,7 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::Keys;
 use crate::error::ApiError;
-use crate::recorder::{Metrics, RequestInfo};
+use crate::recorder::{Metrics, RequestRecord};
 use dedupe::{Claim, Dedupe, Stored};
 pub use settings::{Route, Settings, WebhooksFile};
 use signature::{Headers, Refusal};
@@ -244,9 +244,9 @@ impl Hooks {
             outcome,
             Outcome::Forwarded | Outcome::TargetError | Outcome::TargetTimeout
         ));
-        resp.extensions_mut().insert(RequestInfo {
-            endpoint: ENDPOINT,
+        resp.extensions_mut().insert(RequestRecord {
             attempts,
+            ..RequestRecord::new(ENDPOINT)
         });
         resp
     }

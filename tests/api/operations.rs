@@ -264,12 +264,43 @@ async fn read_answer(s: &mut tokio::net::TcpStream) -> String {
 }
 
 #[tokio::test]
-async fn a_tokens_body_that_does_not_arrive_in_time_is_408() {
-    let app = spawn_with(|f| f.merge(("upstream.deadline_ms", 300))).await;
+async fn a_tokens_body_that_does_not_arrive_within_tokens_body_timeout_ms_is_408() {
+    // The proxy's deadline is far longer: /tokens has a body deadline of its own.
+    let app = spawn_with(|f| {
+        f.merge(("tokens.body_timeout_ms", 300))
+            .merge(("upstream.deadline_ms", 60_000))
+    })
+    .await;
     let mut s = stalled_body(&app, "/tokens").await;
+    let started = std::time::Instant::now();
     let answer = read_answer(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("upstream.deadline_ms"), "{answer}");
+    assert!(answer.contains("tokens.body_timeout_ms"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_tokens_caller_whose_identity_is_refused_is_answered_before_its_body_arrives() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_with(|f| {
+        f.merge(("tokens.identity_header", "X-User-Id"))
+            .merge(("tokens.feed_groups", ["user"]))
+            .merge(("tokens.body_timeout_ms", 60_000))
+    })
+    .await;
+    // Two identities, and a body that never comes: the answer is the identity's refusal at
+    // once, not a timeout.
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = "POST /tokens HTTP/1.1\r\nHost: localhost\r\nX-User-Id: 1\r\nX-User-Id: 2\r\n\
+                Content-Length: 100\r\n\r\n{\"feed\"";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("must be given once"), "{answer}");
 }
 
 #[tokio::test]
