@@ -5,7 +5,8 @@
 //! - [`stream`]: the domain: ids, scopes, the endpoint table, query and body checks, the v2
 //!   route table generated from Stream's specs;
 //! - [`auth`]: JWT minting and caching, HTTP Signatures, the `Secret` type;
-//! - [`config`]: figment layers (defaults < TOML < env), validated once;
+//! - [`config`]: figment layers (defaults < TOML < env), each section validated once and assembled;
+//! - [`settings`]: what the sections' settings share: the error naming a key, plain checks;
 //! - [`error`]: the one HTTP error type, rendered as Stream's error body;
 //! - [`guard`]: the internal listener's Host, Origin and Sec-Fetch-Site checks;
 //! - [`proxy`]: one pipeline for `/api/v1.0/` and `/api/v2/`: match, admit, body, forward
@@ -18,7 +19,7 @@
 //! - [`app`]: binds, builds the routers and the proxy's own service, serves until shutdown;
 //! - [`server`]: the accept loop of each listener: connection limit, head and idle timeouts,
 //!   draining; a direct service (the proxy) for its paths, the router for the rest;
-//! - [`reload`]: the secret re-read when its file changes, the secret and `[tokens]` on SIGHUP;
+//! - [`reload`]: the secret re-read when its file changes; on SIGHUP what `config::RELOADS` names;
 //! - [`telemetry`]: the tracing subscriber and the access log;
 //! - [`trace`]: W3C trace context, the request and attempt spans, OTLP export;
 //! - [`webhooks`]: Stream's webhooks, verified and forwarded to the app's services;
@@ -37,6 +38,7 @@ pub mod proxy;
 pub mod recorder;
 pub mod reload;
 pub mod server;
+pub mod settings;
 pub mod state;
 pub mod telemetry;
 pub mod tokens;

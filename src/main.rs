@@ -1,5 +1,5 @@
 //! `stream-gateway [--config PATH] [--emulator]`: load config, init telemetry, build, serve
-//! until SIGTERM or SIGINT; SIGHUP reloads the secret and `[tokens]`.
+//! until SIGTERM or SIGINT; SIGHUP reloads the secret, `[tokens]` and `[callers]` (`config::RELOADS`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

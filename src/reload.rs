@@ -1,5 +1,6 @@
-//! Reloading while serving: the API secret when its file changes, and on request (SIGHUP) the
-//! secret and the `[tokens]` policy from the whole configuration, read again as at start-up.
+//! Reloading while serving: the API secret when its file changes, and on request (SIGHUP) what
+//! [`config::RELOADS`] names (the secret, the `[tokens]` and `[callers]` policies) from the whole
+//! configuration, read again as at start-up.
 //!
 //! One task owns the reload state. Every [`POLL`] it re-reads `stream.api_secret_file`:
 //! re-reading the path follows symlinks, so a rewrite in place (compose, an editor) and the
@@ -24,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::auth::Secret;
-use crate::config::{self, Config, ConfigError, FileConfig, EMULATOR_SECRET_PREFIX};
+use crate::config::{self, Config, ConfigError, FileConfig};
 use crate::state::AppState;
 
 /// How often the secret file is read.
@@ -225,8 +226,9 @@ impl Reloader {
         }
     }
 
-    /// Puts the secret and `[tokens]` of a valid configuration in force, and warns about every
-    /// other changed key, which keeps its running value.
+    /// Puts what [`config::RELOADS`] names of a valid configuration in force (the secret,
+    /// `[tokens]`, `[callers]`), and warns about every other changed key, which keeps its
+    /// running value.
     fn apply(&mut self, config: Config, raw: FileConfig) {
         // With the emulator and no secret named, validation makes one up: not a change.
         let named = raw.stream.api_secret_file.is_some()
@@ -246,11 +248,11 @@ impl Reloader {
         // A changed [tokens.oidc] gets a new provider, whose keys are fetched again.
         self.gw.oidc.configure(config.tokens.oidc.as_ref());
         self.gw.token_policy.store(Arc::new(config.tokens));
-        let mut changed = Vec::new();
-        changed_keys(&to_value(&self.running), &to_value(&raw), "", &mut changed);
+        let merged = merge(&self.running, &raw);
         // Only a changed [callers] is replaced: a new policy starts its buckets full, and a
         // SIGHUP for a secret rotation alone must not hand every caller a fresh burst.
-        if changed
+        if merged
+            .changed
             .iter()
             .any(|k| k == "callers" || k.starts_with("callers."))
         {
@@ -260,31 +262,18 @@ impl Reloader {
             // The server records source addresses only when [callers] is there at start-up.
             tracing::warn!("[callers] added by a reload: callers are known by their header only (not by `cidrs`) until a restart");
         }
-
-        let mut ignored = changed;
-        ignored.retain(|k| !reloaded(k));
-        if !ignored.is_empty() {
-            tracing::warn!(keys = %ignored.join(", "), "changed in the configuration, but only read at start-up: keeping the running values until a restart");
+        if !merged.ignored.is_empty() {
+            tracing::warn!(keys = %merged.ignored.join(", "), "changed in the configuration, but only read at start-up: keeping the running values until a restart");
         }
-        self.running.stream.api_secret = raw.stream.api_secret;
-        self.running.stream.api_secret_file = raw.stream.api_secret_file;
-        self.running.tokens = raw.tokens;
-        self.running.callers = raw.callers;
+        if let Some(running) = merged.running {
+            self.running = running;
+        }
         tracing::info!(
             secret_rotated = rotated,
             "configuration reloaded: the secret, [tokens] and [callers] in force are the configured ones"
         );
         self.count("ok");
     }
-}
-
-/// The keys a reload puts in force.
-fn reloaded(key: &str) -> bool {
-    key == "stream.api_secret"
-        || key == "stream.api_secret_file"
-        || (key.starts_with("tokens.") && key != "tokens.max_in_flight")
-        || key == "callers"
-        || key.starts_with("callers.")
 }
 
 fn config_error(problem: &str) -> ConfigError {
@@ -317,16 +306,101 @@ async fn settled(path: &std::path::Path, secret: &Secret) -> bool {
 
 /// Reads the secret file off the runtime's threads; the same rules as at start-up.
 async fn read_secret(path: PathBuf, emulator: bool) -> Read {
-    let text = tokio::task::spawn_blocking(move || config::secret_from_file(&path))
+    let read = tokio::task::spawn_blocking(move || config::reread_secret_file(&path, emulator))
         .await
         .unwrap_or_else(|_| Err("the file could not be read".into()));
-    match text {
+    match read {
+        Ok(secret) => Read::Secret(secret),
         Err(why) => Read::Failed(why),
-        Ok(s) if s.trim().is_empty() => Read::Failed("the file is empty".into()),
-        Ok(s) if emulator && !s.starts_with(EMULATOR_SECRET_PREFIX) => Read::Failed(format!(
-            "with the emulator the secret must start with `{EMULATOR_SECRET_PREFIX}`"
-        )),
-        Ok(s) => Read::Secret(Secret::new(s)),
+    }
+}
+
+/// What a reload changes in the running configuration (as read).
+struct Merged {
+    /// The dotted keys whose values differ (`upstream.timeout_ms`; `callers` for a section
+    /// added or removed).
+    changed: Vec<String>,
+    /// The changed keys that keep their running value, as [`config::RELOADS`] says.
+    ignored: Vec<String>,
+    /// The running configuration with the keys that reload as read (none if it does not read
+    /// back, which would be a bug: then the old one stays).
+    running: Option<FileConfig>,
+}
+
+/// Compares the running configuration with the one just read, key by key.
+fn merge(running: &FileConfig, read: &FileConfig) -> Merged {
+    let (old, new) = (to_value(running), to_value(read));
+    let mut changed = Vec::new();
+    changed_keys(&old, &new, "", &mut changed);
+    // A section added or removed whole is one key; the section's defaults stand for it where
+    // it is absent, so that its keys that do not reload are named only when they differ.
+    let defaults = {
+        let mut d = FileConfig::default();
+        d.tokens.oidc = Some(Default::default());
+        d.callers = Some(Default::default());
+        to_value(&d)
+    };
+    let value = |v: &Value, key: &str| lookup(v, key).or_else(|| lookup(&defaults, key));
+    let (mut ignored, mut merged) = (Vec::new(), old.clone());
+    for key in &changed {
+        if !config::reloads(key) {
+            ignored.push(key.clone());
+            continue;
+        }
+        set(&mut merged, key, lookup(&new, key));
+        let prefix = format!("{key}.");
+        for (under, _) in config::RELOADS
+            .iter()
+            .filter(|(k, reloads)| !reloads && k.starts_with(&prefix))
+        {
+            if value(&old, under) != value(&new, under) {
+                ignored.push((*under).to_owned());
+            }
+            if lookup(&merged, key).is_some() {
+                set(&mut merged, under, lookup(&old, under));
+            }
+        }
+    }
+    Merged {
+        changed,
+        ignored,
+        running: serde_json::from_value(merged).ok(),
+    }
+}
+
+/// The value at a dotted key, if there is one.
+fn lookup(v: &Value, key: &str) -> Option<Value> {
+    key.split('.')
+        .try_fold(v, |v, k| v.get(k))
+        .filter(|v| !v.is_null())
+        .cloned()
+}
+
+/// Sets the value at a dotted key, making the tables on the way; `None` removes it.
+fn set(v: &mut Value, key: &str, to: Option<Value>) {
+    let (parent, last) = match key.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, key),
+    };
+    let mut at = v;
+    for k in parent.into_iter().flat_map(|p| p.split('.')) {
+        let Value::Object(m) = at else { return };
+        at = m
+            .entry(k)
+            .or_insert_with(|| Value::Object(Default::default()));
+        if at.is_null() {
+            *at = Value::Object(Default::default());
+        }
+    }
+    if let Value::Object(m) = at {
+        match to {
+            Some(to) => {
+                m.insert(last.to_owned(), to);
+            }
+            None => {
+                m.remove(last);
+            }
+        }
     }
 }
 
@@ -417,6 +491,71 @@ mod tests {
     }
 
     #[test]
+    fn a_key_takes_its_longest_entry_in_the_reload_table() {
+        assert!(config::reloads("stream.api_secret_file"));
+        assert!(config::reloads("tokens.allow"));
+        assert!(config::reloads("tokens.oidc.issuer"));
+        assert!(!config::reloads("tokens.max_in_flight"));
+        assert!(config::reloads("callers"));
+        assert!(config::reloads("callers.service.batch.rate"));
+        assert!(!config::reloads("callers.redis_url"));
+        assert!(
+            !config::reloads("stream.api_secret_extra"),
+            "a whole name, not a prefix"
+        );
+        assert!(!config::reloads("stream.region"));
+        assert!(!config::reloads("upstream.timeout_ms"));
+    }
+
+    fn with_callers(toml: &str) -> FileConfig {
+        Figment::from(Serialized::defaults(FileConfig::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_merge_takes_the_keys_that_reload_and_names_the_others() {
+        let running = with_callers("[tokens]\nmax_ttl_s = 7200\nmax_in_flight = 8\n");
+        let read = with_callers(
+            "[tokens]\nmax_ttl_s = 9000\nmax_in_flight = 9\n[upstream]\ntimeout_ms = 1\n\
+             [callers]\nredis_url = \"redis://r:6379/0\"\n\
+             [callers.service.batch]\nrate = 5.0\n",
+        );
+        let m = merge(&running, &read);
+        assert_eq!(
+            m.changed,
+            [
+                "callers",
+                "tokens.max_in_flight",
+                "tokens.max_ttl_s",
+                "upstream.timeout_ms"
+            ]
+        );
+        assert_eq!(
+            m.ignored,
+            [
+                "callers.redis_url",
+                "tokens.max_in_flight",
+                "upstream.timeout_ms"
+            ],
+            "a section added whole names its keys that do not reload, and only those set"
+        );
+        let now = m.running.unwrap();
+        assert_eq!(now.tokens.max_ttl_s, 9000);
+        assert_eq!(now.tokens.max_in_flight, 8);
+        assert_eq!(now.upstream.timeout_ms, 3000);
+        let callers = now.callers.unwrap();
+        assert!(callers.service.contains_key("batch"));
+        assert_eq!(callers.redis_url, None, "the store of start-up stays");
+
+        // Removed whole: the policy goes; a store that was running is named.
+        let m = merge(&read, &running);
+        assert_eq!(m.ignored[0], "callers.redis_url");
+        assert!(m.running.unwrap().callers.is_none());
+    }
+
+    #[test]
     fn changed_keys_are_named_with_dots() {
         let mut a = FileConfig::default();
         let mut b = FileConfig::default();
@@ -439,7 +578,7 @@ mod tests {
                 "tokens.max_ttl_s"
             ]
         );
-        out.retain(|k| !reloaded(k));
+        out.retain(|k| !config::reloads(k));
         assert_eq!(
             out,
             [

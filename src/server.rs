@@ -8,6 +8,8 @@
 //! one. Here each connection keeps its own clock: a head starts with the connection, or
 //! with the first byte read while no request is being served.
 
+pub mod settings;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;

@@ -3,6 +3,8 @@
 //! every request. It needs only the metrics ([`crate::recorder`]) and the tracer
 //! ([`crate::trace`]), not the rest of the application state.
 
+pub mod settings;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

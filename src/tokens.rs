@@ -25,11 +25,13 @@ use serde_json::json;
 use tokio::sync::SemaphorePermit;
 
 use crate::auth::jwt::{encode, Claims};
-use crate::config::TokensConfig;
 use crate::error::ApiError;
 use crate::oidc::bearer;
 use crate::state::{AppState, BodyRules, Verdict};
 use crate::stream::{Action, FeedId, InvalidInput, Resource, UserId};
+use settings::TokensConfig;
+
+pub mod settings;
 
 /// A token request as sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -553,7 +555,7 @@ mod tests {
             identity_header: None,
             feed_groups: vec![],
             cors_origins: vec![],
-            app_feed_groups: crate::config::STREAM_DEFAULT_FEED_GROUPS
+            app_feed_groups: settings::STREAM_DEFAULT_FEED_GROUPS
                 .map(String::from)
                 .to_vec(),
             max_in_flight: 64,

@@ -1,30 +1,46 @@
 //! The crate's modules depend on each other in one direction: no cycle between top-level
 //! modules, and the features (`proxy`, `tokens`, `telemetry`) never depend on each other, only
 //! on the state and the building blocks. Read from the source, so a new `use` that closes a
-//! cycle fails here.
+//! cycle fails here. A section's settings (`tokens/settings.rs`, `upstream/stream_settings.rs`)
+//! count as a module of their own: `config` assembles them, their section's code reads them,
+//! and they read neither.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The top-level module a file under `src/` belongs to.
+/// The top-level module a file under `src/` belongs to (`tokens::settings` for a section's
+/// settings).
 fn module_of(path: &Path, src: &Path) -> String {
     let rel = path.strip_prefix(src).unwrap();
-    let first = rel
-        .components()
-        .next()
-        .unwrap()
-        .as_os_str()
-        .to_string_lossy();
-    first.trim_end_matches(".rs").to_owned()
+    let mut parts = rel.components().map(|c| c.as_os_str().to_string_lossy());
+    let first = parts.next().unwrap().trim_end_matches(".rs").to_owned();
+    match parts.next().map(|p| p.trim_end_matches(".rs").to_owned()) {
+        Some(second) if second.ends_with("settings") => format!("{first}::{second}"),
+        _ => first,
+    }
 }
 
-/// The top-level modules a file names through `crate::`, grouped imports included.
-fn referenced(text: &str) -> BTreeSet<String> {
+/// The module a path after `crate::` names: its first segment, or a section's settings.
+fn node(path: &str) -> String {
     let ident = |s: &str| -> String {
         s.chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect()
     };
+    let first = ident(path);
+    let second = path[first.len()..]
+        .strip_prefix("::")
+        .map(ident)
+        .unwrap_or_default();
+    if second.ends_with("settings") {
+        format!("{first}::{second}")
+    } else {
+        first
+    }
+}
+
+/// The top-level modules a file names through `crate::`, grouped imports included.
+fn referenced(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (i, _) in text.match_indices("crate::") {
         let rest = &text[i + "crate::".len()..];
@@ -37,7 +53,7 @@ fn referenced(text: &str) -> BTreeSet<String> {
                     '}' if depth == 1 => break,
                     '}' => depth -= 1,
                     ',' if depth == 1 => {
-                        out.insert(ident(item.trim()));
+                        out.insert(node(item.trim()));
                         item.clear();
                         continue;
                     }
@@ -47,9 +63,9 @@ fn referenced(text: &str) -> BTreeSet<String> {
                     item.push(c);
                 }
             }
-            out.insert(ident(item.trim()));
+            out.insert(node(item.trim()));
         } else {
-            out.insert(ident(rest));
+            out.insert(node(rest));
         }
     }
     out.retain(|m| !m.is_empty());
@@ -118,7 +134,8 @@ fn no_module_cycle_and_features_depend_only_on_the_state() {
 
 #[test]
 fn the_reader_sees_grouped_imports_and_paths() {
-    let text = "use crate::{config::Config, stream::{a, b}};\nlet x = crate::error::ApiError::X;";
+    let text = "use crate::{config::Config, stream::{a, b}};\nlet x = crate::error::ApiError::X;\n\
+                use crate::tokens::settings::TokensConfig;";
     let got: Vec<String> = referenced(text).into_iter().collect();
-    assert_eq!(got, ["config", "error", "stream"]);
+    assert_eq!(got, ["config", "error", "stream", "tokens::settings"]);
 }

@@ -802,3 +802,207 @@ fn the_webhooks_compose_example_parses_and_its_routes_validate() {
         Ok(())
     });
 }
+
+/// The code's defaults as dotted keys (`upstream.max_retries`), with `[tokens.oidc]` and
+/// `[callers]`, absent by default, at their own defaults; a key whose default is "none" or is
+/// decided at validation (`server.workers`) is `null`.
+fn code_defaults() -> std::collections::BTreeMap<String, serde_json::Value> {
+    use stream_gateway::config::FileConfig;
+    fn flatten(
+        prefix: &str,
+        v: &serde_json::Value,
+        out: &mut std::collections::BTreeMap<String, serde_json::Value>,
+    ) {
+        match v {
+            serde_json::Value::Object(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_owned(), v.clone());
+            }
+        }
+    }
+    let mut f = FileConfig::default();
+    f.tokens.oidc = Some(Default::default());
+    f.callers = Some(Default::default());
+    let mut out = std::collections::BTreeMap::new();
+    flatten("", &serde_json::to_value(&f).unwrap(), &mut out);
+    out
+}
+
+/// A default as docs/configuration.md writes it: a string bare (`""` when empty), a list as TOML.
+fn shown(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) if s.is_empty() => "\"\"".into(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|i| match i {
+                    serde_json::Value::String(s) => format!("{s:?}"),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The rows of docs/configuration.md's key table: each key (`a` / `b` names two, `b` in `a`'s
+/// section) with its default cell (`50` / `2000` gives each its own) and its meaning.
+fn documented_keys() -> Vec<(String, String, String)> {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let mut rows = Vec::new();
+    for line in page.lines() {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let (Some(keys), Some(default)) = (cells.first(), cells.get(1)) else {
+            continue;
+        };
+        let Some(keys) = keys.strip_prefix("| `") else {
+            continue;
+        };
+        let keys: Vec<&str> = keys.split(" / ").map(|k| k.trim_matches('`')).collect();
+        let defaults: Vec<&str> = if keys.len() > 1 {
+            default.split(" / ").collect()
+        } else {
+            vec![default]
+        };
+        let section = keys[0].rsplit_once('.').map_or("", |(s, _)| s);
+        for (i, key) in keys.iter().enumerate() {
+            let key = if key.contains('.') {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
+            let default = defaults.get(i).or(defaults.first()).unwrap().trim();
+            let meaning = cells.get(2).unwrap_or(&"").trim_end_matches(" |");
+            rows.push((key, default.to_owned(), meaning.to_owned()));
+        }
+    }
+    rows
+}
+
+#[test]
+fn every_default_in_the_configuration_reference_is_the_codes() {
+    let code = code_defaults();
+    let (mut compared, mut wrong) = (0, Vec::new());
+    for (key, default, _) in documented_keys() {
+        if key.contains(['*', '<']) {
+            continue; // a section or a map's entries: no one default
+        }
+        let value = code
+            .get(&key)
+            .unwrap_or_else(|| panic!("docs/configuration.md names {key}, which the code lacks"));
+        // A literal default is the cell's first word in backticks (`67108864` (64 MiB)), when
+        // it is not another key (`stream.base_url` when set, ...).
+        let literal = default
+            .strip_prefix('`')
+            .and_then(|d| d.split_once('`'))
+            .map(|(d, _)| d)
+            .filter(|d| !code.contains_key(*d));
+        match (literal, value) {
+            // A default made at validation (`https://chat.stream-io-api.com`) or "none": the
+            // file's default is none.
+            (_, serde_json::Value::Null) => {
+                if let Some(d) = literal {
+                    let computed = [(
+                        "stream.v2_base_url",
+                        stream_gateway::config::DEFAULT_V2_BASE_URL,
+                    )];
+                    if !computed.contains(&(key.as_str(), d)) {
+                        wrong.push(format!("{key}: documented {d}, the code has none"));
+                    }
+                }
+            }
+            (Some(d), v) => {
+                compared += 1;
+                if d != shown(v) {
+                    wrong.push(format!("{key}: documented {d}, the code's is {}", shown(v)));
+                }
+            }
+            (None, v) => {
+                if default.starts_with("none") || default.starts_with("required") {
+                    wrong.push(format!(
+                        "{key}: documented as none, the code's is {}",
+                        shown(v)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "docs/configuration.md: {wrong:#?}");
+    assert!(compared > 40, "too few defaults compared: {compared}");
+}
+
+#[test]
+fn every_value_the_configuration_file_shows_for_a_key_with_a_default_is_that_default() {
+    use figment::providers::{Format, Toml};
+    use figment::{Figment, Provider};
+
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml"))
+        .unwrap();
+    // Commented-out keys too: `# realtime_listen = "127.0.0.1:9999"` shows the default of a key
+    // that matters only with --emulator; an example of a key without one (`# workers = 2`, or
+    // `# feed_groups = ["user"]` whose default is the empty list) is free.
+    let live = Figment::from(Toml::string(&gateway_toml_uncommented(&text)));
+    let dict = live
+        .data()
+        .unwrap()
+        .into_values()
+        .next()
+        .unwrap_or_default();
+    let mut in_file = Vec::new();
+    keys::leaves("", &dict, &mut in_file);
+    let code = code_defaults();
+    let (mut compared, mut wrong) = (0, Vec::new());
+    for key in in_file {
+        let none = |v: &&serde_json::Value| v.is_null() || v.as_array().is_some_and(Vec::is_empty);
+        let Some(default) = code.get(&key).filter(|v| !none(v)) else {
+            continue;
+        };
+        let shown_here: serde_json::Value = live.extract_inner(&key).unwrap();
+        compared += 1;
+        if &shown_here != default {
+            wrong.push(format!(
+                "{key} = {shown_here}, the code's default is {default}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "config/gateway.toml: {wrong:#?}");
+    assert!(compared > 50, "too few defaults compared: {compared}");
+}
+
+#[test]
+fn the_configuration_reference_says_read_at_start_up_only_of_the_keys_a_reload_keeps() {
+    use stream_gateway::config::{reloads, RELOADS};
+    let mut wrong = Vec::new();
+    for (key, _, meaning) in documented_keys() {
+        // A section that reloads says which of its keys do not; elsewhere none reloads but
+        // the secret, as the page says once.
+        let section = key.split('.').next().unwrap();
+        if !RELOADS.contains(&(section, true)) || key.contains('*') {
+            continue;
+        }
+        let says = meaning.contains("read at start-up only");
+        if says == reloads(&key) {
+            wrong.push(format!(
+                "{key}: reloads {}, the reference says {meaning:?}",
+                reloads(&key)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "docs/configuration.md: {wrong:#?}");
+}

@@ -34,7 +34,7 @@ use crate::recorder::Metrics;
 use crate::stream::endpoint::{Endpoint, ENDPOINTS};
 use crate::stream::v2::{V2Route, V2_ROUTES};
 use bucket::{whole_seconds, Bucket};
-pub use settings::{CallersFile, RedisUrl, Settings, SettingsError, DEFAULT_CALLER};
+pub use settings::{CallersFile, RedisUrl, Settings, DEFAULT_CALLER};
 use shared::{Ask, Decision, Shared};
 use window::{Report, Spent, Window};
 
@@ -164,13 +164,8 @@ impl Callers {
     }
 
     /// Puts a new policy in force (`None`: none at all); requests already admitted are not
-    /// affected. Buckets start full. The Redis store is the one of start-up.
+    /// affected. Buckets start full. The Redis store is the one of start-up (`config::RELOADS`).
     pub fn replace(&self, settings: Option<&Settings>) {
-        let store = settings.and_then(|s| Some((s.redis_url.as_ref()?, s.redis_timeout)));
-        let running = self.shared.as_ref().map(|s| (s.url(), s.timeout()));
-        if settings.is_some() && store != running {
-            tracing::warn!("callers.redis_url or callers.redis_timeout_ms changed: they are read at start-up only, the running store stays until a restart");
-        }
         let policy = settings.map(|s| Arc::new(Policy::compile(s, Instant::now())));
         let on = policy.is_some();
         self.policy.store(policy);

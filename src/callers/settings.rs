@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::settings::ConfigError;
+
 use super::{named_count, named_endpoints};
 
 /// The caller that covers everyone not otherwise known.
@@ -16,7 +18,7 @@ pub const DEFAULT_CALLER: &str = "default";
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 50;
 
 /// `[callers]` as read.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CallersFile {
     /// The header naming the caller (set by the mesh or the service itself).
@@ -26,7 +28,18 @@ pub struct CallersFile {
     /// `redis://host:port/db` or `rediss://`: buckets and Stream's window shared by replicas.
     pub redis_url: Option<String>,
     /// How long a decision waits for Redis before the instance's own bucket decides (ms).
-    pub redis_timeout_ms: Option<u64>,
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for CallersFile {
+    fn default() -> Self {
+        Self {
+            identity_header: None,
+            service: BTreeMap::new(),
+            redis_url: None,
+            redis_timeout_ms: DEFAULT_REDIS_TIMEOUT_MS,
+        }
+    }
 }
 
 /// `[callers.service.<name>]` as read.
@@ -48,17 +61,8 @@ pub struct ServiceFile {
     pub max_in_flight: Option<u64>,
 }
 
-/// Why `[callers]` is refused: the dotted key and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingsError {
-    /// The dotted key.
-    pub key: String,
-    /// What is wrong.
-    pub problem: String,
-}
-
-fn problem(key: String, problem: impl Into<String>) -> SettingsError {
-    SettingsError {
+fn problem(key: String, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
         key,
         problem: problem.into(),
     }
@@ -157,7 +161,7 @@ pub struct Service {
 
 impl Settings {
     /// Validates `[callers]`; the first problem names its key.
-    pub fn validate(f: CallersFile) -> Result<Self, SettingsError> {
+    pub fn validate(f: CallersFile) -> Result<Self, ConfigError> {
         let identity_header = match f.identity_header.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(h) => Some(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
@@ -186,7 +190,7 @@ impl Settings {
                 Some(RedisUrl::parse(u).map_err(|p| problem("callers.redis_url".into(), p))?)
             }
         };
-        let redis_timeout = match f.redis_timeout_ms.unwrap_or(DEFAULT_REDIS_TIMEOUT_MS) {
+        let redis_timeout = match f.redis_timeout_ms {
             ms @ 1..=1000 => std::time::Duration::from_millis(ms),
             _ => {
                 return Err(problem(
@@ -206,7 +210,7 @@ impl Settings {
 }
 
 impl Service {
-    fn validate(name: String, s: ServiceFile) -> Result<Self, SettingsError> {
+    fn validate(name: String, s: ServiceFile) -> Result<Self, ConfigError> {
         let key = |k: &str| format!("callers.service.{name}.{k}");
         let name_ok = (1..=64).contains(&name.len())
             && name
@@ -333,7 +337,7 @@ fn parse_cidr(c: &str) -> Option<IpNet> {
 mod tests {
     use super::*;
 
-    fn service(f: ServiceFile) -> Result<Service, SettingsError> {
+    fn service(f: ServiceFile) -> Result<Service, ConfigError> {
         Service::validate("svc".into(), f)
     }
 
@@ -558,20 +562,21 @@ mod tests {
 
     #[test]
     fn the_redis_timeout_is_50_ms_unless_set_between_1_and_1000() {
-        let with = |ms: Option<u64>| {
+        let with = |ms: u64| {
             Settings::validate(CallersFile {
                 redis_timeout_ms: ms,
                 ..Default::default()
             })
         };
         use std::time::Duration;
-        assert_eq!(with(None).unwrap().redis_timeout, Duration::from_millis(50));
+        let default = CallersFile::default().redis_timeout_ms;
         assert_eq!(
-            with(Some(1000)).unwrap().redis_timeout,
-            Duration::from_secs(1)
+            with(default).unwrap().redis_timeout,
+            Duration::from_millis(50)
         );
+        assert_eq!(with(1000).unwrap().redis_timeout, Duration::from_secs(1));
         for bad in [0, 1001] {
-            assert_eq!(with(Some(bad)).unwrap_err().key, "callers.redis_timeout_ms");
+            assert_eq!(with(bad).unwrap_err().key, "callers.redis_timeout_ms");
         }
     }
 

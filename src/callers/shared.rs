@@ -197,16 +197,6 @@ impl Shared {
         tokio::spawn(self.clone().keep_connected());
     }
 
-    /// The URL this store was built for.
-    pub fn url(&self) -> &RedisUrl {
-        &self.url
-    }
-
-    /// `callers.redis_timeout_ms` of this store.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// Whether decisions go to Redis now.
     pub fn is_up(&self) -> bool {
         self.conn.load().is_some()

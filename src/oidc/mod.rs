@@ -32,7 +32,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-pub use settings::{OidcFile, OidcSettings, OneOrMany, SettingsError};
+pub use settings::{OidcFile, OidcSettings, OneOrMany};
 
 use crate::error::ApiError;
 use crate::net::Dns;

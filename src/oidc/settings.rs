@@ -8,11 +8,13 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 
+use crate::settings::ConfigError;
+
 /// `tokens.oidc.leeway_s` at most: a clock further off than this is a broken clock.
 pub const MAX_LEEWAY_S: u64 = 300;
 
 /// `[tokens.oidc]` as read.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OidcFile {
     /// The exact `iss` of the tokens.
@@ -22,13 +24,30 @@ pub struct OidcFile {
     /// Where the keys are; none: the discovery document's `jwks_uri`.
     pub jwks_url: Option<String>,
     /// The claim naming the Stream user id.
-    pub user_claim: Option<String>,
+    pub user_claim: String,
     /// Signature algorithms taken.
-    pub algorithms: Option<Vec<String>>,
+    pub algorithms: Vec<String>,
     /// Clock skew allowed on `exp`, `nbf` and `iat`, seconds.
-    pub leeway_s: Option<u64>,
+    pub leeway_s: u64,
     /// Shortest time between two fetches caused by unknown `kid`s, seconds.
-    pub refetch_interval_s: Option<u64>,
+    pub refetch_interval_s: u64,
+}
+
+impl Default for OidcFile {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            jwks_url: None,
+            user_claim: "sub".into(),
+            algorithms: DEFAULT_ALGORITHMS
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect(),
+            leeway_s: 30,
+            refetch_interval_s: 30,
+        }
+    }
 }
 
 /// A string or a list of strings (`audience = "app"` or `audience = ["app", "api"]`).
@@ -57,17 +76,8 @@ pub struct OidcSettings {
     pub refetch_interval: Duration,
 }
 
-/// Why `[tokens.oidc]` is refused: the dotted key and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingsError {
-    /// The dotted key.
-    pub key: String,
-    /// What is wrong.
-    pub problem: String,
-}
-
-fn problem(key: &str, problem: impl Into<String>) -> SettingsError {
-    SettingsError {
+fn problem(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
         key: format!("tokens.oidc.{key}"),
         problem: problem.into(),
     }
@@ -79,7 +89,7 @@ pub const DEFAULT_ALGORITHMS: [Algorithm; 3] =
 
 impl OidcSettings {
     /// Validates `[tokens.oidc]`.
-    pub fn validate(f: OidcFile) -> Result<Self, SettingsError> {
+    pub fn validate(f: OidcFile) -> Result<Self, ConfigError> {
         let issuer = f
             .issuer
             .filter(|s| !s.trim().is_empty())
@@ -100,22 +110,19 @@ impl OidcSettings {
         if let Some(u) = &jwks_url {
             https_or_loopback(u).map_err(|e| problem("jwks_url", e))?;
         }
-        let user_claim = f.user_claim.unwrap_or_else(|| "sub".into());
+        let user_claim = f.user_claim;
         if user_claim.trim().is_empty() {
             return Err(problem("user_claim", "must name a claim"));
         }
-        let algorithms = match f.algorithms {
-            None => DEFAULT_ALGORITHMS.to_vec(),
-            Some(names) => parse_algorithms(&names)?,
-        };
-        let leeway_s = f.leeway_s.unwrap_or(30);
+        let algorithms = parse_algorithms(&f.algorithms)?;
+        let leeway_s = f.leeway_s;
         if leeway_s > MAX_LEEWAY_S {
             return Err(problem(
                 "leeway_s",
                 format!("must be at most {MAX_LEEWAY_S}"),
             ));
         }
-        let refetch = f.refetch_interval_s.unwrap_or(30);
+        let refetch = f.refetch_interval_s;
         if refetch == 0 {
             return Err(problem("refetch_interval_s", "must be at least 1"));
         }
@@ -139,7 +146,7 @@ impl OidcSettings {
     }
 }
 
-fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, SettingsError> {
+fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, ConfigError> {
     if names.is_empty() {
         return Err(problem("algorithms", "must name at least one algorithm"));
     }
@@ -235,14 +242,14 @@ mod tests {
     fn hmac_and_none_stop_start_up() {
         for bad in ["HS256", "HS512", "none", "NONE"] {
             let mut f = file();
-            f.algorithms = Some(vec!["RS256".into(), bad.into()]);
+            f.algorithms = vec!["RS256".into(), bad.into()];
             assert!(refused(f).starts_with("tokens.oidc.algorithms: "), "{bad}");
         }
         let mut f = file();
-        f.algorithms = Some(vec!["RS1024".into()]);
+        f.algorithms = vec!["RS1024".into()];
         assert!(refused(f).contains("is not an algorithm"));
         let mut f = file();
-        f.algorithms = Some(vec![]);
+        f.algorithms = vec![];
         assert!(refused(f).contains("at least one"));
     }
 
@@ -288,16 +295,16 @@ mod tests {
     #[test]
     fn leeway_and_refetch_interval_are_bounded() {
         let mut f = file();
-        f.leeway_s = Some(301);
+        f.leeway_s = 301;
         assert!(refused(f).starts_with("tokens.oidc.leeway_s"));
         let mut f = file();
-        f.leeway_s = Some(300);
+        f.leeway_s = 300;
         assert!(OidcSettings::validate(f).is_ok());
         let mut f = file();
-        f.refetch_interval_s = Some(0);
+        f.refetch_interval_s = 0;
         assert!(refused(f).starts_with("tokens.oidc.refetch_interval_s"));
         let mut f = file();
-        f.user_claim = Some(" ".into());
+        f.user_claim = " ".into();
         assert!(refused(f).starts_with("tokens.oidc.user_claim"));
     }
 }

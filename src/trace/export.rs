@@ -27,8 +27,8 @@ use metrics::Counter;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::settings::TelemetryConfig;
 use super::{otlp, Context, SpanRecord};
-use crate::config::TelemetryConfig;
 use crate::net::Dns;
 use crate::recorder::Metrics;
 

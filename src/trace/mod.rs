@@ -10,6 +10,7 @@
 pub mod context;
 pub mod export;
 pub mod otlp;
+pub mod settings;
 
 use std::future::Future;
 use std::time::SystemTime;

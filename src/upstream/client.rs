@@ -31,9 +31,9 @@ use tokio::net::TcpStream;
 use tower::{Service, ServiceExt};
 
 use super::retry::{retry_wait, Outcome, Unusable};
+use super::settings::UpstreamConfig;
 use super::Transport;
 use crate::auth::{httpsig, Secret};
-use crate::config::UpstreamConfig;
 use crate::net::Dns;
 use crate::stream::endpoint::Host;
 use crate::trace::{SpanId, TRACEPARENT, TRACESTATE};

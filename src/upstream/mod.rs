@@ -8,17 +8,19 @@
 pub mod auth_failures;
 pub mod client;
 pub mod retry;
+pub mod settings;
+pub mod stream_settings;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::config::UpstreamConfig;
 use crate::recorder::Metrics;
 use crate::trace::{SpanId, SpanKind, SpanRecord, Tracer};
 use client::{Answer, Prepared};
 use retry::{Attempted, Backoff, Decision, Outcome, RetryBudget, Stop};
+use settings::UpstreamConfig;
 
 /// One attempt against Stream: what the retry loop needs of an HTTP client.
 pub trait Transport {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::settings::ConfigError;
+
 /// `webhooks.timeout_ms` by default: Stream gives a push webhook 3 s, the target gets less.
 pub const DEFAULT_TIMEOUT_MS: u64 = 2500;
 /// `webhooks.max_body_bytes` by default: 4 MiB.
@@ -66,17 +68,8 @@ pub struct RouteFile {
     pub forward_to: Option<String>,
 }
 
-/// Why `[webhooks]` is refused: the dotted key and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingsError {
-    /// The dotted key.
-    pub key: String,
-    /// What is wrong.
-    pub problem: String,
-}
-
-fn problem(key: String, problem: impl Into<String>) -> SettingsError {
-    SettingsError {
+fn problem(key: String, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
         key,
         problem: problem.into(),
     }
@@ -116,7 +109,7 @@ impl Default for Settings {
 
 impl Settings {
     /// Validates `[webhooks]`; the first problem names its key.
-    pub fn validate(f: WebhooksFile) -> Result<Self, SettingsError> {
+    pub fn validate(f: WebhooksFile) -> Result<Self, ConfigError> {
         let timeout = match f.timeout_ms {
             ms @ 1..=60_000 => Duration::from_millis(ms),
             _ => {
@@ -169,7 +162,7 @@ impl Settings {
 }
 
 impl Route {
-    fn validate(name: String, r: RouteFile) -> Result<Self, SettingsError> {
+    fn validate(name: String, r: RouteFile) -> Result<Self, ConfigError> {
         let key = |k: &str| format!("webhooks.routes.{name}.{k}");
         let name_ok = (1..=64).contains(&name.len())
             && name
@@ -256,7 +249,7 @@ fn check_target(u: &str) -> Result<http::Uri, String> {
 mod tests {
     use super::*;
 
-    fn with_route(path: &str, forward_to: &str) -> Result<Settings, SettingsError> {
+    fn with_route(path: &str, forward_to: &str) -> Result<Settings, ConfigError> {
         let mut f = WebhooksFile::default();
         f.routes.insert(
             "chat".into(),

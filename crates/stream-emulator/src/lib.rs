@@ -36,6 +36,7 @@ mod reactions;
 pub mod realtime;
 pub mod reply;
 pub mod routes;
+pub mod settings;
 pub mod state;
 pub mod store;
 mod users;
