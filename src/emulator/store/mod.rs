@@ -22,11 +22,13 @@ use crate::stream::{parse_time, FeedId};
 
 pub mod audit;
 pub mod changes;
+mod collections;
 pub mod enrich;
 pub mod export;
 pub mod groups;
 pub mod import;
 pub mod objects;
+mod users;
 
 use groups::{FeedGroups, GroupState};
 
@@ -79,9 +81,9 @@ pub struct Store {
     /// Reactions by id.
     pub reactions: HashMap<String, Map<String, Value>>,
     /// Collection entries by (collection, id).
-    pub collections: HashMap<(String, String), Map<String, Value>>,
+    collections: HashMap<(String, String), Map<String, Value>>,
     /// Users by id.
-    pub users: HashMap<String, Map<String, Value>>,
+    users: HashMap<String, Map<String, Value>>,
     /// The kind of each feed group.
     groups: FeedGroups,
     /// Group ids and seen/read state, by feed and group.
