@@ -28,6 +28,7 @@ pub mod export;
 pub mod groups;
 pub mod import;
 pub mod objects;
+pub mod reactions;
 mod users;
 
 use groups::{FeedGroups, GroupState};
@@ -79,7 +80,7 @@ pub struct Store {
     feeds: HashMap<String, Vec<Entry>>,
     follows: Vec<Follow>,
     /// Reactions by id.
-    pub reactions: HashMap<String, Map<String, Value>>,
+    reactions: HashMap<String, Map<String, Value>>,
     /// Collection entries by (collection, id).
     collections: HashMap<(String, String), Map<String, Value>>,
     /// Users by id.
