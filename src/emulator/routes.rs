@@ -13,8 +13,8 @@ use axum::Router;
 use super::reply::stream_error;
 use super::state::EmulatorState;
 use super::{
-    activities, admin, analytics, audit_logs, collections, console, feeds, reactions, realtime,
-    users, v2, webhooks,
+    activities, admin, analytics, audit_logs, collections, console, feeds, intercept, reactions,
+    realtime, users, v2, webhooks,
 };
 
 /// The emulator's router.
@@ -30,7 +30,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         .fallback(|| async { stream_error(404, 16, "DoesNotExistException", "no such endpoint") })
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            admin::faults_and_log,
+            intercept::faults_and_log,
         ));
     // Every admin route that changes something refuses another site's page
     // ([`console::same_origin`]); reads pass.
