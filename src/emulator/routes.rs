@@ -220,3 +220,103 @@ fn service_routes() -> Router<Arc<EmulatorState>> {
 fn v1(path: &str) -> String {
     format!("/api/v1.0{path}")
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::auth::Secret;
+    use crate::emulator::{EmulatorConfig, FeedGroups};
+    use crate::stream::{Endpoint, ENDPOINTS};
+
+    /// A value for a path parameter of the endpoint table, by its name.
+    fn sample(param: &str) -> &'static str {
+        match param {
+            "slug" => "user",
+            "user_id" => "42",
+            "target" => "timeline:7",
+            "collection_name" => "food",
+            "resource" => "items",
+            "kind" => "like",
+            _ => "x1",
+        }
+    }
+
+    /// One segment of a row's pattern: its literal aliases (`follows|following`), the values
+    /// of a fixed set (`{lookup:a|b}`), or a sample of a parameter (`{slug}`).
+    fn segment(s: &str) -> Vec<String> {
+        match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(p) => match p.split_once(':') {
+                Some((_, set)) => set.split('|').map(str::to_owned).collect(),
+                None => vec![sample(p).to_owned()],
+            },
+            None => s.split('|').map(str::to_owned).collect(),
+        }
+    }
+
+    /// Every concrete path a row takes: each alias, each value of a fixed set, with and
+    /// without an optional last segment (`[{kind}/]`).
+    fn paths(e: &Endpoint) -> Vec<String> {
+        let patterns = match e.pattern.split_once('[') {
+            Some((head, opt)) => vec![
+                head.to_owned(),
+                format!("{head}{}", opt.trim_end_matches(']')),
+            ],
+            None => vec![e.pattern.to_owned()],
+        };
+        let mut out = Vec::new();
+        for p in patterns {
+            let mut paths = vec![e.host.prefix().to_owned()];
+            for seg in p.split('/').filter(|s| !s.is_empty()) {
+                paths = paths
+                    .iter()
+                    .flat_map(|path| segment(seg).into_iter().map(move |v| format!("{path}{v}/")))
+                    .collect();
+            }
+            out.extend(paths);
+        }
+        out
+    }
+
+    /// A route the emulator serves refuses a call with no credentials (401 or 403, from the
+    /// route's own check); a forgotten one answers the fallback's 404 or axum's 405. (A row
+    /// whose path a wider route also matches, `reaction/get_many/` under `reaction/{id}/`,
+    /// is caught only if that route takes another method.)
+    #[tokio::test]
+    async fn the_emulator_serves_every_row_of_the_gateways_endpoint_table() {
+        let st = Arc::new(EmulatorState::new(
+            EmulatorConfig {
+                api_key: "key".into(),
+                api_secret: Secret::new("secret"),
+                strict_scopes: false,
+            },
+            FeedGroups::default(),
+        ));
+        let app = router(st);
+        let mut missing = Vec::new();
+        let mut tried = 0;
+        for e in &ENDPOINTS {
+            for path in paths(e) {
+                tried += 1;
+                let req = Request::builder()
+                    .method(e.method.as_str())
+                    .uri(&path)
+                    .body(Body::empty())
+                    .unwrap();
+                let resp = app.clone().oneshot(req).await.unwrap();
+                let status = resp.status().as_u16();
+                if !matches!(status, 401 | 403) {
+                    missing.push(format!("{} {} {path}: {status}", e.name, e.method.as_str()));
+                }
+            }
+        }
+        assert!(
+            tried > ENDPOINTS.len(),
+            "aliases and optional segments are tried too"
+        );
+        assert!(missing.is_empty(), "not served: {missing:#?}");
+    }
+}
