@@ -12,6 +12,8 @@ use super::state::EmulatorState;
 use crate::stream::{Action, Resource};
 
 type St = State<Arc<EmulatorState>>;
+/// The collection and the entry id in the route's path.
+type Entry = Path<(String, String)>;
 
 /// `POST collections/`: `{"data": {name: [entries]}}`, each entry with its `id`.
 pub(super) async fn upsert(State(st): St, call: Call, body: Bytes) -> Reply {
@@ -79,11 +81,7 @@ pub(super) async fn add(State(st): St, Path(name): Path<String>, call: Call, bod
 }
 
 /// `GET collections/{name}/{id}/`
-pub(super) async fn get(
-    State(st): St,
-    Path((name, id)): Path<(String, String)>,
-    call: Call,
-) -> Reply {
+pub(super) async fn get(State(st): St, Path((name, id)): Entry, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Collections, Action::Read))?;
     let e = st.store().entry_view(&name, &id);
     Ok(ok(e.ok_or_else(|| not_found("collection entry"))?))
@@ -92,7 +90,7 @@ pub(super) async fn get(
 /// `PUT collections/{name}/{id}/`
 pub(super) async fn update(
     State(st): St,
-    Path((name, id)): Path<(String, String)>,
+    Path((name, id)): Entry,
     call: Call,
     body: Bytes,
 ) -> Reply {
@@ -103,11 +101,7 @@ pub(super) async fn update(
 }
 
 /// `DELETE collections/{name}/{id}/`
-pub(super) async fn delete(
-    State(st): St,
-    Path((name, id)): Path<(String, String)>,
-    call: Call,
-) -> Reply {
+pub(super) async fn delete(State(st): St, Path((name, id)): Entry, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Collections, Action::Delete))?;
     if !st.store().delete_entry(&name, &id) {
         return Err(not_found("collection entry"));

@@ -17,6 +17,8 @@ use super::store::IdBound;
 use crate::stream::{Action, FeedId, Resource};
 
 type St = State<Arc<EmulatorState>>;
+/// The id in the route's path.
+type ById = Path<String>;
 
 /// Default page size of a reaction filter (stream-js's default).
 const REACTION_LIMIT: usize = 10;
@@ -65,19 +67,14 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
 }
 
 /// `GET reaction/{id}/`: a soft-deleted reaction too, with its `deleted_at`.
-pub(super) async fn get(State(st): St, Path(id): Path<String>, call: Call) -> Reply {
+pub(super) async fn get(State(st): St, Path(id): ById, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Reactions, Action::Read))?;
     let r = st.store().reaction_view(&id);
     Ok(ok(r.ok_or_else(|| not_found("reaction"))?))
 }
 
 /// `PUT reaction/{id}/`
-pub(super) async fn update(
-    State(st): St,
-    Path(id): Path<String>,
-    call: Call,
-    body: Bytes,
-) -> Reply {
+pub(super) async fn update(State(st): St, Path(id): ById, call: Call, body: Bytes) -> Reply {
     st.authorize(&call, jwt(Resource::Reactions, Action::Write))?;
     let v: Map<String, Value> = json_body(&body)?;
     let data = v.get("data").and_then(Value::as_object).cloned();
@@ -87,7 +84,7 @@ pub(super) async fn update(
 }
 
 /// `DELETE reaction/{id}/` (`?soft=true` keeps it, marked deleted).
-pub(super) async fn delete(State(st): St, Path(id): Path<String>, call: Call) -> Reply {
+pub(super) async fn delete(State(st): St, Path(id): ById, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Reactions, Action::Delete))?;
     let soft = truthy(param(&call.uri, "soft"));
     if !st.store().delete_reaction(&id, soft) {

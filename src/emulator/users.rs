@@ -12,6 +12,8 @@ use super::state::EmulatorState;
 use crate::stream::{Action, Resource};
 
 type St = State<Arc<EmulatorState>>;
+/// The id in the route's path.
+type ById = Path<String>;
 
 /// `POST user/` (`?get_or_create=true` returns an existing one).
 pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
@@ -29,7 +31,7 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
 }
 
 /// `GET user/{id}/`
-pub(super) async fn get(State(st): St, Path(id): Path<String>, call: Call) -> Reply {
+pub(super) async fn get(State(st): St, Path(id): ById, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Users, Action::Read))?;
     let store = st.store();
     let mut out = store.user_view(&id).ok_or_else(|| not_found("user"))?;
@@ -42,12 +44,7 @@ pub(super) async fn get(State(st): St, Path(id): Path<String>, call: Call) -> Re
 }
 
 /// `PUT user/{id}/`
-pub(super) async fn update(
-    State(st): St,
-    Path(id): Path<String>,
-    call: Call,
-    body: Bytes,
-) -> Reply {
+pub(super) async fn update(State(st): St, Path(id): ById, call: Call, body: Bytes) -> Reply {
     st.authorize(&call, jwt(Resource::Users, Action::Write))?;
     let v: Map<String, Value> = json_body(&body)?;
     let out = st.store().update_user(&id, object(v.get("data")));
@@ -55,7 +52,7 @@ pub(super) async fn update(
 }
 
 /// `DELETE user/{id}/`
-pub(super) async fn delete(State(st): St, Path(id): Path<String>, call: Call) -> Reply {
+pub(super) async fn delete(State(st): St, Path(id): ById, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Users, Action::Delete))?;
     if !st.store().delete_user(&id) {
         return Err(not_found("user"));

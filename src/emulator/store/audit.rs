@@ -121,6 +121,17 @@ impl Store {
 }
 
 #[cfg(test)]
+impl Store {
+    /// Every entry, oldest first: entity id, action, user id.
+    pub(super) fn audit_trail(&self) -> Vec<(String, String, String)> {
+        self.audit_log
+            .iter()
+            .map(|e| (e.entity_id.clone(), e.action.clone(), e.user_id.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

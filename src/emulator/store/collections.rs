@@ -7,13 +7,9 @@ use serde_json::{json, Map, Value};
 use super::objects::entry_json;
 use super::{now_string, Store};
 
-/// Who an audit entry names for a collection entry: its `user_id`, when it has one.
-fn user_of(entry: &Map<String, Value>) -> String {
-    entry
-        .get("user_id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned()
+/// Who an audit entry names for a reaction or a collection entry: its `user_id`, if any.
+fn user_of(r: &Map<String, Value>) -> String {
+    super::objects::text(r, "user_id").to_owned()
 }
 
 /// Entries to upsert: `(collection, [(id, data)])`.
@@ -116,23 +112,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::store::audit::AuditFilter;
-
-    fn actions(s: &Store) -> Vec<(String, String, String)> {
-        s.audit_page(&AuditFilter {
-            limit: 100,
-            ..AuditFilter::default()
-        })
-        .entries
-        .iter()
-        .rev()
-        .map(|e| {
-            let f = |k: &str| e[k].as_str().unwrap().to_owned();
-            (f("entity_id"), f("action"), f("user_id"))
-        })
-        .collect()
-    }
-
     fn data(v: u32) -> Map<String, Value> {
         json!({ "v": v }).as_object().cloned().unwrap()
     }
@@ -157,7 +136,7 @@ mod tests {
 
         let t = |id: &str, action: &str, user: &str| (id.into(), action.into(), user.into());
         assert_eq!(
-            actions(&s),
+            s.audit_trail(),
             [
                 t("food:f1", "create", "ann"),
                 t("food:f1", "update", "ann"),

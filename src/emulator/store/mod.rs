@@ -682,11 +682,7 @@ impl Store {
 
 /// Who an audit log entry names for an activity: its actor.
 fn actor_of(activity: &Map<String, Value>) -> String {
-    activity
-        .get("actor")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned()
+    objects::text(activity, "actor").to_owned()
 }
 
 /// Removes the field at a dotted path (`product.color`); a path through a missing field or a

@@ -40,11 +40,9 @@ pub enum AddRefused {
     Taken,
 }
 
+/// Who an audit entry names for a reaction or a collection entry: its `user_id`, if any.
 fn user_of(r: &Map<String, Value>) -> String {
-    r.get("user_id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned()
+    super::objects::text(r, "user_id").to_owned()
 }
 
 impl Store {
@@ -168,7 +166,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::store::audit::AuditFilter;
 
     fn like(id: &str, parent: Option<&str>) -> NewReaction {
         NewReaction {
@@ -194,16 +191,8 @@ mod tests {
         assert!(s.restore_reaction("r1").is_some());
         assert!(s.restore_reaction("r1").is_none(), "live again");
         assert!(s.update_reaction("r1", None, None).is_some());
-        let audited = s.audit_page(&AuditFilter {
-            limit: 10,
-            ..AuditFilter::default()
-        });
-        let actions: Vec<&str> = audited
-            .entries
-            .iter()
-            .map(|e| e["action"].as_str().unwrap())
-            .collect();
-        assert_eq!(actions, ["update", "delete", "create"]);
+        let actions: Vec<String> = s.audit_trail().into_iter().map(|e| e.1).collect();
+        assert_eq!(actions, ["create", "delete", "update"]);
     }
 
     #[test]

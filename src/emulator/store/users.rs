@@ -91,25 +91,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::store::audit::AuditFilter;
-
-    fn actions(s: &Store) -> Vec<(String, String)> {
-        s.audit_page(&AuditFilter {
-            limit: 100,
-            ..AuditFilter::default()
-        })
-        .entries
-        .iter()
-        .rev()
-        .map(|e| {
-            (
-                e["entity_id"].as_str().unwrap().to_owned(),
-                e["action"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-    }
-
     fn data(name: &str) -> Map<String, Value> {
         json!({ "name": name }).as_object().cloned().unwrap()
     }
@@ -131,7 +112,7 @@ mod tests {
         assert!(!s.delete_user("ann"));
 
         assert_eq!(
-            actions(&s),
+            s.audit_trail(),
             [
                 ("ann", "create"),
                 ("ann", "update"),
@@ -139,7 +120,7 @@ mod tests {
                 ("bob", "update"),
                 ("ann", "delete"),
             ]
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .map(|(id, action)| (id.to_owned(), action.to_owned(), id.to_owned()))
         );
         assert_eq!(s.users_view(&["bob", "ann"])[0]["data"]["name"], "Robert");
         assert_eq!(s.users_view(&["bob", "ann"]).len(), 1);
