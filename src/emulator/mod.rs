@@ -39,6 +39,8 @@ pub mod requests;
 pub mod routes;
 pub mod state;
 pub mod store;
+#[cfg(test)]
+mod structure_tests;
 mod users;
 mod v2;
 pub mod verify;
