@@ -4,6 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::audit::{Change, Entity};
 use super::objects::entry_json;
 use super::{now_string, Store};
 
@@ -80,11 +81,12 @@ impl Store {
         let Some(gone) = self.collections.remove(&key(name, id)) else {
             return false;
         };
+        let user = user_of(&gone);
         self.audit(
-            "collection_entry",
+            Entity::CollectionEntry,
             &format!("{name}:{id}"),
-            "delete",
-            &user_of(&gone),
+            Change::Delete,
+            &user,
         );
         true
     }
@@ -100,11 +102,13 @@ impl Store {
     fn put_entry(&mut self, name: &str, id: &str, entry: Map<String, Value>) -> Value {
         let out = entry_json(name, id, &entry);
         let user = user_of(&entry);
-        let action = match self.collections.insert(key(name, id), entry) {
-            Some(_) => "update",
-            None => "create",
-        };
-        self.audit("collection_entry", &format!("{name}:{id}"), action, &user);
+        let action = Change::replacing(self.collections.insert(key(name, id), entry).is_some());
+        self.audit(
+            Entity::CollectionEntry,
+            &format!("{name}:{id}"),
+            action,
+            &user,
+        );
         out
     }
 }

@@ -31,6 +31,7 @@ pub mod objects;
 pub mod reactions;
 mod users;
 
+use audit::{Change, Entity};
 use groups::{FeedGroups, GroupState};
 
 /// Default `activity_copy_limit` on follow (REST docs).
@@ -249,12 +250,8 @@ impl Store {
         activity.insert("id".into(), json!(id.to_string()));
         activity.entry("foreign_id").or_insert(Value::Null);
         let actor = actor_of(&activity);
-        let action = if self.activities.contains_key(&id) {
-            "update"
-        } else {
-            "create"
-        };
-        self.audit("activity", &id.to_string(), action, &actor);
+        let action = Change::replacing(self.activities.contains_key(&id));
+        self.audit(Entity::Activity, &id.to_string(), action, &actor);
         self.activities.insert(id, activity);
         (time, id)
     }
@@ -335,7 +332,7 @@ impl Store {
             .get(&found)
             .map(actor_of)
             .unwrap_or_default();
-        self.audit("activity", &found.to_string(), "delete", &actor);
+        self.audit(Entity::Activity, &found.to_string(), Change::Delete, &actor);
         true
     }
 
@@ -553,7 +550,7 @@ impl Store {
             _ => return None,
         };
         let actor = self.activities.get(&id).map(actor_of)?;
-        self.audit("activity", &id.to_string(), "update", &actor);
+        self.audit(Entity::Activity, &id.to_string(), Change::Update, &actor);
         let a = self.activities.get_mut(&id)?;
         if let Some(Value::Object(set)) = change.get("set") {
             for (path, v) in set {

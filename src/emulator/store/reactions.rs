@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::stream::FeedId;
 
+use super::audit::{Change, Entity};
 use super::{now_string, Store};
 
 /// A reaction to add, as `POST reaction/` names it.
@@ -99,7 +100,7 @@ impl Store {
         for feed in &new.target_feeds {
             self.add(feed, a.clone());
         }
-        self.audit("reaction", &id, "create", &user);
+        self.audit(Entity::Reaction, &id, Change::Create, &user);
         Ok(self.reaction_view(&id).unwrap_or(Value::Null))
     }
 
@@ -127,7 +128,7 @@ impl Store {
         }
         r.insert("updated_at".into(), json!(now_string()));
         let user = user_of(r);
-        self.audit("reaction", id, "update", &user);
+        self.audit(Entity::Reaction, id, Change::Update, &user);
         self.reaction_view(id)
     }
 
@@ -143,7 +144,7 @@ impl Store {
         } else {
             self.reactions.remove(id);
         }
-        self.audit("reaction", id, "delete", &user);
+        self.audit(Entity::Reaction, id, Change::Delete, &user);
         true
     }
 

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::audit::{Change, Entity};
 use super::objects::user_json;
 use super::{now_string, Store};
 
@@ -32,7 +33,7 @@ impl Store {
         u.insert("data".into(), Value::Object(data));
         u.insert("updated_at".into(), json!(now_string()));
         let out = user_json(id, u);
-        self.audit("user", id, "update", id);
+        self.audit(Entity::User, id, Change::Update, id);
         Some(out)
     }
 
@@ -40,7 +41,7 @@ impl Store {
     pub fn delete_user(&mut self, id: &str) -> bool {
         let gone = self.users.remove(id).is_some();
         if gone {
-            self.audit("user", id, "delete", id);
+            self.audit(Entity::User, id, Change::Delete, id);
         }
         gone
     }
@@ -79,11 +80,8 @@ impl Store {
     fn put_user(&mut self, id: &str, data: Map<String, Value>) -> Value {
         let u = new_user(data);
         let out = user_json(id, &u);
-        let action = match self.users.insert(id.to_owned(), u) {
-            Some(_) => "update",
-            None => "create",
-        };
-        self.audit("user", id, action, id);
+        let action = Change::replacing(self.users.insert(id.to_owned(), u).is_some());
+        self.audit(Entity::User, id, action, id);
         out
     }
 }
