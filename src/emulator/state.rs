@@ -51,6 +51,16 @@ impl Default for Bounds {
 /// Analytics events kept for `GET /_emulator/analytics`, the oldest dropped beyond.
 pub const EVENTS_CAPACITY: usize = 10_000;
 
+/// Appends analytics events, dropping the oldest beyond [`EVENTS_CAPACITY`].
+fn keep_events(kept: &mut VecDeque<Value>, events: impl IntoIterator<Item = Value>) {
+    for e in events {
+        if kept.len() == EVENTS_CAPACITY {
+            kept.pop_front();
+        }
+        kept.push_back(e);
+    }
+}
+
 /// The emulator's state, shared by its handlers.
 #[derive(Debug)]
 pub struct EmulatorState {
@@ -135,12 +145,12 @@ impl EmulatorState {
     pub fn track(&self, kind: &str, events: Vec<serde_json::Value>) {
         let mut kept = self.analytics.lock();
         self.dirty.store(true, Ordering::SeqCst);
-        for event in events {
-            if kept.len() == EVENTS_CAPACITY {
-                kept.pop_front();
-            }
-            kept.push_back(serde_json::json!({ "kind": kind, "event": event }));
-        }
+        keep_events(
+            &mut kept,
+            events
+                .into_iter()
+                .map(|event| serde_json::json!({ "kind": kind, "event": event })),
+        );
     }
 
     /// The analytics events received so far, oldest first.
@@ -314,12 +324,7 @@ impl EmulatorState {
         if !merge {
             kept.clear();
         }
-        for e in events {
-            if kept.len() == EVENTS_CAPACITY {
-                kept.pop_front();
-            }
-            kept.push_back(e);
-        }
+        keep_events(&mut kept, events);
         Ok(())
     }
 
