@@ -656,22 +656,22 @@ impl Store {
         let slug_ok = |feed: &str, slugs: &[String]| {
             slugs.is_empty() || slugs.iter().any(|s| feed.split(':').next() == Some(s))
         };
+        // Follows whose one end is `feed` and whose other end has one of `slugs`.
+        let count = |feed: &str, end: fn(&Follow) -> (&str, &str), slugs: &[String]| {
+            let n = self
+                .follows
+                .iter()
+                .map(end)
+                .filter(|(this, other)| *this == feed && slug_ok(other, slugs))
+                .count();
+            json!({ "feed": feed, "count": n })
+        };
         let mut out = json!({});
         if let Some(f) = followers_of {
-            let n = self
-                .follows
-                .iter()
-                .filter(|x| x.target == f && slug_ok(&x.source, followers_slugs))
-                .count();
-            out["followers"] = json!({ "feed": f, "count": n });
+            out["followers"] = count(f, |x| (&x.target, &x.source), followers_slugs);
         }
         if let Some(f) = following_of {
-            let n = self
-                .follows
-                .iter()
-                .filter(|x| x.source == f && slug_ok(&x.target, following_slugs))
-                .count();
-            out["following"] = json!({ "feed": f, "count": n });
+            out["following"] = count(f, |x| (&x.source, &x.target), following_slugs);
         }
         out
     }
