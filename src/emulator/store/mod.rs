@@ -10,6 +10,11 @@
 //! Aggregated and notification feeds ([`groups`]), enrichment ([`enrich`]) and the rendering
 //! of reactions, users and entries ([`objects`]) work on the same data.
 //!
+//! The data is reached only through [`Store`]'s methods (no field is public): each change is
+//! made by one method, which writes its audit entry ([`audit`]) and keeps a soft-deleted
+//! reaction unchanged ([`reactions`]); users and collection entries have theirs in their own
+//! files.
+//!
 //! Not emulated: ranking, custom aggregation formats, open graph scraping.
 
 use std::collections::HashMap;
