@@ -230,7 +230,7 @@ mod tests {
 
     use super::*;
     use crate::auth::Secret;
-    use crate::emulator::{EmulatorConfig, FeedGroups};
+    use super::super::{EmulatorConfig, FeedGroups};
     use crate::stream::{Endpoint, EndpointId, ENDPOINTS};
 
     /// A value for a path parameter of the endpoint table, by its name.
