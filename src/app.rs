@@ -100,7 +100,7 @@ impl App {
             emu.state()
                 .set_webhook_connector(tower::util::BoxCloneSyncService::new(
                     tower::ServiceExt::map_err(
-                        crate::net::http_connector(crate::emulator::webhooks::SEND_TIMEOUT),
+                        crate::net::http_connector(crate::emulator::outbound::SEND_TIMEOUT),
                         Into::into,
                     ),
                 ));

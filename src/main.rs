@@ -137,6 +137,8 @@ async fn serve(
     if emulated {
         emulator_banner(&app, &api_key, &app_id);
     }
+    // Before anything says the gateway is up: a SIGTERM from then on drains it.
+    let stop = shutdown_signal();
     let reloads = Reloads::start(app.state().clone(), figment, load);
     #[cfg(unix)]
     if let Err(e) = reloads.on_sighup() {
@@ -154,7 +156,7 @@ async fn serve(
     if emulated {
         announce(&app);
     }
-    match app.run_until_stopped(shutdown_signal()).await {
+    match app.run_until_stopped(stop).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -260,24 +262,35 @@ fn warn_public_tokens_without_oidc(app: &App) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or SIGINT, as a future. The handlers are installed here, at the call, not when the
+/// future is first polled: a signal sent as soon as the gateway says it is listening must stop
+/// it gracefully, not kill it with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, int) = (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        );
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(term) => {},
+                () = wait(int) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

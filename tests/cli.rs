@@ -93,7 +93,7 @@ fn sigterm(child: &mut Child) -> (bool, String) {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    (status.success(), err)
+    (status.success(), format!("{status}\n{err}"))
 }
 
 #[test]

@@ -78,3 +78,56 @@ async fn audit_logs_take_no_write_method() {
     assert_eq!(r.status, 405);
     assert!(app.received().is_empty(), "refused before going upstream");
 }
+
+#[tokio::test]
+async fn batch_changes_to_users_and_collections_are_audited_once_each() {
+    let app = spawn_app().await;
+    let batch = |users: &[&str]| json!({"users": users.iter().map(|id| json!({"id": id})).collect::<Vec<_>>()});
+    for r in [
+        app.post("/users/", &batch(&["u1", "u2"])).await,
+        // An existing user without `override` is left as it is: no change, no entry.
+        app.post("/users/", &batch(&["u1"])).await,
+        app.delete("/users/?ids=u1,nobody").await,
+        app.post(
+            "/collections/",
+            &json!({"data": {"food": [{"id": "f1", "name": "pie"}]}}),
+        )
+        .await,
+        app.post(
+            "/collections/",
+            &json!({"data": {"food": [{"id": "f1", "name": "tart"}]}}),
+        )
+        .await,
+        app.delete("/collections/?collection_name=food&ids=f1,nothing")
+            .await,
+    ] {
+        assert!(r.status < 300, "{} {:?}", r.status, r.json);
+    }
+
+    let r = app.get("/audit_logs/").await;
+
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let entries: Vec<(&str, &str, &str)> = r.json["audit_logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["entity_type"].as_str().unwrap(),
+                e["entity_id"].as_str().unwrap(),
+                e["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("collection_entry", "food:f1", "delete"),
+            ("collection_entry", "food:f1", "update"),
+            ("collection_entry", "food:f1", "create"),
+            ("user", "u1", "delete"),
+            ("user", "u2", "create"),
+            ("user", "u1", "create"),
+        ]
+    );
+}

@@ -16,9 +16,6 @@ use stream_wire::Resource;
 
 type St = State<Arc<EmulatorState>>;
 
-/// Events kept for `GET /_emulator/analytics`; the oldest go first beyond it.
-pub const EVENTS_CAPACITY: usize = 10_000;
-
 /// `POST engagement/`: `{"content_list": [{...}, ...]}` (stream-python `track_engagements`,
 /// stream-go2 `TrackEngagement`).
 pub(super) async fn engagement(State(st): St, call: Call, body: Bytes) -> Reply {

@@ -57,6 +57,11 @@ pub fn jwt(resource: Resource, action: Action) -> Needed {
     Needed::Jwt(scope(resource, action, None))
 }
 
+/// Application authentication (an HTTP Signature) for every feed: the batch routes.
+pub fn app(resource: Resource, action: Action) -> Needed {
+    Needed::App(scope(resource, action, None))
+}
+
 /// Every query parameter, in order, repeated names kept.
 pub fn params(uri: &Uri) -> Vec<(String, String)> {
     form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())

@@ -19,8 +19,8 @@ use axum::Json;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::admin::Received;
 use super::reply::stream_error;
+use super::requests::Received;
 use super::state::EmulatorState;
 use stream_wire::host::{host_name, Hosts};
 

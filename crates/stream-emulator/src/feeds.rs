@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::call::{
-    comma_list, enrichment, feed_of, is_enriched, json_body, jwt, number, object, param, scope,
-    truthy, Call,
+    app, comma_list, enrichment, feed_of, is_enriched, json_body, jwt, number, object, param,
+    scope, truthy, Call,
 };
 use super::reply::{created, input_error, not_found, ok, EmuError, Reply};
 use super::state::EmulatorState;
@@ -21,17 +23,53 @@ use stream_wire::{parse_time, Action, FeedId, Resource};
 
 type St = State<Arc<EmulatorState>>;
 
-/// `GET feed/{slug}/{user}/` (and `enrich/feed/...`).
-pub(super) async fn read_feed(
-    State(st): St,
-    Path((slug, user)): Path<(String, String)>,
+/// A call on the feed of its route's `{slug}/{user}`, with the route's other parameters.
+pub(super) struct OnFeed {
     call: Call,
-) -> Reply {
-    let feed = feed_of(&slug, &user)?;
-    st.authorize(
-        &call,
-        Needed::Jwt(scope(Resource::Feed, Action::Read, Some(&feed))),
-    )?;
+    params: Vec<(String, String)>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for OnFeed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Ok(call) = Call::from_request_parts(parts, state).await;
+        Ok(Self { call, params })
+    }
+}
+
+impl OnFeed {
+    /// The route's parameter `name` (empty when it has none).
+    fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v)
+    }
+
+    /// The feed and the call, once its credentials cover `action` on `resource` for that feed
+    /// (a bad slug or user id is refused first).
+    fn authorize(
+        &self,
+        st: &EmulatorState,
+        resource: Resource,
+        action: Action,
+    ) -> Result<(FeedId, &Call), EmuError> {
+        let feed = feed_of(self.param("slug"), self.param("user"))?;
+        st.authorize(
+            &self.call,
+            Needed::Jwt(scope(resource, action, Some(&feed))),
+        )?;
+        Ok((feed, &self.call))
+    }
+}
+
+/// `GET feed/{slug}/{user}/` (and `enrich/feed/...`).
+pub(super) async fn read_feed(State(st): St, on: OnFeed) -> Reply {
+    let (feed, call) = on.authorize(&st, Resource::Feed, Action::Read)?;
     let limit = number(&call.uri, "limit", DEFAULT_LIMIT)?;
     let offset = number(&call.uri, "offset", 0)?;
     let mut bounds = Vec::new();
@@ -52,7 +90,7 @@ pub(super) async fn read_feed(
     let kind = store.kind(&name);
     if kind != FeedKind::Flat {
         return Ok(ok(read_groups(
-            &mut store, &name, kind, limit, offset, &call,
+            &mut store, &name, kind, limit, offset, call,
         )?));
     }
     let mut results = store.read(&feed, limit, offset, &bounds);
@@ -139,17 +177,8 @@ fn read_groups(
 }
 
 /// `POST feed/{slug}/{user}/`: one activity, or `{"activities": [...]}`.
-pub(super) async fn add_activity(
-    State(st): St,
-    Path((slug, user)): Path<(String, String)>,
-    call: Call,
-    body: Bytes,
-) -> Reply {
-    let feed = feed_of(&slug, &user)?;
-    st.authorize(
-        &call,
-        Needed::Jwt(scope(Resource::Feed, Action::Write, Some(&feed))),
-    )?;
+pub(super) async fn add_activity(State(st): St, on: OnFeed, body: Bytes) -> Reply {
+    let (feed, _) = on.authorize(&st, Resource::Feed, Action::Write)?;
     let v: Map<String, Value> = json_body(&body)?;
     if let Some(list) = v.get("activities") {
         let list: Vec<Map<String, Value>> = serde_json::from_value(list.clone())
@@ -187,27 +216,16 @@ fn base_fields(v: &Map<String, Value>) -> Result<(), super::reply::EmuError> {
 }
 
 /// `DELETE feed/{slug}/{user}/{activity id or foreign id}/`
-pub(super) async fn remove_activity(
-    State(st): St,
-    Path((slug, user, activity)): Path<(String, String, String)>,
-    call: Call,
-) -> Reply {
-    let feed = feed_of(&slug, &user)?;
-    st.authorize(
-        &call,
-        Needed::Jwt(scope(Resource::Feed, Action::Delete, Some(&feed))),
-    )?;
+pub(super) async fn remove_activity(State(st): St, on: OnFeed) -> Reply {
+    let (feed, call) = on.authorize(&st, Resource::Feed, Action::Delete)?;
+    let activity = on.param("activity");
     let by_foreign = truthy(param(&call.uri, "foreign_id"));
-    st.store().remove(&feed, &activity, by_foreign);
+    st.store().remove(&feed, activity, by_foreign);
     Ok(ok(json!({ "removed": activity })))
 }
 
-fn follow_page(st: &EmulatorState, slug: &str, user: &str, call: &Call, followers: bool) -> Reply {
-    let feed = feed_of(slug, user)?;
-    st.authorize(
-        call,
-        Needed::Jwt(scope(Resource::Follower, Action::Read, Some(&feed))),
-    )?;
+fn follow_page(st: &EmulatorState, on: &OnFeed, followers: bool) -> Reply {
+    let (feed, call) = on.authorize(st, Resource::Follower, Action::Read)?;
     let uri = &call.uri;
     let limit = number(uri, "limit", DEFAULT_LIMIT)?;
     let offset = number(uri, "offset", 0)?;
@@ -229,21 +247,13 @@ fn follow_page(st: &EmulatorState, slug: &str, user: &str, call: &Call, follower
 }
 
 /// `GET feed/{slug}/{user}/followers/`
-pub(super) async fn followers(
-    State(st): St,
-    Path((slug, user)): Path<(String, String)>,
-    call: Call,
-) -> Reply {
-    follow_page(&st, &slug, &user, &call, true)
+pub(super) async fn followers(State(st): St, on: OnFeed) -> Reply {
+    follow_page(&st, &on, true)
 }
 
 /// `GET feed/{slug}/{user}/follows/`
-pub(super) async fn following(
-    State(st): St,
-    Path((slug, user)): Path<(String, String)>,
-    call: Call,
-) -> Reply {
-    follow_page(&st, &slug, &user, &call, false)
+pub(super) async fn following(State(st): St, on: OnFeed) -> Reply {
+    follow_page(&st, &on, false)
 }
 
 fn copy_limit(v: Option<&Value>, default: usize) -> Result<usize, EmuError> {
@@ -260,51 +270,36 @@ fn copy_limit(v: Option<&Value>, default: usize) -> Result<usize, EmuError> {
 }
 
 /// `POST feed/{slug}/{user}/follows/`
-pub(super) async fn follow(
-    State(st): St,
-    Path((slug, user)): Path<(String, String)>,
-    call: Call,
-    body: Bytes,
-) -> Reply {
-    let source = feed_of(&slug, &user)?;
-    st.authorize(
-        &call,
-        Needed::Jwt(scope(Resource::Follower, Action::Write, Some(&source))),
-    )?;
+pub(super) async fn follow(State(st): St, on: OnFeed, body: Bytes) -> Reply {
+    let (source, _) = on.authorize(&st, Resource::Follower, Action::Write)?;
     let v: Map<String, Value> = json_body(&body)?;
-    let target = v
-        .get("target")
-        .and_then(Value::as_str)
-        .and_then(|t| FeedId::parse(t).ok())
-        .ok_or_else(|| input_error("target", "must be a feed id"))?;
+    let target = feed_field(&v, "target")?;
     let limit = copy_limit(v.get("activity_copy_limit"), DEFAULT_COPY_LIMIT)?;
     st.store().follow(&source, &target, limit);
     Ok(created(json!({})))
 }
 
 /// `DELETE feed/{slug}/{user}/follows/{target}/`
-pub(super) async fn unfollow(
-    State(st): St,
-    Path((slug, user, target)): Path<(String, String, String)>,
-    call: Call,
-) -> Reply {
-    let source = feed_of(&slug, &user)?;
-    st.authorize(
-        &call,
-        Needed::Jwt(scope(Resource::Follower, Action::Delete, Some(&source))),
-    )?;
-    let target = FeedId::parse(&target).map_err(|e| input_error("target", &e.to_string()))?;
+pub(super) async fn unfollow(State(st): St, on: OnFeed) -> Reply {
+    let (source, call) = on.authorize(&st, Resource::Follower, Action::Delete)?;
+    let target =
+        FeedId::parse(on.param("target")).map_err(|e| input_error("target", &e.to_string()))?;
     st.store()
         .unfollow(&source, &target, truthy(param(&call.uri, "keep_history")));
     Ok(ok(json!({})))
 }
 
+/// The feed id in the field `k` of a body object.
+fn feed_field(m: &Map<String, Value>, k: &str) -> Result<FeedId, EmuError> {
+    m.get(k)
+        .and_then(Value::as_str)
+        .and_then(|s| FeedId::parse(s).ok())
+        .ok_or_else(|| input_error(k, "must be a feed id"))
+}
+
 /// `POST feed/add_to_many/`: application auth.
 pub(super) async fn add_to_many(State(st): St, call: Call, body: Bytes) -> Reply {
-    st.authorize(
-        &call,
-        Needed::App(scope(Resource::Feed, Action::Write, None)),
-    )?;
+    st.authorize(&call, app(Resource::Feed, Action::Write))?;
     #[derive(Deserialize)]
     struct Body {
         activity: Map<String, Value>,
@@ -327,10 +322,7 @@ pub(super) async fn add_to_many(State(st): St, call: Call, body: Bytes) -> Reply
 
 /// `POST follow_many/`: application auth.
 pub(super) async fn follow_many(State(st): St, call: Call, body: Bytes) -> Reply {
-    st.authorize(
-        &call,
-        Needed::App(scope(Resource::Follower, Action::Write, None)),
-    )?;
+    st.authorize(&call, app(Resource::Follower, Action::Write))?;
     let list: Vec<Map<String, Value>> = json_body(&body)?;
     if list.len() > 2500 {
         return Err(input_error("body", "at most 2500 follows"));
@@ -344,38 +336,23 @@ pub(super) async fn follow_many(State(st): St, call: Call, body: Bytes) -> Reply
     };
     let mut store = st.store();
     for f in &list {
-        let get = |k: &str| {
-            f.get(k)
-                .and_then(Value::as_str)
-                .and_then(|s| FeedId::parse(s).ok())
-                .ok_or_else(|| input_error(k, "must be a feed id"))
-        };
         let limit = copy_limit(f.get("activity_copy_limit"), default)?;
-        store.follow(&get("source")?, &get("target")?, limit);
+        store.follow(&feed_field(f, "source")?, &feed_field(f, "target")?, limit);
     }
     Ok(created(json!({})))
 }
 
 /// `POST unfollow_many/`: application auth.
 pub(super) async fn unfollow_many(State(st): St, call: Call, body: Bytes) -> Reply {
-    st.authorize(
-        &call,
-        Needed::App(scope(Resource::Follower, Action::Write, None)),
-    )?;
+    st.authorize(&call, app(Resource::Follower, Action::Write))?;
     let list: Vec<Map<String, Value>> = json_body(&body)?;
     let mut store = st.store();
     for u in &list {
-        let get = |k: &str| {
-            u.get(k)
-                .and_then(Value::as_str)
-                .and_then(|s| FeedId::parse(s).ok())
-                .ok_or_else(|| input_error(k, "must be a feed id"))
-        };
         let keep = u
             .get("keep_history")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        store.unfollow(&get("source")?, &get("target")?, keep);
+        store.unfollow(&feed_field(u, "source")?, &feed_field(u, "target")?, keep);
     }
     Ok(created(json!({})))
 }
@@ -425,17 +402,8 @@ fn feed_ids(v: Option<&Value>, field: &str) -> Result<Option<Vec<String>>, EmuEr
 }
 
 /// `POST feed_targets/{slug}/{user}/activity_to_targets/`
-pub(super) async fn to_targets(
-    State(st): St,
-    Path((slug, user)): Path<(String, String)>,
-    call: Call,
-    body: Bytes,
-) -> Reply {
-    let feed = feed_of(&slug, &user)?;
-    st.authorize(
-        &call,
-        Needed::Jwt(scope(Resource::FeedTargets, Action::Write, Some(&feed))),
-    )?;
+pub(super) async fn to_targets(State(st): St, on: OnFeed, body: Bytes) -> Reply {
+    let (feed, _) = on.authorize(&st, Resource::FeedTargets, Action::Write)?;
     let v: Value = json_body(&body)?;
     let (list, one) = match &v {
         Value::Array(a) => (a.clone(), false),

@@ -8,6 +8,8 @@
 //!
 //! - [`routes`]: the one table of every route it serves, Stream's and the admin's;
 //! - [`state`]: [`EmulatorState`], the shared handle: verifier, [`store::Store`], faults, request log;
+//! - [`intercept`]: the middleware in front of Stream's routes: the request log
+//!   ([`requests`]), then the faults and rate limit set through the admin API ([`faults`]);
 //! - [`verify`]: credentials checked as Stream checks them (JWT scope, HTTP Signatures);
 //! - [`store`]: the data and Stream's feed semantics, with no HTTP inside;
 //! - [`realtime`]: Faye (Bayeux) at `/faye`: subscriptions to feeds, and the store's changes
@@ -30,11 +32,15 @@ mod audit_logs;
 pub mod call;
 mod collections;
 pub mod console;
+pub mod faults;
 mod feeds;
+pub mod intercept;
+pub mod outbound;
 pub mod persist;
 mod reactions;
 pub mod realtime;
 pub mod reply;
+pub mod requests;
 pub mod routes;
 pub mod settings;
 pub mod state;
@@ -51,8 +57,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use admin::{Fault, RateRule, Received, TokenError};
+pub use faults::{Fault, RateRule, TokenError};
 pub use realtime::{Bounds as RealtimeBounds, RealtimeSettings};
+pub use requests::Received;
 pub use routes::router;
 pub use state::{Bounds, EmulatorState};
 pub use store::groups::{FeedGroups, FeedKind};

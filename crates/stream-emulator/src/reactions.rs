@@ -9,20 +9,19 @@ use axum::extract::{Path, State};
 use serde_json::{json, Map, Value};
 
 use super::call::{comma_list, id_text, json_body, jwt, number, object, param, truthy, Call};
-use super::reply::{conflict, created, input_error, not_found, ok, stream_error, EmuError, Reply};
+use super::reply::{conflict, created, input_error, not_found, ok, stream_error, Reply};
 use super::state::EmulatorState;
 use super::store::objects::ReactionLookup;
-use super::store::{now_string, IdBound, Store};
+use super::store::reactions::{AddRefused, NewReaction};
+use super::store::IdBound;
 use stream_wire::{Action, FeedId, Resource};
 
 type St = State<Arc<EmulatorState>>;
+/// The id in the route's path.
+type ById = Path<String>;
 
 /// Default page size of a reaction filter (stream-js's default).
 const REACTION_LIMIT: usize = 10;
-
-fn view(store: &Store, id: &str) -> Result<Value, EmuError> {
-    store.reaction_view(id).ok_or_else(|| not_found("reaction"))
-}
 
 /// `POST reaction/`
 pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
@@ -32,11 +31,6 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
         .get("kind")
         .and_then(Value::as_str)
         .ok_or_else(|| input_error("kind", "is required"))?;
-    let activity = id_text(v.get("activity_id"));
-    let parent = v
-        .get("parent")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
     let targets: Vec<FeedId> = match v.get("target_feeds") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a
@@ -49,125 +43,52 @@ pub(super) async fn add(State(st): St, call: Call, body: Bytes) -> Reply {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(input_error("target_feeds", "must be a list of feed ids")),
     };
-    let mut store = st.store();
-    // Stream refuses a child of a reaction it does not have as invalid input, not as 404.
-    let parent_activity = match parent {
-        None => None,
-        Some(p) => Some(
-            store
-                .reactions
-                .get(p)
-                .and_then(|r| r.get("activity_id"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| input_error("parent", "no reaction has this id"))?,
-        ),
+    let new = NewReaction {
+        id: v.get("id").and_then(Value::as_str).map(str::to_owned),
+        kind: kind.to_owned(),
+        activity_id: id_text(v.get("activity_id")),
+        parent: v
+            .get("parent")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        user_id: id_text(v.get("user_id")),
+        data: object(v.get("data")),
+        target_feeds_field: v.get("target_feeds").cloned(),
+        target_feeds: targets,
+        target_feeds_extra_data: object(v.get("target_feeds_extra_data")),
     };
-    let activity_id = match (activity, parent_activity) {
-        (Some(a), _) => a,
-        (None, Some(a)) => a,
-        (None, None) => return Err(input_error("activity_id", "is required")),
-    };
-    let id = match v.get("id").and_then(Value::as_str) {
-        Some(id) if store.reactions.contains_key(id) => return Err(conflict("reaction")),
-        Some(id) => id.to_owned(),
-        None => store.object_id(),
-    };
-    let t = now_string();
-    let r = json!({
-        "id": id,
-        "kind": kind,
-        "activity_id": activity_id,
-        "parent": parent.unwrap_or(""),
-        "user_id": id_text(v.get("user_id")).map_or(Value::Null, Value::String),
-        "data": object(v.get("data")),
-        "target_feeds": v.get("target_feeds").cloned().unwrap_or(json!([])),
-        "created_at": t,
-        "updated_at": t,
-    });
-    store
-        .reactions
-        .insert(id.clone(), r.as_object().cloned().unwrap_or_default());
-    // Each target feed gets an activity that names the reaction, with the extra data on top.
-    let mut a = object(v.get("target_feeds_extra_data"));
-    let user = id_text(v.get("user_id")).unwrap_or_default();
-    for (k, val) in [
-        ("actor", json!(format!("SU:{user}"))),
-        ("verb", json!(kind)),
-        ("object", json!(format!("SA:{activity_id}"))),
-        ("foreign_id", json!(format!("SR:{id}"))),
-        ("reaction", json!(format!("SR:{id}"))),
-        ("time", json!(t)),
-    ] {
-        a.entry(k).or_insert(val);
+    match st.store().add_reaction(new) {
+        Ok(r) => Ok(created(r)),
+        Err(AddRefused::NoParent) => Err(input_error("parent", "no reaction has this id")),
+        Err(AddRefused::NoActivity) => Err(input_error("activity_id", "is required")),
+        Err(AddRefused::Taken) => Err(conflict("reaction")),
     }
-    for feed in &targets {
-        store.add(feed, a.clone());
-    }
-    store.audit("reaction", &id, "create", &user);
-    Ok(created(view(&store, &id)?))
-}
-
-fn live(store: &Store, id: &str) -> Result<(), EmuError> {
-    store
-        .reactions
-        .get(id)
-        .filter(|r| r.get("deleted_at").is_none())
-        .map(|_| ())
-        .ok_or_else(|| not_found("reaction"))
 }
 
 /// `GET reaction/{id}/`: a soft-deleted reaction too, with its `deleted_at`.
-pub(super) async fn get(State(st): St, Path(id): Path<String>, call: Call) -> Reply {
+pub(super) async fn get(State(st): St, Path(id): ById, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Reactions, Action::Read))?;
-    let store = st.store();
-    Ok(ok(view(&store, &id)?))
+    let r = st.store().reaction_view(&id);
+    Ok(ok(r.ok_or_else(|| not_found("reaction"))?))
 }
 
 /// `PUT reaction/{id}/`
-pub(super) async fn update(
-    State(st): St,
-    Path(id): Path<String>,
-    call: Call,
-    body: Bytes,
-) -> Reply {
+pub(super) async fn update(State(st): St, Path(id): ById, call: Call, body: Bytes) -> Reply {
     st.authorize(&call, jwt(Resource::Reactions, Action::Write))?;
     let v: Map<String, Value> = json_body(&body)?;
-    let mut store = st.store();
-    live(&store, &id)?;
-    let r = store.reactions.get_mut(&id).expect("checked above");
-    if let Some(Value::Object(d)) = v.get("data") {
-        r.insert("data".into(), Value::Object(d.clone()));
-    }
-    if let Some(t @ Value::Array(_)) = v.get("target_feeds") {
-        r.insert("target_feeds".into(), t.clone());
-    }
-    r.insert("updated_at".into(), json!(now_string()));
-    let user = r
-        .get("user_id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    store.audit("reaction", &id, "update", &user);
-    Ok(created(view(&store, &id)?))
+    let data = v.get("data").and_then(Value::as_object).cloned();
+    let targets = v.get("target_feeds").filter(|t| t.is_array()).cloned();
+    let r = st.store().update_reaction(&id, data, targets);
+    Ok(created(r.ok_or_else(|| not_found("reaction"))?))
 }
 
 /// `DELETE reaction/{id}/` (`?soft=true` keeps it, marked deleted).
-pub(super) async fn delete(State(st): St, Path(id): Path<String>, call: Call) -> Reply {
+pub(super) async fn delete(State(st): St, Path(id): ById, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Reactions, Action::Delete))?;
-    let mut store = st.store();
-    live(&store, &id)?;
-    let user = store.reactions[&id]
-        .get("user_id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    store.audit("reaction", &id, "delete", &user);
-    if truthy(param(&call.uri, "soft")) {
-        let r = store.reactions.get_mut(&id).expect("checked above");
-        r.insert("deleted_at".into(), json!(now_string()));
-    } else {
-        store.reactions.remove(&id);
+    let soft = truthy(param(&call.uri, "soft"));
+    if !st.store().delete_reaction(&id, soft) {
+        return Err(not_found("reaction"));
     }
     Ok(ok(json!({})))
 }
@@ -187,14 +108,10 @@ pub(super) async fn restore(
         ));
     }
     st.authorize(&call, jwt(Resource::Reactions, Action::Write))?;
-    let mut store = st.store();
-    let r = store
-        .reactions
-        .get_mut(&id)
-        .filter(|r| r.get("deleted_at").is_some())
-        .ok_or_else(|| not_found("soft-deleted reaction"))?;
-    r.remove("deleted_at");
-    Ok(created(view(&store, &id)?))
+    let r = st.store().restore_reaction(&id);
+    Ok(created(
+        r.ok_or_else(|| not_found("soft-deleted reaction"))?,
+    ))
 }
 
 fn filter_page(
@@ -252,10 +169,6 @@ pub(super) async fn filter_by_kind(
 pub(super) async fn by_ids(State(st): St, call: Call) -> Reply {
     st.authorize(&call, jwt(Resource::Reactions, Action::Read))?;
     let ids = param(&call.uri, "ids").ok_or_else(|| input_error("ids", "is required"))?;
-    let store = st.store();
-    let results: Vec<Value> = comma_list(&ids)
-        .into_iter()
-        .filter_map(|id| store.reaction_view(id))
-        .collect();
+    let results = st.store().reactions_view(&comma_list(&ids));
     Ok(ok(json!({ "results": results })))
 }

@@ -13,8 +13,8 @@ use axum::Router;
 use super::reply::stream_error;
 use super::state::EmulatorState;
 use super::{
-    activities, admin, analytics, audit_logs, collections, console, feeds, reactions, realtime,
-    users, v2, webhooks,
+    activities, admin, analytics, audit_logs, collections, console, feeds, intercept, reactions,
+    realtime, users, v2, webhooks,
 };
 
 /// The emulator's router.
@@ -30,7 +30,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         .fallback(|| async { stream_error(404, 16, "DoesNotExistException", "no such endpoint") })
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            admin::faults_and_log,
+            intercept::faults_and_log,
         ));
     // Every admin route that changes something refuses another site's page
     // ([`console::same_origin`]); reads pass.
@@ -219,4 +219,164 @@ fn service_routes() -> Router<Arc<EmulatorState>> {
 /// A path under Stream's `/api/v1.0`.
 fn v1(path: &str) -> String {
     format!("/api/v1.0{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::extract::FromRequestParts;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::super::{EmulatorConfig, FeedGroups};
+    use super::*;
+    use stream_wire::auth::Secret;
+    use stream_wire::{Endpoint, EndpointId, ENDPOINTS};
+
+    /// A value for a path parameter of the endpoint table, by its name.
+    fn sample(param: &str) -> &'static str {
+        match param {
+            "slug" => "user",
+            "user_id" => "42",
+            "target" => "timeline:7",
+            "collection_name" => "food",
+            "resource" => "items",
+            "kind" => "like",
+            _ => "x1",
+        }
+    }
+
+    /// A concrete path, and what each of its segments must be in the route that serves it:
+    /// the literal itself, or any parameter (`None`).
+    type Concrete = (String, Vec<Option<String>>);
+
+    /// One segment of a row's pattern: its literal aliases (`follows|following`), the values
+    /// of a fixed set (`{lookup:a|b}`, a parameter in a route), or a sample of a parameter.
+    fn segment(s: &str) -> Vec<(String, bool)> {
+        match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(p) => match p.split_once(':') {
+                Some((_, set)) => set.split('|').map(|v| (v.to_owned(), false)).collect(),
+                None => vec![(sample(p).to_owned(), false)],
+            },
+            None => s.split('|').map(|v| (v.to_owned(), true)).collect(),
+        }
+    }
+
+    /// Every concrete path a row takes: each alias, each value of a fixed set, with and
+    /// without an optional last segment (`[{kind}/]`).
+    fn paths(e: &Endpoint) -> Vec<Concrete> {
+        let patterns = match e.pattern.split_once('[') {
+            Some((head, opt)) => vec![
+                head.to_owned(),
+                format!("{head}{}", opt.trim_end_matches(']')),
+            ],
+            None => vec![e.pattern.to_owned()],
+        };
+        let prefix = e.host.prefix().split('/').filter(|s| !s.is_empty());
+        let start: Concrete = (
+            e.host.prefix().to_owned(),
+            prefix.map(|s| Some(s.to_owned())).collect(),
+        );
+        let mut out = Vec::new();
+        for p in patterns {
+            let mut paths = vec![start.clone()];
+            for seg in p.split('/').filter(|s| !s.is_empty()) {
+                paths = paths
+                    .iter()
+                    .flat_map(|(path, shape)| {
+                        segment(seg).into_iter().map(move |(v, literal)| {
+                            let mut shape = shape.clone();
+                            shape.push(literal.then(|| v.clone()));
+                            (format!("{path}{v}/"), shape)
+                        })
+                    })
+                    .collect();
+            }
+            out.extend(paths);
+        }
+        out
+    }
+
+    /// Whether the route that served a path took the row's parameters, no more: its
+    /// parameters' values are the path's segments where the row has none of its literals
+    /// (`reaction/get_many/` is not served by `reaction/{id}/`).
+    fn same_shape(path: &str, shape: &[Option<String>], params: &str) -> bool {
+        let wanted: Vec<&str> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .zip(shape)
+            .filter(|(_, literal)| literal.is_none())
+            .map(|(v, _)| v)
+            .collect();
+        wanted.join("/") == params
+    }
+
+    /// Tells, in a header of the answer, the path parameters of the route that served it.
+    async fn name_the_params(
+        req: axum::extract::Request,
+        next: middleware::Next,
+    ) -> axum::response::Response {
+        let (mut parts, body) = req.into_parts();
+        let params = axum::extract::RawPathParams::from_request_parts(&mut parts, &())
+            .await
+            .map(|p| p.iter().map(|(_, v)| v.to_owned()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .join("/");
+        let mut resp = next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+        if let Ok(v) = params.parse() {
+            resp.headers_mut().insert("x-params", v);
+        }
+        resp
+    }
+
+    /// A route the emulator serves refuses a call with no credentials (401 or 403, from the
+    /// route's own check) and takes the row's parameters; a forgotten one answers the
+    /// fallback's 404 or axum's 405, or is served by a wider route of another shape.
+    #[tokio::test]
+    async fn the_emulator_serves_every_row_of_the_gateways_endpoint_table() {
+        let st = Arc::new(EmulatorState::new(
+            EmulatorConfig {
+                api_key: "key".into(),
+                api_secret: Secret::new("secret"),
+                strict_scopes: false,
+            },
+            FeedGroups::default(),
+        ));
+        let app = router(st).layer(middleware::from_fn(name_the_params));
+        let mut missing = Vec::new();
+        let mut tried = 0;
+        for e in &ENDPOINTS {
+            for (path, shape) in paths(e) {
+                tried += 1;
+                let req = Request::builder()
+                    .method(e.method.as_str())
+                    .uri(&path)
+                    .body(Body::empty())
+                    .unwrap();
+                let resp = app.clone().oneshot(req).await.unwrap();
+                let status = resp.status().as_u16();
+                let params = resp
+                    .headers()
+                    .get("x-params")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned();
+                // `PUT reaction/{id}/restore/` shares its route with the filter's
+                // `reaction/{a}/{b}/`; the handler checks the `restore` itself.
+                let shared = e.id == EndpointId::ReactionRestore && params == "x1/restore";
+                let shaped = shared || same_shape(&path, &shape, &params);
+                if !matches!(status, 401 | 403) || !shaped {
+                    let m = e.method.as_str();
+                    missing.push(format!("{} {m} {path}: {status}, params {params}", e.name));
+                }
+            }
+        }
+        assert!(
+            tried > ENDPOINTS.len(),
+            "aliases and optional segments are tried too"
+        );
+        assert!(missing.is_empty(), "not served: {missing:#?}");
+    }
 }

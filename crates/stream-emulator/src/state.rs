@@ -1,5 +1,6 @@
 //! [`EmulatorState`]: the one handle every handler shares (behind an `Arc`): the verifier,
-//! the one [`Store`], the injected faults, the request log and the realtime [`Hub`].
+//! the one [`Store`], the injected faults and rate limit ([`Injected`]), the request log
+//! ([`RequestLog`]), the analytics events and the realtime [`Hub`].
 //!
 //! The store is reached through [`StoreGuard`], which publishes the feed changes a handler
 //! made to realtime subscribers when it lets the store go: the one hook for realtime.
@@ -13,11 +14,12 @@ use std::sync::OnceLock;
 
 use axum::http::Method;
 
-use super::admin::{Fault, RateRule, Received};
 use super::call::Call;
+use super::faults::{Fault, Injected, RateRule, WindowState};
 use super::persist::Persist;
 use super::realtime::{Hub, RealtimeSettings};
 use super::reply::EmuError;
+use super::requests::{Received, RequestLog};
 use super::store::groups::FeedGroups;
 use super::store::import::{self, ImportError};
 use super::store::Store;
@@ -46,16 +48,26 @@ impl Default for Bounds {
     }
 }
 
+/// Analytics events kept for `GET /_emulator/analytics`, the oldest dropped beyond.
+pub const EVENTS_CAPACITY: usize = 10_000;
+
+/// Appends analytics events, dropping the oldest beyond [`EVENTS_CAPACITY`].
+fn keep_events(kept: &mut VecDeque<Value>, events: impl IntoIterator<Item = Value>) {
+    for e in events {
+        if kept.len() == EVENTS_CAPACITY {
+            kept.pop_front();
+        }
+        kept.push_back(e);
+    }
+}
+
 /// The emulator's state, shared by its handlers.
 #[derive(Debug)]
 pub struct EmulatorState {
     verifier: RwLock<Verifier>,
     store: Mutex<Store>,
-    faults: Mutex<Vec<Fault>>,
-    log: Mutex<VecDeque<Received>>,
-    /// Stream's rate limit, when set: the rule, and the current window (its end, unix
-    /// seconds, and the requests counted in it).
-    rate: Mutex<Option<(RateRule, u64, u64)>>,
+    injected: Mutex<Injected>,
+    log: Mutex<RequestLog>,
     /// Analytics events received, oldest first, each `{"kind", "event"}`.
     analytics: Mutex<VecDeque<serde_json::Value>>,
     realtime: Hub,
@@ -66,7 +78,7 @@ pub struct EmulatorState {
     /// `emulator.data_dir`'s file, when set.
     persist: OnceLock<Persist>,
     /// How `/_emulator/webhooks` connects to the app, when the embedder gives one.
-    connector: OnceLock<super::webhooks::Connector>,
+    connector: OnceLock<super::outbound::Connector>,
 }
 
 /// The store, locked; on release the feed changes made under it go to realtime subscribers.
@@ -104,19 +116,6 @@ impl Drop for StoreGuard<'_> {
     }
 }
 
-/// Where a rate-limited request stands in its window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowState {
-    /// Requests per window.
-    pub limit: u64,
-    /// Left after this one.
-    pub remaining: u64,
-    /// The window's end, unix seconds.
-    pub reset: u64,
-    /// This request is over the limit: 429.
-    pub over: bool,
-}
-
 impl EmulatorState {
     /// Empty data with these feed group kinds, no faults, credentials from `cfg`, realtime
     /// with a made-up app id.
@@ -133,9 +132,8 @@ impl EmulatorState {
                 strict_scopes: cfg.strict_scopes,
             }),
             store: Mutex::new(Store::new(groups)),
-            faults: Mutex::new(Vec::new()),
-            log: Mutex::new(VecDeque::new()),
-            rate: Mutex::new(None),
+            injected: Mutex::new(Injected::default()),
+            log: Mutex::new(RequestLog::default()),
             analytics: Mutex::new(VecDeque::new()),
             realtime: Hub::new(rt.app_id.clone(), rt.bounds.clone()),
             bounds: RwLock::new(Bounds::default()),
@@ -146,16 +144,16 @@ impl EmulatorState {
     }
 
     /// Keeps analytics events of `kind` (`engagement`, `impression`), dropping the oldest
-    /// beyond [`super::analytics::EVENTS_CAPACITY`].
+    /// beyond [`EVENTS_CAPACITY`].
     pub fn track(&self, kind: &str, events: Vec<serde_json::Value>) {
         let mut kept = self.analytics.lock();
         self.dirty.store(true, Ordering::SeqCst);
-        for event in events {
-            if kept.len() == super::analytics::EVENTS_CAPACITY {
-                kept.pop_front();
-            }
-            kept.push_back(serde_json::json!({ "kind": kind, "event": event }));
-        }
+        keep_events(
+            &mut kept,
+            events
+                .into_iter()
+                .map(|event| serde_json::json!({ "kind": kind, "event": event })),
+        );
     }
 
     /// The analytics events received so far, oldest first.
@@ -229,43 +227,34 @@ impl EmulatorState {
 
     /// Adds a fault.
     pub fn inject(&self, f: Fault) {
-        self.faults.lock().push(f);
+        self.injected.lock().inject(f);
     }
 
     /// The faults not yet used up.
     pub fn faults(&self) -> Vec<Fault> {
-        self.faults.lock().clone()
+        self.injected.lock().faults()
     }
 
     /// Forgets every fault.
     pub fn clear_faults(&self) {
-        self.faults.lock().clear();
+        self.injected.lock().clear_faults();
     }
 
     /// The requests received so far (the last `max_request_log`).
     pub fn received(&self) -> Vec<Received> {
-        self.log.lock().iter().cloned().collect()
+        self.log.lock().received()
     }
 
     /// Records a request, dropping the oldest beyond `max_request_log`; its sequence number
     /// (`seq`, counted from 1 since start or reset), for [`EmulatorState::answered`].
-    pub fn record(&self, mut r: Received) -> u64 {
-        let mut log = self.log.lock();
-        r.seq = log.back().map_or(1, |last| last.seq + 1);
+    pub fn record(&self, r: Received) -> u64 {
         let max = self.bounds.read().max_request_log;
-        while log.len() >= max {
-            log.pop_front();
-        }
-        let seq = r.seq;
-        log.push_back(r);
-        seq
+        self.log.lock().record(r, max)
     }
 
     /// Notes the status a recorded request was answered with.
     pub fn answered(&self, seq: u64, status: u16) {
-        if let Some(r) = self.log.lock().iter_mut().rev().find(|r| r.seq == seq) {
-            r.status = Some(status);
-        }
+        self.log.lock().answered(seq, status);
     }
 
     /// The whole state as one JSON document (`GET /_emulator/export`, format in
@@ -338,12 +327,7 @@ impl EmulatorState {
         if !merge {
             kept.clear();
         }
-        for e in events {
-            if kept.len() == super::analytics::EVENTS_CAPACITY {
-                kept.pop_front();
-            }
-            kept.push_back(e);
-        }
+        keep_events(&mut kept, events);
         Ok(())
     }
 
@@ -354,60 +338,26 @@ impl EmulatorState {
             let groups = store.feed_groups().clone();
             *store = Store::new(groups);
         }
-        self.faults.lock().clear();
+        *self.injected.lock() = Injected::default();
         self.log.lock().clear();
         self.analytics.lock().clear();
-        *self.rate.lock() = None;
         self.realtime.clear();
     }
 
     /// Sets (or with `None` removes) Stream's rate limit.
     pub fn set_rate_rule(&self, rule: Option<RateRule>) {
-        *self.rate.lock() = rule.map(|r| (r, 0, 0));
+        self.injected.lock().set_rate_rule(rule);
     }
 
     /// Counts a request against the rate limit, if one is set and matches it, at `now`
     /// (unix seconds).
     pub fn count_call(&self, method: &Method, path: &str, now: u64) -> Option<WindowState> {
-        let mut rate = self.rate.lock();
-        let (rule, end, used) = rate.as_mut()?;
-        let applies = path.starts_with(&rule.path_prefix)
-            && rule
-                .method
-                .as_deref()
-                .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()));
-        if !applies {
-            return None;
-        }
-        if now >= *end {
-            *end = now.saturating_add(rule.reset_in_s.max(1));
-            *used = 0;
-        }
-        *used += 1;
-        Some(WindowState {
-            limit: rule.limit,
-            remaining: rule.limit.saturating_sub(*used),
-            reset: *end,
-            over: *used > rule.limit,
-        })
+        self.injected.lock().count_call(method, path, now)
     }
 
     /// Takes one use of the first fault matching the request, if any.
     pub fn take_fault(&self, method: &Method, path: &str) -> Option<Fault> {
-        let mut faults = self.faults.lock();
-        let i = faults.iter().position(|f| {
-            f.times > 0
-                && f.matches_path(path)
-                && f.method
-                    .as_deref()
-                    .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
-        })?;
-        faults[i].times -= 1;
-        let f = faults[i].clone();
-        if faults[i].times == 0 {
-            faults.remove(i);
-        }
-        Some(f)
+        self.injected.lock().take_fault(method, path)
     }
 
     /// Refuses the call unless its credentials are what `needed` asks for.
@@ -439,15 +389,15 @@ impl EmulatorState {
 
     /// Connects `/_emulator/webhooks` to the app with `connector` (the gateway's, which
     /// resolves names without the C library); the first one given stays.
-    pub fn set_webhook_connector(&self, connector: super::webhooks::Connector) {
+    pub fn set_webhook_connector(&self, connector: super::outbound::Connector) {
         let _ = self.connector.set(connector);
     }
 
     /// The connector given, or a plain one with the system resolver.
-    pub fn webhook_connector(&self) -> super::webhooks::Connector {
+    pub fn webhook_connector(&self) -> super::outbound::Connector {
         self.connector
             .get()
             .cloned()
-            .unwrap_or_else(super::webhooks::plain_connector)
+            .unwrap_or_else(super::outbound::plain_connector)
     }
 }

@@ -10,7 +10,6 @@
 //! Plain `http://` only: the emulator calls a local gateway.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -19,35 +18,16 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::HeaderValue;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tower::util::BoxCloneSyncService;
-use tower::ServiceExt;
 
+use super::outbound::SEND_TIMEOUT;
 use super::reply::stream_error;
 use super::state::EmulatorState;
 use stream_wire::auth::Secret;
 
-/// How long the emulator waits for the gateway's answer: longer than Stream's 3 s, so a
-/// gateway's own timeout shows.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A connector for the webhook client: a plain TCP connection to the URL's host and port.
-pub type Connector = BoxCloneSyncService<
-    http::Uri,
-    TokioIo<tokio::net::TcpStream>,
-    Box<dyn std::error::Error + std::marker::Send + Sync>,
->;
-
-/// hyper-util's connector with the system resolver, connecting within [`SEND_TIMEOUT`].
-pub fn plain_connector() -> Connector {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(SEND_TIMEOUT));
-    BoxCloneSyncService::new(http.map_err(Into::into))
-}
 /// The largest answer read back.
 pub const MAX_ANSWER_BYTES: usize = 4 << 20;
 

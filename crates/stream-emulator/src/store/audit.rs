@@ -5,13 +5,60 @@ use serde_json::{json, Value};
 
 use super::{now_string, Store};
 
+/// What an audit entry is about (its `entity_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Entity {
+    Activity,
+    Reaction,
+    User,
+    CollectionEntry,
+}
+
+impl Entity {
+    fn name(self) -> &'static str {
+        match self {
+            Entity::Activity => "activity",
+            Entity::Reaction => "reaction",
+            Entity::User => "user",
+            Entity::CollectionEntry => "collection_entry",
+        }
+    }
+}
+
+/// What happened to it (its `action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Change {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Change {
+    /// An update when a stored one was replaced, else a create.
+    pub(super) fn replacing(replaced: bool) -> Self {
+        if replaced {
+            Change::Update
+        } else {
+            Change::Create
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Change::Create => "create",
+            Change::Update => "update",
+            Change::Delete => "delete",
+        }
+    }
+}
+
 /// One audit log entry.
 #[derive(Debug, Clone)]
 pub(super) struct AuditEntry {
     seq: u64,
-    entity_type: String,
+    entity_type: Entity,
     entity_id: String,
-    action: String,
+    action: Change,
     user_id: String,
     created_at: String,
 }
@@ -44,14 +91,14 @@ pub struct AuditPage {
 }
 
 impl Store {
-    /// Records a change (`create`, `update` or `delete`).
-    pub fn audit(&mut self, entity_type: &str, entity_id: &str, action: &str, user_id: &str) {
+    /// Records a change: only the store's own methods do, each for the change it makes.
+    pub(super) fn audit(&mut self, entity: Entity, entity_id: &str, action: Change, user_id: &str) {
         self.audit_seq += 1;
         self.audit_log.push(AuditEntry {
             seq: self.audit_seq,
-            entity_type: entity_type.to_owned(),
+            entity_type: entity,
             entity_id: entity_id.to_owned(),
-            action: action.to_owned(),
+            action,
             user_id: user_id.to_owned(),
             created_at: now_string(),
         });
@@ -65,7 +112,11 @@ impl Store {
             .audit_log
             .iter()
             .rev()
-            .filter(|e| f.entity_type.as_ref().is_none_or(|t| *t == e.entity_type))
+            .filter(|e| {
+                f.entity_type
+                    .as_ref()
+                    .is_none_or(|t| t == e.entity_type.name())
+            })
             .filter(|e| f.entity_id.as_ref().is_none_or(|i| *i == e.entity_id))
             .filter(|e| f.user_id.as_ref().is_none_or(|u| *u == e.user_id))
             .collect();
@@ -107,9 +158,9 @@ impl Store {
                 .map(|e| {
                     json!({
                         "id": e.seq.to_string(),
-                        "entity_type": e.entity_type,
+                        "entity_type": e.entity_type.name(),
                         "entity_id": e.entity_id,
-                        "action": e.action,
+                        "action": e.action.name(),
                         "user_id": e.user_id,
                         "custom": {},
                         "created_at": e.created_at,
@@ -117,6 +168,23 @@ impl Store {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// Every entry, oldest first: entity id, action, user id.
+    pub(super) fn audit_trail(&self) -> Vec<(String, String, String)> {
+        self.audit_log
+            .iter()
+            .map(|e| {
+                (
+                    e.entity_id.clone(),
+                    e.action.name().to_owned(),
+                    e.user_id.clone(),
+                )
+            })
+            .collect()
     }
 }
 
@@ -138,9 +206,9 @@ mod tests {
     fn pages_walk_older_with_next_and_back_with_prev() {
         let mut s = Store::default();
         for n in 1..=5 {
-            s.audit("activity", &format!("a{n}"), "create", "ann");
+            s.audit(Entity::Activity, &format!("a{n}"), Change::Create, "ann");
         }
-        s.audit("reaction", "r1", "create", "bob");
+        s.audit(Entity::Reaction, "r1", Change::Create, "bob");
         let f = |next: Option<String>, prev: Option<String>| AuditFilter {
             entity_type: Some("activity".into()),
             limit: 2,

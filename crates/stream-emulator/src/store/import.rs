@@ -19,7 +19,7 @@ use stream_wire::{parse_time, FeedId};
 
 /// The parts of a document, each a list; any other key is refused (a typo would otherwise
 /// load nothing, silently).
-const PARTS: [&str; 8] = [
+pub(super) const PARTS: [&str; 8] = [
     "version",
     "activities",
     "feeds",

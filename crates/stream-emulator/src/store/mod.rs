@@ -10,6 +10,11 @@
 //! Aggregated and notification feeds ([`groups`]), enrichment ([`enrich`]) and the rendering
 //! of reactions, users and entries ([`objects`]) work on the same data.
 //!
+//! The data is reached only through [`Store`]'s methods (no field is public): each change is
+//! made by one method, which writes its audit entry ([`audit`]) and keeps a soft-deleted
+//! reaction unchanged ([`reactions`]); users and collection entries have theirs in their own
+//! files.
+//!
 //! Not emulated: ranking, custom aggregation formats, open graph scraping.
 
 use std::collections::HashMap;
@@ -22,12 +27,16 @@ use stream_wire::{parse_time, FeedId};
 
 pub mod audit;
 pub mod changes;
+mod collections;
 pub mod enrich;
 pub mod export;
 pub mod groups;
 pub mod import;
 pub mod objects;
+pub mod reactions;
+mod users;
 
+use audit::{Change, Entity};
 use groups::{FeedGroups, GroupState};
 
 /// Default `activity_copy_limit` on follow (REST docs).
@@ -77,11 +86,11 @@ pub struct Store {
     feeds: HashMap<String, Vec<Entry>>,
     follows: Vec<Follow>,
     /// Reactions by id.
-    pub reactions: HashMap<String, Map<String, Value>>,
+    reactions: HashMap<String, Map<String, Value>>,
     /// Collection entries by (collection, id).
-    pub collections: HashMap<(String, String), Map<String, Value>>,
+    collections: HashMap<(String, String), Map<String, Value>>,
     /// Users by id.
-    pub users: HashMap<String, Map<String, Value>>,
+    users: HashMap<String, Map<String, Value>>,
     /// The kind of each feed group.
     groups: FeedGroups,
     /// Group ids and seen/read state, by feed and group.
@@ -246,12 +255,8 @@ impl Store {
         activity.insert("id".into(), json!(id.to_string()));
         activity.entry("foreign_id").or_insert(Value::Null);
         let actor = actor_of(&activity);
-        let action = if self.activities.contains_key(&id) {
-            "update"
-        } else {
-            "create"
-        };
-        self.audit("activity", &id.to_string(), action, &actor);
+        let action = Change::replacing(self.activities.contains_key(&id));
+        self.audit(Entity::Activity, &id.to_string(), action, &actor);
         self.activities.insert(id, activity);
         (time, id)
     }
@@ -332,7 +337,7 @@ impl Store {
             .get(&found)
             .map(actor_of)
             .unwrap_or_default();
-        self.audit("activity", &found.to_string(), "delete", &actor);
+        self.audit(Entity::Activity, &found.to_string(), Change::Delete, &actor);
         true
     }
 
@@ -550,7 +555,7 @@ impl Store {
             _ => return None,
         };
         let actor = self.activities.get(&id).map(actor_of)?;
-        self.audit("activity", &id.to_string(), "update", &actor);
+        self.audit(Entity::Activity, &id.to_string(), Change::Update, &actor);
         let a = self.activities.get_mut(&id)?;
         if let Some(Value::Object(set)) = change.get("set") {
             for (path, v) in set {
@@ -656,22 +661,22 @@ impl Store {
         let slug_ok = |feed: &str, slugs: &[String]| {
             slugs.is_empty() || slugs.iter().any(|s| feed.split(':').next() == Some(s))
         };
+        // Follows whose one end is `feed` and whose other end has one of `slugs`.
+        let count = |feed: &str, end: fn(&Follow) -> (&str, &str), slugs: &[String]| {
+            let n = self
+                .follows
+                .iter()
+                .map(end)
+                .filter(|(this, other)| *this == feed && slug_ok(other, slugs))
+                .count();
+            json!({ "feed": feed, "count": n })
+        };
         let mut out = json!({});
         if let Some(f) = followers_of {
-            let n = self
-                .follows
-                .iter()
-                .filter(|x| x.target == f && slug_ok(&x.source, followers_slugs))
-                .count();
-            out["followers"] = json!({ "feed": f, "count": n });
+            out["followers"] = count(f, |x| (&x.target, &x.source), followers_slugs);
         }
         if let Some(f) = following_of {
-            let n = self
-                .follows
-                .iter()
-                .filter(|x| x.source == f && slug_ok(&x.target, following_slugs))
-                .count();
-            out["following"] = json!({ "feed": f, "count": n });
+            out["following"] = count(f, |x| (&x.source, &x.target), following_slugs);
         }
         out
     }
@@ -679,11 +684,7 @@ impl Store {
 
 /// Who an audit log entry names for an activity: its actor.
 fn actor_of(activity: &Map<String, Value>) -> String {
-    activity
-        .get("actor")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned()
+    objects::text(activity, "actor").to_owned()
 }
 
 /// Removes the field at a dotted path (`product.color`); a path through a missing field or a

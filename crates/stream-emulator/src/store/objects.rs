@@ -39,7 +39,8 @@ pub enum ReactionLookup {
 /// Reactions sort newest first by creation time; the id breaks ties.
 type ReactionKey = (String, String);
 
-fn text<'a>(r: &'a Map<String, Value>, field: &str) -> &'a str {
+/// A text field of a stored object (`""` when absent or not text).
+pub(super) fn text<'a>(r: &'a Map<String, Value>, field: &str) -> &'a str {
     r.get(field).and_then(Value::as_str).unwrap_or("")
 }
 
