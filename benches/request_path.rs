@@ -4,10 +4,10 @@ use std::hint::black_box;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use stream_gateway::auth::jwt::{encode, Claims, TokenCache};
-use stream_gateway::auth::{httpsig, Secret};
-use stream_gateway::stream::{body, query, route, Method};
 use stream_gateway::trace::{Context, SpanId};
+use stream_wire::auth::jwt::{encode, Claims, TokenCache};
+use stream_wire::auth::{httpsig, Secret};
+use stream_wire::{body, query, route, Method};
 
 fn request_path(c: &mut Criterion) {
     c.bench_function("parse+validate GET feed/user/42/?limit=5", |b| {
@@ -85,7 +85,7 @@ fn callers(c: &mut Criterion) {
     use futures_util::FutureExt;
     use stream_gateway::callers::{Callers, CallersFile, Settings};
     use stream_gateway::recorder::Metrics;
-    use stream_gateway::stream::endpoint::{Endpoint, EndpointId};
+    use stream_wire::endpoint::{Endpoint, EndpointId};
 
     let feed = Endpoint::get(EndpointId::FeedRead);
     let metrics = std::sync::Arc::new(Metrics::new());

@@ -24,13 +24,13 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use crate::config::Config;
-use crate::emulator::{Emulator, EmulatorConfig, RealtimeSettings};
 use crate::error::ApiError;
 use crate::guard;
 use crate::server::Limits;
 use crate::state::AppState;
 use crate::telemetry;
 use crate::tokens;
+use stream_emulator::{Emulator, EmulatorConfig, RealtimeSettings};
 
 mod direct;
 
@@ -100,7 +100,7 @@ impl App {
             emu.state()
                 .set_webhook_connector(tower::util::BoxCloneSyncService::new(
                     tower::ServiceExt::map_err(
-                        crate::net::http_connector(crate::emulator::outbound::SEND_TIMEOUT),
+                        crate::net::http_connector(stream_emulator::outbound::SEND_TIMEOUT),
                         Into::into,
                     ),
                 ));

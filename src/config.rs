@@ -20,8 +20,6 @@ use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
 
-pub use crate::auth::Secret;
-pub use crate::emulator::settings::{EmulatorFile, EmulatorSettings, DEFAULT_REALTIME_LISTEN};
 pub use crate::server::settings::{
     Listener, ServerConfig, ServerFile, ADMIN_HEADER_READ_TIMEOUT, ADMIN_IDLE_TIMEOUT,
 };
@@ -36,6 +34,8 @@ pub use crate::upstream::stream_settings::{
     random_hex, reread_secret_file, secret_from_file, BatchAuth, StreamConfig, StreamFile,
     DEFAULT_V2_BASE_URL, EMULATOR_SECRET_PREFIX, MAX_SECRET_FILE_BYTES, SECRET_FILE_TIMEOUT,
 };
+pub use stream_emulator::settings::{EmulatorFile, EmulatorSettings, DEFAULT_REALTIME_LISTEN};
+pub use stream_wire::auth::Secret;
 
 /// The file read when neither `--config` nor `$GATEWAY_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "config/gateway.toml";
@@ -335,7 +335,7 @@ impl Config {
         // Section by section, in this order: the first problem found is the one reported.
         let mut stream = StreamConfig::validate(raw.stream, source)?;
         if stream.emulator && stream.app_id.is_none() {
-            stream.app_id = Some(crate::emulator::realtime::generated_app_id());
+            stream.app_id = Some(stream_emulator::realtime::generated_app_id());
         }
         let server = ServerConfig::validate(raw.server)?;
         let upstream = UpstreamConfig::validate(raw.upstream)?;
@@ -420,7 +420,7 @@ impl Config {
                 .map(|l| l.max_connections as u64)
                 .sum::<u64>();
         BASE_MEMORY_BYTES
-            + crate::auth::jwt::CACHE_BYTES as u64
+            + stream_wire::auth::jwt::CACHE_BYTES as u64
             + connections * CONNECTION_MEMORY_BYTES
             + s.max_concurrency as u64 * per_request
             + webhooks

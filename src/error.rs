@@ -6,7 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::stream::{InvalidInput, Method};
+use stream_wire::{InvalidInput, Method};
 
 /// An outcome the gateway answers itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

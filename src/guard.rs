@@ -9,14 +9,14 @@
 use axum::http::{header, HeaderMap, HeaderValue};
 
 use crate::error::ApiError;
-pub use stream_wire::host::{host_name, Hosts};
+pub(crate) use stream_wire::host::{host_name, Hosts};
 
 /// Whether a request to the internal listener may go on: its `Host` names this gateway, and it
 /// carries no sign of a browser (`Origin`, or `Sec-Fetch-Site` other than `none` or
 /// `same-origin`) unless it is a `/tokens` request from an origin of its CORS policy
 /// (`cors_origins`). `/healthz` and `/readyz` always pass: they say nothing and change nothing,
 /// and a probe may name the host by any address.
-pub fn check(
+pub(crate) fn check(
     hosts: &Hosts,
     cors_origins: &[HeaderValue],
     path: &str,

@@ -29,24 +29,19 @@
 pub mod app;
 pub mod callers;
 pub mod config;
-pub mod error;
-pub mod guard;
-pub mod net;
+mod error;
+mod guard;
+mod net;
 pub mod oidc;
-pub mod process;
-pub mod proxy;
+mod process;
+mod proxy;
 pub mod recorder;
 pub mod reload;
 pub mod server;
-pub mod settings;
+mod settings;
 pub mod state;
 pub mod telemetry;
 pub mod tokens;
 pub mod trace;
 pub mod upstream;
-pub mod webhooks;
-
-// The crates under crates/, under the names the gateway's modules use.
-pub use stream_emulator as emulator;
-pub use stream_wire as stream;
-pub use stream_wire::auth;
+mod webhooks;

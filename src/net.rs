@@ -15,7 +15,7 @@ use tower::Service;
 /// The TCP connector both clients start from: hickory DNS, `https://` allowed through (TLS is
 /// layered on top), no Nagle, and `connect_timeout` per connection. Neither reads
 /// `HTTP_PROXY`/`HTTPS_PROXY`.
-pub fn http_connector(connect_timeout: std::time::Duration) -> HttpConnector<Dns> {
+pub(crate) fn http_connector(connect_timeout: std::time::Duration) -> HttpConnector<Dns> {
     let mut http = HttpConnector::new_with_resolver(Dns::default());
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -24,12 +24,12 @@ pub fn http_connector(connect_timeout: std::time::Duration) -> HttpConnector<Dns
 }
 
 /// The error type hyper-util's connectors take.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// DNS through hickory, which reads `/etc/resolv.conf` itself: no NSS, so the static
 /// `FROM scratch` image resolves. Built on first use, inside the runtime.
 #[derive(Clone, Default)]
-pub struct Dns(Arc<OnceLock<hickory_resolver::TokioResolver>>);
+pub(crate) struct Dns(Arc<OnceLock<hickory_resolver::TokioResolver>>);
 
 impl Dns {
     fn resolver(&self) -> Result<&hickory_resolver::TokioResolver, BoxError> {

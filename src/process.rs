@@ -12,7 +12,7 @@ const USER_HZ: f64 = 100.0;
 
 /// One reading of the process.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// User and system CPU time, seconds.
     pub cpu_seconds: f64,
     /// Resident set size, bytes.
@@ -32,7 +32,7 @@ pub struct Sample {
 /// Reads `/proc/stat`-style texts into a sample: `stat` is `/proc/self/stat`, `status`
 /// `/proc/self/status`, `limits` `/proc/self/limits`, `system_stat` `/proc/stat` (for the boot
 /// time). None when `stat` cannot be read.
-pub fn parse(
+pub(crate) fn parse(
     stat: &str,
     status: &str,
     limits: &str,
@@ -80,7 +80,7 @@ pub fn parse(
 }
 
 /// This process, now (Linux only).
-pub fn sample() -> Option<Sample> {
+pub(crate) fn sample() -> Option<Sample> {
     if !cfg!(target_os = "linux") {
         return None;
     }
@@ -96,7 +96,7 @@ pub fn sample() -> Option<Sample> {
 }
 
 /// The sample in Prometheus' text format.
-pub fn render(s: &Sample) -> String {
+pub(crate) fn render(s: &Sample) -> String {
     let mut out = String::new();
     let mut one = |name: &str, kind: &str, help: &str, value: f64| {
         let _ = write!(

@@ -24,9 +24,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::auth::Secret;
 use crate::config::{self, Config, ConfigError, FileConfig};
 use crate::state::AppState;
+use stream_wire::auth::Secret;
 
 /// How often the secret file is read.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -564,7 +564,7 @@ mod tests {
         b.tokens.max_ttl_s = 5;
         b.emulator
             .feed_groups
-            .insert("timeline".into(), crate::emulator::FeedKind::Aggregated);
+            .insert("timeline".into(), stream_emulator::FeedKind::Aggregated);
         a.stream.api_secret = Some("x".into());
         let mut out = Vec::new();
         changed_keys(&to_value(&a), &to_value(&b), "", &mut out);
@@ -768,7 +768,7 @@ mod tests {
     async fn a_reload_request_puts_the_callers_policy_in_force() {
         let (dir, toml, gw, reloads_) = reloading("a-secret", "");
         let endpoint = |name: &str| {
-            crate::stream::endpoint::ENDPOINTS
+            stream_wire::endpoint::ENDPOINTS
                 .iter()
                 .find(|e| e.name == name)
                 .unwrap()

@@ -8,7 +8,7 @@
 //! one. Here each connection keeps its own clock: a head starts with the connection, or
 //! with the first byte read while no request is being served.
 
-pub mod settings;
+pub(crate) mod settings;
 
 use std::convert::Infallible;
 use std::future::Future;

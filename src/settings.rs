@@ -25,7 +25,7 @@ impl ConfigError {
 }
 
 /// A duration in milliseconds that must not be 0.
-pub fn ms(key: &str, v: u64) -> Result<Duration, ConfigError> {
+pub(crate) fn ms(key: &str, v: u64) -> Result<Duration, ConfigError> {
     if v == 0 {
         return Err(ConfigError::new(key, "must be greater than 0"));
     }
@@ -33,7 +33,7 @@ pub fn ms(key: &str, v: u64) -> Result<Duration, ConfigError> {
 }
 
 /// A count that must not be 0.
-pub fn positive(key: &str, v: u64) -> Result<usize, ConfigError> {
+pub(crate) fn positive(key: &str, v: u64) -> Result<usize, ConfigError> {
     if v == 0 {
         return Err(ConfigError::new(key, "must be greater than 0"));
     }
@@ -41,13 +41,13 @@ pub fn positive(key: &str, v: u64) -> Result<usize, ConfigError> {
 }
 
 /// An optional text, none when blank.
-pub fn present(v: Option<String>) -> Option<String> {
+pub(crate) fn present(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
 
 /// `scheme://host[:port]`, http or https, nothing after the authority but an optional `/`:
 /// the scheme and the authority, or what is wrong, worded to follow the quoted value.
-pub fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
+pub(crate) fn split_http_url(u: &str) -> Result<(&str, &str), &'static str> {
     let (scheme, rest) = u
         .split_once("://")
         .ok_or("has no scheme: write http://host:port or https://host")?;

@@ -17,7 +17,6 @@ use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use crate::auth::Keys;
 use crate::callers::Callers;
 use crate::config::{Config, TokensConfig};
 use crate::error::ApiError;
@@ -28,6 +27,7 @@ use crate::upstream::auth_failures::AuthFailures;
 use crate::upstream::client::{ClientError, Upstream};
 use crate::upstream::RetryLoop;
 use crate::webhooks::Hooks;
+use stream_wire::auth::Keys;
 
 /// The trace context a forwarded webhook carries: the request's trace, with the gateway's
 /// request span as the target's parent.
@@ -279,7 +279,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::PayloadTooLarge(limit))
         }
-        Err(_) => Err(ApiError::InvalidInput(crate::stream::InvalidInput::new(
+        Err(_) => Err(ApiError::InvalidInput(stream_wire::InvalidInput::new(
             "body",
             "could not be read",
         ))),

@@ -3,7 +3,7 @@
 //! every request. It needs only the metrics ([`crate::recorder`]) and the tracer
 //! ([`crate::trace`]), not the rest of the application state.
 
-pub mod settings;
+pub(crate) mod settings;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -24,14 +24,14 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::SemaphorePermit;
 
-use crate::auth::jwt::{encode, Claims};
 use crate::error::ApiError;
 use crate::oidc::bearer;
 use crate::state::{AppState, BodyRules, Verdict};
-use crate::stream::{Action, FeedId, InvalidInput, Resource, UserId};
 use settings::TokensConfig;
+use stream_wire::auth::jwt::{encode, Claims};
+use stream_wire::{Action, FeedId, InvalidInput, Resource, UserId};
 
-pub mod settings;
+pub(crate) mod settings;
 
 /// A token request as sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

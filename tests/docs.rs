@@ -4,10 +4,8 @@
 
 use std::fmt::Write as _;
 
-use stream_gateway::stream::endpoint::{
-    AuthKind, BodyKind, FeedScope, Host, Idempotency, QueryRule,
-};
-use stream_gateway::stream::ENDPOINTS;
+use stream_wire::endpoint::{AuthKind, BodyKind, FeedScope, Host, Idempotency, QueryRule};
+use stream_wire::ENDPOINTS;
 
 fn body(kind: BodyKind) -> &'static str {
     match kind {
@@ -102,7 +100,7 @@ fn render() -> String {
 
 /// The `/api/v2/` section, from the generated route table.
 fn render_v2() -> String {
-    use stream_gateway::stream::v2::{Product, V2Method, SPEC_VERSION, V2_ROUTES};
+    use stream_wire::v2::{Product, V2Method, SPEC_VERSION, V2_ROUTES};
     let mut s = format!(
         "\n## API v2\n\n\
          Stream's `/api/v2/` family (Feeds v3, Chat, Video, Moderation and the operations they \
@@ -247,7 +245,7 @@ mod keys {
     /// Every key the code reads, as dotted paths; a map's entries are `*`
     /// (`callers.service.*.rate`). Learned from the configuration's own refusals: a struct
     /// names its fields when given an unknown one, so keys added later are found too.
-    pub fn known(path: &mut Vec<&'static str>, out: &mut Vec<String>) {
+    pub(crate) fn known(path: &mut Vec<&'static str>, out: &mut Vec<String>) {
         let (at, kind) = probe(path);
         let here: Vec<String> = path.iter().map(|s| s.to_string()).collect();
         let is_struct = |at: &[String], kind: &Kind, depth: usize| {
@@ -284,7 +282,7 @@ mod keys {
     }
 
     /// The dotted paths of every value in `d` (arrays are values).
-    pub fn leaves(prefix: &str, d: &Dict, out: &mut Vec<String>) {
+    pub(crate) fn leaves(prefix: &str, d: &Dict, out: &mut Vec<String>) {
         for (k, v) in d {
             let key = if prefix.is_empty() {
                 k.clone()
@@ -299,7 +297,7 @@ mod keys {
     }
 
     /// Whether `key` (from the file) is an instance of `pattern` (from the code).
-    pub fn matches(pattern: &str, key: &str) -> bool {
+    pub(crate) fn matches(pattern: &str, key: &str) -> bool {
         let (p, k): (Vec<_>, Vec<_>) = (pattern.split('.').collect(), key.split('.').collect());
         p.len() == k.len() && p.iter().zip(&k).all(|(p, k)| *p == "*" || p == k)
     }

@@ -1,6 +1,6 @@
 //! Inputs the fuzz targets (`fuzz/`, `scripts/fuzz`) found, kept as tests so they stay fixed.
 
-use stream_gateway::stream::{query, route, Method};
+use stream_wire::{query, route, Method};
 
 /// Exactly one `api_key` goes upstream, the gateway's, whatever the query holds.
 fn one_api_key(method: Method, target: &str) {

@@ -8,10 +8,10 @@
 #![allow(clippy::disallowed_types)]
 
 #[path = "api/helpers.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 mod helpers;
 #[path = "api/redis_server.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 mod redis_server;
 
 use std::sync::{Arc, Mutex};
@@ -191,9 +191,9 @@ async fn the_secret_and_credentials_appear_in_no_log_line_text_or_json() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn rotating_the_secret_logs_neither_the_old_nor_the_new_one() {
-    use stream_gateway::auth::Secret;
     use stream_gateway::config::Config;
     use stream_gateway::reload::Reloads;
+    use stream_wire::auth::Secret;
     const NEW: &str = "rotated-secret-for-the-log-test-31f7";
     let (cap, _guard) = Capture::text();
     let dir = std::env::temp_dir().join(format!("gw-logs-{}", uuid::Uuid::new_v4()));
@@ -398,8 +398,8 @@ async fn a_failed_connection_to_stream_says_why_at_debug() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_taken_realtime_port_is_one_warning_and_realtime_stays_on_the_emulators_port() {
-    use stream_gateway::auth::Secret;
-    use stream_gateway::emulator::{Emulator, EmulatorConfig, FeedGroups, RealtimeSettings};
+    use stream_emulator::{Emulator, EmulatorConfig, FeedGroups, RealtimeSettings};
+    use stream_wire::auth::Secret;
     let (cap, _guard) = Capture::text();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let emu = Emulator::spawn_with_realtime(
@@ -438,8 +438,8 @@ async fn a_taken_realtime_port_is_one_warning_and_realtime_stays_on_the_emulator
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_webhook_logs_its_id_route_and_outcome_never_its_body_or_signature() {
-    use stream_gateway::auth::Secret;
-    use stream_gateway::webhooks::signature::sign;
+    use stream_wire::auth::Secret;
+    use stream_wire::webhook::sign;
     let target = raw_upstream(RawAnswer::Bytes(
         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
     ))

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use stream_gateway::stream::endpoint::FeedScope;
-use stream_gateway::stream::{route, FeedClaim, FeedId, Method, RouteError, Slug, UserId};
 use stream_gateway::upstream::retry::{decide, Attempted, Backoff, Decision, Outcome};
+use stream_wire::endpoint::FeedScope;
+use stream_wire::{route, FeedClaim, FeedId, Method, RouteError, Slug, UserId};
 
 /// Path segments from an alphabet that includes the tricks: encoded slashes, NULs, dots,
 /// non-ASCII, colons, the reserved words of the table.
@@ -248,11 +248,7 @@ fn the_path_generator_reaches_every_endpoint() {
         }
     }
     assert!(ok > 500, "only {ok} of 5000 generated paths routed");
-    assert_eq!(
-        reached.len(),
-        stream_gateway::stream::ENDPOINTS.len(),
-        "{reached:?}"
-    );
+    assert_eq!(reached.len(), stream_wire::ENDPOINTS.len(), "{reached:?}");
 }
 
 /// A `traceparent` near a valid one: each part from a mix of valid and broken spellings.
@@ -339,7 +335,7 @@ proptest! {
 /// `/api/v2/` paths: a template of the generated table with each parameter from the hostile
 /// alphabet, or free segments.
 fn v2_path() -> impl Strategy<Value = String> {
-    use stream_gateway::stream::v2::V2_ROUTES;
+    use stream_wire::v2::V2_ROUTES;
     let shaped = (0..V2_ROUTES.len(), prop::collection::vec(segment(), 4)).prop_map(|(i, fill)| {
         let mut n = 0;
         V2_ROUTES[i]
@@ -371,7 +367,7 @@ proptest! {
         m in prop_oneof![Just("GET"), Just("POST"), Just("PUT"), Just("PATCH"), Just("DELETE")],
         p in v2_path(),
     ) {
-        use stream_gateway::stream::v2::route as v2_route;
+        use stream_wire::v2::route as v2_route;
         if let Ok(found) = v2_route(m, &p) {
             let r = found.route;
             prop_assert_eq!(r.method.as_str(), m);

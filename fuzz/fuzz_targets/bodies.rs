@@ -9,8 +9,8 @@ use std::fmt;
 
 use libfuzzer_sys::fuzz_target;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use stream_gateway::stream::endpoint::BodyKind;
-use stream_gateway::stream::{body, ENDPOINTS};
+use stream_wire::endpoint::BodyKind;
+use stream_wire::{body, ENDPOINTS};
 
 /// Whether some object in a JSON document repeats a key.
 struct Repeats(bool);

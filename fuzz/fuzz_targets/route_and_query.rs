@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stream_gateway::stream::endpoint::FeedScope;
-use stream_gateway::stream::{query, route, FeedClaim, Method};
+use stream_wire::endpoint::FeedScope;
+use stream_wire::{query, route, FeedClaim, Method};
 use stream_gateway::telemetry::screen_request_id;
 
 const METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use stream_gateway::config::TokensConfig;
-use stream_gateway::stream::{Action, Resource, UserId};
+use stream_wire::{Action, Resource, UserId};
 use stream_gateway::tokens::{decide, TokenRequest};
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use stream_gateway::webhooks::signature::{
+use stream_wire::webhook::{
     parse_attempt, parse_headers, parse_signature, parse_webhook_id, MAX_WEBHOOK_ID_BYTES,
 };
 

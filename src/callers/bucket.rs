@@ -10,7 +10,7 @@ const LONGEST_WAIT: Duration = Duration::from_secs(86_400);
 
 /// One caller's bucket.
 #[derive(Debug)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     /// Tokens per second.
     rate: f64,
     /// Capacity, and the tokens a fresh bucket holds.
@@ -27,7 +27,7 @@ struct State {
 
 impl Bucket {
     /// A full bucket; `rate` and `burst` are positive (the configuration checked them).
-    pub fn new(rate: f64, burst: u32, now: Instant) -> Self {
+    pub(crate) fn new(rate: f64, burst: u32, now: Instant) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             rate,
@@ -40,7 +40,7 @@ impl Bucket {
     }
 
     /// Takes one token, or says how long until one is there.
-    pub fn take(&self, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn take(&self, now: Instant) -> Result<(), Duration> {
         let mut s = self.state.lock();
         // A clock that reads earlier than the last call (never with tokio's) refills nothing.
         let elapsed = now.saturating_duration_since(s.at).as_secs_f64();
@@ -59,7 +59,7 @@ impl Bucket {
 
 /// A wait in whole seconds, rounded up, for `Retry-After` (at least 1: a client that reads 0
 /// would come straight back).
-pub fn whole_seconds(wait: Duration) -> u64 {
+pub(crate) fn whole_seconds(wait: Duration) -> u64 {
     let secs = wait
         .as_secs()
         .saturating_add(u64::from(wait.subsec_nanos() > 0));

@@ -13,10 +13,10 @@
 //! Without `[callers]` nothing is identified, limited or tracked: [`Callers::admit`] reads one
 //! flag and answers at once.
 
-pub mod bucket;
+pub(crate) mod bucket;
 pub mod settings;
 pub mod shared;
-pub mod window;
+pub(crate) mod window;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,11 +31,11 @@ use tokio::time::Instant;
 
 use crate::error::{ApiError, RateLimited};
 use crate::recorder::Metrics;
-use crate::stream::endpoint::{Endpoint, ENDPOINTS};
-use crate::stream::v2::{V2Route, V2_ROUTES};
 use bucket::{whole_seconds, Bucket};
 pub use settings::{CallersFile, RedisUrl, Settings, DEFAULT_CALLER};
 use shared::{Ask, Decision, Shared};
+use stream_wire::endpoint::{Endpoint, ENDPOINTS};
+use stream_wire::v2::{V2Route, V2_ROUTES};
 use window::{Report, Spent, Window};
 
 /// An endpoint as policies know it: its index among every named endpoint (the v1.0 table's

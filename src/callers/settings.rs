@@ -227,7 +227,7 @@ impl Service {
             // token that may do anything (app settings, webhook URL), so it is allowed only
             // by a pattern that names it (`chat.*`, `*`).
             None => (0..named_count())
-                .map(|i| i < crate::stream::endpoint::ENDPOINTS.len())
+                .map(|i| i < stream_wire::endpoint::ENDPOINTS.len())
                 .collect(),
             Some(patterns) => allowed(patterns).map_err(|p| problem(key("allow"), p))?,
         };
@@ -295,7 +295,7 @@ fn allowed(patterns: &[String]) -> Result<Vec<bool>, String> {
         let mut any = false;
         for (i, (name, v2)) in named_endpoints().enumerate() {
             let hit = match v2 {
-                Some(r) => crate::stream::v2::allows(p, r),
+                Some(r) => stream_wire::v2::allows(p, r),
                 None => matches(name),
             };
             if hit {
@@ -353,7 +353,7 @@ mod tests {
     #[test]
     fn a_caller_with_no_keys_may_call_every_v1_endpoint_and_no_v2_operation_without_a_limit() {
         let s = service(ServiceFile::default()).unwrap();
-        let v1 = crate::stream::endpoint::ENDPOINTS.len();
+        let v1 = stream_wire::endpoint::ENDPOINTS.len();
         assert!(s.allow[..v1].iter().all(|a| *a));
         assert!(
             s.allow[v1..].iter().all(|a| !*a),
@@ -409,11 +409,11 @@ mod tests {
         assert!(!n.contains(&"chat.UpdateChannel") && !n.contains(&"common.UpdateUsers"));
         assert!(n.contains(&"feeds.AddActivity") && n.contains(&"feeds.Follow"));
         assert!(!n.contains(&"feed.read"), "v1.0 names are apart");
-        let reads = crate::stream::v2::V2_ROUTES
+        let reads = stream_wire::v2::V2_ROUTES
             .iter()
-            .filter(|r| r.name.starts_with("chat.") && r.method == crate::stream::v2::V2Method::Get)
+            .filter(|r| r.name.starts_with("chat.") && r.method == stream_wire::v2::V2Method::Get)
             .count();
-        let feeds = crate::stream::v2::V2_ROUTES
+        let feeds = stream_wire::v2::V2_ROUTES
             .iter()
             .filter(|r| r.name.starts_with("feeds."))
             .count();

@@ -3,7 +3,7 @@
 use super::*;
 use std::time::Duration;
 
-use crate::stream::endpoint::EndpointId;
+use stream_wire::endpoint::EndpointId;
 
 fn settings(toml: &str) -> Settings {
     use figment::providers::Format;

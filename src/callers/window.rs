@@ -15,9 +15,9 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 /// The shortest a report holds.
-pub const MIN_HOLD: Duration = Duration::from_secs(1);
+pub(crate) const MIN_HOLD: Duration = Duration::from_secs(1);
 /// The longest a report holds.
-pub const MAX_HOLD: Duration = Duration::from_secs(60);
+pub(crate) const MAX_HOLD: Duration = Duration::from_secs(60);
 
 /// What one answer said of its endpoint's window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,13 +88,13 @@ struct Held {
 
 /// Every endpoint's last report, by the endpoint's index in the table.
 #[derive(Debug)]
-pub struct Window {
+pub(crate) struct Window {
     slots: Box<[Mutex<Option<Held>>]>,
 }
 
 impl Window {
     /// No reports yet for `endpoints` endpoints.
-    pub fn new(endpoints: usize) -> Self {
+    pub(crate) fn new(endpoints: usize) -> Self {
         Self {
             slots: (0..endpoints).map(|_| Mutex::new(None)).collect(),
         }
@@ -102,7 +102,7 @@ impl Window {
 
     /// Records a report for endpoint `i`; returns the calls left it now counts. Within one
     /// window (the same reset) the lowest count wins: answers can arrive out of order.
-    pub fn record(&self, i: usize, report: Report, now: Instant, wall: SystemTime) -> u64 {
+    pub(crate) fn record(&self, i: usize, report: Report, now: Instant, wall: SystemTime) -> u64 {
         let mut slot = self.slots[i].lock();
         // A late answer from an earlier window does not replace the current one's report.
         if let Some(h) = *slot {
@@ -128,7 +128,7 @@ impl Window {
 
     /// Whether a call to endpoint `i` may go to Stream, for a caller when `others_reserve`
     /// (a fraction of the window) is kept for other callers.
-    pub fn check(&self, i: usize, others_reserve: f64, now: Instant) -> Result<(), Spent> {
+    pub(crate) fn check(&self, i: usize, others_reserve: f64, now: Instant) -> Result<(), Spent> {
         let Some(h) = *self.slots[i].lock() else {
             return Ok(());
         };

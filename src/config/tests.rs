@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use figment::Jail;
 
-use crate::stream::{Action, Resource};
+use stream_wire::{Action, Resource};
 
 fn base() -> Figment {
     Figment::from(Serialized::defaults(FileConfig::default()))
@@ -256,7 +256,7 @@ fn lists_and_maps_can_be_given_in_the_environment_as_production_md_shows() {
         assert_eq!(c.tokens.allow.len(), 2);
         assert_eq!(
             c.emulator.feed_groups.kind("digest"),
-            crate::emulator::FeedKind::Aggregated
+            stream_emulator::FeedKind::Aggregated
         );
         let callers = c.callers.unwrap();
         assert_eq!(callers.services[0].name, "batch");
@@ -265,7 +265,7 @@ fn lists_and_maps_can_be_given_in_the_environment_as_production_md_shows() {
         let c = Config::load(None).unwrap();
         assert_eq!(
             c.emulator.feed_groups.kind("digest"),
-            crate::emulator::FeedKind::Notification
+            stream_emulator::FeedKind::Notification
         );
         Ok(())
     });
@@ -373,7 +373,7 @@ fn the_emulators_bounds_default_to_the_documented_values_and_refuse_zero() {
     let c = Config::from_figment(&base()).unwrap();
     assert_eq!(
         c.emulator.bounds,
-        crate::emulator::Bounds {
+        stream_emulator::Bounds {
             max_activities: 1_000_000,
             max_request_log: 10_000,
             max_import_bytes: 64 << 20,
@@ -673,7 +673,7 @@ fn a_cors_origin_is_a_scheme_and_host_with_nothing_after() {
 
 #[test]
 fn emulator_feed_groups_are_read_and_a_bad_kind_or_slug_is_named() {
-    use crate::emulator::FeedKind;
+    use stream_emulator::FeedKind;
     let c = Config::from_figment(&base().merge(("emulator.feed_groups.timeline", "aggregated")))
         .unwrap();
     let kinds = &c.emulator.feed_groups;

@@ -14,7 +14,7 @@
 //! replaced when a reload changes `[tokens.oidc]`.
 
 pub mod bearer;
-pub mod settings;
+pub(crate) mod settings;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -37,7 +37,7 @@ pub use settings::{OidcFile, OidcSettings, OneOrMany};
 use crate::error::ApiError;
 use crate::net::Dns;
 use crate::recorder::Metrics;
-use crate::stream::UserId;
+use stream_wire::UserId;
 
 /// Longest a fetch of the discovery document or of the JWKS may take, connection included.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::settings::ConfigError;
 
 /// `tokens.oidc.leeway_s` at most: a clock further off than this is a broken clock.
-pub const MAX_LEEWAY_S: u64 = 300;
+pub(crate) const MAX_LEEWAY_S: u64 = 300;
 
 /// `[tokens.oidc]` as read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ fn problem(key: &str, problem: impl Into<String>) -> ConfigError {
 }
 
 /// The default of `tokens.oidc.algorithms`.
-pub const DEFAULT_ALGORITHMS: [Algorithm; 3] =
+pub(crate) const DEFAULT_ALGORITHMS: [Algorithm; 3] =
     [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
 
 impl OidcSettings {
@@ -179,7 +179,7 @@ fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, ConfigError> {
 
 /// `https://`, or `http://` to a loopback host (tests and local IdPs): keys fetched in clear
 /// over a network could be swapped by anyone on the path.
-pub fn https_or_loopback(url: &str) -> Result<(), String> {
+pub(crate) fn https_or_loopback(url: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
     let host = uri
         .host()

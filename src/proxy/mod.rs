@@ -2,7 +2,7 @@
 //! credentialed, forwarded with retries ([`crate::upstream`]), Stream's answer back unchanged.
 //! [`v2`] does the same for `/api/v2/...` with a server token.
 
-pub mod v2;
+pub(crate) mod v2;
 
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,12 +20,12 @@ use crate::config::BatchAuth;
 use crate::error::ApiError;
 use crate::recorder::RequestRecord;
 use crate::state::{AppState, BodyRules};
-use crate::stream::endpoint::{AuthKind, BodyKind, Host, Idempotency, Route};
-use crate::stream::{body, query, route, Method, RouteError};
 use crate::trace::Context;
 use crate::upstream::client::{Answer, Credential, Prepared, Upstream};
 use crate::upstream::retry::{Outcome, Unusable};
 use crate::upstream::Tapped;
+use stream_wire::endpoint::{AuthKind, BodyKind, Host, Idempotency, Route};
+use stream_wire::{body, query, route, Method, RouteError};
 
 /// The API families the proxy forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl Api {
 /// Answers one proxied request of the `api` family, in the trace `trace`, from `peer` (when
 /// the listener passes it on: `[callers]` identifies callers by it). The answer carries the
 /// request's [`RequestRecord`].
-pub async fn answer(
+pub(crate) async fn answer(
     st: &AppState,
     api: Api,
     req: Request,
@@ -311,7 +311,10 @@ fn credential(st: &AppState, route: &Route) -> Credential {
 /// `ApiKeyException`) or names one twice (400), counting it in
 /// `gateway_api_key_refused_total`. Every family calls it on the raw query before anything
 /// else reads it; see [`query::check_api_key`].
-pub fn refuse_foreign_api_key(st: &AppState, raw_query: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn refuse_foreign_api_key(
+    st: &AppState,
+    raw_query: Option<&str>,
+) -> Result<(), ApiError> {
     let s = &st.config.stream;
     query::check_api_key(raw_query, &s.api_key, &s.accepted_api_keys).map_err(|r| {
         st.metrics
@@ -320,14 +323,14 @@ pub fn refuse_foreign_api_key(st: &AppState, raw_query: Option<&str>) -> Result<
         match r {
             query::ApiKeyRefusal::Foreign(detail) => ApiError::ForeignApiKey(detail),
             query::ApiKeyRefusal::Repeated => ApiError::InvalidInput(
-                crate::stream::InvalidInput::new("api_key", "is given more than once"),
+                stream_wire::InvalidInput::new("api_key", "is given more than once"),
             ),
         }
     })
 }
 
 /// Longest path and query the gateway forwards (nginx's default header buffer is 8 KiB).
-pub const MAX_TARGET_BYTES: usize = 8192;
+pub(crate) const MAX_TARGET_BYTES: usize = 8192;
 
 /// Largest refusal body read to tell a wrong secret from another refusal; Stream's error
 /// bodies are a few hundred bytes.

@@ -1,6 +1,6 @@
 //! `/api/v2/...`: Stream's Feeds v3, Chat, Video and Moderation server-side operations, when
 //! `stream.v2` is on. A request is matched to an operation of the generated table
-//! ([`crate::stream::v2`]) or refused; its caller is admitted by the operation's name; its body
+//! ([`stream_wire::v2`]) or refused; its caller is admitted by the operation's name; its body
 //! is checked for JSON and size only; it goes to `stream.v2_base_url` with the server token
 //! (`Authorization: <JWT>`, `Stream-Auth-Type: jwt`) and the app's `api_key` in place of
 //! whatever credentials the caller sent, through the same client, retry loop, deadline and
@@ -16,18 +16,18 @@ use serde_json::json;
 use crate::callers::Named;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::stream::v2::{self, V2Match, V2Method, V2RouteError};
-use crate::stream::{json as strict_json, query, InvalidInput};
 use crate::upstream::client::Credential;
+use stream_wire::v2::{self, V2Match, V2Method, V2RouteError};
+use stream_wire::{json as strict_json, query, InvalidInput};
 
 use super::Outgoing;
 
 /// The name logs and metrics give a v2 request that matched no operation.
-pub const UNMATCHED: &str = "v2.unknown";
+pub(crate) const UNMATCHED: &str = "v2.unknown";
 
 /// A refusal in Stream's v2 error shape.
 #[derive(Debug)]
-pub struct V2Error {
+pub(crate) struct V2Error {
     status: StatusCode,
     code: u16,
     message: String,
@@ -153,7 +153,7 @@ impl super::Family for V2 {
         };
         Ok(Outgoing {
             upstream,
-            host: crate::stream::endpoint::Host::Api,
+            host: stream_wire::endpoint::Host::Api,
             query: query::forward_string(&pairs, &st.config.stream.api_key),
             path: matched.path,
             body,
@@ -197,7 +197,7 @@ fn route_refusal(e: V2RouteError, parts: &Parts) -> V2Error {
 
 /// The operations whose request body is `multipart/form-data` in Stream's spec (the
 /// uploads, as the SDKs send them); every other operation's body is JSON.
-pub const MULTIPART_OPERATIONS: [&str; 4] = [
+pub(crate) const MULTIPART_OPERATIONS: [&str; 4] = [
     "chat.UploadChannelFile",
     "chat.UploadChannelImage",
     "common.UploadFile",

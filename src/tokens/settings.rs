@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::settings::{ms, positive, split_http_url, ConfigError};
-use crate::stream::{Action, Resource};
+use stream_wire::{Action, Resource};
 
 /// `[tokens]` as read: the policy of `POST /tokens`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,7 +113,7 @@ impl TokensConfig {
             ("tokens.app_feed_groups", &t.app_feed_groups),
         ] {
             for g in groups {
-                crate::stream::Slug::parse(g)
+                stream_wire::Slug::parse(g)
                     .map_err(|e| ConfigError::new(key, format!("{g:?} is not a feed slug: {e}")))?;
             }
         }

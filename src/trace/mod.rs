@@ -8,9 +8,9 @@
 //! request back.
 
 pub mod context;
-pub mod export;
-pub mod otlp;
-pub mod settings;
+pub(crate) mod export;
+pub(crate) mod otlp;
+pub(crate) mod settings;
 
 use std::future::Future;
 use std::time::SystemTime;

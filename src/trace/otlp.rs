@@ -142,7 +142,7 @@ fn span(out: &mut Vec<u8>, s: &SpanRecord) {
 }
 
 /// The body of one export: `spans` as the gateway's, under `service.name` = `service_name`.
-pub fn export_request(service_name: &str, spans: &[SpanRecord]) -> Vec<u8> {
+pub(crate) fn export_request(service_name: &str, spans: &[SpanRecord]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + spans.len() * 256);
     message(&mut out, 1, |rs| {
         message(rs, 1, |resource| {

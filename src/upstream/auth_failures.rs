@@ -14,7 +14,7 @@ use crate::recorder::Metrics;
 /// `signature is not valid` in its `message`, 401 code 43) or a
 /// `SignatureException` for an HTTP Signature (401, code 3). A permission refusal (a scope
 /// that does not cover the call) is not one: the secret was right.
-pub fn is_signature_refusal(status: u16, body: &[u8]) -> bool {
+pub(crate) fn is_signature_refusal(status: u16, body: &[u8]) -> bool {
     if !matches!(status, 401 | 403) {
         return false;
     }
@@ -34,7 +34,7 @@ pub fn is_signature_refusal(status: u16, body: &[u8]) -> bool {
 
 /// The episode of wrong-secret answers, and their count.
 #[derive(Debug)]
-pub struct AuthFailures {
+pub(crate) struct AuthFailures {
     failing: AtomicBool,
     count: Counter,
 }
@@ -42,7 +42,7 @@ pub struct AuthFailures {
 impl AuthFailures {
     /// Registers `gateway_upstream_auth_failures_total` at 0, so an alert on its rate sees a
     /// series before the first failure.
-    pub fn new(metrics: &Metrics) -> Self {
+    pub(crate) fn new(metrics: &Metrics) -> Self {
         Self {
             failing: AtomicBool::new(false),
             count: metrics.counter("gateway_upstream_auth_failures_total", &[]),
@@ -50,7 +50,7 @@ impl AuthFailures {
     }
 
     /// Stream refused the gateway's signature on `endpoint`.
-    pub fn refused(&self, endpoint: &str, detail: &str) {
+    pub(crate) fn refused(&self, endpoint: &str, detail: &str) {
         self.count.increment(1);
         if !self.failing.swap(true, Ordering::Relaxed) {
             tracing::error!(
@@ -67,12 +67,12 @@ impl AuthFailures {
 
     /// A new secret is in force: whatever Stream said of the old one, a refusal of the new one
     /// is a new episode, logged again.
-    pub fn new_secret(&self) {
+    pub(crate) fn new_secret(&self) {
         self.failing.store(false, Ordering::Relaxed);
     }
 
     /// Stream accepted a call: a wrong-secret episode, if one was going on, is over.
-    pub fn accepted(&self) {
+    pub(crate) fn accepted(&self) {
         if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
             tracing::info!("Stream accepts the gateway's signature again");
         }

@@ -33,16 +33,16 @@ use tower::{Service, ServiceExt};
 use super::retry::{retry_wait, Outcome, Unusable};
 use super::settings::UpstreamConfig;
 use super::Transport;
-use crate::auth::{httpsig, Secret};
 use crate::net::Dns;
-use crate::stream::endpoint::Host;
 use crate::trace::{SpanId, TRACEPARENT, TRACESTATE};
+use stream_wire::auth::{httpsig, Secret};
+use stream_wire::endpoint::Host;
 
 /// `X-Stream-Client`, as the official clients name themselves.
-pub const CLIENT_NAME: &str = concat!("stream-gateway-", env!("CARGO_PKG_VERSION"));
+pub(crate) const CLIENT_NAME: &str = concat!("stream-gateway-", env!("CARGO_PKG_VERSION"));
 
 /// Response headers passed back to the caller; everything else Stream sends is dropped.
-pub const PASSED_BACK: [&str; 5] = [
+pub(crate) const PASSED_BACK: [&str; 5] = [
     "content-type",
     "x-ratelimit-limit",
     "x-ratelimit-remaining",
@@ -115,7 +115,7 @@ pub enum ClientError {
 
 /// The pooled client and where it sends.
 #[derive(Clone)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     client: Client<hyper_rustls::HttpsConnector<Connect>, Full<Bytes>>,
     /// Scheme and authority of each service, by [`Host::index`].
     bases: [(Scheme, Authority); 3],
@@ -144,7 +144,11 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 impl Upstream {
     /// A client for each service's base URL (scheme + host [+ port], validated with the
     /// configuration), in [`Host::ALL`] order.
-    pub fn new(cfg: &UpstreamConfig, bases: [&str; 3], api_key: &str) -> Result<Self, ClientError> {
+    pub(crate) fn new(
+        cfg: &UpstreamConfig,
+        bases: [&str; 3],
+        api_key: &str,
+    ) -> Result<Self, ClientError> {
         let bases = bases.map(|base| {
             let base: Uri = base
                 .parse()

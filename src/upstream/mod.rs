@@ -5,11 +5,11 @@
 //! drive it with a scripted upstream on paused time, and the client behind it can change
 //! without touching the policy.
 
-pub mod auth_failures;
-pub mod client;
+pub(crate) mod auth_failures;
+pub(crate) mod client;
 pub mod retry;
-pub mod settings;
-pub mod stream_settings;
+pub(crate) mod settings;
+pub(crate) mod stream_settings;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -329,12 +329,12 @@ mod tests {
     fn request() -> Prepared {
         Prepared {
             method: http::Method::GET,
-            host: crate::stream::endpoint::Host::Api,
+            host: stream_wire::endpoint::Host::Api,
             path: "/api/v1.0/feed/user/1/".into(),
             query: "api_key=k".into(),
             body: None,
             content_type: None,
-            credential: Credential::Signature(crate::auth::Secret::new("s")),
+            credential: Credential::Signature(stream_wire::auth::Secret::new("s")),
             request_id: None,
             trace: crate::trace::Context::new(true),
         }

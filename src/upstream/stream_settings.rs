@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Secret;
 use crate::settings::{present, split_http_url, ConfigError};
-use crate::stream::region;
+use stream_wire::auth::Secret;
+use stream_wire::region;
 
 /// How batch calls (`add_to_many`, `follow_many`) authenticate upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +114,7 @@ pub const EMULATOR_SECRET_PREFIX: &str = "emulator-";
 /// Whether the emulator may sign with `secret`: only with one made for it, since its request
 /// log (unauthenticated, on loopback) shows the tokens the gateway signs, and tokens signed
 /// with a real secret work against Stream.
-pub fn made_for_the_emulator(secret: &str) -> bool {
+pub(crate) fn made_for_the_emulator(secret: &str) -> bool {
     secret.starts_with(EMULATOR_SECRET_PREFIX)
 }
 

@@ -20,18 +20,18 @@ use tokio::time::Instant;
 
 /// The largest answer body kept: an event's answer is a few bytes, a synchronous hook's a
 /// message; this keeps the memory at most `dedupe_max_entries` x 64 KiB.
-pub const MAX_KEPT_BODY_BYTES: usize = 64 << 10;
+pub(crate) const MAX_KEPT_BODY_BYTES: usize = 64 << 10;
 
 /// The target's answer, as it is passed back to Stream and kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored {
+pub(crate) struct Stored {
     pub status: StatusCode,
     pub content_type: Option<HeaderValue>,
     pub body: Bytes,
 }
 
 /// What identifies one webhook: route, id and signature.
-pub type Key = (Arc<str>, String, [u8; 32]);
+pub(crate) type Key = (Arc<str>, String, [u8; 32]);
 
 type Shared = Option<Arc<Stored>>;
 
@@ -50,7 +50,7 @@ struct Inner {
 }
 
 /// See the module's documentation.
-pub struct Dedupe {
+pub(crate) struct Dedupe {
     window: Duration,
     max_entries: usize,
     inner: Mutex<Inner>,
@@ -66,7 +66,7 @@ impl std::fmt::Debug for Dedupe {
 }
 
 /// What to do with a webhook.
-pub enum Claim {
+pub(crate) enum Claim {
     /// Answered already: answer this.
     Replay(Arc<Stored>),
     /// The first in flight: forward it, then [`Leader::finish`].
@@ -77,19 +77,19 @@ pub enum Claim {
 
 /// The request that forwards a webhook. Dropped without [`Leader::finish`] (cancelled), it
 /// frees the key, so a waiting duplicate forwards instead.
-pub struct Leader {
+pub(crate) struct Leader {
     dedupe: Arc<Dedupe>,
     key: Option<Key>,
     tx: watch::Sender<Shared>,
 }
 
 /// A duplicate waiting for the leader's answer.
-pub struct Follower(watch::Receiver<Shared>);
+pub(crate) struct Follower(watch::Receiver<Shared>);
 
 impl Dedupe {
     /// A memory of `max_entries` answers for `window` (either 0: nothing is remembered, but
     /// concurrent duplicates still wait for the first).
-    pub fn new(window: Duration, max_entries: usize) -> Self {
+    pub(crate) fn new(window: Duration, max_entries: usize) -> Self {
         Self {
             window,
             max_entries,
@@ -98,17 +98,19 @@ impl Dedupe {
     }
 
     /// Answers kept now (in flight not counted).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.inner.lock().order.len()
     }
 
     /// Whether no answer is kept.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Claims `key`: a kept answer, the lead, or a place behind the one in flight.
-    pub fn claim(self: &Arc<Self>, key: Key) -> Claim {
+    pub(crate) fn claim(self: &Arc<Self>, key: Key) -> Claim {
         let now = Instant::now();
         let mut inner = self.inner.lock();
         self.expire(&mut inner, now);
@@ -158,7 +160,7 @@ impl Dedupe {
 
 impl Leader {
     /// Keeps `answer` when it is 2xx, and hands it to every duplicate waiting.
-    pub fn finish(mut self, answer: Stored) -> Arc<Stored> {
+    pub(crate) fn finish(mut self, answer: Stored) -> Arc<Stored> {
         let answer = Arc::new(answer);
         if let Some(key) = self.key.take() {
             self.dedupe.settle(key, &answer);
@@ -181,7 +183,7 @@ impl Drop for Leader {
 
 impl Follower {
     /// The leader's answer, or none when it was cancelled before answering.
-    pub async fn wait(mut self) -> Option<Arc<Stored>> {
+    pub(crate) async fn wait(mut self) -> Option<Arc<Stored>> {
         let got = self.0.wait_for(Option::is_some).await.ok()?;
         got.clone()
     }

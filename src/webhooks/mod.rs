@@ -14,9 +14,9 @@
 //! metrics, a way to read the request's trace) and names no feature, so the configuration can
 //! hold its settings without a module cycle.
 
-pub mod dedupe;
-pub mod settings;
-pub use stream_wire::webhook as signature;
+pub(crate) mod dedupe;
+pub(crate) mod settings;
+use stream_wire::webhook as signature;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,20 +33,20 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::auth::Keys;
 use crate::error::ApiError;
 use crate::recorder::{Metrics, RequestRecord};
 use dedupe::{Claim, Dedupe, Stored};
-pub use settings::{Route, Settings, WebhooksFile};
+pub(crate) use settings::{Route, Settings, WebhooksFile};
 use signature::{Headers, Refusal};
+use stream_wire::auth::Keys;
 
 /// The `endpoint` of a webhook in the access log and the request metrics.
-pub const ENDPOINT: &str = "webhook";
+pub(crate) const ENDPOINT: &str = "webhook";
 
 /// Headers for the forwarded request that continue the caller's trace (`traceparent`, and
 /// `tracestate` when kept), read from the request being handled; given by the state, which
 /// owns the trace context.
-pub type TraceHeaders = fn() -> Vec<(HeaderName, HeaderValue)>;
+pub(crate) type TraceHeaders = fn() -> Vec<(HeaderName, HeaderValue)>;
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector<crate::net::Dns>>, Full<Bytes>>;
 
@@ -121,7 +121,7 @@ impl Hooks {
 
 /// The webhook routes, one `POST` route per `[webhooks.routes.<name>]`: a self-contained
 /// router, merged into every listener that faces Stream.
-pub fn router(hooks: Arc<Hooks>) -> Router {
+pub(crate) fn router(hooks: Arc<Hooks>) -> Router {
     let mut r = Router::new();
     for route in &hooks.settings.routes {
         let hooks = hooks.clone();
@@ -135,9 +135,7 @@ pub fn router(hooks: Arc<Hooks>) -> Router {
             })
             // Another method: Stream's error shape, as everywhere else on the gateway.
             .fallback(|| async {
-                crate::error::ApiError::MethodNotAllowed(vec![
-                    crate::stream::endpoint::Method::Post,
-                ])
+                crate::error::ApiError::MethodNotAllowed(vec![stream_wire::endpoint::Method::Post])
             }),
         );
     }
@@ -419,7 +417,7 @@ impl Hooks {
 fn refused(r: Refusal, hooks: &Hooks) -> Arc<Stored> {
     let err = match r {
         Refusal::TooLarge => ApiError::PayloadTooLarge(hooks.settings.max_body_bytes),
-        Refusal::Body => ApiError::InvalidInput(crate::stream::InvalidInput::new(
+        Refusal::Body => ApiError::InvalidInput(stream_wire::InvalidInput::new(
             "body",
             "could not be read within webhooks.timeout_ms",
         )),

@@ -10,16 +10,16 @@ use serde::{Deserialize, Serialize};
 use crate::settings::ConfigError;
 
 /// `webhooks.timeout_ms` by default: Stream gives a push webhook 3 s, the target gets less.
-pub const DEFAULT_TIMEOUT_MS: u64 = 2500;
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 2500;
 /// `webhooks.max_body_bytes` by default: 4 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 << 20;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 4 << 20;
 /// `webhooks.dedupe_window_s` by default.
-pub const DEFAULT_DEDUPE_WINDOW_S: u64 = 600;
+pub(crate) const DEFAULT_DEDUPE_WINDOW_S: u64 = 600;
 /// `webhooks.dedupe_max_entries` by default.
-pub const DEFAULT_DEDUPE_MAX_ENTRIES: u64 = 10_000;
+pub(crate) const DEFAULT_DEDUPE_MAX_ENTRIES: u64 = 10_000;
 
 /// Paths the gateway serves itself, which a webhook route may neither be nor sit under.
-pub const RESERVED_PATHS: &[&str] = &[
+pub(crate) const RESERVED_PATHS: &[&str] = &[
     "/api",
     "/analytics",
     "/personalization",

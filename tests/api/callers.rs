@@ -2,7 +2,7 @@
 
 use figment::Figment;
 use serde_json::json;
-use stream_gateway::emulator::RateRule;
+use stream_emulator::RateRule;
 
 use crate::helpers::*;
 

@@ -141,9 +141,9 @@ async fn beyond_max_connections_new_connections_are_closed_at_once_and_counted()
 
 #[tokio::test]
 async fn the_emulators_port_limits_connections_and_closes_silent_ones() {
-    use stream_gateway::auth::Secret;
-    use stream_gateway::emulator::{Emulator, EmulatorConfig};
+    use stream_emulator::{Emulator, EmulatorConfig};
     use stream_gateway::server::{emulator_serve, Limits, EMULATOR_LIMITS};
+    use stream_wire::auth::Secret;
     let emu = Emulator::spawn_served(
         EmulatorConfig {
             api_key: KEY.into(),

@@ -207,14 +207,14 @@ async fn an_empty_object_is_refused_by_the_gateway_and_by_the_emulator() {
     assert!(app.received().is_empty(), "nothing reached Stream");
 
     // The emulator refuses it too, as Stream does, to a client that talks to it directly.
-    let token = stream_gateway::auth::jwt::encode(
-        &stream_gateway::auth::jwt::Claims {
+    let token = stream_wire::auth::jwt::encode(
+        &stream_wire::auth::jwt::Claims {
             resource: Some("feed".into()),
             action: Some("write".into()),
             feed_id: Some("user1".into()),
             ..Default::default()
         },
-        &stream_gateway::auth::Secret::new(SECRET),
+        &stream_wire::auth::Secret::new(SECRET),
     );
     for body in [empty.clone(), json!({"activities": [activity(1), empty]})] {
         let resp = app

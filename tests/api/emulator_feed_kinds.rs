@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
-use stream_gateway::auth::Secret;
+use stream_emulator::{Emulator, EmulatorConfig, FeedGroups, FeedKind};
 use stream_gateway::config::Config;
-use stream_gateway::emulator::{Emulator, EmulatorConfig, FeedGroups, FeedKind};
+use stream_wire::auth::Secret;
 
 use crate::helpers::*;
 

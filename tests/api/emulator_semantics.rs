@@ -350,7 +350,7 @@ async fn an_import_in_merge_mode_keeps_what_is_there() {
     );
 }
 
-fn bounded(app: &TestApp, f: impl FnOnce(&mut stream_gateway::emulator::Bounds)) {
+fn bounded(app: &TestApp, f: impl FnOnce(&mut stream_emulator::Bounds)) {
     let mut b = app.emu().bounds();
     f(&mut b);
     app.emu().set_bounds(b);

@@ -3,8 +3,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use stream_gateway::auth::jwt::{encode, Claims};
-use stream_gateway::auth::{httpsig, Secret};
+use stream_wire::auth::jwt::{encode, Claims};
+use stream_wire::auth::{httpsig, Secret};
 
 use crate::helpers::*;
 
@@ -122,8 +122,8 @@ async fn a_too_wide_scope_is_refused_by_the_strict_emulator_only() {
         assert_eq!(s, 403, "{v}");
         assert!(v["detail"].as_str().unwrap().contains("wider"), "{v}");
     }
-    let lenient = stream_gateway::emulator::Emulator::spawn(
-        stream_gateway::emulator::EmulatorConfig {
+    let lenient = stream_emulator::Emulator::spawn(
+        stream_emulator::EmulatorConfig {
             api_key: KEY.into(),
             api_secret: Secret::new(SECRET),
             strict_scopes: false,

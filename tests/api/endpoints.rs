@@ -1,7 +1,7 @@
 //! Every endpoint of the REST docs through the gateway, each with its narrowest credential.
 
 use serde_json::json;
-use stream_gateway::auth::{httpsig, Secret};
+use stream_wire::auth::{httpsig, Secret};
 
 use crate::helpers::*;
 

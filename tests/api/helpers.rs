@@ -6,12 +6,12 @@ use std::sync::Arc;
 use figment::providers::Serialized;
 use figment::Figment;
 use serde_json::Value;
+use stream_emulator::{Emulator, EmulatorConfig, EmulatorState, Fault, Received};
 use stream_gateway::app::App;
-use stream_gateway::auth::{jwt, Secret};
 use stream_gateway::config::{Config, FileConfig};
-use stream_gateway::emulator::{Emulator, EmulatorConfig, EmulatorState, Fault, Received};
 use stream_gateway::state::AppState;
-use stream_gateway::stream::Scope;
+use stream_wire::auth::{jwt, Secret};
+use stream_wire::Scope;
 
 pub const KEY: &str = "test-api-key";
 pub const SECRET: &str = "test-secret-5f0c1e9a7b3d";

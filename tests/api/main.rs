@@ -1,6 +1,8 @@
 //! One integration binary: the gateway on port 0 in front of the strict emulator.
 // std locks are banned in src/ (they poison); in a test a poisoned lock only fails the test.
 #![allow(clippy::disallowed_types)]
+// `pub` here is shared between the test modules of this one binary.
+#![allow(unreachable_pub)]
 
 mod adversarial;
 mod api_keys;

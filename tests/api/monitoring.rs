@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use stream_emulator::RateRule;
 use stream_gateway::config::Config;
-use stream_gateway::emulator::RateRule;
 use stream_gateway::reload::Reloads;
 
 use crate::helpers::*;
@@ -366,12 +366,12 @@ async fn round(app: &Arc<TestApp>, reloads: &Reloads, n: u32) {
     }
     // A wrong secret for one call: Stream refuses the gateway's signature.
     app.emu()
-        .accept_secrets(vec![stream_gateway::auth::Secret::new(
+        .accept_secrets(vec![stream_wire::auth::Secret::new(
             "a-secret-the-gateway-lacks",
         )]);
     get_as(app, "web", "/feed/user/3/").await;
     app.emu()
-        .accept_secrets(vec![stream_gateway::auth::Secret::new(SECRET)]);
+        .accept_secrets(vec![stream_wire::auth::Secret::new(SECRET)]);
     reloads.request();
 }
 

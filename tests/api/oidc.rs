@@ -13,8 +13,8 @@ use axum::routing::get;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use stream_gateway::auth::{jwt, Secret};
 use stream_gateway::config::Config;
+use stream_wire::auth::{jwt, Secret};
 
 use crate::helpers::*;
 

@@ -7,12 +7,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use stream_gateway::auth::{jwt, Secret};
+use stream_emulator::{Emulator, EmulatorConfig, FeedGroups, RealtimeBounds, RealtimeSettings};
 use stream_gateway::config::Config;
-use stream_gateway::emulator::{
-    Emulator, EmulatorConfig, FeedGroups, RealtimeBounds, RealtimeSettings,
-};
-use stream_gateway::stream::{Action, FeedClaim, Resource, Scope};
+use stream_wire::auth::{jwt, Secret};
+use stream_wire::{Action, FeedClaim, Resource, Scope};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;

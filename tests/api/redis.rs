@@ -5,8 +5,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use figment::Figment;
+use stream_emulator::RateRule;
 use stream_gateway::callers::shared::{gcra, interval_us, ADMIT_LUA, KEY_PREFIX};
-use stream_gateway::emulator::RateRule;
 
 use crate::helpers::*;
 use crate::redis_server::RedisServer;

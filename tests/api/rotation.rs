@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use stream_gateway::auth::{jwt, Secret};
 use stream_gateway::config::Config;
 use stream_gateway::reload::Reloads;
+use stream_wire::auth::{jwt, Secret};
 
 use crate::helpers::*;
 

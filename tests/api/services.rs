@@ -3,16 +3,16 @@
 //! emulator's analytics, checked as strictly as its feeds.
 
 use serde_json::{json, Value};
-use stream_gateway::auth::jwt::{self, encode, Claims};
-use stream_gateway::auth::Secret;
 use stream_gateway::config::Config;
+use stream_wire::auth::jwt::{self, encode, Claims};
+use stream_wire::auth::Secret;
 
 use crate::helpers::*;
-use stream_gateway::emulator::Received;
+use stream_emulator::Received;
 
 /// A gateway whose feeds API is one strict emulator and whose analytics and personalization
 /// hosts are another, so each call shows where it went.
-async fn two_hosts() -> (TestApp, stream_gateway::emulator::Emulator) {
+async fn two_hosts() -> (TestApp, stream_emulator::Emulator) {
     let services = strict_emulator().await;
     let api = strict_emulator().await;
     let f = base_figment(&api)
@@ -180,7 +180,7 @@ async fn service_calls_are_endpoints_with_their_names_checks_and_metrics() {
 #[tokio::test]
 async fn an_analytics_call_is_not_resent_after_it_may_have_reached_stream() {
     let (app, services) = two_hosts().await;
-    services.state().inject(stream_gateway::emulator::Fault {
+    services.state().inject(stream_emulator::Fault {
         method: Some("POST".into()),
         path_prefix: "/analytics/".into(),
         status: Some(503),
@@ -230,8 +230,8 @@ async fn direct(url: &str, target: &str, token: &str, body: &str) -> (u16, Value
 #[tokio::test]
 async fn the_emulator_checks_analytics_credentials_as_stream_does_and_strictly() {
     let strict = strict_emulator().await;
-    let lenient = stream_gateway::emulator::Emulator::spawn(
-        stream_gateway::emulator::EmulatorConfig {
+    let lenient = stream_emulator::Emulator::spawn(
+        stream_emulator::EmulatorConfig {
             api_key: KEY.into(),
             api_secret: Secret::new(SECRET),
             strict_scopes: false,

@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use stream_gateway::auth::{jwt, Secret};
+use stream_wire::auth::{jwt, Secret};
 
 use crate::helpers::*;
 

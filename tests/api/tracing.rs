@@ -239,7 +239,7 @@ async fn wait_for_counter(app: &TestApp, name: &str, min: f64) {
     panic!("{name} did not reach {min}");
 }
 
-fn received_on(app: &TestApp, prefix: &str) -> Vec<stream_gateway::emulator::Received> {
+fn received_on(app: &TestApp, prefix: &str) -> Vec<stream_emulator::Received> {
     app.received()
         .into_iter()
         .filter(|r| r.target.starts_with(prefix))

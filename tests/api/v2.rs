@@ -564,9 +564,8 @@ async fn a_post_that_may_have_arrived_is_not_resent_and_a_get_is() {
 async fn the_emulator_verifies_a_v2_call_as_a_server_side_call_first() {
     let emu = strict_emulator().await;
     let c = reqwest::Client::new();
-    let server =
-        stream_gateway::auth::jwt::TokenCache::new(stream_gateway::auth::Secret::new(SECRET), 0)
-            .server_token();
+    let server = stream_wire::auth::jwt::TokenCache::new(stream_wire::auth::Secret::new(SECRET), 0)
+        .server_token();
     let signed = |r: reqwest::RequestBuilder| {
         r.query(&[("api_key", KEY)])
             .header("stream-auth-type", "jwt")
@@ -575,15 +574,15 @@ async fn the_emulator_verifies_a_v2_call_as_a_server_side_call_first() {
     let url = |p: &str| format!("{}/api/v2/{p}", emu.url());
     // It verifies as Stream does first: the key, the auth type, the signature; strictly, the
     // server token's claims.
-    let user = stream_gateway::auth::jwt::encode(
-        &stream_gateway::auth::jwt::Claims {
+    let user = stream_wire::auth::jwt::encode(
+        &stream_wire::auth::jwt::Claims {
             user_id: Some("u1".into()),
             ..Default::default()
         },
-        &stream_gateway::auth::Secret::new(SECRET),
+        &stream_wire::auth::Secret::new(SECRET),
     );
-    let wrong = stream_gateway::auth::jwt::TokenCache::new(
-        stream_gateway::auth::Secret::new("another-secret"),
+    let wrong = stream_wire::auth::jwt::TokenCache::new(
+        stream_wire::auth::Secret::new("another-secret"),
         0,
     )
     .server_token();
@@ -630,9 +629,8 @@ async fn the_emulator_verifies_a_v2_call_as_a_server_side_call_first() {
 async fn the_emulator_answers_v2_operations_with_501_naming_them() {
     let emu = strict_emulator().await;
     let c = reqwest::Client::new();
-    let server =
-        stream_gateway::auth::jwt::TokenCache::new(stream_gateway::auth::Secret::new(SECRET), 0)
-            .server_token();
+    let server = stream_wire::auth::jwt::TokenCache::new(stream_wire::auth::Secret::new(SECRET), 0)
+        .server_token();
     let signed = |r: reqwest::RequestBuilder| {
         r.query(&[("api_key", KEY)])
             .header("stream-auth-type", "jwt")

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use figment::Figment;
 use serde_json::{json, Value};
-use stream_gateway::auth::Secret;
-use stream_gateway::webhooks::signature::sign;
+use stream_wire::auth::Secret;
+use stream_wire::webhook::sign;
 
 use crate::helpers::*;
 

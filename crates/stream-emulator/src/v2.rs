@@ -69,7 +69,7 @@ fn refusal(req: &Request, key: &str, secrets: &[Secret]) -> Option<String> {
 }
 
 /// Any request under `/api/v2/`.
-pub async fn not_emulated(State(st): State<Arc<EmulatorState>>, req: Request) -> Response {
+pub(crate) async fn not_emulated(State(st): State<Arc<EmulatorState>>, req: Request) -> Response {
     let (key, secrets) = st.credentials();
     if let Some(why) = refusal(&req, &key, &secrets) {
         let code = if why.starts_with(BAD_SIGNATURE) {

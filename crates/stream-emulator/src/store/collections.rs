@@ -14,7 +14,7 @@ fn user_of(r: &Map<String, Value>) -> String {
 }
 
 /// Entries to upsert: `(collection, [(id, data)])`.
-pub type EntryBatch = Vec<(String, Vec<(String, Map<String, Value>)>)>;
+pub(super) type EntryBatch = Vec<(String, Vec<(String, Map<String, Value>)>)>;
 
 fn key(name: &str, id: &str) -> (String, String) {
     (name.to_owned(), id.to_owned())
