@@ -1,7 +1,7 @@
 //! The application state: what every feature shares, built once from the configuration.
 //!
-//! Features (the proxy, `/tokens`, the operations routes) take `State<Arc<AppState>>`; the
-//! access log takes only the metrics. The state depends on the building blocks (config, auth,
+//! The proxy's service and the routes (`/tokens`, the operations routes, webhooks) take the
+//! `Arc<AppState>`; the access log takes only the metrics. The state depends on the building blocks (config, auth,
 //! upstream, recorder), never on a feature, so no module cycle runs through it.
 
 use std::future::Future;
