@@ -17,12 +17,14 @@
 //! - [`app`]: binds, builds the router and serves until shutdown;
 //! - [`server`]: the accept loop of each listener: connection limit, head and idle timeouts, draining;
 //! - [`reload`]: the secret re-read when its file changes, the secret and `[tokens]` on SIGHUP;
-//! - [`telemetry`]: the tracing subscriber and the access log;
+//! - [`telemetry`]: the tracing subscriber and the access-log middleware;
+//! - [`access_log`]: the access log's line, formatted by hand and written through a bounded buffer;
 //! - [`trace`]: W3C trace context, the request and attempt spans, OTLP export;
 //! - [`webhooks`]: Stream's webhooks, verified and forwarded to the app's services;
 //! - [`net`]: name resolution for the HTTP clients;
 //! - [`process`]: CPU, memory and file metrics of the process, from `/proc`.
 
+pub mod access_log;
 pub mod app;
 pub mod auth;
 pub mod callers;

@@ -13,6 +13,7 @@ use metrics::Gauge;
 use tokio::time::Instant;
 use tracing_subscriber::EnvFilter;
 
+use crate::access_log;
 use crate::config::LogFormat;
 use crate::recorder::{CallerName, Metrics, RequestInfo};
 use crate::trace::{self, Context, SpanKind, SpanRecord, Tracer};
@@ -68,8 +69,9 @@ pub fn filter_for(rust_log: Option<&str>) -> (EnvFilter, LogSetup) {
     }
 }
 
-/// Installs the global subscriber, writing to stderr at `RUST_LOG`'s levels (default `info`);
-/// a second call is a no-op (tests build several apps).
+/// Installs the global subscriber, writing to stderr at `RUST_LOG`'s levels (default `info`),
+/// and the access log's buffered writer ([`access_log::install`]); a second call is a no-op
+/// (tests build several apps).
 pub fn init(format: LogFormat) -> LogSetup {
     let rust_log = std::env::var("RUST_LOG").ok();
     let (filter, setup) = filter_for(rust_log.as_deref());
@@ -79,10 +81,14 @@ pub fn init(format: LogFormat) -> LogSetup {
         // Colour codes only for a person at a terminal, not for files and collectors.
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let _ = match format {
+    let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    // The access log's own writer, in the same format, once the subscriber is the process's.
+    if installed.is_ok() {
+        access_log::install(format);
+    }
     setup
 }
 
@@ -140,30 +146,20 @@ pub async fn access_log(
     let took: Duration = started.elapsed();
     let status = resp.status();
     metrics.request_done(info.endpoint, status, took);
-    let duration_ms = took.as_secs_f64() * 1000.0;
-    macro_rules! line {
-        ($level:ident) => {
-            tracing::$level!(
-                request_id = %request_id,
-                trace_id = %ctx.trace_id,
-                method = %method,
-                path = %log_safe(&path),
-                endpoint = info.endpoint,
-                caller,
-                status = status.as_u16(),
-                attempts = info.attempts,
-                duration_ms,
-                "request"
-            )
-        };
-    }
     // Probes and scrapes: quiet in the logs, and no span.
     let probe = matches!(info.endpoint, "healthz" | "readyz" | "metrics");
-    if probe {
-        line!(debug);
-    } else {
-        line!(info);
-    }
+    access_log::write(&access_log::Line {
+        request_id: &request_id,
+        trace_id: ctx.trace_id,
+        method: &method,
+        path: &path,
+        endpoint: info.endpoint,
+        caller,
+        status: status.as_u16(),
+        attempts: info.attempts,
+        duration: took,
+        probe,
+    });
     if let Some(start) = wall.filter(|_| !probe) {
         tracer.record(SpanRecord {
             trace_id: ctx.trace_id,
