@@ -46,7 +46,7 @@ pub struct Line<'a> {
     pub trace_id: TraceId,
     /// The request's method.
     pub method: &'a http::Method,
-    /// The request's path as received; escaped here ([`crate::telemetry::log_safe`]).
+    /// The request's path as received; escaped here ([`log_safe`]).
     pub path: &'a str,
     /// The endpoint table's name, or a fixed route's.
     pub endpoint: &'static str,
@@ -84,7 +84,7 @@ pub fn write(line: &Line<'_>) {
 
 /// The line as a `tracing` event, for a terminal and for a process that installed no buffer.
 fn through_tracing(line: &Line<'_>) {
-    let path = crate::telemetry::log_safe(line.path);
+    let path = log_safe(line.path);
     let duration_ms = line.duration.as_secs_f64() * 1000.0;
     macro_rules! event {
         ($level:ident) => {
@@ -117,7 +117,14 @@ pub fn install(format: LogFormat) {
     if std::io::stderr().is_terminal() {
         return;
     }
-    GLOBAL.get_or_init(|| Buffered::start(format, Box::new(std::io::stderr()), Limits::DEFAULT));
+    GLOBAL.get_or_init(|| {
+        Buffered::start(
+            format,
+            Box::new(std::io::stderr()),
+            Limits::DEFAULT,
+            &crate::recorder::LOG_LINES_DROPPED,
+        )
+    });
 }
 
 /// Writes every line waiting to stderr now, and waits for it: the shutdown path calls it last.
@@ -125,13 +132,6 @@ pub fn flush() {
     if let Some(log) = GLOBAL.get() {
         log.flush();
     }
-}
-
-/// Lines dropped since the start because the buffer was full.
-pub fn dropped_lines() -> u64 {
-    GLOBAL
-        .get()
-        .map_or(0, |log| log.dropped.load(Ordering::Relaxed))
 }
 
 static GLOBAL: OnceLock<Arc<Buffered>> = OnceLock::new();
@@ -160,7 +160,8 @@ struct Buffered {
     /// Held while writing, so a shutdown flush waits for the writer's batch to go out first.
     out: Mutex<Out>,
     writer: OnceLock<std::thread::Thread>,
-    dropped: AtomicU64,
+    /// Lines dropped: the process's count (`gateway_log_lines_dropped_total`) for stderr's.
+    dropped: &'static AtomicU64,
     reported: AtomicBool,
 }
 
@@ -177,7 +178,12 @@ struct Out {
 }
 
 impl Buffered {
-    fn new(format: LogFormat, sink: Box<dyn Write + Send>, limits: Limits) -> Arc<Self> {
+    fn new(
+        format: LogFormat,
+        sink: Box<dyn Write + Send>,
+        limits: Limits,
+        dropped: &'static AtomicU64,
+    ) -> Arc<Self> {
         Arc::new(Self {
             format,
             limits,
@@ -190,14 +196,19 @@ impl Buffered {
                 spare: Vec::new(),
             }),
             writer: OnceLock::new(),
-            dropped: AtomicU64::new(0),
+            dropped,
             reported: AtomicBool::new(false),
         })
     }
 
     /// The buffer with its writer thread running. The thread ends when the buffer is dropped.
-    fn start(format: LogFormat, sink: Box<dyn Write + Send>, limits: Limits) -> Arc<Self> {
-        let log = Self::new(format, sink, limits);
+    fn start(
+        format: LogFormat,
+        sink: Box<dyn Write + Send>,
+        limits: Limits,
+        dropped: &'static AtomicU64,
+    ) -> Arc<Self> {
+        let log = Self::new(format, sink, limits, dropped);
         let weak = Arc::downgrade(&log);
         match std::thread::Builder::new()
             .name("access-log".into())
@@ -385,6 +396,33 @@ fn write_scoped(line: &Line<'_>) -> bool {
     })
 }
 
+/// `s` with every character that could break or restyle a text log line escaped as
+/// `\u{..}`: C0 and C1 controls (NEL, CSI), DEL, line and paragraph separators, and bidi
+/// overrides. A path with none of them is borrowed as is.
+pub fn log_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+            )
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Appends `line` to `buf` as `format` has it, with its newline, at `now`.
 fn format_line(buf: &mut Vec<u8>, format: LogFormat, line: &Line<'_>, now: SystemTime) {
     match format {
@@ -406,7 +444,7 @@ fn format_text(buf: &mut Vec<u8>, line: &Line<'_>, now: SystemTime) {
     buf.extend_from_slice(b" method=");
     buf.extend_from_slice(line.method.as_str().as_bytes());
     buf.extend_from_slice(b" path=");
-    buf.extend_from_slice(crate::telemetry::log_safe(line.path).as_bytes());
+    buf.extend_from_slice(log_safe(line.path).as_bytes());
     buf.extend_from_slice(b" endpoint=");
     debug_str(buf, line.endpoint);
     if let Some(caller) = line.caller {
@@ -438,7 +476,7 @@ fn format_json(buf: &mut Vec<u8>, line: &Line<'_>, now: SystemTime) {
     buf.extend_from_slice(b"\",\"method\":");
     json_str(buf, line.method.as_str());
     buf.extend_from_slice(b",\"path\":");
-    json_str(buf, &crate::telemetry::log_safe(line.path));
+    json_str(buf, &log_safe(line.path));
     buf.extend_from_slice(b",\"endpoint\":");
     json_str(buf, line.endpoint);
     if let Some(caller) = line.caller {
@@ -536,6 +574,18 @@ fn civil_from_days(days: u64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn log_safe_escapes_controls_separators_and_bidi_and_keeps_the_rest() {
+        assert!(matches!(
+            log_safe("/api/v1.0/feed/user/1/"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            log_safe("/a\u{85}b\u{9b}31mc\u{2028}d\u{202e}e\ng\u{7f}/é"),
+            "/a\\u{85}b\\u{9b}31mc\\u{2028}d\\u{202e}e\\u{a}g\\u{7f}/é"
+        );
+    }
+
     /// Every `write` call the sink got, as its own chunk; `gate` held blocks the writes.
     #[derive(Clone, Default)]
     struct Sink {
@@ -590,6 +640,10 @@ mod tests {
         }
     }
 
+    fn counter() -> &'static AtomicU64 {
+        Box::leak(Box::new(AtomicU64::new(0)))
+    }
+
     fn wait_until(what: &str, f: impl Fn() -> bool) {
         let t0 = std::time::Instant::now();
         while !f() {
@@ -625,6 +679,7 @@ mod tests {
             LogFormat::Json,
             Box::new(sink.clone()),
             limits(1 << 20, 1 << 16, Duration::from_secs(3600)),
+            counter(),
         );
         for i in 0..100 {
             push(&log, &line(i, "/api/v1.0/feed/user/1/"));
@@ -672,6 +727,7 @@ mod tests {
             LogFormat::Text,
             Box::new(sink.clone()),
             limits(one * 3, one * 100, Duration::from_secs(3600)),
+            counter(),
         );
         let (reports, _guard) = {
             let cap = Sink::default();
@@ -724,6 +780,7 @@ mod tests {
             LogFormat::Text,
             Box::new(sink.clone()),
             limits(4096, 1024, Duration::from_millis(1)),
+            counter(),
         );
         // The writer is stuck in its write, holding a batch.
         let stuck = sink.gate.lock();
@@ -754,6 +811,7 @@ mod tests {
             LogFormat::Text,
             Box::new(sink.clone()),
             limits(1 << 20, 1 << 16, Duration::from_millis(1)),
+            counter(),
         );
         push(&log, &line(1, "/a"));
         wait_until("the line written", || sink.text().contains("req-1 "));
@@ -767,6 +825,7 @@ mod tests {
             LogFormat::Text,
             Box::new(sink.clone()),
             limits(1 << 20, 200, Duration::from_secs(3600)),
+            counter(),
         );
         push(&log, &line(1, "/a"));
         push(&log, &line(2, "/b"));
@@ -781,6 +840,7 @@ mod tests {
             LogFormat::Text,
             Box::new(sink.clone()),
             limits(1 << 20, 300, Duration::from_secs(3600)),
+            counter(),
         );
         push(&log, &line(1, "/a"));
         assert!(sink.writes().is_empty());

@@ -23,6 +23,10 @@ pub struct RequestInfo {
 #[derive(Debug, Clone)]
 pub struct CallerName(pub std::sync::Arc<str>);
 
+/// Access log lines dropped in this process because stderr did not keep up (the access log
+/// counts, every app's `gateway_log_lines_dropped_total` shows it).
+pub static LOG_LINES_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Latency buckets, seconds.
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -217,7 +221,7 @@ impl Metrics {
     /// The Prometheus text exposition, the process's own metrics included.
     pub fn render(&self) -> String {
         self.log_lines_dropped
-            .absolute(crate::access_log::dropped_lines());
+            .absolute(LOG_LINES_DROPPED.load(std::sync::atomic::Ordering::Relaxed));
         self.handle.run_upkeep();
         let mut text = self.handle.render();
         if let Some(p) = crate::process::sample() {

@@ -181,32 +181,7 @@ pub async fn access_log(
     resp
 }
 
-/// `s` with every character that could break or restyle a text log line escaped as
-/// `\u{..}`: C0 and C1 controls (NEL, CSI), DEL, line and paragraph separators, and bidi
-/// overrides. A path with none of them is borrowed as is.
-pub fn log_safe(s: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
-            )
-            || ('\u{202a}'..='\u{202e}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c)
-    };
-    if !s.chars().any(unsafe_char) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        if unsafe_char(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
+pub use crate::access_log::log_safe;
 
 /// The most of a request's path a span keeps: paths up to hyper's 64 KiB head would make the
 /// export queue (`telemetry.max_queue_spans` spans) hold far more than its size suggests.
@@ -310,17 +285,5 @@ mod tests {
         ] {
             assert!(!is_valid_request_id(bad), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn log_safe_escapes_controls_separators_and_bidi_and_keeps_the_rest() {
-        assert!(matches!(
-            log_safe("/api/v1.0/feed/user/1/"),
-            std::borrow::Cow::Borrowed(_)
-        ));
-        assert_eq!(
-            log_safe("/a\u{85}b\u{9b}31mc\u{2028}d\u{202e}e\ng\u{7f}/é"),
-            "/a\\u{85}b\\u{9b}31mc\\u{2028}d\\u{202e}e\\u{a}g\\u{7f}/é"
-        );
     }
 }
