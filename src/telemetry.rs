@@ -235,9 +235,20 @@ impl tower_http::request_id::MakeRequestId for FastRequestId {
         &mut self,
         _: &http::Request<B>,
     ) -> Option<tower_http::request_id::RequestId> {
-        let v = http::HeaderValue::from_str(&format!("{:032x}", fastrand::u128(..))).ok()?;
-        Some(tower_http::request_id::RequestId::new(v))
+        Some(tower_http::request_id::RequestId::new(new_request_id()))
     }
+}
+
+/// A new request id: 128 random bits as 32 lowercase hex digits, written on the stack (one
+/// allocation, the header value's, instead of a formatted `String` and then its copy).
+pub fn new_request_id() -> http::HeaderValue {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let bits = fastrand::u128(..);
+    for (i, d) in id.iter_mut().enumerate() {
+        *d = DIGITS[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    http::HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }
 
 #[cfg(test)]
@@ -259,6 +270,17 @@ mod tests {
             }
         );
         assert_eq!(filter_for(None).1.filter, "info");
+    }
+
+    #[test]
+    fn a_new_request_id_is_32_lowercase_hex_digits_of_the_random_bits_in_order() {
+        fastrand::seed(7);
+        let bits = fastrand::u128(..);
+        fastrand::seed(7);
+        let id = new_request_id();
+        assert_eq!(id.to_str().unwrap(), format!("{bits:032x}"));
+        assert!(is_valid_request_id(id.as_bytes()));
+        assert_ne!(new_request_id(), new_request_id());
     }
 
     #[test]
