@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.floor";
 
 #[derive(Clone)]
-enum Upstream {
+pub enum Upstream {
     Hyper(Box<Client<HttpConnector, Full<Bytes>>>),
     Reqwest(reqwest::Client),
 }
@@ -94,6 +94,15 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
     r
 }
 
+impl Upstream {
+    /// hyper's pooled client, as the gateway has it.
+    pub fn hyper() -> Self {
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        Upstream::Hyper(Box::new(Client::builder(TokioExecutor::new()).build(conn)))
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -103,11 +112,7 @@ async fn main() {
     };
     let base: &'static str = Box::leak(base.trim_end_matches('/').to_owned().into_boxed_str());
     let up = match mode.as_str() {
-        "hyper" => {
-            let mut conn = HttpConnector::new();
-            conn.set_nodelay(true);
-            Upstream::Hyper(Box::new(Client::builder(TokioExecutor::new()).build(conn)))
-        }
+        "hyper" => Upstream::hyper(),
         "reqwest" => Upstream::Reqwest(
             reqwest::Client::builder()
                 .tcp_nodelay(true)
@@ -123,6 +128,11 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
+    serve(listener, up, base).await;
+}
+
+/// Serves every connection of `listener`, forwarding to `base` (also benches/allocations.rs).
+pub async fn serve(listener: tokio::net::TcpListener, up: Upstream, base: &'static str) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;

@@ -293,6 +293,8 @@ impl App {
         upkeep.abort();
         // Spans still waiting for their batch go out now (bounded by the export timeout).
         self.state.tracer.flush().await;
+        // And the access log's last lines.
+        crate::access_log::flush();
         drop(self.emulator);
         Ok(())
     }

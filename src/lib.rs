@@ -26,11 +26,13 @@
 //!   names (the secret, `[tokens]`, `[callers]`);
 //! - `error`: the one HTTP error type, rendered as Stream's error body;
 //! - [`recorder`]: the app's own Prometheus recorder and the metric names;
-//! - [`telemetry`]: the tracing subscriber and the access log;
+//! - [`telemetry`]: the tracing subscriber and the access log's middleware;
+//! - [`access_log`]: the access log's line, formatted by hand and written through a bounded buffer;
 //! - [`trace`]: W3C trace context, the request and attempt spans, OTLP export;
 //! - `net`: name resolution for the HTTP clients (hickory: no NSS in the static image);
 //! - `process`: CPU, memory and file metrics of the process, from `/proc`.
 
+pub mod access_log;
 pub mod app;
 pub mod callers;
 pub mod config;

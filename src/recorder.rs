@@ -33,6 +33,10 @@ impl RequestRecord {
     }
 }
 
+/// Access log lines dropped in this process because stderr did not keep up (the access log
+/// counts, every app's `gateway_log_lines_dropped_total` shows it).
+pub static LOG_LINES_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Latency buckets, seconds.
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -51,6 +55,8 @@ pub struct Metrics {
     /// Endpoint names are the table's, so these stay small.
     per_endpoint: RwLock<HashMap<&'static str, PerEndpoint>>,
     requests: RwLock<HashMap<(&'static str, u16), Counter>>,
+    /// `gateway_log_lines_dropped_total`: the process's access log counts, this shows it.
+    log_lines_dropped: Counter,
 }
 
 #[derive(Clone)]
@@ -101,6 +107,7 @@ const DESCRIBED: &[(&str, Option<Unit>, &str, char)] = &[
     ("gateway_oidc_keys", None, "Keys held from the identity provider's JWKS ([tokens.oidc]).", 'g'),
     ("gateway_oidc_fetch_total", None, "Fetches of the identity provider's discovery document and JWKS, by outcome (ok, error).", 'c'),
     ("gateway_webhooks_total", None, "Webhooks from Stream, by route and outcome: forwarded, replayed, refused, target_error, target_timeout.", 'c'),
+    ("gateway_log_lines_dropped_total", None, "Access log lines dropped because stderr did not take them as fast as requests came (the log's buffer was full).", 'c'),
     ("gateway_webhooks_refused_total", None, "Webhooks refused before forwarding, by route and reason: api_key, no_signature, malformed_signature, bad_signature, too_large, compressed, body, overloaded.", 'c'),
 ];
 
@@ -136,12 +143,15 @@ impl Metrics {
                 &META,
             )
             .set(1.0);
+        let log_lines_dropped =
+            recorder.register_counter(&Key::from_name("gateway_log_lines_dropped_total"), &META);
         Self {
             recorder,
             handle,
             in_flight,
             per_endpoint: RwLock::default(),
             requests: RwLock::default(),
+            log_lines_dropped,
         }
     }
 
@@ -220,6 +230,8 @@ impl Metrics {
 
     /// The Prometheus text exposition, the process's own metrics included.
     pub fn render(&self) -> String {
+        self.log_lines_dropped
+            .absolute(LOG_LINES_DROPPED.load(std::sync::atomic::Ordering::Relaxed));
         self.handle.run_upkeep();
         let mut text = self.handle.render();
         if let Some(p) = crate::process::sample() {

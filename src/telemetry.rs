@@ -15,6 +15,7 @@ use metrics::Gauge;
 use tokio::time::Instant;
 use tracing_subscriber::EnvFilter;
 
+use crate::access_log;
 use crate::config::LogFormat;
 use crate::recorder::{Metrics, RequestRecord};
 use crate::trace::{self, Context, SpanKind, SpanRecord, Tracer};
@@ -70,8 +71,9 @@ pub fn filter_for(rust_log: Option<&str>) -> (EnvFilter, LogSetup) {
     }
 }
 
-/// Installs the global subscriber, writing to stderr at `RUST_LOG`'s levels (default `info`);
-/// a second call is a no-op (tests build several apps).
+/// Installs the global subscriber, writing to stderr at `RUST_LOG`'s levels (default `info`),
+/// and the access log's buffered writer ([`access_log::install`]); a second call is a no-op
+/// (tests build several apps).
 pub fn init(format: LogFormat) -> LogSetup {
     let rust_log = std::env::var("RUST_LOG").ok();
     let (filter, setup) = filter_for(rust_log.as_deref());
@@ -81,10 +83,14 @@ pub fn init(format: LogFormat) -> LogSetup {
         // Colour codes only for a person at a terminal, not for files and collectors.
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let _ = match format {
+    let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    // The access log's own writer, in the same format, once the subscriber is the process's.
+    if installed.is_ok() {
+        access_log::install(format);
+    }
     setup
 }
 
@@ -169,30 +175,20 @@ impl Access {
         let took: Duration = started.elapsed();
         let status = resp.status();
         metrics.request_done(info.endpoint, status, took);
-        let duration_ms = took.as_secs_f64() * 1000.0;
-        macro_rules! line {
-            ($level:ident) => {
-                tracing::$level!(
-                    request_id = %request_id,
-                    trace_id = %ctx.trace_id,
-                    method = %method,
-                    path = %log_safe(&path),
-                    endpoint = info.endpoint,
-                    caller,
-                    status = status.as_u16(),
-                    attempts = info.attempts,
-                    duration_ms,
-                    "request"
-                )
-            };
-        }
         // Probes and scrapes: quiet in the logs, and no span.
         let probe = matches!(info.endpoint, "healthz" | "readyz" | "metrics");
-        if probe {
-            line!(debug);
-        } else {
-            line!(info);
-        }
+        access_log::write(&access_log::Line {
+            request_id: &request_id,
+            trace_id: ctx.trace_id,
+            method: &method,
+            path: &path,
+            endpoint: info.endpoint,
+            caller,
+            status: status.as_u16(),
+            attempts: info.attempts,
+            duration: took,
+            probe,
+        });
         if let Some(start) = wall.filter(|_| !probe) {
             tracer.record(SpanRecord {
                 trace_id: ctx.trace_id,
@@ -228,32 +224,7 @@ pub async fn access_log(
     resp
 }
 
-/// `s` with every character that could break or restyle a text log line escaped as
-/// `\u{..}`: C0 and C1 controls (NEL, CSI), DEL, line and paragraph separators, and bidi
-/// overrides. A path with none of them is borrowed as is.
-pub fn log_safe(s: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
-            )
-            || ('\u{202a}'..='\u{202e}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c)
-    };
-    if !s.chars().any(unsafe_char) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        if unsafe_char(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
+pub use crate::access_log::log_safe;
 
 /// The most of a request's path a span keeps: paths up to hyper's 64 KiB head would make the
 /// export queue (`telemetry.max_queue_spans` spans) hold far more than its size suggests.
@@ -307,9 +278,20 @@ impl tower_http::request_id::MakeRequestId for FastRequestId {
         &mut self,
         _: &http::Request<B>,
     ) -> Option<tower_http::request_id::RequestId> {
-        let v = http::HeaderValue::from_str(&format!("{:032x}", fastrand::u128(..))).ok()?;
-        Some(tower_http::request_id::RequestId::new(v))
+        Some(tower_http::request_id::RequestId::new(new_request_id()))
     }
+}
+
+/// A new request id: 128 random bits as 32 lowercase hex digits, written on the stack (one
+/// allocation, the header value's, instead of a formatted `String` and then its copy).
+pub fn new_request_id() -> http::HeaderValue {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let bits = fastrand::u128(..);
+    for (i, d) in id.iter_mut().enumerate() {
+        *d = DIGITS[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    http::HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }
 
 #[cfg(test)]
@@ -331,6 +313,17 @@ mod tests {
             }
         );
         assert_eq!(filter_for(None).1.filter, "info");
+    }
+
+    #[test]
+    fn a_new_request_id_is_32_lowercase_hex_digits_of_the_random_bits_in_order() {
+        fastrand::seed(7);
+        let bits = fastrand::u128(..);
+        fastrand::seed(7);
+        let id = new_request_id();
+        assert_eq!(id.to_str().unwrap(), format!("{bits:032x}"));
+        assert!(is_valid_request_id(id.as_bytes()));
+        assert_ne!(new_request_id(), new_request_id());
     }
 
     #[test]
@@ -357,17 +350,5 @@ mod tests {
         ] {
             assert!(!is_valid_request_id(bad), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn log_safe_escapes_controls_separators_and_bidi_and_keeps_the_rest() {
-        assert!(matches!(
-            log_safe("/api/v1.0/feed/user/1/"),
-            std::borrow::Cow::Borrowed(_)
-        ));
-        assert_eq!(
-            log_safe("/a\u{85}b\u{9b}31mc\u{2028}d\u{202e}e\ng\u{7f}/é"),
-            "/a\\u{85}b\\u{9b}31mc\\u{2028}d\\u{202e}e\\u{a}g\\u{7f}/é"
-        );
     }
 }

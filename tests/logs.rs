@@ -17,6 +17,7 @@ mod redis_server;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
+use stream_gateway::config::LogFormat;
 use tracing::Level;
 
 use helpers::*;
@@ -24,9 +25,16 @@ use helpers::*;
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
 
+/// The capture's `tracing` subscriber and access-log writer, both for this thread.
+type Guards = (
+    tracing::subscriber::DefaultGuard,
+    stream_gateway::access_log::DefaultGuard,
+);
+
 impl Capture {
-    /// Every event at every level, as text lines, captured on this thread until the guard drops.
-    fn text() -> (Self, tracing::subscriber::DefaultGuard) {
+    /// Every event at every level, as text lines, captured on this thread until the guard drops;
+    /// the access log's lines too (written by the gateway's own formatter, not tracing's).
+    fn text() -> (Self, Guards) {
         let cap = Self::default();
         let c2 = cap.clone();
         let sub = tracing_subscriber::fmt()
@@ -34,19 +42,22 @@ impl Capture {
             .with_ansi(false)
             .with_writer(move || c2.clone())
             .finish();
-        (cap, tracing::subscriber::set_default(sub))
+        let lines = stream_gateway::access_log::set_default(LogFormat::Text, cap.clone());
+        (cap, (tracing::subscriber::set_default(sub), lines))
     }
 
-    /// The same as JSON lines.
-    fn json() -> (Self, tracing::subscriber::DefaultGuard) {
+    /// The same as JSON lines, in the gateway's shape (`log.format = "json"`: fields flattened).
+    fn json() -> (Self, Guards) {
         let cap = Self::default();
         let c2 = cap.clone();
         let sub = tracing_subscriber::fmt()
             .json()
+            .flatten_event(true)
             .with_max_level(Level::TRACE)
             .with_writer(move || c2.clone())
             .finish();
-        (cap, tracing::subscriber::set_default(sub))
+        let lines = stream_gateway::access_log::set_default(LogFormat::Json, cap.clone());
+        (cap, (tracing::subscriber::set_default(sub), lines))
     }
 
     /// What was written so far.
@@ -178,7 +189,7 @@ async fn the_secret_and_credentials_appear_in_no_log_line_text_or_json() {
     let mut callers = Vec::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
-        let field = |k: &str| v["fields"][k].as_str().map(str::to_owned);
+        let field = |k: &str| v[k].as_str().map(str::to_owned);
         if let Some(request_id) = field("request_id") {
             callers.push((request_id.clone(), field("caller")));
             lines.push((request_id, field("trace_id")));
@@ -514,4 +525,178 @@ async fn the_access_log_escapes_characters_that_break_text_lines_in_the_path() {
     for c in ['\u{85}', '\u{9b}', '\u{2028}'] {
         assert!(!text.contains(c), "{c:?} reached the log");
     }
+}
+
+/// The timestamp of a text line (its first word) or a JSON line, and the line without it.
+fn split_time(format: LogFormat, line: &str) -> (String, String) {
+    match format {
+        LogFormat::Text => {
+            let (ts, rest) = line.split_once(' ').unwrap();
+            (ts.to_owned(), rest.to_owned())
+        }
+        LogFormat::Json => {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let ts = v["timestamp"].as_str().unwrap().to_owned();
+            (ts.clone(), line.replacen(&ts, "", 1))
+        }
+    }
+}
+
+#[test]
+fn the_access_line_is_byte_for_byte_the_line_tracing_wrote_text_and_json() {
+    use stream_gateway::access_log::{self, Line};
+    use stream_gateway::trace::TraceId;
+    let trace_id = TraceId(*b"\x4b\xf9\x2f\x35\x77\xb3\x4d\xa6\xa3\xce\x92\x9d\x0e\x0e\x47\x36");
+    let lines = [
+        Line {
+            request_id: "req-1.2_3:4",
+            trace_id,
+            method: &http::Method::POST,
+            path: "/api/v1.0/feed/user/a\u{85}\"b\\c\u{2028}é/",
+            endpoint: "feed.add_activity",
+            caller: Some("web \"tier\" \u{e9}"),
+            status: 201,
+            attempts: 2,
+            duration: std::time::Duration::from_micros(1_234_567),
+            probe: false,
+        },
+        Line {
+            request_id: "0123456789abcdef0123456789abcdef",
+            trace_id,
+            method: &http::Method::GET,
+            path: "/healthz",
+            endpoint: "healthz",
+            caller: None,
+            status: 200,
+            attempts: 0,
+            duration: std::time::Duration::from_nanos(37),
+            probe: true,
+        },
+        Line {
+            request_id: "r",
+            trace_id,
+            method: &http::Method::from_bytes(b"PURGE").unwrap(),
+            path: "/",
+            endpoint: "unknown",
+            caller: None,
+            status: 404,
+            attempts: 0,
+            duration: std::time::Duration::ZERO,
+            probe: false,
+        },
+    ];
+    for format in [LogFormat::Text, LogFormat::Json] {
+        for line in &lines {
+            // Through tracing (no access-log writer on this thread), then ours, then tracing.
+            let (by_tracing, guards) = match format {
+                LogFormat::Text => Capture::text(),
+                LogFormat::Json => Capture::json(),
+            };
+            drop(guards.1);
+            access_log::write(line);
+            let ours = Capture::default();
+            let ours_guard = access_log::set_default(format, ours.clone());
+            access_log::write(line);
+            drop(ours_guard);
+            access_log::write(line);
+            drop(guards.0);
+
+            let tracing_text = by_tracing.text_so_far();
+            let theirs: Vec<&str> = tracing_text.lines().collect();
+            assert_eq!(theirs.len(), 2, "{tracing_text}");
+            let ours = ours.text_so_far();
+            assert_eq!(ours.matches('\n').count(), 1, "one line: {ours}");
+            let (t0, before) = split_time(format, theirs[0]);
+            let (t1, mine) = split_time(format, ours.trim_end_matches('\n'));
+            let (t2, _) = split_time(format, theirs[1]);
+            assert_eq!(mine, before, "{format:?}");
+            assert_eq!(t1.len(), t0.len(), "{t0} {t1}");
+            assert!(t0 <= t1 && t1 <= t2, "{t0} <= {t1} <= {t2}");
+        }
+    }
+}
+
+/// `GET path` on `port` over a connection of its own: the status.
+fn get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    (status, answer)
+}
+
+#[test]
+fn the_binary_writes_every_access_line_through_its_buffer_and_flushes_it_on_sigterm() {
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_stream-gateway"))
+        .arg("--emulator")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(std::env::var("LLVM_PROFILE_FILE").map(|p| ("LLVM_PROFILE_FILE", p)))
+        .env("GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("GATEWAY_LOG__FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "serving");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for i in 0..200 {
+        assert_eq!(get(port, &format!("/nowhere-{i}")).0, 404);
+    }
+    let (status, metrics) = get(port, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("\ngateway_log_lines_dropped_total 0\n"),
+        "{metrics}"
+    );
+    // The last lines may still be in the buffer: SIGTERM's shutdown writes them.
+    assert_eq!(get(port, "/nowhere-last").0, 404);
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    let paths: Vec<String> = err
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON lines"))
+        .filter(|v| v["message"] == "request")
+        .inspect(|v| {
+            assert_eq!(v["level"], "INFO");
+            assert_eq!(v["target"], "stream_gateway::telemetry");
+            assert_eq!(v["status"], 404);
+        })
+        .map(|v| v["path"].as_str().unwrap().to_owned())
+        .collect();
+    let mut want: Vec<String> = (0..200).map(|i| format!("/nowhere-{i}")).collect();
+    want.push("/nowhere-last".into());
+    assert_eq!(
+        paths, want,
+        "every line, in order, once; not /metrics (debug)"
+    );
+    let stopped = err.lines().position(|l| l.contains("\"stopped\"")).unwrap();
+    let last = err
+        .lines()
+        .position(|l| l.contains("/nowhere-last"))
+        .unwrap();
+    assert!(last < stopped, "written before the process says it stopped");
 }
