@@ -9,7 +9,7 @@
 //! one copy into a shared bounded buffer. The writer thread empties that buffer into stderr
 //! every [`FLUSH_EVERY`], or at once past [`FLUSH_AT`] bytes, and on shutdown ([`flush`]).
 //! A request never waits for stderr: when the buffer holds [`CAPACITY`] bytes, lines are
-//! dropped, counted (`gateway_log_lines_dropped_total`, [`dropped_lines`]) and reported once.
+//! dropped, counted (`gateway_log_lines_dropped_total`) and reported once.
 //!
 //! Until [`install`] runs (an embedding app, a test), or when stderr is a terminal (colours
 //! for a person), the line goes through `tracing` as before.
@@ -128,13 +128,44 @@ pub fn install(format: LogFormat) {
 }
 
 /// Writes every line waiting to stderr now, and waits for it: the shutdown path calls it last.
+/// A stderr that takes nothing (a stuck pipe) holds shutdown for at most a second here.
 pub fn flush() {
     if let Some(log) = GLOBAL.get() {
-        log.flush();
+        if let Some(mut out) = log.out.try_lock_for(Duration::from_secs(1)) {
+            log.flush_locked(&mut out);
+        }
     }
 }
 
 static GLOBAL: OnceLock<Arc<Buffered>> = OnceLock::new();
+
+/// The most bytes written to stderr at once (whole lines, unless one line is longer).
+const WRITE_PIECE: usize = 64 * 1024;
+
+/// `buf` in pieces of at most `max` bytes that end at a line's end (a longer line is a piece
+/// of its own).
+fn whole_lines(buf: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = if rest.len() <= max {
+            rest.len()
+        } else {
+            match rest[..max].iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None => rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |i| i + 1),
+            }
+        };
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
 
 /// How big the buffer is and when it is written.
 #[derive(Debug, Clone, Copy)]
@@ -260,18 +291,24 @@ impl Buffered {
 
     /// Writes what is waiting; reports the first dropped lines.
     fn flush(&self) {
-        let mut out = self.out.lock();
-        let out = &mut *out;
+        self.flush_locked(&mut self.out.lock());
+    }
+
+    fn flush_locked(&self, out: &mut Out) {
         {
             let mut pending = self.pending.lock();
             std::mem::swap(&mut pending.buf, &mut out.spare);
         }
         if !out.spare.is_empty() {
-            // Nothing to do about a closed stderr: the lines are lost, as tracing's would be.
-            let _ = out
-                .sink
-                .write_all(&out.spare)
-                .and_then(|()| out.sink.flush());
+            // In pieces of whole lines: stderr is locked per write, so another log event waits
+            // for one piece, not the whole batch, and never lands inside a line. Nothing to do
+            // about a closed stderr: the lines are lost, as tracing's would be.
+            for piece in whole_lines(&out.spare, WRITE_PIECE) {
+                if out.sink.write_all(piece).is_err() {
+                    break;
+                }
+            }
+            let _ = out.sink.flush();
             out.spare.clear();
             if out.spare.capacity() > self.limits.capacity {
                 out.spare = Vec::new();
@@ -771,6 +808,19 @@ mod tests {
             reports.contains("WARN") && reports.contains("dropped=2"),
             "{reports}"
         );
+    }
+
+    #[test]
+    fn a_batch_is_written_in_pieces_of_whole_lines() {
+        let buf = b"aaaa\nbbbb\ncc\ndddddddddd\ne\n";
+        let pieces: Vec<&[u8]> = whole_lines(buf, 8).collect();
+        assert_eq!(
+            pieces,
+            [&b"aaaa\n"[..], b"bbbb\ncc\n", b"dddddddddd\n", b"e\n"]
+        );
+        assert_eq!(pieces.concat(), buf);
+        assert_eq!(whole_lines(b"no end", 3).collect::<Vec<_>>(), [b"no end"]);
+        assert_eq!(whole_lines(b"", 3).count(), 0);
     }
 
     #[test]

@@ -262,16 +262,21 @@ fn warn_public_tokens_without_oidc(app: &App) {
     }
 }
 
-/// SIGTERM or SIGINT, as a future. The handlers are installed here, at the call, not when the
-/// future is first polled: a signal sent as soon as the gateway says it is listening must stop
-/// it gracefully, not kill it with the default action.
+/// SIGTERM or SIGINT, as a future. On Unix the handlers are installed here, at the call, not
+/// when the future is first polled: a signal sent as soon as the gateway says it is listening
+/// must stop it gracefully, not kill it with the default action.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind)
+                .map_err(|e| tracing::warn!(error = %e, "{name} cannot be handled"))
+                .ok()
+        };
         let (term, int) = (
-            signal(SignalKind::terminate()).ok(),
-            signal(SignalKind::interrupt()).ok(),
+            install(SignalKind::terminate(), "SIGTERM"),
+            install(SignalKind::interrupt(), "SIGINT"),
         );
         async move {
             let wait = |s: Option<tokio::signal::unix::Signal>| async move {

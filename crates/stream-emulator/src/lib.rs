@@ -20,7 +20,12 @@
 //!   and [`admin`] (fault injection and the request log, on the
 //!   emulator's own port, never on the gateway's);
 //! - [`console`]: the page at `/_emulator/` that shows the store and the request log, the
-//!   export, and the refusal of other sites' pages on the admin routes.
+//!   export, and the refusal of other sites' pages on the admin routes;
+//! - `v2`: Stream's `/api/v2/` operations answered 501, naming the operation;
+//! - [`webhooks`]: `POST /_emulator/webhooks/send`, a webhook signed as Stream signs it, sent
+//!   to the app; [`outbound`]: the connector it uses (the embedder's, or the system resolver);
+//! - [`persist`]: `emulator.data_dir`, the state kept in one SQLite file across restarts;
+//! - [`settings`]: the `[emulator]` configuration section, checked.
 //!
 //! It knows nothing of the gateway: the domain types are shared, the routing is its own. The
 //! gateway serves it with its own accept loop ([`Emulator::spawn_served`]).
@@ -97,6 +102,10 @@ pub type Serve = Arc<
 pub fn axum_serve() -> Serve {
     Arc::new(|listener, app| {
         Box::pin(async move {
+            // TCP_NODELAY, as the gateway's accept loop sets it: no Nagle stall on small answers.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::warn!(error = %e, "emulator: the server stopped");
             }
@@ -161,7 +170,7 @@ impl Emulator {
             match TcpListener::bind(listen).await {
                 Ok(l) => {
                     realtime_addr = l.local_addr().ok();
-                    let app = realtime::transport::routes().with_state(state.clone());
+                    let app = realtime::transport::routes(state.clone());
                     tasks.push(tokio::spawn(serve(l, app)));
                 }
                 Err(e) => tracing::warn!(

@@ -59,8 +59,10 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route("/_emulator/webhooks/send", post(webhooks::send))
         .route_layer(middleware::from_fn(console::same_origin));
+    let realtime = realtime::transport::routes(state.clone());
     api.merge(admin)
-        .merge(realtime::transport::routes())
+        .route_service("/faye", realtime.clone())
+        .route_service("/faye/", realtime)
         .layer(middleware::from_fn_with_state(state.clone(), persist_first))
         .with_state(state)
 }

@@ -17,7 +17,7 @@ use axum::http::Method;
 use super::call::Call;
 use super::faults::{Fault, Injected, RateRule, WindowState};
 use super::persist::Persist;
-use super::realtime::{Hub, RealtimeSettings};
+use super::realtime::{Hub, Realm, RealtimeSettings};
 use super::reply::EmuError;
 use super::requests::{Received, RequestLog};
 use super::store::groups::FeedGroups;
@@ -219,12 +219,6 @@ impl EmulatorState {
         &self.realtime
     }
 
-    /// Checks the `ext` of a Faye subscription to the feed `feed` (`<slug><user_id>`); the
-    /// refusal's reason otherwise.
-    pub fn authorize_subscription(&self, ext: Option<&Value>, feed: &str) -> Result<(), String> {
-        self.verifier.read().check_subscription(ext, feed)
-    }
-
     /// Adds a fault.
     pub fn inject(&self, f: Fault) {
         self.injected.lock().inject(f);
@@ -399,5 +393,15 @@ impl EmulatorState {
             .get()
             .cloned()
             .unwrap_or_else(super::outbound::plain_connector)
+    }
+}
+
+impl Realm for EmulatorState {
+    fn realtime(&self) -> &Hub {
+        &self.realtime
+    }
+
+    fn authorize_subscription(&self, ext: Option<&Value>, feed: &str) -> Result<(), String> {
+        self.verifier.read().check_subscription(ext, feed)
     }
 }

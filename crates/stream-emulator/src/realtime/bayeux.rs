@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 use super::HubError;
-use crate::EmulatorState;
+use super::Realm;
 
 /// The transports a handshake offers (Faye's names).
 pub const CONNECTION_TYPES: [&str; 3] = ["long-polling", "cross-origin-long-polling", "websocket"];
@@ -43,7 +43,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Map<String, Value>>, String> {
 
 /// Answers every message of a batch at once but the connects, which come back held.
 pub fn process(
-    state: &EmulatorState,
+    state: &dyn Realm,
     batch: Vec<Map<String, Value>>,
     now: Instant,
 ) -> (Vec<Value>, Vec<HeldConnect>) {
@@ -107,7 +107,7 @@ pub fn process(
 
 /// Answers a held connect: at once when something is queued or the client asked so, else
 /// when something arrives or the hold has passed. The reply comes first, then the messages.
-pub async fn finish_connect(state: &EmulatorState, h: HeldConnect) -> Vec<Value> {
+pub async fn finish_connect(state: &dyn Realm, h: HeldConnect) -> Vec<Value> {
     let hub = state.realtime();
     let hold = hub.bounds().connect_hold;
     let Some((wake, may_wait)) = hub.hold(&h.client) else {
@@ -148,7 +148,7 @@ impl Drop for Held<'_> {
     }
 }
 
-fn connect_reply(state: &EmulatorState, h: &HeldConnect, known: Option<&Vec<Value>>) -> Value {
+fn connect_reply(state: &dyn Realm, h: &HeldConnect, known: Option<&Vec<Value>>) -> Value {
     let mut r = match known {
         Some(_) => json!({
             "channel": "/meta/connect",
@@ -170,7 +170,7 @@ fn connect_reply(state: &EmulatorState, h: &HeldConnect, known: Option<&Vec<Valu
     r
 }
 
-fn advice(state: &EmulatorState) -> Value {
+fn advice(state: &dyn Realm) -> Value {
     let ms = state.realtime().bounds().connect_hold.as_millis() as u64;
     json!({"reconnect": "retry", "interval": 0, "timeout": ms})
 }
@@ -213,7 +213,7 @@ fn fields(v: Value) -> Map<String, Value> {
     }
 }
 
-fn handshake(state: &EmulatorState, now: Instant) -> Outcome {
+fn handshake(state: &dyn Realm, now: Instant) -> Outcome {
     let id = state
         .realtime()
         .handshake(now)
@@ -227,7 +227,7 @@ fn handshake(state: &EmulatorState, now: Instant) -> Outcome {
 }
 
 fn connect(
-    state: &EmulatorState,
+    state: &dyn Realm,
     client: Option<&str>,
     m: &Map<String, Value>,
 ) -> Result<HeldConnect, Refusal> {
@@ -248,7 +248,7 @@ fn connect(
 }
 
 fn subscription(
-    state: &EmulatorState,
+    state: &dyn Realm,
     client: Option<&str>,
     m: &Map<String, Value>,
     subscribe: bool,
@@ -282,7 +282,7 @@ fn subscription(
     Ok(echo)
 }
 
-fn disconnect(state: &EmulatorState, client: Option<&str>) -> Outcome {
+fn disconnect(state: &dyn Realm, client: Option<&str>) -> Outcome {
     let client = client.ok_or_else(|| Refusal::plain("402::clientId is missing"))?;
     if !state.realtime().remove(client) {
         return Err(Refusal::unknown_client(client));

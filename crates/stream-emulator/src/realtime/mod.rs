@@ -27,6 +27,16 @@ use tokio::time::Instant;
 
 use super::store::changes::FeedUpdate;
 
+/// What realtime needs of the emulator: its hub, and the check of a subscription's
+/// credentials (the emulator's verifier).
+pub trait Realm: Send + Sync + 'static {
+    /// The clients, their subscriptions and queues.
+    fn realtime(&self) -> &Hub;
+    /// Checks the `ext` of a Faye subscription to the feed `feed` (`<slug><user_id>`); the
+    /// refusal's reason otherwise.
+    fn authorize_subscription(&self, ext: Option<&Value>, feed: &str) -> Result<(), String>;
+}
+
 /// Limits of the realtime service.
 #[derive(Debug, Clone)]
 pub struct Bounds {

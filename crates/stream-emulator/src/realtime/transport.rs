@@ -17,16 +17,18 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::bayeux;
-use crate::EmulatorState;
+use super::Realm;
 
-/// The realtime routes, served on the emulator's port and on `emulator.realtime_listen`.
-pub fn routes() -> Router<Arc<EmulatorState>> {
+/// The realtime routes of `realm`, served on the emulator's port and on
+/// `emulator.realtime_listen`.
+pub fn routes(realm: Arc<dyn Realm>) -> Router {
     Router::new()
         .route("/faye", any(faye))
         .route("/faye/", any(faye))
+        .with_state(realm)
 }
 
-async fn faye(State(st): State<Arc<EmulatorState>>, req: Request) -> Response {
+async fn faye(State(st): State<Arc<dyn Realm>>, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
     let origin = parts.headers.get(header::ORIGIN).cloned();
     let wants_socket = parts
@@ -51,7 +53,7 @@ async fn faye(State(st): State<Arc<EmulatorState>>, req: Request) -> Response {
                 .find(|(k, _)| k == "message")
                 .map(|(_, v)| v.into_owned());
             match message {
-                Some(m) if m.len() <= max => long_poll(&st, m.as_bytes()).await,
+                Some(m) if m.len() <= max => long_poll(&*st, m.as_bytes()).await,
                 Some(_) => too_large(),
                 None => bad_request("a GET needs ?message= (or an upgrade to WebSocket)"),
             }
@@ -66,11 +68,11 @@ async fn faye(State(st): State<Arc<EmulatorState>>, req: Request) -> Response {
                     .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
                 if form {
                     match form_urlencoded::parse(&bytes).find(|(k, _)| k == "message") {
-                        Some((_, m)) => long_poll(&st, m.as_bytes()).await,
+                        Some((_, m)) => long_poll(&*st, m.as_bytes()).await,
                         None => bad_request("a form needs a message field"),
                     }
                 } else {
-                    long_poll(&st, &bytes).await
+                    long_poll(&*st, &bytes).await
                 }
             }
         },
@@ -134,7 +136,7 @@ fn json_response(v: Vec<Value>) -> Response {
 }
 
 /// One long-polling request: the replies, a held connect's after it was answered.
-async fn long_poll(st: &EmulatorState, body: &[u8]) -> Response {
+async fn long_poll(st: &dyn Realm, body: &[u8]) -> Response {
     let batch = match bayeux::parse_batch(body) {
         Ok(b) => b,
         Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
@@ -149,7 +151,7 @@ async fn long_poll(st: &EmulatorState, body: &[u8]) -> Response {
 /// One WebSocket: batches in, replies out at once, held connects answered by tasks of their
 /// own (aborted with the socket). Silent for `idle`, or not taking a write for as long, it is
 /// closed.
-async fn serve_socket(st: Arc<EmulatorState>, mut socket: WebSocket) {
+async fn serve_socket(st: Arc<dyn Realm>, mut socket: WebSocket) {
     let idle = st.realtime().bounds().idle;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Value>>(16);
     let mut connects = JoinSet::new();
@@ -170,11 +172,11 @@ async fn serve_socket(st: Arc<EmulatorState>, mut socket: WebSocket) {
                     Ok(b) => b,
                     Err(_) => break,
                 };
-                let (replies, held) = bayeux::process(&st, batch, Instant::now());
+                let (replies, held) = bayeux::process(&*st, batch, Instant::now());
                 for h in held {
                     let (st, tx) = (st.clone(), tx.clone());
                     connects.spawn(async move {
-                        let _ = tx.send(bayeux::finish_connect(&st, h).await).await;
+                        let _ = tx.send(bayeux::finish_connect(&*st, h).await).await;
                     });
                 }
                 replies
