@@ -445,7 +445,9 @@ async fn an_import_larger_than_max_import_bytes_is_refused() {
 
 #[tokio::test]
 async fn a_failed_write_to_the_data_dir_answers_500_and_the_change_is_written_with_the_next() {
-    let app = spawn_app().await;
+    // Each write waits for SQLite's sync to disk: more than the tests' 400 ms attempt timeout
+    // on a loaded machine (a POST without an id is not resent, so that would be a 504).
+    let app = spawn_with(|f| f.merge(("upstream.timeout_ms", 10_000))).await;
     let dir = std::env::temp_dir().join(format!("gw-persist-api-{}", uuid::Uuid::new_v4()));
     let emu = app.emu();
     assert!(
@@ -453,7 +455,8 @@ async fn a_failed_write_to_the_data_dir_answers_500_and_the_change_is_written_wi
         "an empty dir holds no state"
     );
     assert!(emu.persist_to(&dir).is_err(), "one data dir at most");
-    assert_eq!(app.post("/feed/user/1/", &activity(1)).await.status, 201);
+    let r = app.post("/feed/user/1/", &activity(1)).await;
+    assert_eq!(r.status, 201, "{}", r.json);
     // The table gone, the next write cannot be kept.
     let file = dir.join("emulator.sqlite3");
     let db = rusqlite::Connection::open(&file).unwrap();
