@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
             .map(String::from)
             .to_vec(),
         max_in_flight: 64,
+        body_timeout: std::time::Duration::from_secs(10),
         oidc: None,
     };
     let identity = std::str::from_utf8(identity_raw).ok();
