@@ -52,7 +52,7 @@ pub struct FileConfig {
     pub emulator: EmulatorFile,
     /// `[callers]`: absent, no caller policy at all.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub callers: Option<crate::callers::CallersFile>,
+    pub callers: Option<crate::callers::settings::CallersFile>,
     pub telemetry: TelemetryFile,
     /// `[webhooks]`: Stream's webhooks, verified and forwarded (schema in `webhooks::settings`).
     pub webhooks: crate::webhooks::WebhooksFile,
@@ -69,7 +69,7 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub emulator: EmulatorSettings,
     /// `[callers]`, when the section is there.
-    pub callers: Option<crate::callers::Settings>,
+    pub callers: Option<crate::callers::settings::Settings>,
     pub telemetry: TelemetryConfig,
     /// `[webhooks]`, validated.
     pub webhooks: crate::webhooks::Settings,
@@ -344,7 +344,7 @@ impl Config {
             .map_err(|e| ConfigError::new(&e.key, e.problem))?;
         let mut callers = raw
             .callers
-            .map(crate::callers::Settings::validate)
+            .map(crate::callers::settings::Settings::validate)
             .transpose()?;
         if let Some(c) = &mut callers {
             c.default_max_in_flight = (server.max_concurrency / 4).max(1);

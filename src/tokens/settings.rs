@@ -35,7 +35,7 @@ pub struct TokensFile {
     pub body_timeout_ms: u64,
     /// `[tokens.oidc]`: the caller's identity from their own IdP token.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub oidc: Option<crate::oidc::OidcFile>,
+    pub oidc: Option<crate::oidc::settings::OidcFile>,
 }
 
 /// Stream's default feed groups, `tokens.app_feed_groups` by default.
@@ -85,7 +85,7 @@ pub struct TokensConfig {
     /// How long a `/tokens` request body may take to arrive before 408.
     pub body_timeout: Duration,
     /// `[tokens.oidc]`, when set.
-    pub oidc: Option<crate::oidc::OidcSettings>,
+    pub oidc: Option<crate::oidc::settings::OidcSettings>,
 }
 
 impl TokensConfig {
@@ -119,7 +119,7 @@ impl TokensConfig {
         }
         let oidc = t
             .oidc
-            .map(crate::oidc::OidcSettings::validate)
+            .map(crate::oidc::settings::OidcSettings::validate)
             .transpose()?;
         if identity_header.is_some() && oidc.is_some() {
             return Err(ConfigError::new(
