@@ -16,11 +16,29 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// The error for `key`.
-    pub fn new(key: &str, problem: impl Into<String>) -> Self {
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
-            key: key.to_owned(),
+            key: key.into(),
             problem: problem.into(),
         }
+    }
+}
+
+/// A name the configuration gives something (`callers.service.<name>`,
+/// `webhooks.routes.<name>`): 1 to 64 lower-case letters, digits, `_` or `-`, as it appears
+/// in metrics labels and log lines. `key` is where it stands; `what` says what it names.
+pub(crate) fn check_name(key: String, name: &str, what: &str) -> Result<(), ConfigError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("{what} is 1 to 64 lower-case letters, digits, `_` or `-`"),
+        ))
     }
 }
 

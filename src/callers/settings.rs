@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::settings::ConfigError;
+use crate::settings::{check_name, ConfigError};
 
 use super::{named_count, named_endpoints};
 
@@ -59,13 +59,6 @@ pub struct ServiceFile {
     /// Requests of this caller in flight at once, bodies included; none: a quarter of
     /// `server.max_concurrency`, at least 1.
     pub max_in_flight: Option<u64>,
-}
-
-fn problem(key: String, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key,
-        problem: problem.into(),
-    }
 }
 
 /// `[callers]`, validated.
@@ -165,8 +158,8 @@ impl Settings {
         let identity_header = match f.identity_header.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(h) => Some(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-                problem(
-                    "callers.identity_header".into(),
+                ConfigError::new(
+                    "callers.identity_header",
                     format!("{h:?} is not a header name"),
                 )
             })?),
@@ -177,7 +170,7 @@ impl Settings {
             let service = Service::validate(name, s)?;
             reserved += service.reserve;
             if reserved > 1.0 + 1e-9 {
-                return Err(problem(
+                return Err(ConfigError::new(
                     format!("callers.service.{}.reserve", service.name),
                     "the reserves of all callers add up to more than 1",
                 ));
@@ -187,14 +180,14 @@ impl Settings {
         let redis_url = match f.redis_url.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(u) => {
-                Some(RedisUrl::parse(u).map_err(|p| problem("callers.redis_url".into(), p))?)
+                Some(RedisUrl::parse(u).map_err(|p| ConfigError::new("callers.redis_url", p))?)
             }
         };
         let redis_timeout = match f.redis_timeout_ms {
             ms @ 1..=1000 => std::time::Duration::from_millis(ms),
             _ => {
-                return Err(problem(
-                    "callers.redis_timeout_ms".into(),
+                return Err(ConfigError::new(
+                    "callers.redis_timeout_ms",
                     "must be 1 to 1000 (milliseconds)",
                 ))
             }
@@ -212,16 +205,7 @@ impl Settings {
 impl Service {
     fn validate(name: String, s: ServiceFile) -> Result<Self, ConfigError> {
         let key = |k: &str| format!("callers.service.{name}.{k}");
-        let name_ok = (1..=64).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !name_ok {
-            return Err(problem(
-                format!("callers.service.{name}"),
-                "a caller's name is 1 to 64 lower-case letters, digits, `_` or `-`",
-            ));
-        }
+        check_name(format!("callers.service.{name}"), &name, "a caller's name")?;
         let allow = match &s.allow {
             // Every v1.0 endpoint, whose tokens are scoped; a v2 operation carries a server
             // token that may do anything (app settings, webhook URL), so it is allowed only
@@ -229,20 +213,25 @@ impl Service {
             None => (0..named_count())
                 .map(|i| i < stream_wire::endpoint::ENDPOINTS.len())
                 .collect(),
-            Some(patterns) => allowed(patterns).map_err(|p| problem(key("allow"), p))?,
+            Some(patterns) => allowed(patterns).map_err(|p| ConfigError::new(key("allow"), p))?,
         };
         let rate = match (s.rate, s.burst) {
             (None, None) => None,
             (None, Some(_)) => {
-                return Err(problem(key("burst"), format!("needs {}", key("rate"))));
+                return Err(ConfigError::new(
+                    key("burst"),
+                    format!("needs {}", key("rate")),
+                ));
             }
             (Some(r), _) if !(r.is_finite() && r > 0.0) => {
-                return Err(problem(
+                return Err(ConfigError::new(
                     key("rate"),
                     "must be greater than 0 (requests per second)",
                 ));
             }
-            (Some(_), Some(0)) => return Err(problem(key("burst"), "must be greater than 0")),
+            (Some(_), Some(0)) => {
+                return Err(ConfigError::new(key("burst"), "must be greater than 0"))
+            }
             (Some(r), burst) => {
                 let burst = burst.unwrap_or(r.ceil() as u64).min(u64::from(u32::MAX));
                 Some((r, burst as u32))
@@ -253,7 +242,7 @@ impl Service {
             .iter()
             .map(|c| {
                 parse_cidr(c).ok_or_else(|| {
-                    problem(
+                    ConfigError::new(
                         key("cidrs"),
                         format!("{c:?} is not a network such as 10.1.0.0/16"),
                     )
@@ -262,11 +251,16 @@ impl Service {
             .collect::<Result<_, _>>()?;
         let reserve = s.reserve.unwrap_or(0.0);
         if !(0.0..=1.0).contains(&reserve) {
-            return Err(problem(key("reserve"), "must be between 0 and 1"));
+            return Err(ConfigError::new(key("reserve"), "must be between 0 and 1"));
         }
         let max_in_flight = match s.max_in_flight {
             None => None,
-            Some(0) => return Err(problem(key("max_in_flight"), "must be greater than 0")),
+            Some(0) => {
+                return Err(ConfigError::new(
+                    key("max_in_flight"),
+                    "must be greater than 0",
+                ))
+            }
             Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
         };
         Ok(Self {

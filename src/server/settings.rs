@@ -187,7 +187,7 @@ impl ServerConfig {
             let Some(a) = ports[i + 1] else { continue };
             if a.port() != 0 && ports[..=i].iter().flatten().any(|b| b.port() == a.port()) {
                 return Err(ConfigError::new(
-                    key,
+                    *key,
                     "must use a port of its own: each listener serves other routes to other callers",
                 ));
             }

@@ -371,7 +371,7 @@ fn api_secret(
 fn refuse_with_emulator(set: &[(&str, bool)]) -> Result<(), ConfigError> {
     match set.iter().find(|(_, set)| *set) {
         Some((key, _)) => Err(ConfigError::new(
-            key,
+            *key,
             "cannot be set together with stream.emulator: the emulator replaces Stream, \
              and a configured base URL suggests you meant to talk to a real one",
         )),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::ConfigError;
+use crate::settings::{check_name, ConfigError};
 
 /// `webhooks.timeout_ms` by default: Stream gives a push webhook 3 s, the target gets less.
 pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 2500;
@@ -68,13 +68,6 @@ pub struct RouteFile {
     pub forward_to: Option<String>,
 }
 
-fn problem(key: String, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key,
-        problem: problem.into(),
-    }
-}
-
 /// `[webhooks]`, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -113,27 +106,27 @@ impl Settings {
         let timeout = match f.timeout_ms {
             ms @ 1..=60_000 => Duration::from_millis(ms),
             _ => {
-                return Err(problem(
-                    "webhooks.timeout_ms".into(),
+                return Err(ConfigError::new(
+                    "webhooks.timeout_ms",
                     "must be 1 to 60000 (milliseconds); Stream waits 3 s for a push webhook",
                 ))
             }
         };
         if f.max_body_bytes == 0 || f.max_body_bytes > 64 << 20 {
-            return Err(problem(
-                "webhooks.max_body_bytes".into(),
+            return Err(ConfigError::new(
+                "webhooks.max_body_bytes",
                 "must be 1 to 67108864 (64 MiB)",
             ));
         }
         if f.dedupe_window_s > 86_400 {
-            return Err(problem(
-                "webhooks.dedupe_window_s".into(),
+            return Err(ConfigError::new(
+                "webhooks.dedupe_window_s",
                 "must be 0 (no memory) to 86400 (a day)",
             ));
         }
         if f.dedupe_max_entries > 10_000_000 {
-            return Err(problem(
-                "webhooks.dedupe_max_entries".into(),
+            return Err(ConfigError::new(
+                "webhooks.dedupe_max_entries",
                 "must be 0 (no memory) to 10000000",
             ));
         }
@@ -141,7 +134,7 @@ impl Settings {
         for (name, r) in f.routes {
             let route = Route::validate(name, r)?;
             if let Some(other) = routes.iter().find(|o| o.path == route.path) {
-                return Err(problem(
+                return Err(ConfigError::new(
                     format!("webhooks.routes.{}.path", route.name),
                     format!(
                         "{:?} is already the path of webhooks.routes.{}",
@@ -164,38 +157,30 @@ impl Settings {
 impl Route {
     fn validate(name: String, r: RouteFile) -> Result<Self, ConfigError> {
         let key = |k: &str| format!("webhooks.routes.{name}.{k}");
-        let name_ok = (1..=64).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !name_ok {
-            return Err(problem(
-                format!("webhooks.routes.{name}"),
-                "a route's name is 1 to 64 lower-case letters, digits, `_` or `-`",
-            ));
-        }
+        check_name(format!("webhooks.routes.{name}"), &name, "a route's name")?;
         let path = r
             .path
             .map(|p| p.trim().to_owned())
             .filter(|p| !p.is_empty())
             .ok_or_else(|| {
-                problem(
+                ConfigError::new(
                     key("path"),
                     "missing (the path Stream is given, such as /webhooks/chat)",
                 )
             })?;
-        check_path(&path).map_err(|p| problem(key("path"), p))?;
+        check_path(&path).map_err(|p| ConfigError::new(key("path"), p))?;
         let forward_to = r
             .forward_to
             .map(|u| u.trim().to_owned())
             .filter(|u| !u.is_empty())
             .ok_or_else(|| {
-                problem(
+                ConfigError::new(
                     key("forward_to"),
                     "missing (the internal URL, such as http://chat-events:8080/hooks)",
                 )
             })?;
-        let forward_to = check_target(&forward_to).map_err(|p| problem(key("forward_to"), p))?;
+        let forward_to =
+            check_target(&forward_to).map_err(|p| ConfigError::new(key("forward_to"), p))?;
         Ok(Self {
             name,
             path,

@@ -28,11 +28,13 @@ impl Hosts {
         let Some(names) = &self.names else {
             return true;
         };
-        let Some(name) = host_name(value) else {
+        // Compared without a lower-cased copy: this runs on every request.
+        let Some(name) = host_part(value) else {
             return false;
         };
         let ip = name.trim_start_matches('[').trim_end_matches(']');
-        ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) || names.contains(&name)
+        ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            || names.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 }
 
@@ -55,6 +57,11 @@ fn machine_hostname() -> Option<String> {
 /// The host of a `Host` header value: without its port, lower-cased, without a trailing
 /// dot; `None` when it is not a host name or address.
 pub fn host_name(value: &str) -> Option<String> {
+    host_part(value).map(str::to_ascii_lowercase)
+}
+
+/// [`host_name`] as it is written (not lower-cased).
+fn host_part(value: &str) -> Option<&str> {
     let value = value.trim();
     let host = if value.starts_with('[') {
         let end = value.find(']')?;
@@ -70,7 +77,7 @@ pub fn host_name(value: &str) -> Option<String> {
             None => value,
         }
     };
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(host);
     let ok = !host.is_empty()
         && host.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
@@ -126,6 +133,13 @@ mod tests {
         ] {
             assert!(!h.allow(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn names_are_compared_without_regard_to_case_on_either_side() {
+        let h = hosts(&["Stream-Gateway"]);
+        assert!(h.allow("stream-gateway:8080") && h.allow("STREAM-GATEWAY"));
+        assert!(!h.allow("stream-gateway2"));
     }
 
     #[test]

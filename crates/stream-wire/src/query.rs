@@ -68,22 +68,7 @@ pub fn check(
     endpoint: &Endpoint,
     raw: Option<&str>,
 ) -> Result<Vec<(String, String)>, InvalidInput> {
-    let raw = raw.unwrap_or("");
-    // Safety: decoding replaces invalid UTF-8 with U+FFFD, which would forward something the
-    // caller did not send.
-    if percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .is_err()
-    {
-        return Err(InvalidInput::new(
-            "query",
-            "is not valid UTF-8 once percent-decoded",
-        ));
-    }
-    let out: Vec<(String, String)> = form_urlencoded::parse(raw.as_bytes())
-        .filter(|(k, _)| !is_credential(k))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let out = pairs(raw)?;
     // Safety: a repeated parameter could pass the check with one value and reach Stream with
     // the other.
     for name in checked_names(endpoint.query) {
@@ -99,6 +84,26 @@ pub fn check(
         QueryRule::None => {}
     }
     Ok(out)
+}
+
+/// The query's pairs as they are forwarded, the caller's credentials dropped (the gateway adds
+/// the app's `api_key`); a query that is not UTF-8 once decoded is refused: decoding replaces
+/// invalid UTF-8 with U+FFFD, which would forward something the caller did not send.
+pub fn pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, InvalidInput> {
+    let raw = raw.unwrap_or("");
+    if percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .is_err()
+    {
+        return Err(InvalidInput::new(
+            "query",
+            "is not valid UTF-8 once percent-decoded",
+        ));
+    }
+    Ok(form_urlencoded::parse(raw.as_bytes())
+        .filter(|(k, _)| !is_credential(k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
 }
 
 /// Stream refuses a `limit` or `offset` that is not a non-negative integer (REST docs: int).

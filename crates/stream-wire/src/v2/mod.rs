@@ -295,20 +295,7 @@ pub fn route(method: &str, path: &str) -> Result<V2Match, V2RouteError> {
 /// The query to forward: the caller's pairs with its credentials dropped (the gateway adds the
 /// app's `api_key`); a query that is not UTF-8 once decoded is refused.
 pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, InvalidInput> {
-    let raw = raw.unwrap_or("");
-    if percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .is_err()
-    {
-        return Err(InvalidInput::new(
-            "query",
-            "is not valid UTF-8 once percent-decoded",
-        ));
-    }
-    Ok(form_urlencoded::parse(raw.as_bytes())
-        .filter(|(k, _)| !super::query::is_credential(k))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect())
+    super::query::pairs(raw)
 }
 
 /// The operations a `[callers]` allow pattern names: an operation's name, a product family
